@@ -1,0 +1,1 @@
+"""Evals: datasets, metrics, judges, runs and run-vs-run comparison (issue #6)."""

@@ -1,0 +1,1 @@
+"""Loaders, chunking, embeddings, LanceDB collections and retrieval (issue #4)."""

@@ -1,0 +1,1 @@
+"""Model catalog, llama.cpp and cloud backends, routing and costs."""

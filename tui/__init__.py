@@ -1,0 +1,1 @@
+"""The Textual app. Screens talk only to workbench.service."""

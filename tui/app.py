@@ -1,0 +1,93 @@
+"""The app shell: navigation across the screens, command palette, help, error notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from tui.screens.base import NAVIGATION
+from tui.screens.help import HelpScreen
+from tui.screens.home import HomeScreen
+from tui.screens.models import ModelsScreen
+from tui.screens.pending import PendingScreen
+from tui.screens.traces import TracesScreen
+from workbench.errors import WorkbenchError
+from workbench.service import SCREENS_PENDING
+
+__all__ = ["WorkbenchApp", "run_app"]
+
+
+def _pending(mode: str, title: str) -> PendingScreen:
+    return PendingScreen(mode, title, SCREENS_PENDING[title])
+
+
+class GoToProvider(Provider):
+    """Command palette entries: go to any screen."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for _, mode, title in NAVIGATION:
+            command = f"Go to {title}"
+            score = matcher.match(command)
+            if score > 0:
+                yield Hit(score, matcher.highlight(command), partial(self.app.switch_mode, mode))
+
+
+class WorkbenchApp(App):
+    TITLE = "Workbench"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {GoToProvider}
+    MODES = {
+        "home": HomeScreen,
+        "documents": partial(_pending, "documents", "Documents"),
+        "playground": partial(_pending, "playground", "Playground"),
+        "compare": partial(_pending, "compare", "Compare"),
+        "workflows": partial(_pending, "workflows", "Workflows"),
+        "evals": partial(_pending, "evals", "Evals"),
+        "traces": TracesScreen,
+        "models": ModelsScreen,
+        "export": partial(_pending, "export", "Export"),
+    }
+    BINDINGS = [
+        *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, service) -> None:
+        super().__init__()
+        self.service = service
+
+    def on_mount(self) -> None:
+        self.switch_mode("home")
+        for warning in self.service.store.warnings:
+            self.notify(warning, title="Trace store", severity="warning", timeout=10)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "Keys and where to go next", self.action_help)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place that turns a failed worker into a notification, never a traceback."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, WorkbenchError):
+            self.notify(error.one_line(), title=error.title, severity="error", timeout=10)
+        else:
+            self.notify(f"{type(error).__name__}: {error} (a bug: please report it)",
+                        title="Unexpected error", severity="error", timeout=10)  # fmt: skip
+
+
+def run_app(service) -> None:
+    WorkbenchApp(service).run()

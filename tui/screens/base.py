@@ -1,0 +1,46 @@
+"""What every screen shares: the navigation bar across the top, the footer of key bindings."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+NAVIGATION = (
+    ("1", "home", "Home"),
+    ("2", "documents", "Documents"),
+    ("3", "playground", "Playground"),
+    ("4", "compare", "Compare"),
+    ("5", "workflows", "Workflows"),
+    ("6", "evals", "Evals"),
+    ("7", "traces", "Traces"),
+    ("8", "models", "Models"),
+    ("9", "export", "Export"),
+)
+
+
+class NavBar(Static):
+    """The screens and their keys; the current one highlighted."""
+
+    def __init__(self, current: str) -> None:
+        parts = []
+        for key, mode, title in NAVIGATION:
+            label = f" {key} {title} "
+            parts.append(f"[reverse]{label}[/reverse]" if mode == current else label)
+        super().__init__(" ".join(parts), id="navbar")
+
+
+class BaseScreen(Screen):
+    MODE = "home"
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    @property
+    def service(self):
+        return self.app.service

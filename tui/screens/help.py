@@ -1,0 +1,41 @@
+"""The help screen: every key, and where to go next."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.screens.base import NAVIGATION
+
+HELP = """\
+[b]Workbench[/b]: local models, retrieval, workflows, evals and traces in one terminal.
+
+[b]Navigation[/b]
+{navigation}
+  ctrl+p   command palette (go to a screen, refresh, doctor)
+  ?        this help          q  quit
+
+[b]Traces[/b]
+  type in the filters to narrow by name, model or status (ok / error)
+  enter    open the selected trace: its span tree, attributes and payloads
+  ] / [    next / previous page          r  refresh
+
+[b]From the shell[/b]
+  workbench traces list | show ID | export --format otlp-json
+  workbench sql "SELECT name, count(*) FROM spans GROUP BY 1"
+  workbench doctor        workbench models fetch
+
+Press escape to close.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        navigation = "\n".join(f"  {key}        {title}" for key, _, title in NAVIGATION)
+        with VerticalScroll(id="help"):
+            yield Static(HELP.format(navigation=navigation))

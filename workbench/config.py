@@ -1,0 +1,183 @@
+"""workbench.toml: typed, validated, documented field by field.
+
+A broken file gives one ConfigError that names the file and the key. Cloud API keys are never
+stored here: an endpoint names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workbench.errors import ConfigError
+
+__all__ = [
+    "CloudEndpoint",
+    "ModelEntry",
+    "Price",
+    "TracingConfig",
+    "WorkbenchConfig",
+    "load_config",
+    "DEFAULT_CONFIG_TEXT",
+]
+
+CONFIG_FILE = "workbench.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TracingConfig(_Strict):
+    payload_sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of traces whose payloads (messages, outputs) are stored; metadata is always stored."""
+    redact_payloads: bool = False
+    """Mask e-mail addresses, phone and card numbers and API-key-like secrets in stored payloads."""
+    flush_interval_s: float = Field(0.5, gt=0.0, le=60.0)
+    """How often a process hands its buffered spans to the store."""
+    flush_max_spans: int = Field(5000, ge=1, le=1_000_000)
+    """Flush earlier when this many spans are buffered."""
+
+
+class ModelEntry(_Strict):
+    path: str
+    """GGUF file or sentence-transformers folder; relative paths are inside the workspace."""
+    kind: Literal["gguf", "embedding"] = "gguf"
+    """'gguf' for llama.cpp models, 'embedding' for sentence-transformers folders."""
+
+
+class Price(_Strict):
+    input_per_mtok: float = Field(0.0, ge=0.0)
+    """USD per million input tokens."""
+    output_per_mtok: float = Field(0.0, ge=0.0)
+    """USD per million output tokens."""
+
+
+class CloudEndpoint(_Strict):
+    kind: Literal["openai", "anthropic"] = "openai"
+    """Wire format: OpenAI-compatible chat completions or the Anthropic Messages API."""
+    base_url: str
+    """Base URL of the API, for example http://127.0.0.1:8000/v1."""
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the key; the key itself is never stored."""
+    models: list[str] = []
+    """Models this endpoint serves, addressed as ENDPOINT/MODEL."""
+    prices: dict[str, Price] = {}
+    """Price per model, for the cost of each call."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("must be the NAME of an environment variable, such as OPENAI_API_KEY")
+        return value
+
+
+class WorkbenchConfig(_Strict):
+    offline: bool = False
+    """When true no connection to a non-loopback address is opened."""
+    tracing: TracingConfig = TracingConfig()
+    models: dict[str, ModelEntry] = {}
+    """Registered models by alias, beyond the ones found in <workspace>/models."""
+    cloud: dict[str, CloudEndpoint] = {}
+    """Cloud endpoints by name."""
+
+
+DEFAULT_CONFIG_TEXT = """\
+# Workbench configuration. Every key is optional; see README.md for all of them.
+offline = false
+
+[tracing]
+# Share of traces whose payloads (prompts, outputs) are stored; metadata is always stored.
+payload_sample_rate = 1.0
+# Mask e-mail addresses, phone/card numbers and API-key-like secrets in stored payloads.
+redact_payloads = false
+
+# Register a model by alias (or run `workbench models register PATH`):
+# [models.my-model]
+# path = "/data/models/my-model.Q4_K_M.gguf"
+# kind = "gguf"
+
+# A cloud endpoint; the key is read from the environment variable named here, never stored:
+# [cloud.openai]
+# kind = "openai"
+# base_url = "https://api.openai.com/v1"
+# api_key_env = "OPENAI_API_KEY"
+# models = ["gpt-4o-mini"]
+# prices."gpt-4o-mini" = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
+"""
+
+_SECRET_KEYS = {"api_key", "key", "token", "secret", "password"}
+
+
+def load_config(path: Path) -> WorkbenchConfig:
+    """Read and validate ``path``; a missing file means the defaults."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return WorkbenchConfig()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})", "check its permissions")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text", "save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}", "fix the line it names") from None
+    _refuse_stored_secrets(path, data)
+    try:
+        return WorkbenchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(path, exc) from None
+
+
+def _refuse_stored_secrets(path: Path, data: dict) -> None:
+    for name, endpoint in (data.get("cloud") or {}).items():
+        if isinstance(endpoint, dict):
+            for key in _SECRET_KEYS & endpoint.keys():
+                raise ConfigError(
+                    f"{path}: cloud.{name}.{key}: keys are never stored in workbench.toml",
+                    f"remove it and set api_key_env to the name of the environment variable "
+                    f"that holds the key",
+                )
+
+
+def _config_error(path: Path, exc: ValidationError) -> ConfigError:
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(f"{path}: {key}: {message}{more}", "fix that key or remove it")
+
+
+def edit_config(path: Path, edit) -> WorkbenchConfig:
+    """Apply ``edit(document)`` to workbench.toml, keeping the user's comments and layout.
+
+    The result is validated before it is written, and written by atomic rename, so a failed
+    edit leaves the file as it was.
+    """
+    import os
+
+    import tomlkit
+
+    text = path.read_text(encoding="utf-8") if path.exists() else DEFAULT_CONFIG_TEXT
+    try:
+        document = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}", "fix the line it names") from None
+    edit(document)
+    new_text = tomlkit.dumps(document)
+    try:
+        config = WorkbenchConfig.model_validate(tomllib.loads(new_text))
+    except ValidationError as exc:
+        raise _config_error(path, exc) from None
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    os.replace(tmp, path)
+    return config

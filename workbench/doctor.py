@@ -1,0 +1,99 @@
+"""`workbench doctor`: what this machine and workspace can do, and what is wrong with them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+
+__all__ = ["Check", "system_checks", "PACKAGES"]
+
+PACKAGES = ("textual", "duckdb", "lancedb", "llama-cpp-python", "sentence-transformers", "torch",
+            "langgraph", "pydantic")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Check:
+    group: str
+    name: str
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return None
+
+
+def gpus() -> list[str]:
+    """GPUs as nvidia-smi names them; empty where there is none or no driver."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def system_checks() -> list[Check]:
+    checks = [Check("versions", "python", "ok", platform.python_version())]
+    for package in PACKAGES:
+        version = _version(package)
+        checks.append(Check("versions", package, "ok" if version else "warn",
+                            version or "not installed (run `make run` or `pip install -e .`)"))
+    memory = _memory_gib()
+    checks.append(Check("hardware", "cpu", "ok",
+                        f"{_cpu_name()}, {os.cpu_count()} cores"
+                        + (f", {memory:.1f} GiB RAM" if memory else "")))
+    devices = gpus()
+    checks.append(Check("hardware", "gpu", "ok", "; ".join(devices) if devices else "none seen"))
+    checks.append(_llama_check(devices))
+    return checks
+
+
+def _llama_check(devices: list[str]) -> Check:
+    if _version("llama-cpp-python") is None:
+        return Check("hardware", "llama.cpp", "fail",
+                     "llama-cpp-python is not installed (run `make run`)")
+    try:
+        import llama_cpp
+    except Exception as exc:  # noqa: BLE001 - a broken native build must not crash doctor
+        return Check("hardware", "llama.cpp", "fail", f"cannot load llama_cpp: {exc}")
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    if offload:
+        return Check("hardware", "llama.cpp", "ok", "built with GPU offload")
+    if devices:
+        return Check("hardware", "llama.cpp", "warn",
+                     "CPU-only build but a GPU is present: rebuild with `make run GPU=1`")
+    return Check("hardware", "llama.cpp", "ok", "CPU build (no GPU offload)")

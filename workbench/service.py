@@ -1,0 +1,147 @@
+"""The service facade shared by the CLI and the app. Widgets and commands call this and only
+this; it knows nothing of Textual or of the terminal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workbench.doctor import Check
+from workbench.tracing import Tracer, TraceStore, open_tracer
+from workbench.workspace import Workspace, resolve_workspace_path
+
+__all__ = ["Service", "init_workspace"]
+
+SCREENS_PENDING = {
+    "Documents": "issue #4 (ingest into LanceDB, hybrid retrieval)",
+    "Playground": "issue #3 (local GGUF and cloud models)",
+    "Compare": "issue #3 (side-by-side compare)",
+    "Workflows": "issue #5 (LangGraph workflows)",
+    "Evals": "issue #6 (datasets, metrics, judges)",
+    "Export": "issue #5 (export to production configs)",
+}
+
+
+class Service:
+    def __init__(self, workspace: str | os.PathLike[str] | None = None, offline: bool = False):
+        self.workspace = Workspace.open(workspace)
+        self.config = self.workspace.config  # validate now: a broken file fails early and clearly
+        self.offline = offline or self.config.offline
+        self.store = TraceStore(self.workspace.root)
+        self._tracer: Tracer | None = None
+
+    @property
+    def tracer(self) -> Tracer:
+        if self._tracer is None:
+            self._tracer = open_tracer(self.workspace)
+        return self._tracer
+
+    def flush_traces(self) -> None:
+        if self._tracer is not None:
+            self._tracer.sink.flush(compact=True, blocking=True)
+
+    # -- status and doctor ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        from local_models.catalog import list_models
+
+        models = list_models(self.workspace)
+        return {
+            "workspace": str(self.workspace.root),
+            "config": str(self.workspace.config_path),
+            "offline": self.offline,
+            "models_present": sum(m.present for m in models),
+            "models_known": len(models),
+            "traces": self.store.stats(),
+        }
+
+    def doctor(self) -> list[Check]:
+        from workbench.doctor import system_checks
+
+        checks = system_checks()
+        checks.append(Check("workspace", "path", "ok", str(self.workspace.root)))
+        checks.append(Check("workspace", "config", "ok", f"{self.workspace.config_path} is valid"))
+        checks.append(Check("workspace", "offline mode", "ok", "on" if self.offline else "off"))
+        checks.append(self._trace_check())
+        checks.append(self._lancedb_check())
+        checks.extend(self._model_checks())
+        return checks
+
+    def _model_checks(self) -> list[Check]:
+        checks = []
+        for model in self.list_models():
+            if model.present:
+                checks.append(Check("models", model.alias, "ok",
+                                    f"{model.kind}, {model.size_bytes / 1e6:.0f} MB, {model.path}"))
+            else:
+                hint = "run `workbench models fetch`" if model.source == "default" else "fix its path"
+                checks.append(Check("models", model.alias, "warn", f"missing: {model.path} ({hint})"))
+        return checks
+
+    def _trace_check(self) -> Check:
+        try:
+            stats = self.store.stats()
+        except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+            return Check("workspace", "trace store", "fail", getattr(exc, "message", str(exc)))
+        detail = (f"schema v{stats['schema_version']}, {stats['traces']} traces, "
+                  f"{stats['spans']} spans, {stats['size_bytes'] / 1e6:.1f} MB")
+        if stats["warnings"]:
+            return Check("workspace", "trace store", "warn", detail + "; " + "; ".join(stats["warnings"]))
+        return Check("workspace", "trace store", "ok", detail)
+
+    def _lancedb_check(self) -> Check:
+        try:
+            import lancedb
+
+            tables = lancedb.connect(str(self.workspace.lancedb_dir)).table_names()
+        except Exception as exc:  # noqa: BLE001
+            return Check("workspace", "lancedb", "fail", f"{type(exc).__name__}: {exc}")
+        return Check("workspace", "lancedb", "ok", f"{len(tables)} collections in {self.workspace.lancedb_dir}")
+
+    # -- models -----------------------------------------------------------------------------
+
+    def list_models(self):
+        from local_models.catalog import list_models
+
+        return list_models(self.workspace)
+
+    def fetch_models(self, aliases: list[str] | None = None,
+                     progress: Callable[[str, str], None] | None = None) -> dict[str, str]:
+        from local_models.fetch import fetch_models
+
+        with self.tracer.span("models.fetch_all", "io"):
+            return fetch_models(self.workspace.models_dir, aliases, progress, self.tracer)
+
+    def register_model(self, path: str, alias: str | None = None):
+        from local_models.catalog import register_model
+
+        return register_model(self.workspace, path, alias)
+
+    # -- traces -----------------------------------------------------------------------------
+
+    def list_traces(self, limit: int = 50, offset: int = 0, filters: dict[str, str] | None = None):
+        return self.store.list_traces(limit, offset, filters)
+
+    def get_trace(self, trace_id: str) -> list[dict[str, Any]]:
+        return self.store.get_trace(trace_id)
+
+    def export_otlp(self, trace_ids: list[str] | None = None, limit: int = 100) -> dict[str, Any]:
+        from workbench.tracing.otlp import to_otlp_json
+
+        if not trace_ids:
+            trace_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
+        rows = [span for trace_id in trace_ids for span in self.get_trace(trace_id)]
+        return to_otlp_json(rows)
+
+    def sql(self, query: str, limit: int = 10_000):
+        return self.store.sql(query, limit)
+
+
+def init_workspace(path: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """Create (or complete) a workspace; True if anything had to be created."""
+    workspace = Workspace(resolve_workspace_path(path))
+    created = workspace.ensure_layout()
+    workspace.config  # a broken existing workbench.toml is reported now
+    return workspace.root, created

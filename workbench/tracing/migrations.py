@@ -1,0 +1,96 @@
+"""Numbered schema migrations of traces.duckdb, each recorded in ``schema_migrations``.
+
+Append new migrations; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "spans and segment ledger",
+        """
+        CREATE TABLE spans (
+            trace_id VARCHAR NOT NULL,
+            span_id VARCHAR NOT NULL,
+            parent_id VARCHAR,
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            start_ns BIGINT NOT NULL,
+            end_ns BIGINT NOT NULL,
+            status VARCHAR NOT NULL,
+            error VARCHAR,
+            operation VARCHAR,
+            provider VARCHAR,
+            model VARCHAR,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            ttft_s DOUBLE,
+            cost_usd DOUBLE,
+            template_id VARCHAR,
+            template_version VARCHAR,
+            attributes JSON,
+            payload JSON,
+            process VARCHAR
+        );
+        CREATE TABLE segments (name VARCHAR PRIMARY KEY, spans BIGINT NOT NULL,
+                               ingested_at TIMESTAMP NOT NULL);
+        """,
+    ),
+    (
+        2,
+        "traces view",
+        """
+        CREATE VIEW traces AS
+        SELECT trace_id,
+               coalesce(arg_min(name, start_ns) FILTER (WHERE parent_id IS NULL),
+                        arg_min(name, start_ns)) AS name,
+               min(start_ns) AS start_ns,
+               max(end_ns) AS end_ns,
+               (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms,
+               count(*) AS spans,
+               CASE WHEN bool_or(status = 'error') THEN 'error' ELSE 'ok' END AS status,
+               string_agg(DISTINCT model, ',' ORDER BY model) AS models,
+               sum(input_tokens) AS input_tokens,
+               sum(output_tokens) AS output_tokens,
+               sum(cost_usd) AS cost_usd
+        FROM spans GROUP BY trace_id;
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_id", "name", "kind", "start_ns", "end_ns", "status", "error",
+    "operation", "provider", "model", "input_tokens", "output_tokens", "ttft_s", "cost_usd",
+    "template_id", "template_version", "attributes", "payload", "process",
+)  # fmt: skip
+
+
+def current_version(con) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+
+def migrate(con) -> list[int]:
+    """Apply the migrations this database lacks, each in its own transaction."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    have = current_version(con)
+    applied = []
+    for version, name, sql in MIGRATIONS:
+        if version <= have:
+            continue
+        con.execute("BEGIN")
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+        con.execute("COMMIT")
+        applied.append(version)
+    return applied

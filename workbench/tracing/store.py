@@ -1,0 +1,318 @@
+"""traces.duckdb: compaction of spool segments, migrations, and the queries behind the CLI and
+the Traces screen.
+
+Every connection is short and taken under a file lock (exclusive to write, shared to read), so
+several processes (the app, CLI runs, a reader) share the store without DuckDB lock errors.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from workbench.errors import QueryError, TraceStoreError
+from workbench.tracing.migrations import LATEST, SPAN_COLUMNS, current_version, migrate
+
+__all__ = ["TraceStore", "TraceFilter"]
+
+LOCK_TIMEOUT_S = 30.0
+_STALE_TMP_S = 3600.0
+_COLUMNS = ", ".join(SPAN_COLUMNS)
+
+
+class TraceFilter(dict):
+    """Filters for listing traces: name, model (substrings) and status ('ok' or 'error')."""
+
+
+class TraceStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "traces.duckdb"
+        self.wal_path = root / "traces.duckdb.wal"
+        self.spool_dir = root / "spool"
+        self.quarantine_dir = root / "quarantine"
+        self.lock_path = root / ".traces.lock"
+        self.warnings: list[str] = []
+
+    # -- locking and connections -------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, exclusive: bool, timeout: float) -> Iterator[bool]:
+        """Hold the store's file lock; yields False if it could not be had within ``timeout``."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            if exclusive:
+                raise
+            yield True  # a read-only workspace: nobody can be writing through us
+            return
+        try:
+            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.005)
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _connect(self, read_only: bool, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+        """Open traces.duckdb; a damaged WAL is moved to quarantine/ instead of being fatal."""
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        quarantined = False
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
+                break
+            except duckdb.IOException as exc:
+                # Another program (say the duckdb shell) holds the file: wait for it, briefly.
+                if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise TraceStoreError(
+                    f"cannot open {self.path}: {_first_line(exc)}",
+                    "close other programs that have traces.duckdb open, then retry",
+                ) from None
+            except duckdb.Error as exc:
+                if not quarantined and self.wal_path.exists():
+                    self._quarantine_wal(exc)
+                    quarantined = True
+                    continue
+                raise TraceStoreError(
+                    f"cannot open {self.path}: {_first_line(exc)}",
+                    "move traces.duckdb aside (it may be damaged or from another DuckDB version)",
+                ) from None
+        version = current_version(con)
+        if version > LATEST:
+            con.close()
+            raise TraceStoreError(
+                f"{self.path} was written by a newer workbench (schema {version}, this one "
+                f"knows up to {LATEST})",
+                "upgrade workbench, or use another workspace with --workspace",
+            )
+        if not read_only and version < LATEST:
+            migrate(con)
+        return con
+
+    def _quarantine_wal(self, exc: Exception) -> None:
+        self.quarantine_dir.mkdir(exist_ok=True)
+        target = self.quarantine_dir / f"traces.duckdb.wal.{time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(self.wal_path, target)
+        self.warnings.append(
+            f"the trace store's write-ahead log was damaged ({_first_line(exc)}); it was moved "
+            f"to {target} and the store opened without it"
+        )
+
+    # -- compaction --------------------------------------------------------------------------
+
+    def pending_segments(self) -> list[Path]:
+        try:
+            return sorted(self.spool_dir.glob("*.parquet"))
+        except OSError:
+            return []
+
+    def compact(self, blocking: bool = True) -> int:
+        """Move spooled segments into traces.duckdb; returns the number of spans moved.
+
+        With ``blocking=False`` it gives up at once if another process is compacting.
+        """
+        if not self.pending_segments() and self.path.exists():
+            return 0
+        with self._locked(exclusive=True, timeout=LOCK_TIMEOUT_S if blocking else 0.0) as got:
+            if not got:
+                if blocking:
+                    raise TraceStoreError(
+                        "the trace store stayed busy for 30 s", "retry in a moment"
+                    )
+                return 0
+            return self._compact_locked()
+
+    def _compact_locked(self) -> int:
+        segments = self.pending_segments()
+        con = self._connect(read_only=False)
+        moved = 0
+        try:
+            names = [p.name for p in segments]
+            done = set()
+            if names:
+                done = {
+                    row[0]
+                    for row in con.execute(
+                        "SELECT name FROM segments WHERE list_contains(?, name)", [names]
+                    ).fetchall()
+                }
+            todo, bad = [], []
+            for path in segments:
+                if path.name in done:
+                    continue
+                try:
+                    todo.append((path, pq.read_metadata(path).num_rows))
+                except Exception:  # noqa: BLE001 - any unreadable segment is set aside
+                    bad.append(path)
+            if todo:
+                con.execute("BEGIN")
+                con.execute(
+                    f"INSERT INTO spans ({_COLUMNS}) SELECT {_COLUMNS} FROM read_parquet(?)",
+                    [[str(p) for p, _ in todo]],
+                )
+                con.executemany(
+                    "INSERT INTO segments VALUES (?, ?, now())", [[p.name, n] for p, n in todo]
+                )
+                con.execute("COMMIT")
+                # Checkpoint before deleting segments: should the WAL later be damaged and
+                # quarantined, the segments it held are still on disk and get ingested again.
+                con.execute("CHECKPOINT")
+                moved = sum(n for _, n in todo)
+        finally:
+            con.close()
+        for path in segments:
+            if path in bad:
+                self._quarantine_segment(path)
+            else:
+                path.unlink(missing_ok=True)
+        self._remove_stale_tmp()
+        return moved
+
+    def _quarantine_segment(self, path: Path) -> None:
+        self.quarantine_dir.mkdir(exist_ok=True)
+        os.replace(path, self.quarantine_dir / path.name)
+        self.warnings.append(f"unreadable trace segment moved to {self.quarantine_dir / path.name}")
+
+    def _remove_stale_tmp(self) -> None:
+        # A process killed while writing a segment leaves a .tmp file that nobody will finish.
+        now = time.time()
+        for tmp in self.spool_dir.glob(".*.parquet.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > _STALE_TMP_S:
+                    tmp.unlink()
+            except OSError:
+                pass
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self, config: dict | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short read-only connection that sees every span flushed so far."""
+        try:
+            self.compact(blocking=True)
+        except OSError:
+            pass  # a read-only workspace: read what is there
+        if not self.path.exists():
+            con = duckdb.connect(":memory:")
+            migrate(con)
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        with self._locked(exclusive=False, timeout=LOCK_TIMEOUT_S) as got:
+            if not got:
+                raise TraceStoreError("the trace store stayed busy for 30 s", "retry in a moment")
+            con = self._connect(read_only=True, config=config)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def schema_version(self) -> int:
+        with self.reader() as con:
+            return current_version(con)
+
+    def stats(self) -> dict[str, Any]:
+        with self.reader() as con:
+            spans, traces = con.execute(
+                "SELECT count(*), count(DISTINCT trace_id) FROM spans"
+            ).fetchone()
+            version = current_version(con)
+        return {
+            "spans": spans,
+            "traces": traces,
+            "schema_version": version,
+            "pending_segments": len(self.pending_segments()),
+            "size_bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "warnings": list(self.warnings),
+        }
+
+    def list_traces(
+        self, limit: int = 50, offset: int = 0, filters: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of traces, newest first, and the total that match the filters."""
+        where, params = _where(filters or {})
+        with self.reader() as con:
+            total = con.execute(f"SELECT count(*) FROM traces {where}", params).fetchone()[0]
+            cursor = con.execute(
+                f"SELECT * FROM traces {where} ORDER BY start_ns DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+            return _dicts(cursor), total
+
+    def get_trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every span of the trace whose id is ``trace_id`` or starts with it."""
+        if not trace_id or not all(c in "0123456789abcdef" for c in trace_id.lower()):
+            raise QueryError(f"'{trace_id}' is not a trace id", "copy one from `workbench traces list`")
+        with self.reader() as con:
+            ids = con.execute(
+                "SELECT DISTINCT trace_id FROM spans WHERE starts_with(trace_id, ?) LIMIT 2",
+                [trace_id.lower()],
+            ).fetchall()
+            if not ids:
+                raise QueryError(f"no trace {trace_id}", "list traces with `workbench traces list`")
+            if len(ids) > 1:
+                raise QueryError(f"'{trace_id}' matches several traces", "give more of the id")
+            cursor = con.execute(
+                "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id", [ids[0][0]]
+            )
+            return _dicts(cursor)
+
+    def sql(self, query: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
+        """Run a read-only query; no file outside the store can be read or written by it."""
+        with self.reader(config={"enable_external_access": False}) as con:
+            try:
+                cursor = con.execute(query)
+            except duckdb.Error as exc:
+                raise QueryError(_first_line(exc), "check the SQL; tables: spans, traces, "
+                                 "schema_migrations") from None
+            if cursor.description is None:
+                return [], []
+            columns = [d[0] for d in cursor.description]
+            return columns, cursor.fetchmany(limit)
+
+
+def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if filters.get("name"):
+        clauses.append("name ILIKE ?")
+        params.append(f"%{filters['name']}%")
+    if filters.get("model"):
+        clauses.append("models ILIKE ?")
+        params.append(f"%{filters['model']}%")
+    if filters.get("status"):
+        clauses.append("status = ?")
+        params.append(filters["status"])
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
