@@ -40,8 +40,8 @@ class TracesScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.offset = 0
-        self.total = 0
+        self.page_offset = 0
+        self.trace_total = 0
         self._filter_timer = None
 
     def compose_body(self) -> ComposeResult:
@@ -75,7 +75,7 @@ class TracesScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="traces-page", exit_on_error=False,
           description="load traces")  # fmt: skip
     def load_page(self) -> None:
-        offset = self.offset
+        offset = self.page_offset
         rows, total = self.service.list_traces(PAGE_SIZE, offset, self.filters())
         self.post_message(self.PageLoaded(rows, total, offset))
 
@@ -84,7 +84,7 @@ class TracesScreen(BaseScreen):
         self.post_message(self.TraceLoaded(self.service.get_trace(trace_id)))
 
     def on_traces_screen_page_loaded(self, message: PageLoaded) -> None:
-        self.total = message.total
+        self.trace_total = message.total
         table = self.query_one("#traces", DataTable)
         table.clear()
         for row in message.rows:
@@ -118,6 +118,8 @@ class TracesScreen(BaseScreen):
             if span["status"] == "error":
                 label.stylize("red")
             nodes[span["span_id"]] = (parent or tree.root).add(label, data=span, expand=True)
+        for node in nodes.values():
+            node.allow_expand = bool(node.children)
         tree.root.expand()
 
     # -- events -------------------------------------------------------------------------------
@@ -126,6 +128,10 @@ class TracesScreen(BaseScreen):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value:
             self.load_trace(event.row_key.value)
+
+    @on(DataTable.RowSelected, "#traces")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.query_one("#spans", Tree).focus()
 
     @on(Tree.NodeHighlighted, "#spans")
     def _span_highlighted(self, event: Tree.NodeHighlighted) -> None:
@@ -155,13 +161,13 @@ class TracesScreen(BaseScreen):
         self._filter_timer = self.set_timer(0.25, self._apply_filters)
 
     def _apply_filters(self) -> None:
-        self.offset = 0
+        self.page_offset = 0
         self.load_page()
 
     def action_page(self, step: int) -> None:
-        offset = self.offset + step * PAGE_SIZE
-        if 0 <= offset < max(self.total, 1):
-            self.offset = offset
+        offset = self.page_offset + step * PAGE_SIZE
+        if 0 <= offset < max(self.trace_total, 1):
+            self.page_offset = offset
             self.load_page()
 
     def action_refresh(self) -> None:

@@ -41,6 +41,7 @@ class TraceStore:
         self.quarantine_dir = root / "quarantine"
         self.lock_path = root / ".traces.lock"
         self.warnings: list[str] = []
+        self._checked_schema = False
 
     # -- locking and connections -------------------------------------------------------------
 
@@ -214,6 +215,8 @@ class TraceStore:
             self.compact(blocking=True)
         except OSError:
             pass  # a read-only workspace: read what is there
+        if not self._checked_schema and self.path.exists():
+            self._migrate_if_needed()
         if not self.path.exists():
             con = duckdb.connect(":memory:")
             migrate(con)
@@ -230,6 +233,16 @@ class TraceStore:
                 yield con
             finally:
                 con.close()
+
+    def _migrate_if_needed(self) -> None:
+        """Bring an older database up to date once per process, under the exclusive lock."""
+        try:
+            with self._locked(exclusive=True, timeout=LOCK_TIMEOUT_S) as got:
+                if got:
+                    self._connect(read_only=False).close()
+                    self._checked_schema = True
+        except OSError:
+            pass  # a read-only workspace: read it as it is
 
     def schema_version(self) -> int:
         with self.reader() as con:

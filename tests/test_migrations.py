@@ -1,0 +1,70 @@
+"""The trace store's schema: numbered migrations, exact columns, old and newer databases."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from tests.conftest import run_cli
+from workbench.errors import TraceStoreError
+from workbench.tracing import TraceStore
+from workbench.tracing.migrations import LATEST, MIGRATIONS, migrate
+
+SPAN_COLUMNS = [
+    ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"), ("parent_id", "VARCHAR"), ("name", "VARCHAR"),
+    ("kind", "VARCHAR"), ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("status", "VARCHAR"),
+    ("error", "VARCHAR"), ("operation", "VARCHAR"), ("provider", "VARCHAR"), ("model", "VARCHAR"),
+    ("input_tokens", "BIGINT"), ("output_tokens", "BIGINT"), ("ttft_s", "DOUBLE"),
+    ("cost_usd", "DOUBLE"), ("template_id", "VARCHAR"), ("template_version", "VARCHAR"),
+    ("attributes", "JSON"), ("payload", "JSON"), ("process", "VARCHAR"),
+]  # fmt: skip
+
+
+def columns(con, table):
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def test_blank_database_gets_every_migration(tmp_path):
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    assert migrate(con) == [v for v, _, _ in MIGRATIONS]
+    assert columns(con, "spans") == SPAN_COLUMNS
+    assert [c for c, _ in columns(con, "segments")] == ["name", "spans", "ingested_at"]
+    assert "duration_ms" in [c for c, _ in columns(con, "traces")]
+    recorded = con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
+    assert recorded == [(v, n) for v, n, _ in MIGRATIONS]
+    assert migrate(con) == []  # idempotent
+
+
+def test_old_database_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "traces.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")  # fmt: skip
+    con.execute(MIGRATIONS[0][2])
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'spans and segment ledger')")
+    con.execute("INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status) "
+                "VALUES ('ab', 'cd', 'old', 'internal', 1, 2, 'ok')")  # fmt: skip
+    con.close()
+    store = TraceStore(tmp_path)
+    (tmp_path / "spool").mkdir()
+    assert store.compact() == 0
+    assert store.schema_version() == LATEST
+    rows, total = store.list_traces()
+    assert total == 1 and rows[0]["name"] == "old"
+
+
+def test_newer_schema_is_refused_clearly(workspace):
+    con = duckdb.connect(str(workspace.traces_path))
+    migrate(con)
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')",
+                [LATEST + 1])  # fmt: skip
+    con.close()
+    with pytest.raises(TraceStoreError, match="newer workbench"):
+        TraceStore(workspace.root).stats()
+    result = run_cli("traces", "list")
+    assert result.returncode == 4
+    assert "written by a newer workbench" in result.stderr
+    assert "Traceback" not in result.stderr
+    # and it was not touched
+    con = duckdb.connect(str(workspace.traces_path), read_only=True)
+    assert con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == LATEST + 1
