@@ -78,6 +78,9 @@ class WorkbenchApp(App):
             self.push_screen(HelpScreen())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.report_worker_state(event)
+
+    def report_worker_state(self, event: Worker.StateChanged) -> None:
         """One place that turns a failed worker into a notification, never a traceback."""
         if event.state != WorkerState.ERROR:
             return

@@ -41,6 +41,10 @@ class BaseScreen(Screen):
         yield from self.compose_body()
         yield Footer()
 
+    def on_worker_state_changed(self, event) -> None:
+        # Worker messages do not bubble: hand them to the app's one error handler.
+        self.app.report_worker_state(event)
+
     @property
     def service(self):
         return self.app.service

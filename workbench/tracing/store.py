@@ -19,6 +19,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from workbench.errors import QueryError, TraceStoreError
+from workbench.tracing.attributes import PROMOTED
 from workbench.tracing.migrations import LATEST, SPAN_COLUMNS, current_version, migrate
 
 __all__ = ["TraceStore", "TraceFilter"]
@@ -26,6 +27,25 @@ __all__ = ["TraceStore", "TraceFilter"]
 LOCK_TIMEOUT_S = 30.0
 _STALE_TMP_S = 3600.0
 _COLUMNS = ", ".join(SPAN_COLUMNS)
+_CASTS = {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "ttft_s": "DOUBLE", "cost_usd": "DOUBLE"}
+
+
+def _segment_select() -> str:
+    """SELECT list that turns segment rows into span rows, promoting the GenAI attributes.
+
+    One json_extract_string call with a list of paths parses each attribute document once;
+    nine separate calls parsed it nine times (1.5 us/span more on 2 cores).
+    """
+    paths = ", ".join(f"'$.\"{attribute}\"'" for attribute, _ in PROMOTED)
+    promoted = {}
+    for index, (_, column) in enumerate(PROMOTED, start=1):
+        value = f"_promoted[{index}]"
+        promoted[column] = f"TRY_CAST({value} AS {_CASTS[column]})" if column in _CASTS else value
+    select = ", ".join(promoted.get(column, column) for column in SPAN_COLUMNS)
+    return f"{select} FROM (SELECT *, json_extract_string(attributes, [{paths}]) AS _promoted FROM "
+
+
+_SEGMENT_SELECT = _segment_select()
 
 
 class TraceFilter(dict):
@@ -170,7 +190,7 @@ class TraceStore:
             if todo:
                 con.execute("BEGIN")
                 con.execute(
-                    f"INSERT INTO spans ({_COLUMNS}) SELECT {_COLUMNS} FROM read_parquet(?)",
+                    f"INSERT INTO spans ({_COLUMNS}) SELECT {_SEGMENT_SELECT} read_parquet(?))",
                     [[str(p) for p, _ in todo]],
                 )
                 con.executemany(

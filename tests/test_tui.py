@@ -1,0 +1,134 @@
+"""Pilot tests: drive the app as a user does and assert on what the screens show."""
+
+from __future__ import annotations
+
+import asyncio
+
+import duckdb
+from textual.widgets import DataTable, Input, Static, Tree
+
+from tui.app import WorkbenchApp
+from tui.screens.help import HelpScreen
+from tui.screens.pending import PendingScreen
+from tui.screens.traces import TracesScreen
+from workbench.service import Service
+from workbench.tracing import attributes as A
+from workbench.tracing.migrations import LATEST, migrate
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def settle(app, pilot) -> None:
+    """Wait for workers and for the messages they posted, instead of sleeping."""
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def seed(service: Service, count: int = 3) -> list[str]:
+    ids = []
+    for i in range(count):
+        with service.tracer.span(f"demo.run{i}", "workflow") as root:
+            with service.tracer.span("llm.chat", "llm", {A.REQUEST_MODEL: "gemma" if i == 0 else "smollm2",
+                                                         A.INPUT_TOKENS: 5}) as llm:  # fmt: skip
+                llm.set_payload(output=f"answer {i}")
+        ids.append(root.trace_id)
+    service.flush_traces()
+    return ids
+
+
+def test_home_shows_workspace_and_doctor(workspace):
+    service = Service(workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            status = text_of(app, "#status")
+            assert str(workspace.root) in status and "0 of 3 present" in status
+            doctor = text_of(app, "#doctor")
+            assert "trace store" in doctor and "llama.cpp" in doctor and "duckdb" in doctor
+
+    run(scenario())
+
+
+def test_traces_screen_table_tree_and_filter(workspace):
+    service = Service(workspace.root)
+    ids = seed(service)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("7")
+            await settle(app, pilot)
+            assert isinstance(app.screen, TracesScreen)
+            table = app.screen.query_one("#traces", DataTable)
+            assert table.row_count == 3
+            assert [table.get_row_at(i)[1] for i in range(3)] == ["demo.run2", "demo.run1", "demo.run0"]
+            assert "1-3 of 3" in text_of(app, "#page")
+            # the highlighted (newest) trace's span tree
+            tree = app.screen.query_one("#spans", Tree)
+            assert ids[2][:16] in str(tree.root.label)
+            child = tree.root.children[0]
+            assert "demo.run2" in str(child.label) and "llm.chat" in str(child.children[0].label)
+            # enter opens the tree; moving onto a span shows its attributes and payload
+            await pilot.press("enter")
+            await pilot.press("down", "down")
+            await pilot.pause()
+            detail = text_of(app, "#span-detail")
+            assert "gen_ai.request.model" in detail and "answer 2" in detail
+            # filter by model
+            app.screen.query_one("#f-model", Input).value = "gemma"
+            await pilot.pause(0.4)
+            await settle(app, pilot)
+            assert table.row_count == 1 and table.get_row_at(0)[1] == "demo.run0"
+
+    run(scenario())
+
+
+def test_navigation_help_and_pending_screens(workspace):
+    service = Service(workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("2")
+            assert isinstance(app.screen, PendingScreen)
+            assert "issue #4" in str(app.screen.query_one(".pending", Static).render())
+            await pilot.press("5")
+            assert "issue #5" in str(app.screen.query_one(".pending", Static).render())
+            await pilot.press("8")
+            await settle(app, pilot)
+            assert app.screen.query_one("#models", DataTable).row_count == 3
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+
+    run(scenario())
+
+
+def test_store_error_becomes_a_notification_not_a_crash(workspace):
+    service = Service(workspace.root)
+    con = duckdb.connect(str(workspace.traces_path))
+    migrate(con)
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'future')", [LATEST + 5])
+    con.close()
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("7")
+            await settle(app, pilot)
+            messages = [n.message for n in app._notifications]
+            assert any("newer workbench" in m for m in messages), messages
+            assert app.is_running
+
+    run(scenario())
