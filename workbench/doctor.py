@@ -83,17 +83,19 @@ def system_checks() -> list[Check]:
 
 
 def _llama_check(devices: list[str]) -> Check:
-    if _version("llama-cpp-python") is None:
-        return Check("hardware", "llama.cpp", "fail",
-                     "llama-cpp-python is not installed (run `make run`)")
     try:
         import llama_cpp
+    except ImportError:
+        return Check("hardware", "llama.cpp", "fail",
+                     "llama-cpp-python is not installed (run `make run`)")
     except Exception as exc:  # noqa: BLE001 - a broken native build must not crash doctor
         return Check("hardware", "llama.cpp", "fail", f"cannot load llama_cpp: {exc}")
-    offload = bool(llama_cpp.llama_supports_gpu_offload())
-    if offload:
-        return Check("hardware", "llama.cpp", "ok", "built with GPU offload")
+    version = getattr(llama_cpp, "__version__", "?")
+    if llama_cpp.llama_supports_gpu_offload():
+        seen = f"; GPU: {'; '.join(devices)}" if devices else "; but no GPU is visible"
+        return Check("hardware", "llama.cpp", "ok" if devices else "warn",
+                     f"{version}, built with GPU offload{seen}")
     if devices:
         return Check("hardware", "llama.cpp", "warn",
-                     "CPU-only build but a GPU is present: rebuild with `make run GPU=1`")
-    return Check("hardware", "llama.cpp", "ok", "CPU build (no GPU offload)")
+                     f"{version}, CPU-only build but a GPU is present: rebuild with `make run GPU=1`")
+    return Check("hardware", "llama.cpp", "ok", f"{version}, CPU build (no GPU offload)")
