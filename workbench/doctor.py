@@ -63,7 +63,16 @@ def gpus() -> list[str]:
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    if out.returncode != 0:
+        return []
+    found = []
+    for line in out.stdout.splitlines():
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) == 3:
+            found.append(f"{parts[0]} ({parts[1]} total, {parts[2]} free)")
+        elif line.strip():
+            found.append(line.strip())
+    return found
 
 
 def system_checks() -> list[Check]:
