@@ -7,11 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_models.fetch import DEFAULT_MODELS
 from workbench.config import edit_config
 from workbench.errors import ModelError
 from workbench.workspace import Workspace
-
-from local_models.fetch import DEFAULT_MODELS
 
 __all__ = ["ModelInfo", "list_models", "register_model", "resolve_model"]
 
@@ -60,12 +59,14 @@ def resolve_model(workspace: Workspace, name: str) -> ModelInfo:
     if not matches:
         raise ModelError(f"no model named '{name}'", "see `workbench models list`")
     if len(matches) > 1:
-        raise ModelError(f"'{name}' matches {', '.join(m.alias for m in matches)}",
-                         "give the full alias")
+        raise ModelError(f"'{name}' matches {', '.join(m.alias for m in matches)}", "give the full alias")
     model = matches[0]
     if not model.present:
-        hint = ("run `workbench models fetch`" if model.source == "default"
-                else f"fix its path in {workspace.config_path} or register it again")
+        hint = (
+            "run `workbench models fetch`"
+            if model.source == "default"
+            else f"fix its path in {workspace.config_path} or register it again"
+        )
         raise ModelError(f"model file {model.path} is missing", hint)
     return model
 
@@ -75,13 +76,17 @@ def detect_kind(path: Path) -> str:
         with path.open("rb") as handle:
             if handle.read(4) == GGUF_MAGIC:
                 return "gguf"
-        raise ModelError(f"{path} is not a GGUF file (no GGUF magic bytes)",
-                         "register a .gguf model file or a sentence-transformers folder")
+        raise ModelError(
+            f"{path} is not a GGUF file (no GGUF magic bytes)",
+            "register a .gguf model file or a sentence-transformers folder",
+        )
     if path.is_dir():
         if (path / "modules.json").exists() or (path / "config_sentence_transformers.json").exists():
             return "embedding"
-        raise ModelError(f"{path} is not a sentence-transformers model folder (no modules.json)",
-                         "point at the folder that holds modules.json")
+        raise ModelError(
+            f"{path} is not a sentence-transformers model folder (no modules.json)",
+            "point at the folder that holds modules.json",
+        )
     raise ModelError(f"{path} does not exist", "check the path")
 
 

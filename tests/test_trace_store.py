@@ -11,7 +11,8 @@ import time
 import pytest
 
 from workbench.errors import QueryError
-from workbench.tracing import SpoolWriter, Tracer, TraceStore, attributes as A
+from workbench.tracing import SpoolWriter, Tracer, TraceStore
+from workbench.tracing import attributes as A
 
 
 def record_chat(tracer, model="smollm2", fail=False):
@@ -21,8 +22,7 @@ def record_chat(tracer, model="smollm2", fail=False):
                                              A.OUTPUT_TOKENS: 30, A.FINISH_REASONS: ["stop"],
                                              A.TIME_TO_FIRST_TOKEN: 0.05, A.COST_USD: 0.0001,
                                              A.TEMPLATE_ID: "qa", A.TEMPLATE_VERSION: "3"}) as llm:  # fmt: skip
-            llm.set_payload(messages=[{"role": "user", "content": "Mail me at jo@example.com"}],
-                            output="ok")
+            llm.set_payload(messages=[{"role": "user", "content": "Mail me at jo@example.com"}], output="ok")
         if fail:
             with pytest.raises(RuntimeError), tracer.span("tool.call", "tool"):
                 raise RuntimeError("tool broke")
@@ -129,7 +129,7 @@ def test_damaged_wal_is_quarantined(workspace, tracer):
         "import duckdb, os, sys\n"
         "con = duckdb.connect(sys.argv[1])\n"
         "con.execute(\"SET checkpoint_threshold='1GB'\")\n"
-        "con.execute(\"INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status) "
+        'con.execute("INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status) '
         "SELECT 'ff' || range, 'aa', 'lost', 'internal', 1, 2, 'ok' FROM range(500)\")\n"
         "os._exit(0)\n"
     )

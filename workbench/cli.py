@@ -54,8 +54,13 @@ class _Context:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--workspace", "-w", envvar="WORKBENCH_HOME", metavar="DIR",
-              help="Workspace folder (default: $WORKBENCH_HOME, else a per-user folder).")
+@click.option(
+    "--workspace",
+    "-w",
+    envvar="WORKBENCH_HOME",
+    metavar="DIR",
+    help="Workspace folder (default: $WORKBENCH_HOME, else a per-user folder).",
+)
 @click.option("--offline", is_flag=True, help="Open no connection to any non-loopback address.")
 @click.version_option(__version__, prog_name="workbench")
 @click.pass_context
@@ -140,8 +145,9 @@ def models_fetch(obj: _Context, aliases: tuple[str, ...]) -> None:
 
     outcome = obj.service.fetch_models(list(aliases) or None, progress)
     fetched = sum(1 for v in outcome.values() if v == "fetched")
-    click.echo(f"{fetched} fetched, {len(outcome) - fetched} already present in "
-               f"{obj.service.workspace.models_dir}")
+    click.echo(
+        f"{fetched} fetched, {len(outcome) - fetched} already present in {obj.service.workspace.models_dir}"
+    )
 
 
 @models.command("register")
@@ -221,10 +227,10 @@ def traces_show(obj: _Context, trace_id: str, as_json: bool) -> None:
 
 @traces.command("export")
 @click.argument("trace_ids", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["otlp-json"]), default="otlp-json",
-              show_default=True)
-@click.option("--limit", "-n", default=100, show_default=True,
-              help="Without TRACE_IDS, export this many recent traces.")
+@click.option("--format", "fmt", type=click.Choice(["otlp-json"]), default="otlp-json", show_default=True)
+@click.option(
+    "--limit", "-n", default=100, show_default=True, help="Without TRACE_IDS, export this many recent traces."
+)
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
 @click.pass_obj
 def traces_export(obj: _Context, trace_ids: tuple[str, ...], fmt: str, limit: int,

@@ -120,7 +120,7 @@ def load_config(path: Path) -> WorkbenchConfig:
     except FileNotFoundError:
         return WorkbenchConfig()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})", "check its permissions")
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})", "check its permissions") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -140,8 +140,8 @@ def _refuse_stored_secrets(path: Path, data: dict) -> None:
             for key in _SECRET_KEYS & endpoint.keys():
                 raise ConfigError(
                     f"{path}: cloud.{name}.{key}: keys are never stored in workbench.toml",
-                    f"remove it and set api_key_env to the name of the environment variable "
-                    f"that holds the key",
+                    "remove it and set api_key_env to the name of the environment variable "
+                    "that holds the key",
                 )
 
 

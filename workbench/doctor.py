@@ -79,12 +79,23 @@ def system_checks() -> list[Check]:
     checks = [Check("versions", "python", "ok", platform.python_version())]
     for package in PACKAGES:
         version = _version(package)
-        checks.append(Check("versions", package, "ok" if version else "warn",
-                            version or "not installed (run `make run` or `pip install -e .`)"))
+        checks.append(
+            Check(
+                "versions",
+                package,
+                "ok" if version else "warn",
+                version or "not installed (run `make run` or `pip install -e .`)",
+            )
+        )
     memory = _memory_gib()
-    checks.append(Check("hardware", "cpu", "ok",
-                        f"{_cpu_name()}, {os.cpu_count()} cores"
-                        + (f", {memory:.1f} GiB RAM" if memory else "")))
+    checks.append(
+        Check(
+            "hardware",
+            "cpu",
+            "ok",
+            f"{_cpu_name()}, {os.cpu_count()} cores" + (f", {memory:.1f} GiB RAM" if memory else ""),
+        )
+    )
     devices = gpus()
     checks.append(Check("hardware", "gpu", "ok", "; ".join(devices) if devices else "none seen"))
     checks.append(_llama_check(devices))
@@ -95,16 +106,20 @@ def _llama_check(devices: list[str]) -> Check:
     try:
         import llama_cpp
     except ImportError:
-        return Check("hardware", "llama.cpp", "fail",
-                     "llama-cpp-python is not installed (run `make run`)")
+        return Check("hardware", "llama.cpp", "fail", "llama-cpp-python is not installed (run `make run`)")
     except Exception as exc:  # noqa: BLE001 - a broken native build must not crash doctor
         return Check("hardware", "llama.cpp", "fail", f"cannot load llama_cpp: {exc}")
     version = getattr(llama_cpp, "__version__", "?")
     if llama_cpp.llama_supports_gpu_offload():
         seen = f"; GPU: {'; '.join(devices)}" if devices else "; but no GPU is visible"
-        return Check("hardware", "llama.cpp", "ok" if devices else "warn",
-                     f"{version}, built with GPU offload{seen}")
+        return Check(
+            "hardware", "llama.cpp", "ok" if devices else "warn", f"{version}, built with GPU offload{seen}"
+        )
     if devices:
-        return Check("hardware", "llama.cpp", "warn",
-                     f"{version}, CPU-only build but a GPU is present: rebuild with `make run GPU=1`")
+        return Check(
+            "hardware",
+            "llama.cpp",
+            "warn",
+            f"{version}, CPU-only build but a GPU is present: rebuild with `make run GPU=1`",
+        )
     return Check("hardware", "llama.cpp", "ok", f"{version}, CPU build (no GPU offload)")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.config import load_config
 from workbench.doctor import Check
 from workbench.tracing import Tracer, TraceStore, open_tracer
 from workbench.workspace import Workspace, resolve_workspace_path
@@ -73,8 +74,14 @@ class Service:
         checks = []
         for model in self.list_models():
             if model.present:
-                checks.append(Check("models", model.alias, "ok",
-                                    f"{model.kind}, {model.size_bytes / 1e6:.0f} MB, {model.path}"))
+                checks.append(
+                    Check(
+                        "models",
+                        model.alias,
+                        "ok",
+                        f"{model.kind}, {model.size_bytes / 1e6:.0f} MB, {model.path}",
+                    )
+                )
             else:
                 hint = "run `workbench models fetch`" if model.source == "default" else "fix its path"
                 checks.append(Check("models", model.alias, "warn", f"missing: {model.path} ({hint})"))
@@ -85,8 +92,10 @@ class Service:
             stats = self.store.stats()
         except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
             return Check("workspace", "trace store", "fail", getattr(exc, "message", str(exc)))
-        detail = (f"schema v{stats['schema_version']}, {stats['traces']} traces, "
-                  f"{stats['spans']} spans, {stats['size_bytes'] / 1e6:.1f} MB")
+        detail = (
+            f"schema v{stats['schema_version']}, {stats['traces']} traces, "
+            f"{stats['spans']} spans, {stats['size_bytes'] / 1e6:.1f} MB"
+        )
         if stats["warnings"]:
             return Check("workspace", "trace store", "warn", detail + "; " + "; ".join(stats["warnings"]))
         return Check("workspace", "trace store", "ok", detail)
@@ -98,7 +107,9 @@ class Service:
             tables = lancedb.connect(str(self.workspace.lancedb_dir)).table_names()
         except Exception as exc:  # noqa: BLE001
             return Check("workspace", "lancedb", "fail", f"{type(exc).__name__}: {exc}")
-        return Check("workspace", "lancedb", "ok", f"{len(tables)} collections in {self.workspace.lancedb_dir}")
+        return Check(
+            "workspace", "lancedb", "ok", f"{len(tables)} collections in {self.workspace.lancedb_dir}"
+        )
 
     # -- models -----------------------------------------------------------------------------
 
@@ -107,8 +118,9 @@ class Service:
 
         return list_models(self.workspace)
 
-    def fetch_models(self, aliases: list[str] | None = None,
-                     progress: Callable[[str, str], None] | None = None) -> dict[str, str]:
+    def fetch_models(
+        self, aliases: list[str] | None = None, progress: Callable[[str, str], None] | None = None
+    ) -> dict[str, str]:
         from local_models.fetch import fetch_models
 
         with self.tracer.span("models.fetch_all", "io"):
@@ -143,5 +155,5 @@ def init_workspace(path: str | os.PathLike[str] | None) -> tuple[Path, bool]:
     """Create (or complete) a workspace; True if anything had to be created."""
     workspace = Workspace(resolve_workspace_path(path))
     created = workspace.ensure_layout()
-    workspace.config  # a broken existing workbench.toml is reported now
+    load_config(workspace.config_path)  # a broken existing workbench.toml is reported now
     return workspace.root, created

@@ -42,9 +42,7 @@ class Workspace:
         if create:
             workspace.ensure_layout()
         elif not root.is_dir():
-            raise WorkspaceError(
-                f"no workspace at {root}", "run `workbench init` or pass --workspace DIR"
-            )
+            raise WorkspaceError(f"no workspace at {root}", "run `workbench init` or pass --workspace DIR")
         return workspace
 
     def ensure_layout(self) -> bool:

@@ -59,9 +59,7 @@ def to_otlp_json(rows: list[dict[str, Any]], service_name: str = "workbench") ->
     return {
         "resourceSpans": [
             {
-                "resource": {
-                    "attributes": [{"key": "service.name", "value": {"stringValue": service_name}}]
-                },
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service_name}}]},
                 "scopeSpans": [
                     {
                         "scope": {"name": "workbench", "version": __version__},

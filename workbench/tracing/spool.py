@@ -23,7 +23,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
 if TYPE_CHECKING:
     from workbench.tracing.span import Span
     from workbench.tracing.store import TraceStore

@@ -159,9 +159,7 @@ class TraceStore:
         with self._locked(exclusive=True, timeout=LOCK_TIMEOUT_S if blocking else 0.0) as got:
             if not got:
                 if blocking:
-                    raise TraceStoreError(
-                        "the trace store stayed busy for 30 s", "retry in a moment"
-                    )
+                    raise TraceStoreError("the trace store stayed busy for 30 s", "retry in a moment")
                 return 0
             return self._compact_locked()
 
@@ -193,9 +191,7 @@ class TraceStore:
                     f"INSERT INTO spans ({_COLUMNS}) SELECT {_SEGMENT_SELECT} read_parquet(?))",
                     [[str(p) for p, _ in todo]],
                 )
-                con.executemany(
-                    "INSERT INTO segments VALUES (?, ?, now())", [[p.name, n] for p, n in todo]
-                )
+                con.executemany("INSERT INTO segments VALUES (?, ?, now())", [[p.name, n] for p, n in todo])
                 con.execute("COMMIT")
                 # Checkpoint before deleting segments: should the WAL later be damaged and
                 # quarantined, the segments it held are still on disk and get ingested again.
@@ -270,9 +266,7 @@ class TraceStore:
 
     def stats(self) -> dict[str, Any]:
         with self.reader() as con:
-            spans, traces = con.execute(
-                "SELECT count(*), count(DISTINCT trace_id) FROM spans"
-            ).fetchone()
+            spans, traces = con.execute("SELECT count(*), count(DISTINCT trace_id) FROM spans").fetchone()
             version = current_version(con)
         return {
             "spans": spans,
@@ -320,8 +314,9 @@ class TraceStore:
             try:
                 cursor = con.execute(query)
             except duckdb.Error as exc:
-                raise QueryError(_first_line(exc), "check the SQL; tables: spans, traces, "
-                                 "schema_migrations") from None
+                raise QueryError(
+                    _first_line(exc), "check the SQL; tables: spans, traces, schema_migrations"
+                ) from None
             if cursor.description is None:
                 return [], []
             columns = [d[0] for d in cursor.description]
