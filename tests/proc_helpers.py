@@ -10,7 +10,7 @@ from workbench.cli import _install_signal_handlers
 from workbench.tracing import SpoolWriter, Tracer, TraceStore
 
 
-def writer(root: Path, spans: int, flush_interval: float) -> tuple[Tracer, SpoolWriter]:
+def writer(root: Path, flush_interval: float) -> tuple[Tracer, SpoolWriter]:
     store = TraceStore(root)
     sink = SpoolWriter(root / "spool", store, flush_interval_s=flush_interval, flush_max_spans=2000)
     return Tracer(sink), sink
@@ -28,7 +28,7 @@ def main() -> None:
     mode, root = sys.argv[1], Path(sys.argv[2])
     if mode == "write":  # write N spans and exit normally: atexit flushes the rest
         count, tag = int(sys.argv[3]), sys.argv[4]
-        tracer, _ = writer(root, count, 0.05)
+        tracer, _ = writer(root, 0.05)
         emit(tracer, count, tag)
         print("done", flush=True)
     elif mode == "read":  # keep reading until told to stop
@@ -40,7 +40,7 @@ def main() -> None:
             reads += 1
         print(f"reads={reads}", flush=True)
     elif mode == "flush-forever":  # report each flushed total until killed
-        tracer, sink = writer(root, 0, 3600)
+        tracer, sink = writer(root, 3600)
         total = 0
         while True:
             emit(tracer, 100, "killed")
@@ -48,7 +48,7 @@ def main() -> None:
             print(f"flushed={total}", flush=True)
     elif mode == "term":  # emit, then wait for SIGTERM with everything still buffered
         _install_signal_handlers()
-        tracer, _ = writer(root, 0, 3600)
+        tracer, _ = writer(root, 3600)
         emit(tracer, int(sys.argv[3]), "term")
         print("emitted", flush=True)
         try:

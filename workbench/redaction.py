@@ -15,8 +15,12 @@ _SECRET = re.compile(
     r"|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})\b"
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-_PHONE = re.compile(r"(?<![\w+])\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b")
+# Cards: 13-16 digits in one run, or in groups of four (Amex 4-6-5). Longer runs are left
+# alone: nanosecond timestamps have 19 digits and one in ten would pass the Luhn check.
+_CARD = re.compile(r"\b(?:\d{13,16}|(?:\d{4}[ -]){3}\d{1,4}|\d{4}[ -]\d{6}[ -]\d{5})\b")
+_PHONE = re.compile(
+    r"(?<![\w+(])(?<!\d[ -])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{3,4}\b(?![ -]?\d)"
+)
 
 
 def _luhn_ok(digits: str) -> bool:

@@ -142,9 +142,11 @@ class Service:
     def export_otlp(self, trace_ids: list[str] | None = None, limit: int = 100) -> dict[str, Any]:
         from workbench.tracing.otlp import to_otlp_json
 
-        if not trace_ids:
-            trace_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
-        rows = [span for trace_id in trace_ids for span in self.get_trace(trace_id)]
+        if trace_ids:
+            full_ids = [self.get_trace(trace_id)[0]["trace_id"] for trace_id in trace_ids]
+        else:
+            full_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
+        rows = self.store.spans_of(full_ids)
         return to_otlp_json(rows)
 
     def sql(self, query: str, limit: int = 10_000):

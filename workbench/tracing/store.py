@@ -22,7 +22,7 @@ from workbench.errors import QueryError, TraceStoreError
 from workbench.tracing.attributes import PROMOTED
 from workbench.tracing.migrations import LATEST, SPAN_COLUMNS, current_version, migrate
 
-__all__ = ["TraceStore", "TraceFilter"]
+__all__ = ["TraceStore"]
 
 LOCK_TIMEOUT_S = 30.0
 _STALE_TMP_S = 3600.0
@@ -46,10 +46,6 @@ def _segment_select() -> str:
 
 
 _SEGMENT_SELECT = _segment_select()
-
-
-class TraceFilter(dict):
-    """Filters for listing traces: name, model (substrings) and status ('ok' or 'error')."""
 
 
 class TraceStore:
@@ -305,6 +301,15 @@ class TraceStore:
                 raise QueryError(f"'{trace_id}' matches several traces", "give more of the id")
             cursor = con.execute(
                 "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id", [ids[0][0]]
+            )
+            return _dicts(cursor)
+
+    def spans_of(self, trace_ids: list[str]) -> list[dict[str, Any]]:
+        """Every span of the given full trace ids, in one query (for exports)."""
+        with self.reader() as con:
+            cursor = con.execute(
+                "SELECT * FROM spans WHERE list_contains(?, trace_id) ORDER BY trace_id, start_ns",
+                [trace_ids],
             )
             return _dicts(cursor)
 
