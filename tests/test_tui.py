@@ -92,6 +92,31 @@ def test_traces_screen_table_tree_and_filter(workspace):
     run(scenario())
 
 
+def test_traces_are_paged(workspace):
+    service = Service(workspace.root)
+    seed(service, 130)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("7")
+            await settle(app, pilot)
+            table = app.screen.query_one("#traces", DataTable)
+            assert table.row_count == 100 and "1-100 of 130" in text_of(app, "#page")
+            await pilot.press("right_square_bracket")
+            await settle(app, pilot)
+            assert table.row_count == 30 and "101-130 of 130" in text_of(app, "#page")
+            assert table.get_row_at(29)[1] == "demo.run0"  # the oldest comes last
+            await pilot.press("right_square_bracket")  # past the end: stays
+            await settle(app, pilot)
+            assert "101-130 of 130" in text_of(app, "#page")
+            await pilot.press("left_square_bracket")
+            await settle(app, pilot)
+            assert table.get_row_at(0)[1] == "demo.run129"
+
+    run(scenario())
+
+
 def test_navigation_help_and_pending_screens(workspace):
     service = Service(workspace.root)
 
