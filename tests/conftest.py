@@ -42,3 +42,30 @@ def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: f
     if check and result.returncode != 0:
         raise AssertionError(f"workbench {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".test-models"
+
+
+@pytest.fixture(scope="session")
+def fetched_models() -> Path:
+    """The default models, fetched once for the whole run (and kept between runs) under a lock,
+    since xdist workers start at the same time. Deleting .test-models/ is always safe."""
+    import fcntl
+
+    from local_models.fetch import fetch_models
+
+    MODEL_CACHE.mkdir(exist_ok=True)
+    with open(MODEL_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        fetch_models(MODEL_CACHE)
+    return MODEL_CACHE
+
+
+@pytest.fixture
+def model_workspace(workspace, fetched_models) -> Workspace:
+    """A fresh workspace whose models folder links to the fetched models."""
+    for entry in fetched_models.iterdir():
+        if not entry.name.startswith("."):
+            (workspace.models_dir / entry.name).symlink_to(entry)
+    return workspace

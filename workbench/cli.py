@@ -160,6 +160,57 @@ def models_register(obj: _Context, path: str, alias: str | None) -> None:
     click.echo(f"registered {model.alias} ({model.kind}): {model.path}")
 
 
+@cli.command()
+@click.option("--model", "-m", required=True, help="Alias or unique prefix (see `models list`).")
+@click.argument("prompt")
+@click.option("--system", help="System prompt.")
+@click.option("--max-tokens", default=256, show_default=True)
+@click.option("--temperature", "-t", default=0.7, show_default=True)
+@click.option("--top-p", default=0.95, show_default=True)
+@click.option("--seed", type=int, help="Fix the sampling seed for a reproducible answer.")
+@click.option("--stop", multiple=True, help="Stop sequence (repeatable).")
+@click.option("--schema", type=click.Path(exists=True, dir_okay=False),
+              help="JSON schema file: the answer is JSON valid against it.")  # fmt: skip
+@click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
+@click.option("--threads", type=int, help="CPU threads (default: all cores).")
+@click.option("--gpu-layers", default=0, show_default=True, help="Layers to offload; -1 for all.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result with usage and cost.")
+@click.pass_obj
+def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: int,
+        temperature: float, top_p: float, seed: int | None, stop: tuple[str, ...],
+        schema: str | None, ctx: int, threads: int | None, gpu_layers: int, as_json: bool) -> None:  # fmt: skip
+    """Ask MODEL one PROMPT; the answer streams to stdout."""
+    from local_models.llama_backend import LoadOptions
+    from local_models.types import GenerationParams
+
+    json_schema = None
+    if schema:
+        try:
+            with open(schema, encoding="utf-8") as handle:
+                json_schema = json.load(handle)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WorkbenchError(f"{schema} is not valid JSON: {exc}", "fix the schema file") from None
+    params = GenerationParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                              stop=stop, json_schema=json_schema)  # fmt: skip
+    options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers)
+
+    def write(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    result = obj.service.ask(model, prompt, system, params, None if as_json else write, options)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo()
+        click.echo(
+            f"[{result.model} {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
+            f"ttft {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "
+            f"{result.finish_reason}, trace {result.trace_id[:16]}]",
+            err=True,
+        )
+
+
 # -- traces ----------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ class Service:
         self.offline = offline or self.config.offline
         self.store = TraceStore(self.workspace.root)
         self._tracer: Tracer | None = None
+        self._models = None
 
     @property
     def tracer(self) -> Tracer:
@@ -130,6 +131,25 @@ class Service:
         from local_models.catalog import register_model
 
         return register_model(self.workspace, path, alias)
+
+    @property
+    def models(self):
+        """The loaded local models of this process (kept warm between calls)."""
+        if self._models is None:
+            from local_models.manager import ModelManager
+
+            self._models = ModelManager(self.workspace, self.tracer)
+        return self._models
+
+    def ask(self, model: str, prompt: str, system: str | None = None, params=None,
+            on_text: Callable[[str], None] | None = None, options=None):  # fmt: skip
+        """One prompt to one model, streamed to ``on_text``; returns the GenerationResult."""
+        from local_models.types import GenerationParams
+
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        return self.models.chat(model, messages, params or GenerationParams(), on_text, options)
 
     # -- traces -----------------------------------------------------------------------------
 

@@ -1,0 +1,270 @@
+"""llama.cpp through llama-cpp-python: one owner thread per loaded model, fed by a queue.
+
+A ``Llama`` object is not thread-safe, so only its owner thread ever touches it; requests wait
+their turn in the queue and stream their tokens back through a queue of their own. The decode
+loop uses ``Llama.generate`` (token ids) and does its own detokenising, stop-sequence and
+counting work: the high-level ``create_chat_completion`` stream does more per token than we
+need (the CPU bench compares the two).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_models.types import GenerationParams, GenerationResult
+from workbench.errors import ModelError
+
+__all__ = ["LocalModel", "LoadOptions"]
+
+_DONE = object()
+
+# Used when a GGUF file carries no chat template of its own (the packaged Gemma 3 has none).
+_FALLBACK_TEMPLATES = {
+    "gemma": (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
+        "<start_of_turn>user\n{{ m['content'] }}<end_of_turn>\n{% else %}<start_of_turn>"
+        "{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ m['content'] }}<end_of_turn>\n"
+        "{% endif %}{% endfor %}<start_of_turn>model\n"
+    ),
+    "chatml": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}<|im_start|>assistant\n"
+    ),
+}
+
+
+def _fallback_template(architecture: str) -> str:
+    return _FALLBACK_TEMPLATES["gemma" if architecture.startswith("gemma") else "chatml"]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int = 4096
+    n_threads: int | None = None  # default: the machine's cores
+    n_gpu_layers: int = 0  # -1: all layers
+
+
+@dataclass
+class _Request:
+    messages: list[dict[str, str]]
+    params: GenerationParams
+    out: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    result: GenerationResult | None = None
+    error: BaseException | None = None
+
+
+class Stream:
+    """Iterate to receive text pieces as they are generated; ``result`` once finished."""
+
+    def __init__(self, request: _Request) -> None:
+        self._request = request
+        self._finished = False
+
+    def __iter__(self) -> Iterator[str]:
+        while not self._finished:
+            item = self._request.out.get()
+            if item is _DONE:
+                self._finished = True
+                break
+            yield item
+        if self._request.error is not None:
+            raise self._request.error
+
+    def cancel(self) -> None:
+        self._request.cancelled.set()
+
+    @property
+    def result(self) -> GenerationResult:
+        for _ in self:
+            pass
+        assert self._request.result is not None
+        return self._request.result
+
+
+class LocalModel:
+    """A GGUF model loaded in its own owner thread."""
+
+    def __init__(self, alias: str, path: Path, options: LoadOptions = LoadOptions()) -> None:
+        self.alias = alias
+        self.path = path
+        self.options = options
+        self.n_threads = options.n_threads or os.cpu_count() or 1
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._loaded = threading.Event()
+        self._load_error: BaseException | None = None
+        self._llm: Any = None
+        self._thread = threading.Thread(target=self._own, name=f"llama:{alias}", daemon=True)
+        self._thread.start()
+        self._loaded.wait()
+        if self._load_error is not None:
+            raise self._load_error
+
+    @property
+    def hardware(self) -> str:
+        if self.options.n_gpu_layers:
+            layers = "all" if self.options.n_gpu_layers < 0 else self.options.n_gpu_layers
+            return f"gpu:{layers} layers"
+        return f"cpu:{self.n_threads} threads"
+
+    @property
+    def context_length(self) -> int:
+        return self._llm.n_ctx()
+
+    # -- the owner thread ---------------------------------------------------------------------
+
+    def _own(self) -> None:
+        try:
+            self._load()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of __init__
+            self._load_error = exc
+            self._loaded.set()
+            return
+        self._loaded.set()
+        while True:
+            request = self._queue.get()
+            if request is None:
+                break
+            try:
+                request.result = self._generate(request)
+            except BaseException as exc:  # noqa: BLE001 - handed to the stream's reader
+                request.error = exc
+            finally:
+                request.out.put(_DONE)
+        self._llm.close()
+        self._llm = None
+
+    def _load(self) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if not self.path.exists():
+            raise ModelError(f"model file {self.path} is missing", "run `workbench models fetch`")
+        try:
+            self._llm = llama_cpp.Llama(
+                str(self.path),
+                n_ctx=self.options.n_ctx,
+                n_threads=self.n_threads,
+                n_gpu_layers=self.options.n_gpu_layers,
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise ModelError(f"llama.cpp could not load {self.path}: {exc}",
+                             "check that it is a valid GGUF file") from None  # fmt: skip
+        model = self._llm._model
+        metadata = self._llm.metadata
+        template = metadata.get("tokenizer.chat_template") or _fallback_template(
+            metadata.get("general.architecture", "")
+        )
+        self._formatter = Jinja2ChatFormatter(
+            template,
+            eos_token=model.token_get_text(self._llm.token_eos()),
+            bos_token=model.token_get_text(self._llm.token_bos()),
+        )
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(vocab, token)
+
+    def _generate(self, request: _Request) -> GenerationResult:
+        llm, params = self._llm, request.params
+        start = time.perf_counter()
+        formatted = self._formatter(messages=request.messages)
+        prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
+                              special=True)  # fmt: skip
+        room = llm.n_ctx() - len(prompt)
+        if room < 1:
+            raise ModelError(f"the prompt has {len(prompt)} tokens; {self.alias} holds {llm.n_ctx()}",
+                             "shorten it or load the model with a larger --ctx")  # fmt: skip
+        max_tokens = min(params.max_tokens, room)
+        stops = [
+            *params.stop,
+            *(formatted.stop or [] if isinstance(formatted.stop, list) else [formatted.stop]),
+        ]
+        stops = [s for s in stops if s]
+        grammar = None
+        if params.json_schema is not None:
+            import json
+
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
+        llm.set_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        result = GenerationResult(model=self.alias, input_tokens=len(prompt), hardware=self.hardware)
+        text, sent, count, finish = "", 0, 0, "length"
+        for token in llm.generate(prompt, temp=params.temperature, top_p=params.top_p,
+                                  top_k=40, min_p=0.05, repeat_penalty=1.0, grammar=grammar):  # fmt: skip
+            if self._is_eog(token):
+                finish = "stop"
+                break
+            count += 1
+            if result.ttft_s is None:
+                result.ttft_s = time.perf_counter() - start
+            text += decoder.decode(llm.detokenize([token]))
+            cut = _find_stop(text, stops, sent)
+            if cut is not None:
+                text, finish = text[:cut], "stop"
+                break
+            safe = len(text) - _partial_stop(text, stops)
+            if safe > sent:
+                request.out.put(text[sent:safe])
+                sent = safe
+            if request.cancelled.is_set():
+                finish = "cancelled"
+                break
+            if count >= max_tokens:
+                break
+        text += decoder.decode(b"", final=True)
+        if len(text) > sent:
+            request.out.put(text[sent:])
+        result.text, result.output_tokens, result.finish_reason = text, count, finish
+        result.duration_s = time.perf_counter() - start
+        decode_s = result.duration_s - (result.ttft_s or 0.0)
+        result.tokens_per_s = (count - 1) / decode_s if count > 1 and decode_s > 0 else 0.0
+        return result
+
+    # -- the caller's side --------------------------------------------------------------------
+
+    def chat(self, messages: list[dict[str, str]], params: GenerationParams = GenerationParams()) -> Stream:
+        """Queue a chat request; returns at once with a stream of its text."""
+        if self._llm is None and not self._thread.is_alive():
+            raise ModelError(f"{self.alias} is unloaded", "load it again")
+        request = _Request(messages, params.validate())
+        self._queue.put(request)
+        return Stream(request)
+
+    def close(self) -> None:
+        """Unload: finish the queued requests, then free the model in its owner thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+def _partial_stop(text: str, stops: list[str]) -> int:
+    """How many trailing characters could be the start of a stop sequence (held back)."""
+    held = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), held, -1):
+            if text.endswith(stop[:size]):
+                held = size
+                break
+    return held
+
+
+def _find_stop(text: str, stops: list[str], sent: int) -> int | None:
+    if not stops:
+        return None
+    window = max(0, sent - max(len(s) for s in stops))
+    best = None
+    for stop in stops:
+        index = text.find(stop, window)
+        if index != -1 and (best is None or index < best):
+            best = index
+    return best

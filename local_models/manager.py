@@ -1,0 +1,124 @@
+"""Loaded models kept warm, unloaded on request or when memory runs short; every call a span."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from local_models.catalog import resolve_model
+from local_models.llama_backend import LoadOptions, LocalModel
+from local_models.types import GenerationParams, GenerationResult
+from workbench.errors import ModelError
+from workbench.tracing import Tracer
+from workbench.tracing import attributes as A
+from workbench.workspace import Workspace
+
+__all__ = ["ModelManager", "available_memory_bytes"]
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class ModelManager:
+    def __init__(self, workspace: Workspace, tracer: Tracer) -> None:
+        self.workspace = workspace
+        self.tracer = tracer
+        self._models: OrderedDict[str, LocalModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
+    def load(self, name: str, options: LoadOptions | None = None) -> LocalModel:
+        """The loaded model for ``name`` (alias or unique prefix), loading it if needed."""
+        info = resolve_model(self.workspace, name)
+        if info.kind != "gguf":
+            raise ModelError(f"{info.alias} is an embedding model", "pick a GGUF chat model")
+        with self._lock:
+            model = self._models.get(info.alias)
+            if model is not None and (options is None or model.options == options):
+                self._models.move_to_end(info.alias)
+                return model
+            if model is not None:
+                self._unload_locked(info.alias)
+            self._make_room(info.size_bytes)
+            with self.tracer.span("model.load", "model", {A.REQUEST_MODEL: info.alias,
+                                                          A.PROVIDER: "llama.cpp"}) as span:  # fmt: skip
+                model = LocalModel(info.alias, info.path, options or LoadOptions())
+                span.set("workbench.hardware", model.hardware)
+            self._models[info.alias] = model
+            return model
+
+    def _make_room(self, needed: int) -> None:
+        # Unload the least recently used models while the new one would not fit in RAM.
+        while self._models:
+            free = available_memory_bytes()
+            if free is None or free > needed * 1.5:
+                return
+            self._unload_locked(next(iter(self._models)))
+
+    def unload(self, name: str | None = None) -> list[str]:
+        with self._lock:
+            names = list(self._models) if name is None else [resolve_model(self.workspace, name).alias]
+            for alias in names:
+                if alias in self._models:
+                    self._unload_locked(alias)
+            return names
+
+    def _unload_locked(self, alias: str) -> None:
+        self._models.pop(alias).close()
+
+    def chat(
+        self,
+        name: str,
+        messages: list[dict[str, str]],
+        params: GenerationParams = GenerationParams(),
+        on_text: Callable[[str], None] | None = None,
+        options: LoadOptions | None = None,
+    ) -> GenerationResult:
+        """Run one chat request, streaming text to ``on_text``; the call is one span."""
+        model = self.load(name, options)
+        attributes = {
+            A.OPERATION: "chat",
+            A.PROVIDER: "llama.cpp",
+            A.REQUEST_MODEL: model.alias,
+            "gen_ai.request.temperature": params.temperature,
+            "gen_ai.request.top_p": params.top_p,
+            "gen_ai.request.max_tokens": params.max_tokens,
+            "workbench.hardware": model.hardware,
+        }
+        if params.seed is not None:
+            attributes["gen_ai.request.seed"] = params.seed
+        with self.tracer.span("llm.chat", "llm", attributes) as span:
+            span.set_payload(messages=messages)
+            queued = time.perf_counter()
+            stream = model.chat(messages, params)
+            for piece in stream:
+                if on_text is not None:
+                    on_text(piece)
+            result = stream.result
+            result.trace_id = span.trace_id
+            span.update({
+                A.INPUT_TOKENS: result.input_tokens,
+                A.OUTPUT_TOKENS: result.output_tokens,
+                A.FINISH_REASONS: [result.finish_reason],
+                A.TIME_TO_FIRST_TOKEN: result.ttft_s,
+                A.COST_USD: 0.0,
+                "workbench.tokens_per_s": round(result.tokens_per_s, 2),
+                "workbench.queue_wait_s": round(time.perf_counter() - queued - result.duration_s, 6),
+            })  # fmt: skip
+            span.set_payload(output=result.text)
+        return result
+
+    def close(self) -> None:
+        self.unload()

@@ -1,0 +1,49 @@
+"""What a model is asked and what it answers, shared by local and (later) cloud backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GenerationParams", "GenerationResult"]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    """Constrain the output to JSON valid against this schema (a llama.cpp grammar locally)."""
+
+    def validate(self) -> GenerationParams:
+        from workbench.errors import ModelError
+
+        if not 0.0 <= self.temperature <= 5.0:
+            raise ModelError(f"temperature {self.temperature} is out of range", "use 0 to 5")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ModelError(f"top_p {self.top_p} is out of range", "use a value in (0, 1]")
+        if self.max_tokens < 1:
+            raise ModelError(f"max_tokens {self.max_tokens} must be at least 1", "raise it")
+        return self
+
+
+@dataclass
+class GenerationResult:
+    model: str
+    text: str = ""
+    finish_reason: str = "stop"  # stop | length | cancelled | error
+    input_tokens: int = 0
+    output_tokens: int = 0
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    tokens_per_s: float = 0.0
+    cost_usd: float = 0.0
+    hardware: str = ""
+    trace_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items()}

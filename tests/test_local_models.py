@@ -1,0 +1,133 @@
+"""Real llama.cpp with the packaged SmolLM2 on CPU: streaming, sampling, grammars, the owner
+thread, spans."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from local_models.llama_backend import LoadOptions
+from local_models.types import GenerationParams
+from tests.conftest import run_cli
+from workbench.errors import ModelError
+from workbench.service import Service
+
+GREEDY = GenerationParams(temperature=0.0, max_tokens=48, seed=7)
+QUESTION = "Name three primary colors."
+
+
+@pytest.fixture
+def service(model_workspace):
+    service = Service(model_workspace.root)
+    yield service
+    service.models.close()
+
+
+def test_stream_matches_result_and_is_reproducible(service):
+    pieces: list[str] = []
+    first = service.ask("smollm2", QUESTION, params=GREEDY, on_text=pieces.append)
+    assert len(pieces) > 1 and "".join(pieces) == first.text
+    assert first.output_tokens > 5 and first.input_tokens > 10
+    assert first.finish_reason in ("stop", "length")
+    assert first.ttft_s is not None and first.ttft_s > 0 and first.tokens_per_s > 0
+    assert first.hardware.startswith("cpu:")
+    again = service.ask("smollm2", QUESTION, params=GREEDY)
+    assert again.text == first.text
+
+
+def test_same_answer_as_llama_cpp_python_itself(service, model_workspace):
+    import llama_cpp
+
+    ours = service.ask("smollm2", QUESTION, params=GREEDY)
+    llm = llama_cpp.Llama(str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                          n_ctx=4096, verbose=False)  # fmt: skip
+    theirs = llm.create_chat_completion([{"role": "user", "content": QUESTION}], temperature=0.0,
+                                        max_tokens=48, seed=7)  # fmt: skip
+    assert ours.text == theirs["choices"][0]["message"]["content"]
+    assert ours.input_tokens == theirs["usage"]["prompt_tokens"]
+    assert ours.output_tokens == theirs["usage"]["completion_tokens"]
+    llm.close()
+
+
+def test_max_tokens_and_stop_sequences(service):
+    short = service.ask("smollm2", "Count from 1 to 30.", params=GenerationParams(temperature=0, max_tokens=5))
+    assert short.output_tokens == 5 and short.finish_reason == "length"
+    stopped = service.ask("smollm2", "Count from 1 to 30, separated by commas.",
+                          params=GenerationParams(temperature=0, max_tokens=100, stop=("5",)))  # fmt: skip
+    assert stopped.finish_reason == "stop" and "5" not in stopped.text and "4" in stopped.text
+
+
+def test_json_schema_constrained_output(service):
+    schema = {"type": "object", "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
+              "required": ["color", "count"]}  # fmt: skip
+    result = service.ask("smollm2", "Describe the sky as JSON.",
+                         params=GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema))  # fmt: skip
+    value = json.loads(result.text)
+    assert isinstance(value["color"], str) and isinstance(value["count"], int)
+
+
+def test_concurrent_requests_wait_their_turn(service):
+    prompts = ["Say hello.", "Name a fruit.", "Name a planet.", "Say goodbye."]
+    expected = {p: service.ask("smollm2", p, params=GREEDY).text for p in prompts}
+    got: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def worker(prompt: str) -> None:
+        try:
+            got[prompt] = service.ask("smollm2", prompt, params=GREEDY).text
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in prompts * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    assert got == expected, "no request interleaved with another"
+
+
+def test_every_call_is_a_span(service):
+    result = service.ask("smollm2", QUESTION, system="Be brief.", params=GREEDY)
+    service.flush_traces()
+    spans = {s["name"]: s for s in service.get_trace(result.trace_id)}
+    llm = spans["llm.chat"]
+    assert (llm["operation"], llm["provider"], llm["model"]) == ("chat", "llama.cpp", "smollm2")
+    assert (llm["input_tokens"], llm["output_tokens"]) == (result.input_tokens, result.output_tokens)
+    assert llm["ttft_s"] == pytest.approx(result.ttft_s)
+    attrs = json.loads(llm["attributes"])
+    assert attrs["gen_ai.response.finish_reasons"] == [result.finish_reason]
+    assert attrs["workbench.hardware"].startswith("cpu:") and attrs["gen_ai.request.seed"] == 7
+    payload = json.loads(llm["payload"])
+    assert payload["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert payload["output"] == result.text
+
+
+def test_errors_are_clear(service):
+    with pytest.raises(ModelError, match="no model named"):
+        service.ask("llama-70b", "hi")
+    with pytest.raises(ModelError, match="embedding model"):
+        service.ask("minilm", "hi")
+    with pytest.raises(ModelError, match="holds 256"):
+        service.ask("smollm2", "word " * 400, options=LoadOptions(n_ctx=256))
+    with pytest.raises(ModelError, match="temperature"):
+        service.ask("smollm2", "hi", params=GenerationParams(temperature=-1))
+
+
+def test_gemma_without_a_template_of_its_own_still_chats(service):
+    result = service.ask("gemma3", "Hello", params=GenerationParams(temperature=0, max_tokens=8))
+    assert result.input_tokens > 3 and result.output_tokens > 0
+
+
+def test_cli_ask(model_workspace):
+    result = run_cli("ask", "-m", "smol", "--seed", "1", "-t", "0", "--max-tokens", "20", "--json", QUESTION)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model"] == "smollm2" and data["output_tokens"] > 0 and data["cost_usd"] == 0.0
+    streamed = run_cli("ask", "-m", "smollm2", "--seed", "1", "-t", "0", "--max-tokens", "20", QUESTION)
+    assert streamed.stdout.strip() == data["text"].strip()
+    assert "tok/s" in streamed.stderr
+    missing = run_cli("ask", "-m", "nope", "hi")
+    assert missing.returncode == 5 and "no model named 'nope'" in missing.stderr
