@@ -25,6 +25,7 @@ from workbench.errors import ModelError
 __all__ = ["LocalModel", "LoadOptions"]
 
 _DONE = object()
+_PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
 
 # Used when a GGUF file carries no chat template of its own (the packaged Gemma 3 has none).
 _FALLBACK_TEMPLATES = {
@@ -198,7 +199,7 @@ class LocalModel:
         llm.set_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         result = GenerationResult(model=self.alias, input_tokens=len(prompt), hardware=self.hardware)
-        text, sent, count, finish = "", 0, 0, "length"
+        text, sent, count, finish, next_put = "", 0, 0, "length", 0.0
         for token in llm.generate(prompt, temp=params.temperature, top_p=params.top_p,
                                   top_k=40, min_p=0.05, repeat_penalty=1.0, grammar=grammar):  # fmt: skip
             if self._is_eog(token):
@@ -212,10 +213,15 @@ class LocalModel:
             if cut is not None:
                 text, finish = text[:cut], "stop"
                 break
-            safe = len(text) - _partial_stop(text, stops)
-            if safe > sent:
-                request.out.put(text[sent:safe])
-                sent = safe
+            now = time.perf_counter()
+            if now >= next_put or count == 1:
+                # Coalesce pieces: on 2 cores every wake-up of the reading thread takes a core
+                # from llama.cpp's compute threads (per-token wake-ups cost ~20% of tok/s).
+                safe = len(text) - _partial_stop(text, stops)
+                if safe > sent:
+                    request.out.put(text[sent:safe])
+                    sent = safe
+                    next_put = now + _PUT_INTERVAL_S
             if request.cancelled.is_set():
                 finish = "cancelled"
                 break

@@ -52,7 +52,9 @@ def test_same_answer_as_llama_cpp_python_itself(service, model_workspace):
 
 
 def test_max_tokens_and_stop_sequences(service):
-    short = service.ask("smollm2", "Count from 1 to 30.", params=GenerationParams(temperature=0, max_tokens=5))
+    short = service.ask(
+        "smollm2", "Count from 1 to 30.", params=GenerationParams(temperature=0, max_tokens=5)
+    )
     assert short.output_tokens == 5 and short.finish_reason == "length"
     stopped = service.ask("smollm2", "Count from 1 to 30, separated by commas.",
                           params=GenerationParams(temperature=0, max_tokens=100, stop=("5",)))  # fmt: skip
