@@ -46,11 +46,17 @@ def _fallback_template(architecture: str) -> str:
     return _FALLBACK_TEMPLATES["gemma" if architecture.startswith("gemma") else "chatml"]
 
 
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None  # default: the machine's cores
-    n_gpu_layers: int = 0  # -1: all layers
+    n_gpu_layers: int | None = None  # None: chosen by the fit planner; -1: all layers
 
 
 @dataclass
@@ -154,7 +160,7 @@ class LocalModel:
                 str(self.path),
                 n_ctx=self.options.n_ctx,
                 n_threads=self.n_threads,
-                n_gpu_layers=self.options.n_gpu_layers,
+                n_gpu_layers=self.options.n_gpu_layers or 0,
                 verbose=False,
             )
         except ValueError as exc:

@@ -6,9 +6,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 
 from local_models.catalog import resolve_model
-from local_models.llama_backend import LoadOptions, LocalModel
+from local_models.gguf_info import read_gguf_info
+from local_models.llama_backend import LoadOptions, LocalModel, gpu_offload_supported
+from local_models.plan import FitPlan, gpu_memory, plan_fit
 from local_models.types import GenerationParams, GenerationResult
 from workbench.errors import ModelError
 from workbench.tracing import Tracer
@@ -51,13 +54,29 @@ class ModelManager:
                 return model
             if model is not None:
                 self._unload_locked(info.alias)
+            options = self._with_gpu_layers(info, options or LoadOptions())
             self._make_room(info.size_bytes)
             with self.tracer.span("model.load", "model", {A.REQUEST_MODEL: info.alias,
                                                           A.PROVIDER: "llama.cpp"}) as span:  # fmt: skip
-                model = LocalModel(info.alias, info.path, options or LoadOptions())
+                model = LocalModel(info.alias, info.path, options)
                 span.set("workbench.hardware", model.hardware)
             self._models[info.alias] = model
             return model
+
+    def plan(self, name: str, n_ctx: int = 4096) -> FitPlan:
+        info = resolve_model(self.workspace, name)
+        if info.kind != "gguf":
+            raise ModelError(f"{info.alias} is an embedding model", "plan a GGUF model")
+        return plan_fit(read_gguf_info(info.path), n_ctx, gpu_offload_supported(), gpu_memory(),
+                        available_memory_bytes())  # fmt: skip
+
+    def _with_gpu_layers(self, info, options: LoadOptions) -> LoadOptions:
+        """Offload as many layers as the planner says fit, when llama.cpp can offload at all."""
+        if options.n_gpu_layers is not None or not gpu_offload_supported():
+            return replace(options, n_gpu_layers=options.n_gpu_layers or 0)
+        plan = self.plan(info.alias, options.n_ctx)
+        layers = -1 if plan.gpu_layers > plan.layers else plan.gpu_layers
+        return replace(options, n_gpu_layers=layers)
 
     def _make_room(self, needed: int) -> None:
         # Unload the least recently used models while the new one would not fit in RAM.

@@ -126,11 +126,19 @@ def models() -> None:
 @click.pass_obj
 def models_list(obj: _Context, as_json: bool) -> None:
     """Models of this workspace."""
-    rows = [
-        {"alias": m.alias, "kind": m.kind, "present": "yes" if m.present else "no",
-         "size_mb": round(m.size_bytes / 1e6, 1), "source": m.source, "path": str(m.path)}
-        for m in obj.service.list_models()
-    ]  # fmt: skip
+    rows = []
+    for m in obj.service.list_models():
+        row = {"alias": m.alias, "kind": m.kind, "present": "yes" if m.present else "no",
+               "size_mb": round(m.size_bytes / 1e6, 1), "arch": None, "quant": None, "params": None,
+               "ctx": None, "source": m.source, "path": str(m.path)}  # fmt: skip
+        if m.present and m.kind == "gguf":
+            try:
+                info = obj.service.model_info(m.alias)
+                row.update(arch=info.architecture, quant=info.file_type, params=info.parameters_label,
+                           ctx=info.context_length)  # fmt: skip
+            except WorkbenchError as exc:
+                row["arch"] = f"unreadable: {exc.message}"
+        rows.append(row)
     click.echo(json.dumps(rows, indent=2) if as_json else _table(rows, list(rows[0])))
 
 
@@ -148,6 +156,49 @@ def models_fetch(obj: _Context, aliases: tuple[str, ...]) -> None:
     click.echo(
         f"{fetched} fetched, {len(outcome) - fetched} already present in {obj.service.workspace.models_dir}"
     )
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_show(obj: _Context, name: str, as_json: bool) -> None:
+    """GGUF metadata of a model, read from its header without loading it."""
+    info = obj.service.model_info(name)
+    if info is None:
+        raise WorkbenchError(f"{name} is an embedding model folder, not a GGUF file", "show a GGUF model")
+    fields = {k: (str(v) if k == "path" else v) for k, v in info.__dict__.items() if k != "metadata"}
+    fields["parameters_label"] = info.parameters_label
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+        return
+    for key, value in fields.items():
+        click.echo(f"{key:<18} {value}")
+
+
+@models.command("plan")
+@click.argument("name")
+@click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_plan(obj: _Context, name: str, ctx: int, as_json: bool) -> None:
+    """Estimate memory (weights + KV cache + compute) and the GPU layers that fit."""
+    plan = obj.service.plan(name, ctx)
+    if as_json:
+        click.echo(json.dumps({**plan.__dict__, "total_bytes": plan.total_bytes, "summary": plan.summary},
+                              indent=2))  # fmt: skip
+        return
+
+    def mib(value: int | None) -> str:
+        return "-" if value is None else f"{value / 1024**2:,.0f} MiB"
+
+    click.echo(f"{plan.model} at {plan.n_ctx} tokens of context")
+    click.echo(f"  weights      {mib(plan.weights_bytes)}")
+    click.echo(f"  KV cache     {mib(plan.kv_bytes)} (f16, {plan.layers} layers)")
+    click.echo(f"  compute      {mib(plan.compute_bytes)}")
+    click.echo(f"  total        {mib(plan.total_bytes)}")
+    click.echo(f"  free VRAM    {mib(plan.gpu_free_bytes)}   available RAM {mib(plan.ram_free_bytes)}")
+    click.echo(f"  plan         {plan.summary}")
 
 
 @models.command("register")
@@ -173,7 +224,7 @@ def models_register(obj: _Context, path: str, alias: str | None) -> None:
               help="JSON schema file: the answer is JSON valid against it.")  # fmt: skip
 @click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
 @click.option("--threads", type=int, help="CPU threads (default: all cores).")
-@click.option("--gpu-layers", default=0, show_default=True, help="Layers to offload; -1 for all.")
+@click.option("--gpu-layers", type=int, help="Layers to offload; -1 for all (default: as many as fit).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result with usage and cost.")
 @click.pass_obj
 def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: int,
@@ -203,6 +254,7 @@ def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: 
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
         click.echo()
+        sys.stdout.flush()
         click.echo(
             f"[{result.model} {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
             f"ttft {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "

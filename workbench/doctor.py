@@ -52,27 +52,29 @@ def _memory_gib() -> float | None:
     return None
 
 
-def gpus() -> list[str]:
-    """GPUs as nvidia-smi names them; empty where there is none or no driver."""
+def gpus_raw() -> list[tuple[str, int, int]]:
+    """(name, total bytes, free bytes) per GPU, from nvidia-smi; empty where there is none."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=10,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return []
-    if out.returncode != 0:
-        return []
     found = []
-    for line in out.stdout.splitlines():
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
         parts = [part.strip() for part in line.split(",")]
-        if len(parts) == 3:
-            found.append(f"{parts[0]} ({parts[1]} total, {parts[2]} free)")
-        elif line.strip():
-            found.append(line.strip())
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            found.append((parts[0], int(parts[1]) * 1024**2, int(parts[2]) * 1024**2))
     return found
+
+
+def gpus() -> list[str]:
+    """GPUs as nvidia-smi names them, with memory; empty where there is none or no driver."""
+    return [f"{name} ({total // 1024**2} MiB total, {free // 1024**2} MiB free)"
+            for name, total, free in gpus_raw()]  # fmt: skip
 
 
 def system_checks() -> list[Check]:

@@ -141,6 +141,19 @@ class Service:
             self._models = ModelManager(self.workspace, self.tracer)
         return self._models
 
+    def plan(self, model: str, n_ctx: int = 4096):
+        return self.models.plan(model, n_ctx)
+
+    def model_info(self, model: str):
+        """GGUF metadata of a model (read from the header, without loading it)."""
+        from local_models.catalog import resolve_model
+        from local_models.gguf_info import read_gguf_info
+
+        info = resolve_model(self.workspace, model)
+        if info.kind != "gguf":
+            return None
+        return read_gguf_info(info.path)
+
     def ask(self, model: str, prompt: str, system: str | None = None, params=None,
             on_text: Callable[[str], None] | None = None, options=None):  # fmt: skip
         """One prompt to one model, streamed to ``on_text``; returns the GenerationResult."""
