@@ -1,10 +1,8 @@
 """llama.cpp through llama-cpp-python: one owner thread per loaded model, fed by a queue.
 
 A ``Llama`` object is not thread-safe, so only its owner thread ever touches it; requests wait
-their turn in the queue and stream their tokens back through a queue of their own. The decode
-loop uses ``Llama.generate`` (token ids) and does its own detokenising, stop-sequence and
-counting work: the high-level ``create_chat_completion`` stream does more per token than we
-need (the CPU bench compares the two).
+their turn in the queue and stream their tokens back through a queue of their own. Loading and
+chat templates go through llama-cpp-python; the decode loop talks to llama.cpp's C API.
 """
 
 from __future__ import annotations
@@ -176,11 +174,56 @@ class LocalModel:
             eos_token=model.token_get_text(self._llm.token_eos()),
             bos_token=model.token_get_text(self._llm.token_bos()),
         )
-        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
-        self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(vocab, token)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._ctx = self._llm.ctx
+
+    def _sampler(self, params: GenerationParams, seed: int):
+        """The same sampler chain llama-cpp-python builds for these settings (its repeat
+        penalty of 1.0 is a no-op and left out)."""
+        import llama_cpp as C
+
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        if params.json_schema is not None:
+            import json
+
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
+            C.llama_sampler_chain_add(chain, C.llama_sampler_init_grammar(
+                self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")))  # fmt: skip
+        if params.temperature == 0.0:
+            C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
+        else:
+            for sampler in (C.llama_sampler_init_top_k(40), C.llama_sampler_init_typical(1.0, 1),
+                            C.llama_sampler_init_top_p(params.top_p, 1), C.llama_sampler_init_min_p(0.05, 1),
+                            C.llama_sampler_init_temp(params.temperature), C.llama_sampler_init_dist(seed)):  # fmt: skip
+                C.llama_sampler_chain_add(chain, sampler)
+        return chain
+
+    def _decode(self, tokens: list[int]) -> None:
+        import llama_cpp as C
+
+        step = self._llm.n_batch
+        for begin in range(0, len(tokens), step):
+            chunk = tokens[begin : begin + step]
+            array = (C.llama_token * len(chunk))(*chunk)
+            if C.llama_decode(self._ctx, C.llama_batch_get_one(array, len(chunk))) != 0:
+                raise ModelError(
+                    f"llama.cpp failed to decode on {self.alias}", "retry; reload the model if it persists"
+                )
 
     def _generate(self, request: _Request) -> GenerationResult:
-        llm, params = self._llm, request.params
+        """The decode loop on llama.cpp's own API: sample, turn the token into bytes, decode it.
+
+        Llama.generate copies the whole logits row into numpy and keeps Python-side token
+        history on every token; on a GPU that bookkeeping costs ~30% of the tokens/s
+        (ARCHITECTURE.md: 647 of llama-bench's 924 tok/s on an H100).
+        """
+        import ctypes
+
+        import llama_cpp as C
+
+        llm, params, ctx, vocab = self._llm, request.params, self._ctx, self._vocab
         start = time.perf_counter()
         formatted = self._formatter(messages=request.messages)
         prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
@@ -195,44 +238,52 @@ class LocalModel:
             *(formatted.stop or [] if isinstance(formatted.stop, list) else [formatted.stop]),
         ]
         stops = [s for s in stops if s]
-        grammar = None
-        if params.json_schema is not None:
-            import json
-
-            from llama_cpp import LlamaGrammar
-
-            grammar = LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
-        llm.set_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
+        seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
+        sampler = self._sampler(params, seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         result = GenerationResult(model=self.alias, input_tokens=len(prompt), hardware=self.hardware)
         text, sent, count, finish, next_put = "", 0, 0, "length", 0.0
-        for token in llm.generate(prompt, temp=params.temperature, top_p=params.top_p,
-                                  top_k=40, min_p=0.05, repeat_penalty=1.0, grammar=grammar):  # fmt: skip
-            if self._is_eog(token):
-                finish = "stop"
-                break
-            count += 1
-            if result.ttft_s is None:
-                result.ttft_s = time.perf_counter() - start
-            text += decoder.decode(llm.detokenize([token]))
-            cut = _find_stop(text, stops, sent)
-            if cut is not None:
-                text, finish = text[:cut], "stop"
-                break
-            now = time.perf_counter()
-            if now >= next_put or count == 1:
-                # Coalesce pieces: on 2 cores every wake-up of the reading thread takes a core
-                # from llama.cpp's compute threads (per-token wake-ups cost ~20% of tok/s).
-                safe = len(text) - _partial_stop(text, stops)
-                if safe > sent:
-                    request.out.put(text[sent:safe])
-                    sent = safe
-                    next_put = now + _PUT_INTERVAL_S
-            if request.cancelled.is_set():
-                finish = "cancelled"
-                break
-            if count >= max_tokens:
-                break
+        buffer = ctypes.create_string_buffer(256)
+        one = (C.llama_token * 1)()
+        sample, is_eog, to_piece, decode, get_one = (C.llama_sampler_sample, C.llama_vocab_is_eog,
+                                                     C.llama_token_to_piece, C.llama_decode,
+                                                     C.llama_batch_get_one)  # fmt: skip
+        try:
+            C.llama_memory_clear(C.llama_get_memory(ctx), True)
+            self._decode(prompt)
+            while True:
+                token = sample(sampler, ctx, -1)
+                if is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                count += 1
+                if result.ttft_s is None:
+                    result.ttft_s = time.perf_counter() - start
+                size = to_piece(vocab, token, buffer, 256, 0, False)
+                text += decoder.decode(buffer.raw[:size])
+                cut = _find_stop(text, stops, sent)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                now = time.perf_counter()
+                if now >= next_put or count == 1:
+                    # Coalesce pieces: fewer wake-ups of the reading thread, which on 2 cores
+                    # takes a core from llama.cpp's compute threads.
+                    safe = len(text) - _partial_stop(text, stops)
+                    if safe > sent:
+                        request.out.put(text[sent:safe])
+                        sent = safe
+                        next_put = now + _PUT_INTERVAL_S
+                if request.cancelled.is_set():
+                    finish = "cancelled"
+                    break
+                if count >= max_tokens:
+                    break
+                one[0] = token
+                if decode(ctx, get_one(one, 1)) != 0:
+                    raise ModelError(f"llama.cpp failed to decode on {self.alias}", "retry")
+        finally:
+            C.llama_sampler_free(sampler)
         text += decoder.decode(b"", final=True)
         if len(text) > sent:
             request.out.put(text[sent:])
