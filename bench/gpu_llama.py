@@ -35,7 +35,8 @@ def llama_bench(binary: str, model: str) -> float:
 def ours(model: Path) -> float:
     local = LocalModel("bench", model, LoadOptions(n_ctx=2048, n_gpu_layers=-1))
     params = GenerationParams(temperature=0.0, max_tokens=TOKENS, seed=1)
-    local.chat(PROMPT, params).result  # warm-up
+    warm = local.chat(PROMPT, params).result
+    assert warm.output_tokens > 0
     rates = [local.chat(PROMPT, params).result.tokens_per_s for _ in range(5)]
     local.close()
     return statistics.median(rates)
