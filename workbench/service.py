@@ -33,6 +33,7 @@ class Service:
         self.store = TraceStore(self.workspace.root)
         self._tracer: Tracer | None = None
         self._models = None
+        self._cloud = None
 
     @property
     def tracer(self) -> Tracer:
@@ -141,6 +142,14 @@ class Service:
             self._models = ModelManager(self.workspace, self.tracer)
         return self._models
 
+    @property
+    def cloud(self):
+        if self._cloud is None:
+            from local_models.cloud import CloudClient
+
+            self._cloud = CloudClient(self.config, self.tracer, offline=self.offline)
+        return self._cloud
+
     def plan(self, model: str, n_ctx: int = 4096):
         return self.models.plan(model, n_ctx)
 
@@ -162,6 +171,9 @@ class Service:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
         ]
+        endpoint, _, cloud_model = model.partition("/")
+        if cloud_model and endpoint in self.config.cloud:
+            return self.cloud.chat(endpoint, cloud_model, messages, params or GenerationParams(), on_text)
         return self.models.chat(model, messages, params or GenerationParams(), on_text, options)
 
     # -- traces -----------------------------------------------------------------------------

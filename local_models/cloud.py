@@ -1,0 +1,333 @@
+"""Cloud models: OpenAI-compatible chat completions and the Anthropic Messages API, streaming.
+
+Keys are read from the environment variable an endpoint names and go into request headers
+only: never into spans, logs or errors. Faults are met per attempt: connection refused,
+timeouts, 429 (honouring Retry-After) and 5xx are retried with backoff and jitter while no text
+has reached the caller; a stream cut after text was delivered, or a malformed body, is a clear
+error. A circuit breaker per endpoint fails fast after repeated failures. Every attempt is a
+span.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import httpx
+
+from local_models.types import GenerationParams, GenerationResult
+from workbench.config import CloudEndpoint, WorkbenchConfig
+from workbench.errors import ModelError
+from workbench.tracing import Tracer
+from workbench.tracing import attributes as A
+
+__all__ = ["CloudClient", "CloudError", "RetryPolicy", "is_loopback"]
+
+
+class CloudError(ModelError):
+    title = "Cloud model error"
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.delay = reason, delay
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay_s)
+        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return backoff * (0.5 + random.random() / 2)  # jitter: spread retries of many callers
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlparse(url).hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Breaker:
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.failures = 0
+        self.open_until = 0.0
+        self.lock = threading.Lock()
+
+    def check(self, name: str) -> None:
+        with self.lock:
+            if time.monotonic() < self.open_until:
+                wait = self.open_until - time.monotonic()
+                raise CloudError(f"endpoint {name} failed {self.failures} times in a row; "
+                                 f"not calling it for another {wait:.0f} s",
+                                 "check the endpoint, or use a local model meanwhile")  # fmt: skip
+
+    def record(self, ok: bool) -> None:
+        with self.lock:
+            if ok:
+                self.failures, self.open_until = 0, 0.0
+                return
+            self.failures += 1
+            if self.failures >= self.policy.breaker_failures:
+                self.open_until = time.monotonic() + self.policy.breaker_cooldown_s
+
+
+class CloudClient:
+    def __init__(self, config: WorkbenchConfig, tracer: Tracer, offline: bool = False,
+                 policy: RetryPolicy = RetryPolicy()) -> None:  # fmt: skip
+        self.config = config
+        self.tracer = tracer
+        self.offline = offline
+        self.policy = policy
+        self._breakers: dict[str, _Breaker] = {}
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s)
+        )
+
+    def endpoint(self, name: str) -> CloudEndpoint:
+        endpoint = self.config.cloud.get(name)
+        if endpoint is None:
+            raise CloudError(f"no cloud endpoint named '{name}'",
+                             "add it under [cloud.NAME] in workbench.toml")  # fmt: skip
+        return endpoint
+
+    def price(self, endpoint: CloudEndpoint, model: str, input_tokens: int, output_tokens: int) -> float:
+        price = endpoint.prices.get(model)
+        if price is None:
+            return 0.0
+        return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
+
+    def chat(self, endpoint_name: str, model: str, messages: list[dict[str, str]],
+             params: GenerationParams = GenerationParams(),
+             on_text: Callable[[str], None] | None = None) -> GenerationResult:  # fmt: skip
+        endpoint = self.endpoint(endpoint_name)
+        params.validate()
+        if self.offline and not is_loopback(endpoint.base_url):
+            raise CloudError(f"offline mode: {endpoint_name} ({urlparse(endpoint.base_url).hostname}) "
+                             "is not on this machine", "turn offline mode off, or use a local model")  # fmt: skip
+        headers = self._headers(endpoint_name, endpoint)
+        breaker = self._breakers.setdefault(endpoint_name, _Breaker(self.policy))
+        attributes = {A.OPERATION: "chat", A.PROVIDER: endpoint.kind, A.REQUEST_MODEL: f"{endpoint_name}/{model}",
+                      "server.address": urlparse(endpoint.base_url).hostname or "",
+                      "gen_ai.request.temperature": params.temperature, "gen_ai.request.max_tokens": params.max_tokens}  # fmt: skip
+        with self.tracer.span("llm.chat", "llm", attributes) as span:
+            span.set_payload(messages=messages)
+            delivered: list[str] = []
+
+            def deliver(piece: str) -> None:
+                delivered.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+
+            result = self._with_retries(endpoint_name, endpoint, model, messages, params, headers,
+                                        breaker, deliver, delivered)  # fmt: skip
+            result.cost_usd = self.price(endpoint, model, result.input_tokens, result.output_tokens)
+            result.trace_id = span.trace_id
+            span.update({A.INPUT_TOKENS: result.input_tokens, A.OUTPUT_TOKENS: result.output_tokens,
+                         A.FINISH_REASONS: [result.finish_reason], A.TIME_TO_FIRST_TOKEN: result.ttft_s,
+                         A.COST_USD: result.cost_usd, "workbench.tokens_per_s": round(result.tokens_per_s, 2),
+                         "workbench.attempts": result.extra.get("attempts", 1),
+                         "workbench.usage_estimated": result.extra.get("usage_estimated", False)})  # fmt: skip
+            span.set_payload(output=result.text)
+        return result
+
+    def _headers(self, name: str, endpoint: CloudEndpoint) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        key = None
+        if endpoint.api_key_env:
+            key = os.environ.get(endpoint.api_key_env)
+            if not key:
+                raise CloudError(f"endpoint {name} needs a key in ${endpoint.api_key_env}, which is not set",
+                                 f"export {endpoint.api_key_env}=... before running")  # fmt: skip
+        if endpoint.kind == "anthropic":
+            headers["anthropic-version"] = "2023-06-01"
+            if key:
+                headers["x-api-key"] = key
+        elif key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _with_retries(self, name, endpoint, model, messages, params, headers, breaker, deliver,
+                      delivered) -> GenerationResult:  # fmt: skip
+        last = ""
+        for attempt in range(1, self.policy.attempts + 1):
+            breaker.check(name)
+            with self.tracer.span("llm.attempt", "http", {"workbench.attempt": attempt}) as span:
+                try:
+                    result = self._attempt(endpoint, model, messages, params, headers, deliver)
+                    result.extra["attempts"] = attempt
+                    breaker.record(True)
+                    return result
+                except _Retryable as exc:
+                    breaker.record(False)
+                    span.fail(exc.reason)
+                    last = exc.reason
+                    if delivered:  # text already reached the caller: a retry would repeat it
+                        raise CloudError(f"{name}: {exc.reason} after {len(''.join(delivered))} characters "
+                                         "had arrived", "ask again") from None  # fmt: skip
+                    if attempt == self.policy.attempts:
+                        break
+                    delay = self.policy.delay(attempt, exc.delay)
+                    span.set("workbench.retry_in_s", round(delay, 3))
+                    time.sleep(delay)
+        raise CloudError(f"{name}: {last} ({self.policy.attempts} attempts)",
+                         "check the endpoint and its status, or use a local model")  # fmt: skip
+
+    def _attempt(self, endpoint, model, messages, params, headers, deliver) -> GenerationResult:
+        anthropic = endpoint.kind == "anthropic"
+        url = endpoint.base_url.rstrip("/") + ("/messages" if anthropic else "/chat/completions")
+        body = (
+            _anthropic_body(model, messages, params) if anthropic else _openai_body(model, messages, params)
+        )
+        result = GenerationResult(model=model, hardware="cloud")
+        start = time.perf_counter()
+        try:
+            with self._http.stream("POST", url, json=body, headers=headers) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    response.read()
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+                    raise _Retryable(f"HTTP {response.status_code}", retry_after)
+                if response.status_code >= 400:
+                    response.read()
+                    raise CloudError(f"HTTP {response.status_code} from {url}: {_error_text(response)}",
+                                     "check the model name, the key and the request")  # fmt: skip
+                parse = _anthropic_events if anthropic else _openai_events
+                for piece in parse(response.iter_lines(), result):
+                    if result.ttft_s is None:
+                        result.ttft_s = time.perf_counter() - start
+                    result.text += piece
+                    deliver(piece)
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
+        if result.finish_reason == "":
+            raise _Retryable("the stream ended before the answer was complete")
+        if not result.input_tokens:
+            # Some servers (llama.cpp's among them) send no usage when streaming: estimate at
+            # ~4 characters a token, and say so on the span.
+            result.input_tokens = max(1, sum(len(m["content"]) for m in messages) // 4)
+            result.extra["usage_estimated"] = True
+        result.duration_s = time.perf_counter() - start
+        decode_s = result.duration_s - (result.ttft_s or 0.0)
+        if result.output_tokens > 1 and decode_s > 0:
+            result.tokens_per_s = (result.output_tokens - 1) / decode_s
+        return result
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+        error = data.get("error", data)
+        return str(error.get("message", error) if isinstance(error, dict) else error)[:200]
+    except ValueError:
+        return response.text[:200]
+
+
+def _openai_body(model, messages, params: GenerationParams) -> dict:
+    body = {"model": model, "messages": messages, "stream": True, "temperature": params.temperature,
+            "top_p": params.top_p, "max_tokens": params.max_tokens,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.json_schema is not None:
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}  # fmt: skip
+    return body
+
+
+def _anthropic_body(model, messages, params: GenerationParams) -> dict:
+    if params.json_schema is not None:
+        raise CloudError("JSON-schema output is not supported on Anthropic endpoints yet",
+                         "use an OpenAI-compatible endpoint or a local model for it")  # fmt: skip
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    body = {"model": model, "max_tokens": params.max_tokens, "stream": True,
+            "messages": [m for m in messages if m["role"] != "system"],
+            "temperature": min(params.temperature, 1.0), "top_p": params.top_p}  # fmt: skip
+    if system:
+        body["system"] = system
+    if params.stop:
+        body["stop_sequences"] = list(params.stop)
+    return body
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[dict]:
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            yield json.loads(data)
+        except ValueError:
+            raise _Retryable(f"malformed JSON in the stream: {data[:80]!r}") from None
+
+
+def _openai_events(lines: Iterator[str], result: GenerationResult) -> Iterator[str]:
+    result.finish_reason = ""
+    for event in _sse_data(lines):
+        if "error" in event:
+            raise _Retryable(f"error in stream: {str(event['error'])[:120]}")
+        usage = event.get("usage")
+        if usage:
+            result.input_tokens = usage.get("prompt_tokens", result.input_tokens)
+            result.output_tokens = usage.get("completion_tokens", result.output_tokens)
+        for choice in event.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                if not usage:
+                    result.output_tokens += 1  # until the final usage chunk says exactly
+                yield text
+            if choice.get("finish_reason"):
+                result.finish_reason = choice["finish_reason"]
+
+
+def _anthropic_events(lines: Iterator[str], result: GenerationResult) -> Iterator[str]:
+    result.finish_reason = ""
+    for event in _sse_data(lines):
+        kind = event.get("type")
+        if kind == "message_start":
+            result.input_tokens = event["message"].get("usage", {}).get("input_tokens", 0)
+        elif kind == "content_block_delta":
+            text = event.get("delta", {}).get("text")
+            if text:
+                yield text
+        elif kind == "message_delta":
+            reason = event.get("delta", {}).get("stop_reason") or "stop"
+            result.finish_reason = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}.get(
+                reason, reason
+            )
+            result.output_tokens = event.get("usage", {}).get("output_tokens", result.output_tokens)
+        elif kind == "error":
+            raise _Retryable(f"error in stream: {str(event.get('error'))[:120]}")

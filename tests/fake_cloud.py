@@ -1,0 +1,104 @@
+"""A fault-injecting cloud API on loopback that speaks the real wire formats: OpenAI chat
+completions and Anthropic Messages, both as server-sent events.
+
+Each request takes the next step of ``script`` (then "ok" forever): "ok", "429", "500", "cut"
+(closes the connection mid-stream), "hang" (answers nothing for 10 s), "malformed" (a broken
+JSON event) or "400". Every request's path, headers and body are kept for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWER = ["The ", "capital ", "of ", "France ", "is ", "Paris."]
+
+
+class FakeCloud:
+    def __init__(self, script: list[str] | None = None) -> None:
+        self.script = list(script or [])
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def next_step(self) -> str:
+        with self.lock:
+            return self.script.pop(0) if self.script else "ok"
+
+    def _handler(self):
+        cloud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                cloud.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                step = cloud.next_step()
+                if step in ("429", "500", "400"):
+                    payload = json.dumps({"error": {"message": f"injected {step}"}}).encode()
+                    self.send_response(int(step))
+                    if step == "429":
+                        self.send_header("retry-after", "0.05")
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if step == "hang":
+                    time.sleep(10)
+                    return
+                anthropic = self.path.endswith("/messages")
+                events = _anthropic(ANSWER) if anthropic else _openai(ANSWER, body.get("model", "?"))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                for index, event in enumerate(events):
+                    if step == "cut" and index == 3:
+                        self.wfile.flush()
+                        self.connection.shutdown(2)  # the connection drops mid-answer
+                        return
+                    if step == "malformed" and index == 2:
+                        event = "data: {not json\n\n"
+                    self.wfile.write(event.encode())
+                    self.wfile.flush()
+                self.close_connection = True
+
+        return Handler
+
+
+def _openai(pieces: list[str], model: str) -> list[str]:
+    chunks = [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}], "model": model}
+              for p in pieces]  # fmt: skip
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "model": model})
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(pieces)}})
+    return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+
+
+def _anthropic(pieces: list[str]) -> list[str]:
+    events = [{"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}},
+              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}]  # fmt: skip
+    events += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+               for p in pieces]  # fmt: skip
+    events += [{"type": "content_block_stop", "index": 0},
+               {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(pieces)}},
+               {"type": "message_stop"}]  # fmt: skip
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events]
