@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,9 @@ class LocalModel:
             request = self._queue.get()
             if request is None:
                 break
+            if isinstance(request, Future):
+                self._run_call(request)
+                continue
             try:
                 request.result = self._generate(request)
             except BaseException as exc:  # noqa: BLE001 - handed to the stream's reader
@@ -146,6 +150,30 @@ class LocalModel:
                 request.out.put(_DONE)
         self._llm.close()
         self._llm = None
+
+    def _run_call(self, future: Future) -> None:
+        function = future.function  # type: ignore[attr-defined]
+        try:
+            future.set_result(function(self._llm))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            future.set_exception(exc)
+
+    def call(self, function):
+        """Run ``function(llm)`` in the owner thread, in queue order; returns its result."""
+        future: Future = Future()
+        future.function = function  # type: ignore[attr-defined]
+        self._queue.put(future)
+        return future.result()
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """How many tokens these messages take once formatted with the chat template."""
+
+        def count(llm) -> int:
+            formatted = self._formatter(messages=messages)
+            return len(llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
+                                    special=True))  # fmt: skip
+
+        return self.call(count)
 
     def _load(self) -> None:
         import llama_cpp

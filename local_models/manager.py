@@ -104,6 +104,7 @@ class ModelManager:
         params: GenerationParams = GenerationParams(),
         on_text: Callable[[str], None] | None = None,
         options: LoadOptions | None = None,
+        timeout_s: float | None = None,
     ) -> GenerationResult:
         """Run one chat request, streaming text to ``on_text``; the call is one span."""
         model = self.load(name, options)
@@ -122,10 +123,18 @@ class ModelManager:
             span.set_payload(messages=messages)
             queued = time.perf_counter()
             stream = model.chat(messages, params)
-            for piece in stream:
-                if on_text is not None:
-                    on_text(piece)
-            result = stream.result
+            timer = threading.Timer(timeout_s, stream.cancel) if timeout_s else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                for piece in stream:
+                    if on_text is not None:
+                        on_text(piece)
+                result = stream.result
+            finally:
+                if timer is not None:
+                    timer.cancel()
             result.trace_id = span.trace_id
             span.update({
                 A.INPUT_TOKENS: result.input_tokens,

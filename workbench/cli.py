@@ -212,7 +212,9 @@ def models_register(obj: _Context, path: str, alias: str | None) -> None:
 
 
 @cli.command()
-@click.option("--model", "-m", required=True, help="Alias or unique prefix (see `models list`).")
+@click.option("--model", "-m", required=True,
+              help="Alias or unique prefix (see `models list`), ENDPOINT/MODEL for a cloud model, "
+                   "or auto for the [router] policy (local first, escalate when needed).")  # fmt: skip
 @click.argument("prompt")
 @click.option("--system", help="System prompt.")
 @click.option("--max-tokens", default=256, show_default=True)
@@ -261,6 +263,14 @@ def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: 
             f"{result.finish_reason}, trace {result.trace_id[:16]}]",
             err=True,
         )
+        route = result.extra.get("route")
+        if route:
+            why = result.extra.get("escalation_reason")
+            refused = result.extra.get("escalation_refused")
+            line = f"[route: {route}" + (f"; escalated because {why}" if route == "cloud" else "")
+            if refused:
+                line += f"; wanted to escalate because {why}, but {refused}"
+            click.echo(line + "]", err=True)
 
 
 # -- traces ----------------------------------------------------------------------------------

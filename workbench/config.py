@@ -18,6 +18,7 @@ __all__ = [
     "CloudEndpoint",
     "ModelEntry",
     "Price",
+    "RouterConfig",
     "TracingConfig",
     "WorkbenchConfig",
     "load_config",
@@ -76,6 +77,17 @@ class CloudEndpoint(_Strict):
         return value
 
 
+class RouterConfig(_Strict):
+    local: str | None = None
+    """The local model asked first (alias or unique prefix)."""
+    escalate_to: str | None = None
+    """The cloud model (ENDPOINT/MODEL) that takes over when the local answer is not good enough."""
+    local_timeout_s: float = Field(120.0, gt=0)
+    """A local call running longer than this is cancelled and escalated."""
+    daily_budget_usd: float | None = Field(None, ge=0)
+    """Escalation is refused once cloud calls today have cost this much."""
+
+
 class WorkbenchConfig(_Strict):
     offline: bool = False
     """When true no connection to a non-loopback address is opened."""
@@ -84,6 +96,8 @@ class WorkbenchConfig(_Strict):
     """Registered models by alias, beyond the ones found in <workspace>/models."""
     cloud: dict[str, CloudEndpoint] = {}
     """Cloud endpoints by name."""
+    router: RouterConfig = RouterConfig()
+    """Local first, escalate when needed: `workbench ask -m auto`."""
 
 
 DEFAULT_CONFIG_TEXT = """\

@@ -150,6 +150,13 @@ class Service:
             self._cloud = CloudClient(self.config, self.tracer, offline=self.offline)
         return self._cloud
 
+    @property
+    def router(self):
+        from local_models.router import Router
+
+        self.flush_traces()  # the budget is summed from the store: include this process's calls
+        return Router(self.config.router, self.models, self.cloud, self.tracer, self.store)
+
     def plan(self, model: str, n_ctx: int = 4096):
         return self.models.plan(model, n_ctx)
 
@@ -171,6 +178,11 @@ class Service:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
         ]
+        if model == "auto":
+            routed = self.router.ask(messages, params or GenerationParams(), None, on_text)
+            routed.result.extra.update(route=routed.route, escalation_reason=routed.reason,
+                                       escalation_refused=routed.refused)  # fmt: skip
+            return routed.result
         endpoint, _, cloud_model = model.partition("/")
         if cloud_model and endpoint in self.config.cloud:
             return self.cloud.chat(endpoint, cloud_model, messages, params or GenerationParams(), on_text)
