@@ -143,6 +143,7 @@ class CloudClient:
             result = self._with_retries(endpoint_name, endpoint, model, messages, params, headers,
                                         breaker, deliver, delivered)  # fmt: skip
             result.cost_usd = self.price(endpoint, model, result.input_tokens, result.output_tokens)
+            result.model = f"{endpoint_name}/{model}"  # the name the user addresses it by
             result.trace_id = span.trace_id
             span.update({A.INPUT_TOKENS: result.input_tokens, A.OUTPUT_TOKENS: result.output_tokens,
                          A.FINISH_REASONS: [result.finish_reason], A.TIME_TO_FIRST_TOKEN: result.ttft_s,

@@ -12,10 +12,12 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tui.screens.base import NAVIGATION
+from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.pending import PendingScreen
+from tui.screens.playground import PlaygroundScreen
 from tui.screens.traces import TracesScreen
 from workbench.errors import WorkbenchError
 from workbench.service import SCREENS_PENDING
@@ -46,8 +48,8 @@ class WorkbenchApp(App):
     MODES = {
         "home": HomeScreen,
         "documents": partial(_pending, "documents", "Documents"),
-        "playground": partial(_pending, "playground", "Playground"),
-        "compare": partial(_pending, "compare", "Compare"),
+        "playground": PlaygroundScreen,
+        "compare": CompareScreen,
         "workflows": partial(_pending, "workflows", "Workflows"),
         "evals": partial(_pending, "evals", "Evals"),
         "traces": TracesScreen,
@@ -56,6 +58,7 @@ class WorkbenchApp(App):
     }
     BINDINGS = [
         *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -72,6 +75,10 @@ class WorkbenchApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Keys and where to go next", self.action_help)
+
+    def action_leave_field(self) -> None:
+        """Escape out of a text field so the one-key bindings (digits, q, ?) work again."""
+        self.screen.set_focus(None)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -273,6 +273,48 @@ def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: 
             click.echo(line + "]", err=True)
 
 
+@cli.command()
+@click.option("--model", "-m", "models", multiple=True, required=True, help="2 to 4 models.")
+@click.argument("prompt")
+@click.option("--system", help="System prompt.")
+@click.option("--max-tokens", default=256, show_default=True)
+@click.option("--temperature", "-t", default=0.7, show_default=True)
+@click.option("--seed", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def compare(obj: _Context, models: tuple[str, ...], prompt: str, system: str | None, max_tokens: int,
+            temperature: float, seed: int | None, as_json: bool) -> None:  # fmt: skip
+    """One PROMPT to several models at once, side by side with their figures."""
+    from local_models.types import GenerationParams
+
+    params = GenerationParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    if not as_json:
+        click.echo(f"asking {len(models)} models at once...", err=True)
+    outcomes = obj.service.compare(list(models), prompt, system, params)
+    rows = []
+    for name, outcome in zip(models, outcomes):
+        if isinstance(outcome, Exception):
+            rows.append({"model": name, "error": outcome.one_line()})
+        else:
+            rows.append({"model": name, "text": outcome.text, "ttft_ms": round((outcome.ttft_s or 0) * 1000),
+                         "tok_s": round(outcome.tokens_per_s, 1), "tokens_in": outcome.input_tokens,
+                         "tokens_out": outcome.output_tokens, "cost_usd": outcome.cost_usd,
+                         "finish": outcome.finish_reason, "hardware": outcome.hardware,
+                         "trace_id": outcome.trace_id})  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(click.style(f"== {row['model']}", bold=True))
+        click.echo(row.get("text") or f"error: {row['error']}")
+        click.echo()
+    figures = [r for r in rows if "error" not in r]
+    if figures:
+        click.echo(_table(figures, ["model", "ttft_ms", "tok_s", "tokens_in", "tokens_out", "cost_usd", "finish",
+                                    "hardware"]))  # fmt: skip
+        click.echo(f"trace {figures[0]['trace_id']}")
+
+
 # -- traces ----------------------------------------------------------------------------------
 
 

@@ -17,8 +17,6 @@ __all__ = ["Service", "init_workspace"]
 
 SCREENS_PENDING = {
     "Documents": "issue #4 (ingest into LanceDB, hybrid retrieval)",
-    "Playground": "issue #3 (local GGUF and cloud models)",
-    "Compare": "issue #3 (side-by-side compare)",
     "Workflows": "issue #5 (LangGraph workflows)",
     "Evals": "issue #6 (datasets, metrics, judges)",
     "Export": "issue #5 (export to production configs)",
@@ -173,20 +171,78 @@ class Service:
     def ask(self, model: str, prompt: str, system: str | None = None, params=None,
             on_text: Callable[[str], None] | None = None, options=None):  # fmt: skip
         """One prompt to one model, streamed to ``on_text``; returns the GenerationResult."""
-        from local_models.types import GenerationParams
-
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
         ]
+        return self.chat(model, messages, params, on_text, options)
+
+    def chat(self, model: str, messages: list[dict[str, str]], params=None,
+             on_text: Callable[[str], None] | None = None, options=None):  # fmt: skip
+        """A conversation to a local model (alias), a cloud one (ENDPOINT/MODEL) or ``auto``."""
+        from local_models.types import GenerationParams
+
+        params = params or GenerationParams()
         if model == "auto":
-            routed = self.router.ask(messages, params or GenerationParams(), None, on_text)
+            routed = self.router.ask(messages, params, None, on_text)
             routed.result.extra.update(route=routed.route, escalation_reason=routed.reason,
                                        escalation_refused=routed.refused)  # fmt: skip
             return routed.result
         endpoint, _, cloud_model = model.partition("/")
         if cloud_model and endpoint in self.config.cloud:
-            return self.cloud.chat(endpoint, cloud_model, messages, params or GenerationParams(), on_text)
-        return self.models.chat(model, messages, params or GenerationParams(), on_text, options)
+            return self.cloud.chat(endpoint, cloud_model, messages, params, on_text)
+        return self.models.chat(model, messages, params, on_text, options)
+
+    def model_choices(self) -> list[str]:
+        """Every name a chat can be addressed to: local GGUF aliases, cloud models, auto."""
+        names = [m.alias for m in self.list_models() if m.kind == "gguf" and m.present]
+        names += [
+            f"{name}/{model}" for name, endpoint in self.config.cloud.items() for model in endpoint.models
+        ]
+        if self.config.router.local:
+            names.append("auto")
+        return names
+
+    def compare(self, models: list[str], prompt: str, system: str | None = None, params=None,
+                on_text: Callable[[int, str], None] | None = None) -> list:  # fmt: skip
+        """One prompt to several models at once, all under one trace. Local models run in their
+        owner threads, cloud calls concurrently. Returns, per model, a GenerationResult or the
+        WorkbenchError that model raised."""
+        import contextvars
+        import threading
+
+        from workbench.errors import WorkbenchError
+
+        if not 2 <= len(models) <= 4:
+            raise WorkbenchError(f"compare takes 2 to 4 models, not {len(models)}", "pass -m 2 to 4 times")
+        outcomes: list = [None] * len(models)
+        for index, name in enumerate(models):  # load up front, one at a time: loads compete for memory
+            endpoint, _, cloud_model = name.partition("/")
+            if name == "auto" or (cloud_model and endpoint in self.config.cloud):
+                continue
+            try:
+                self.models.load(name)
+            except WorkbenchError as exc:
+                outcomes[index] = exc
+        with self.tracer.span("compare", "compare", {"workbench.compare.models": models}) as root:
+
+            def run(index: int, name: str) -> None:
+                if outcomes[index] is not None:
+                    return
+                try:
+                    outcomes[index] = self.ask(name, prompt, system, params,
+                                               (lambda piece: on_text(index, piece)) if on_text else None)  # fmt: skip
+                except WorkbenchError as exc:
+                    outcomes[index] = exc
+
+            # Each thread runs in a copy of this context, so its spans are children of this one.
+            threads = [threading.Thread(target=contextvars.copy_context().run, args=(run, i, name),
+                                        name=f"compare:{name}") for i, name in enumerate(models)]  # fmt: skip
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            root.set("workbench.compare.errors", sum(isinstance(o, Exception) for o in outcomes))
+        return outcomes
 
     # -- traces -----------------------------------------------------------------------------
 

@@ -15,8 +15,14 @@ HELP = """\
 
 [b]Navigation[/b]
 {navigation}
+  escape   leave a text field, so that the digits above switch screens again
   ctrl+p   command palette (go to a screen, refresh, doctor)
   ?        this help          q  quit
+
+[b]Playground[/b]  pick a model (or auto: local first, cloud when needed), type, enter
+  ctrl+l   new chat; the line under the chat shows TTFT, tok/s, cost and any escalation
+
+[b]Compare[/b]  models comma separated (2 to 4), a prompt, enter: all stream side by side
 
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)

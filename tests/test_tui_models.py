@@ -1,0 +1,119 @@
+"""Pilot tests for the screens that talk to real models: Playground and Compare, with SmolLM2 on
+llama.cpp and a loopback cloud endpoint."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Select
+
+from local_models.cloud import CloudClient, RetryPolicy
+from tests.fake_cloud import ANSWER, FakeCloud
+from tests.test_tui import run, settle, text_of
+from tui.app import WorkbenchApp
+from tui.screens.compare import CompareScreen
+from tui.screens.playground import PlaygroundScreen
+from workbench.service import Service
+
+
+@pytest.fixture
+def service(model_workspace):
+    cloud = FakeCloud()
+    model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
+    service = Service(model_workspace.root)
+    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
+    yield service
+    service.models.close()
+    cloud.close()
+
+
+async def type_into(pilot, app, selector: str, text: str) -> None:
+    app.screen.query_one(selector, Input).focus()
+    await pilot.press(*text)
+
+
+def test_playground_streams_a_chat_with_its_figures(service):
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            assert isinstance(app.screen, PlaygroundScreen)
+            select = app.screen.query_one("#chat-model", Select)
+            assert select.value == "smollm2", "the first local model is picked"
+            app.screen.query_one("#chat-temperature", Input).value = "0"
+            app.screen.query_one("#chat-max-tokens", Input).value = "16"
+            await type_into(pilot, app, "#chat-input", "Hi")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            transcript = text_of(app, "#chat-transcript")
+            answer = app.screen.history[-1]
+            assert answer["role"] == "assistant" and answer["content"].strip()
+            assert "you: Hi" in transcript and answer["content"].strip()[:20] in transcript
+            figures = text_of(app, "#chat-figures")
+            assert "smollm2 on cpu" in figures and "tok/s" in figures and "trace " in figures
+
+            # A second turn carries the first one; then the cloud model answers the same chat.
+            select.value = "remote/big"
+            await type_into(pilot, app, "#chat-input", "More")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert [turn["role"] for turn in app.screen.history] == ["user", "assistant"] * 2
+            assert app.screen.history[-1]["content"] == "".join(ANSWER)
+            assert "remote/big" in text_of(app, "#chat-figures")
+
+            await pilot.press("ctrl+l")
+            assert app.screen.history == [] and "New chat" in text_of(app, "#chat-transcript")
+            # Escape leaves the text field, so that a digit switches screens again.
+            await pilot.press("escape", "7")
+            assert app.screen.MODE == "traces"
+
+    run(scenario())
+
+
+def test_compare_streams_side_by_side_and_shows_errors_in_place(service):
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("4")
+            await settle(app, pilot)
+            assert isinstance(app.screen, CompareScreen)
+            models = app.screen.query_one("#cmp-models", Input)
+            assert models.value == "smollm2, gemma3-270m", "prefilled with two local models"
+            models.value = "smollm2, remote/big, nope"
+            await type_into(pilot, app, "#cmp-prompt", "Hello")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            columns = app.screen.query(".cmp-column")
+            assert len(columns) == 3
+            local, cloud, missing = (text_of(app, f"#cmp-text-{i}") for i in range(3))
+            assert local.startswith("smollm2\n") and len(local) > len("smollm2\n")
+            assert cloud == "remote/big\n" + "".join(ANSWER)
+            assert "tok/s" in text_of(app, "#cmp-fig-0") and "tok/s" in text_of(app, "#cmp-fig-1")
+            assert "no model named 'nope'" in text_of(app, "#cmp-fig-2")
+
+            models.value = "smollm2"
+            await type_into(pilot, app, "#cmp-prompt", "!")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert any("2 to 4 models" in n.message for n in app._notifications)
+            assert len(app.screen.query(".cmp-column")) == 3, "the last results stay"
+
+    run(scenario())
+
+
+def test_playground_without_models_says_how_to_get_some(workspace):
+    service = Service(workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            assert "workbench models fetch" in text_of(app, "#chat-transcript")
+            await type_into(pilot, app, "#chat-input", "Hi")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert any("Pick a model" in n.message for n in app._notifications)
+            assert app.screen.query_one("#chat-input", Input).value == "Hi", "nothing typed is lost"
+
+    run(scenario())
