@@ -45,6 +45,35 @@ def _fallback_template(architecture: str) -> str:
     return _FALLBACK_TEMPLATES["gemma" if architecture.startswith("gemma") else "chatml"]
 
 
+_log_callback = None  # kept referenced: llama.cpp calls it from C for the life of the process
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's log lines to Python logging instead of stderr.
+
+    llama-cpp-python's own callback prints level-0 lines (such as the SWA cache notice Gemma 3
+    triggers) even with verbose=False; in the app those would scribble over the screen.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    logger = logging.getLogger("llama.cpp")
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Its warnings (such as
+        # that notice) are not the user's to act on; errors also reach them as exceptions.
+        logger.log(logging.ERROR if level == 4 else logging.DEBUG, text.decode("utf-8", "replace").rstrip())
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
 def gpu_offload_supported() -> bool:
     import llama_cpp
 
@@ -181,6 +210,7 @@ class LocalModel:
 
         if not self.path.exists():
             raise ModelError(f"model file {self.path} is missing", "run `workbench models fetch`")
+        _route_llama_logs()
         try:
             self._llm = llama_cpp.Llama(
                 str(self.path),

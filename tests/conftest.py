@@ -30,10 +30,12 @@ def tracer(workspace):
     sink.close()
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 120):
+def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 120,
+            input: str | None = None):  # fmt: skip
     """Run the installed `workbench` console script as a user would."""
     result = subprocess.run(
         [str(BIN / "workbench"), *args],
+        input=input if input is not None else "",
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -133,3 +133,28 @@ def test_cli_ask(model_workspace):
     assert "tok/s" in streamed.stderr
     missing = run_cli("ask", "-m", "nope", "hi")
     assert missing.returncode == 5 and "no model named 'nope'" in missing.stderr
+
+
+def test_cli_chat_keeps_the_conversation(model_workspace):
+    turns = "My name is Ada.\n/bogus\nWhat is my name?\n/reset\nHi\n"
+    result = run_cli("chat", "-m", "smollm2", "-t", "0", "--max-tokens", "16", input=turns)
+    assert result.returncode == 0, result.stderr
+    assert "smollm2 loaded in" in result.stderr and "[unknown command /bogus" in result.stderr
+    figures = [line for line in result.stderr.splitlines() if "tok/s" in line]
+    assert len(figures) == 3, result.stderr
+    inputs = [int(line.split(": ")[1].split(" in")[0]) for line in figures]
+    assert inputs[1] > inputs[0] + 10, "the second turn carries the first"
+    assert inputs[2] < inputs[1], "/reset starts a new conversation"
+    missing = run_cli("chat", "-m", "nope", input="hi\n")
+    assert missing.returncode == 5 and "no model named 'nope'" in missing.stderr
+
+
+def test_cli_models_load(model_workspace):
+    result = run_cli("models", "load", "smol", "--ctx", "1024")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "smollm2 loaded in" in result.stdout and "cpu:" in result.stdout and "context 1024" in result.stdout
+    )
+    assert result.stderr == "", "llama.cpp's log lines do not reach the terminal"
+    embedding = run_cli("models", "load", "minilm")
+    assert embedding.returncode == 5 and "embedding model" in embedding.stderr

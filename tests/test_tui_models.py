@@ -4,7 +4,7 @@ llama.cpp and a loopback cloud endpoint."""
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input, Select
+from textual.widgets import DataTable, Input, Select
 
 from local_models.cloud import CloudClient, RetryPolicy
 from tests.fake_cloud import ANSWER, FakeCloud
@@ -117,3 +117,61 @@ def test_playground_without_models_says_how_to_get_some(workspace):
             assert app.screen.query_one("#chat-input", Input).value == "Hi", "nothing typed is lost"
 
     run(scenario())
+
+
+def test_models_screen_catalog_plan_load_cloud_and_offline(model_workspace, monkeypatch):
+    secret = "sk-test-DO-NOT-SHOW-1234567890"
+    monkeypatch.setenv("WB_TEST_KEY_SET", secret)
+    monkeypatch.delenv("WB_TEST_KEY_UNSET", raising=False)
+    model_workspace.config_path.write_text(
+        '[cloud.hosted]\nbase_url = "https://api.example.com/v1"\napi_key_env = "WB_TEST_KEY_SET"\n'
+        'models = ["m1"]\n[cloud.other]\nkind = "anthropic"\nbase_url = "https://api.example.org/v1"\n'
+        'api_key_env = "WB_TEST_KEY_UNSET"\nmodels = ["m2"]\n[cloud.mine]\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
+    service = Service(model_workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await pilot.press("8")
+            await settle(app, pilot)
+            table = app.screen.query_one("#models", DataTable)
+            rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+            assert rows["smollm2"][5:9] == ["llama", "Q4_1", "135M", "8192"], "read from the GGUF header"
+            assert rows["minilm"][1] == "embedding"
+            assert "smollm2 at 4096 tokens" in text_of(app, "#model-plan")
+            assert "llama.cpp: " in text_of(app, "#gpu-status") and "offline mode: off" in text_of(
+                app, "#gpu-status"
+            )
+
+            cloud = app.screen.query_one("#cloud", DataTable)
+            endpoints = {cloud.get_row_at(i)[0]: cloud.get_row_at(i) for i in range(cloud.row_count)}
+            assert endpoints["hosted"][4] == "$WB_TEST_KEY_SET set"
+            assert endpoints["other"][4] == "$WB_TEST_KEY_UNSET MISSING"
+            assert endpoints["mine"][4] == "none needed"
+            assert all(row[5] == "yes" for row in endpoints.values())
+
+            await pilot.press("l")
+            await settle(app, pilot)
+            assert service.loaded_models() == ["smollm2"]
+            assert table.get_row_at(0)[3] == "yes"
+            await pilot.press("u")
+            await settle(app, pilot)
+            assert service.loaded_models() == [] and table.get_row_at(0)[3] == ""
+
+            await pilot.press("o")
+            await settle(app, pilot)
+            assert service.offline and "offline = true" in model_workspace.config_path.read_text()
+            endpoints = {cloud.get_row_at(i)[0]: cloud.get_row_at(i) for i in range(cloud.row_count)}
+            assert endpoints["hosted"][5] == "blocked offline" and endpoints["mine"][5] == "yes"
+            assert "offline mode: on" in text_of(app, "#gpu-status")
+            await pilot.press("o")
+            await settle(app, pilot)
+            assert not service.offline and "offline = false" in model_workspace.config_path.read_text()
+            assert "[cloud.mine]" in model_workspace.config_path.read_text(), "the rest of the file is kept"
+
+            shown = " ".join(str(cell) for row in endpoints.values() for cell in row)
+            assert secret not in shown
+
+    run(scenario())
+    service.models.close()

@@ -201,6 +201,24 @@ def models_plan(obj: _Context, name: str, ctx: int, as_json: bool) -> None:
     click.echo(f"  plan         {plan.summary}")
 
 
+@models.command("load")
+@click.argument("name")
+@click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
+@click.option("--threads", type=int, help="CPU threads (default: all cores).")
+@click.option("--gpu-layers", type=int, help="Layers to offload; -1 for all (default: as many as fit).")
+@click.pass_obj
+def models_load(obj: _Context, name: str, ctx: int, threads: int | None, gpu_layers: int | None) -> None:
+    """Load a model to check that it loads, and where (CPU threads or GPU layers), and how fast.
+
+    A CLI run ends with its process, and the model with it: the app (Models screen, l/u) and
+    `workbench chat` keep models loaded between requests."""
+    from local_models.llama_backend import LoadOptions
+
+    loaded = obj.service.load_model(name, LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers))
+    click.echo(f"{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}, "
+               f"context {loaded['n_ctx']} tokens")  # fmt: skip
+
+
 @models.command("register")
 @click.argument("path")
 @click.option("--alias", help="Short name (default: from the file name).")
@@ -211,28 +229,37 @@ def models_register(obj: _Context, path: str, alias: str | None) -> None:
     click.echo(f"registered {model.alias} ({model.kind}): {model.path}")
 
 
-@cli.command()
-@click.option("--model", "-m", required=True,
-              help="Alias or unique prefix (see `models list`), ENDPOINT/MODEL for a cloud model, "
-                   "or auto for the [router] policy (local first, escalate when needed).")  # fmt: skip
-@click.argument("prompt")
-@click.option("--system", help="System prompt.")
-@click.option("--max-tokens", default=256, show_default=True)
-@click.option("--temperature", "-t", default=0.7, show_default=True)
-@click.option("--top-p", default=0.95, show_default=True)
-@click.option("--seed", type=int, help="Fix the sampling seed for a reproducible answer.")
-@click.option("--stop", multiple=True, help="Stop sequence (repeatable).")
-@click.option("--schema", type=click.Path(exists=True, dir_okay=False),
-              help="JSON schema file: the answer is JSON valid against it.")  # fmt: skip
-@click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
-@click.option("--threads", type=int, help="CPU threads (default: all cores).")
-@click.option("--gpu-layers", type=int, help="Layers to offload; -1 for all (default: as many as fit).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON result with usage and cost.")
-@click.pass_obj
-def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: int,
-        temperature: float, top_p: float, seed: int | None, stop: tuple[str, ...],
-        schema: str | None, ctx: int, threads: int | None, gpu_layers: int, as_json: bool) -> None:  # fmt: skip
-    """Ask MODEL one PROMPT; the answer streams to stdout."""
+_MODEL_HELP = ("Alias or unique prefix (see `models list`), ENDPOINT/MODEL for a cloud model, "
+               "or auto for the [router] policy (local first, escalate when needed).")  # fmt: skip
+
+
+def _generation_options(command):
+    """The sampling, grammar and load options that ask and chat share."""
+    options = [
+        click.option("--model", "-m", required=True, help=_MODEL_HELP),
+        click.option("--system", help="System prompt."),
+        click.option("--max-tokens", default=256, show_default=True),
+        click.option("--temperature", "-t", default=0.7, show_default=True),
+        click.option("--top-p", default=0.95, show_default=True),
+        click.option("--seed", type=int, help="Fix the sampling seed for a reproducible answer."),
+        click.option("--stop", multiple=True, help="Stop sequence (repeatable)."),
+        click.option(
+            "--schema",
+            type=click.Path(exists=True, dir_okay=False),
+            help="JSON schema file: the answer is JSON valid against it.",
+        ),  # fmt: skip
+        click.option("--ctx", default=4096, show_default=True, help="Context size in tokens."),
+        click.option("--threads", type=int, help="CPU threads (default: all cores)."),
+        click.option(
+            "--gpu-layers", type=int, help="Layers to offload; -1 for all (default: as many as fit)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads, gpu_layers, **_):
     from local_models.llama_backend import LoadOptions
     from local_models.types import GenerationParams
 
@@ -245,32 +272,101 @@ def ask(obj: _Context, model: str, prompt: str, system: str | None, max_tokens: 
             raise WorkbenchError(f"{schema} is not valid JSON: {exc}", "fix the schema file") from None
     params = GenerationParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                               stop=stop, json_schema=json_schema)  # fmt: skip
-    options = LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers)
+    return params, LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers)
 
-    def write(piece: str) -> None:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
 
-    result = obj.service.ask(model, prompt, system, params, None if as_json else write, options)
+def _write(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def _report(result) -> None:
+    """The figures of one answer, and its route when the router chose, on stderr."""
+    click.echo(
+        f"[{result.model} {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
+        f"ttft {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "
+        f"${result.cost_usd:.5f}, {result.finish_reason}, trace {(result.trace_id or '')[:16]}]",
+        err=True,
+    )
+    route = result.extra.get("route")
+    if route:
+        why = result.extra.get("escalation_reason")
+        refused = result.extra.get("escalation_refused")
+        line = f"[route: {route}" + (f"; escalated because {why}" if route == "cloud" else "")
+        if refused:
+            line += f"; wanted to escalate because {why}, but {refused}"
+        click.echo(line + "]", err=True)
+
+
+@cli.command()
+@_generation_options
+@click.argument("prompt")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result with usage and cost.")
+@click.pass_obj
+def ask(obj: _Context, model: str, prompt: str, system: str | None, as_json: bool, **generation) -> None:
+    """Ask MODEL one PROMPT; the answer streams to stdout."""
+    params, options = _generation(**generation)
+    result = obj.service.ask(model, prompt, system, params, None if as_json else _write, options)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
-    else:
+        return
+    click.echo()
+    sys.stdout.flush()
+    _report(result)
+
+
+CHAT_HELP = "/reset starts over, /system TEXT sets the system prompt, /exit or ctrl+d leaves"
+
+
+@cli.command()
+@_generation_options
+@click.pass_obj
+def chat(obj: _Context, model: str, system: str | None, **generation) -> None:
+    """A conversation with MODEL in the terminal; the model stays loaded between turns."""
+    params, options = _generation(**generation)
+    interactive = sys.stdin.isatty()
+    history: list[dict[str, str]] = []
+    if obj.service.is_local(model):  # load before the first prompt: a bad name fails at once
+        loaded = obj.service.load_model(model, options)
+        click.echo(
+            f"[{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}]", err=True
+        )
+    if interactive:
+        click.echo(f"chat with {model}: {CHAT_HELP}", err=True)
+    while True:
+        if interactive:
+            click.echo("you> ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not line:  # end of input (ctrl+d)
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            history.clear()
+            click.echo("[new conversation]", err=True)
+            continue
+        if text.startswith("/system"):
+            system = text.removeprefix("/system").strip() or None
+            click.echo(f"[system prompt {'set' if system else 'cleared'}]", err=True)
+            continue
+        if text.startswith("/"):
+            click.echo(f"[unknown command {text.split()[0]}: {CHAT_HELP}]", err=True)
+            continue
+        history.append({"role": "user", "content": text})
+        messages = ([{"role": "system", "content": system}] if system else []) + history
+        try:
+            result = obj.service.chat(model, messages, params, _write, options)
+        except WorkbenchError as exc:
+            history.pop()  # the conversation goes on without the turn that failed
+            click.echo(f"\n[{exc.one_line()}]", err=True)
+            continue
+        history.append({"role": "assistant", "content": result.text})
         click.echo()
         sys.stdout.flush()
-        click.echo(
-            f"[{result.model} {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
-            f"ttft {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "
-            f"{result.finish_reason}, trace {result.trace_id[:16]}]",
-            err=True,
-        )
-        route = result.extra.get("route")
-        if route:
-            why = result.extra.get("escalation_reason")
-            refused = result.extra.get("escalation_refused")
-            line = f"[route: {route}" + (f"; escalated because {why}" if route == "cloud" else "")
-            if refused:
-                line += f"; wanted to escalate because {why}, but {refused}"
-            click.echo(line + "]", err=True)
+        _report(result)
 
 
 @cli.command()

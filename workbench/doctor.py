@@ -100,11 +100,11 @@ def system_checks() -> list[Check]:
     )
     devices = gpus()
     checks.append(Check("hardware", "gpu", "ok", "; ".join(devices) if devices else "none seen"))
-    checks.append(_llama_check(devices))
+    checks.append(llama_check(devices))
     return checks
 
 
-def _llama_check(devices: list[str]) -> Check:
+def llama_check(devices: list[str]) -> Check:
     try:
         import llama_cpp
     except ImportError:

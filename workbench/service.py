@@ -155,6 +155,58 @@ class Service:
         self.flush_traces()  # the budget is summed from the store: include this process's calls
         return Router(self.config.router, self.models, self.cloud, self.tracer, self.store)
 
+    def load_model(self, name: str, options=None) -> dict[str, Any]:
+        """Load a local model into this process (kept warm until unloaded); what it took."""
+        import time
+
+        start = time.perf_counter()
+        model = self.models.load(name, options)
+        return {"model": model.alias, "hardware": model.hardware, "n_ctx": model.options.n_ctx,
+                "load_s": round(time.perf_counter() - start, 3)}  # fmt: skip
+
+    def unload_model(self, name: str | None = None) -> list[str]:
+        return self.models.unload(name) if self._models is not None else []
+
+    def loaded_models(self) -> list[str]:
+        return self._models.loaded() if self._models is not None else []
+
+    def gpu_status(self) -> str:
+        """One line: what GPU llama.cpp can use here, or why it runs on the CPU."""
+        from workbench.doctor import gpus, llama_check
+
+        return llama_check(gpus()).detail
+
+    def cloud_endpoints(self) -> list[dict[str, Any]]:
+        """Each configured endpoint: where it is, whether its key is set, whether offline mode
+        blocks it. Key values are never read into the result, only their presence."""
+        from local_models.cloud import is_loopback
+
+        rows = []
+        for name, endpoint in self.config.cloud.items():
+            if not endpoint.api_key_env:
+                key = "none needed"
+            else:
+                key = f"${endpoint.api_key_env} " + (
+                    "set" if os.environ.get(endpoint.api_key_env) else "MISSING"
+                )
+            local = is_loopback(endpoint.base_url)
+            rows.append({"name": name, "kind": endpoint.kind, "base_url": endpoint.base_url,
+                         "models": list(endpoint.models), "key": key, "loopback": local,
+                         "usable": not (self.offline and not local)})  # fmt: skip
+        return rows
+
+    def set_offline(self, offline: bool) -> None:
+        """Turn offline mode on or off, in workbench.toml too, so CLI runs follow it."""
+        from workbench.config import edit_config
+
+        def edit(document) -> None:
+            document["offline"] = offline
+
+        self.config = edit_config(self.workspace.config_path, edit)
+        self.offline = offline
+        if self._cloud is not None:
+            self._cloud.offline = offline
+
     def plan(self, model: str, n_ctx: int = 4096):
         return self.models.plan(model, n_ctx)
 
@@ -187,10 +239,15 @@ class Service:
             routed.result.extra.update(route=routed.route, escalation_reason=routed.reason,
                                        escalation_refused=routed.refused)  # fmt: skip
             return routed.result
-        endpoint, _, cloud_model = model.partition("/")
-        if cloud_model and endpoint in self.config.cloud:
+        if not self.is_local(model):
+            endpoint, _, cloud_model = model.partition("/")
             return self.cloud.chat(endpoint, cloud_model, messages, params, on_text)
         return self.models.chat(model, messages, params, on_text, options)
+
+    def is_local(self, model: str) -> bool:
+        """Whether a chat to ``model`` runs on a local GGUF (not a cloud model, not the router)."""
+        endpoint, _, cloud_model = model.partition("/")
+        return model != "auto" and not (cloud_model and endpoint in self.config.cloud)
 
     def model_choices(self) -> list[str]:
         """Every name a chat can be addressed to: local GGUF aliases, cloud models, auto."""
@@ -216,8 +273,7 @@ class Service:
             raise WorkbenchError(f"compare takes 2 to 4 models, not {len(models)}", "pass -m 2 to 4 times")
         outcomes: list = [None] * len(models)
         for index, name in enumerate(models):  # load up front, one at a time: loads compete for memory
-            endpoint, _, cloud_model = name.partition("/")
-            if name == "auto" or (cloud_model and endpoint in self.config.cloud):
+            if not self.is_local(name):
                 continue
             try:
                 self.models.load(name)
