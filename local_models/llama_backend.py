@@ -74,6 +74,23 @@ def _route_llama_logs() -> None:
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
+class _TokenLogprob:
+    """log p(token) under the model's raw distribution (before temperature and truncation, as
+    OpenAI's logprobs report it), from the logits row llama.cpp keeps for the last position."""
+
+    def __init__(self, ctx, vocab) -> None:
+        import llama_cpp as C
+
+        self.ctx, self.n_vocab, self.get_logits = ctx, C.llama_vocab_n_tokens(vocab), C.llama_get_logits_ith
+
+    def __call__(self, token: int) -> float:
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self.get_logits(self.ctx, -1), shape=(self.n_vocab,))
+        peak = float(logits.max())
+        return float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
+
+
 def gpu_offload_supported() -> bool:
     import llama_cpp
 
@@ -306,6 +323,8 @@ class LocalModel:
         sample, is_eog, to_piece, decode, get_one = (C.llama_sampler_sample, C.llama_vocab_is_eog,
                                                      C.llama_token_to_piece, C.llama_decode,
                                                      C.llama_batch_get_one)  # fmt: skip
+        logprob = _TokenLogprob(ctx, vocab) if params.logprobs else None
+        logprob_sum = 0.0
         try:
             C.llama_memory_clear(C.llama_get_memory(ctx), True)
             self._decode(prompt)
@@ -315,6 +334,8 @@ class LocalModel:
                     finish = "stop"
                     break
                 count += 1
+                if logprob is not None:
+                    logprob_sum += logprob(token)
                 if result.ttft_s is None:
                     result.ttft_s = time.perf_counter() - start
                 size = to_piece(vocab, token, buffer, 256, 0, False)
@@ -346,6 +367,8 @@ class LocalModel:
         if len(text) > sent:
             request.out.put(text[sent:])
         result.text, result.output_tokens, result.finish_reason = text, count, finish
+        if logprob is not None and count:
+            result.mean_logprob = logprob_sum / count
         result.duration_s = time.perf_counter() - start
         decode_s = result.duration_s - (result.ttft_s or 0.0)
         result.tokens_per_s = (count - 1) / decode_s if count > 1 and decode_s > 0 else 0.0

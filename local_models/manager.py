@@ -151,6 +151,8 @@ class ModelManager:
                 "workbench.tokens_per_s": round(result.tokens_per_s, 2),
                 "workbench.queue_wait_s": round(time.perf_counter() - queued - result.duration_s, 6),
             })  # fmt: skip
+            if result.mean_logprob is not None:
+                span.set("workbench.mean_logprob", round(result.mean_logprob, 4))
             span.set_payload(output=result.text)
         return result
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from local_models.cloud import CloudClient, CloudError
 from local_models.manager import ModelManager
@@ -74,6 +74,9 @@ class Router:
                     None,
                     f"the prompt ({needed} tokens) does not fit the local context ({model.context_length})",
                 )
+            floor = self.config.min_mean_logprob
+            if floor is not None:
+                params = replace(params, logprobs=True)
             # Stream local text to the caller only once it passes: a failed answer is replaced.
             result = self.models.chat(
                 self.config.local, messages, params, None, timeout_s=self.config.local_timeout_s
@@ -83,6 +86,14 @@ class Router:
         if result.finish_reason == "cancelled":
             return result, f"the local call timed out after {self.config.local_timeout_s:g} s"
         reason = _failed_check(result.text, params, check)
+        if (
+            reason is None
+            and floor is not None
+            and result.mean_logprob is not None
+            and result.mean_logprob < floor
+        ):
+            reason = (f"the local answer's mean token log-probability {result.mean_logprob:.2f} is under "
+                      f"[router] min_mean_logprob {floor:g}")  # fmt: skip
         if reason is None and on_text is not None:
             on_text(result.text)
         return result, reason

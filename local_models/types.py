@@ -17,6 +17,9 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
     """Constrain the output to JSON valid against this schema (a llama.cpp grammar locally)."""
+    logprobs: bool = False
+    """Local models: report the mean log-probability of the answer's tokens (the router's
+    confidence check); costs a log-softmax over the vocabulary per token, so off by default."""
 
     def validate(self) -> GenerationParams:
         from workbench.errors import ModelError
@@ -42,6 +45,8 @@ class GenerationResult:
     tokens_per_s: float = 0.0
     cost_usd: float = 0.0
     hardware: str = ""
+    mean_logprob: float | None = None
+    """Mean natural-log probability of the generated tokens under the model (logprobs=True)."""
     trace_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -49,6 +50,23 @@ def test_same_answer_as_llama_cpp_python_itself(service, model_workspace):
     assert ours.input_tokens == theirs["usage"]["prompt_tokens"]
     assert ours.output_tokens == theirs["usage"]["completion_tokens"]
     llm.close()
+
+
+def test_mean_logprob_matches_llama_cpp_python(service, model_workspace):
+    import llama_cpp
+
+    ours = service.ask("smollm2", QUESTION, params=replace(GREEDY, logprobs=True))
+    llm = llama_cpp.Llama(str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                          n_ctx=4096, logits_all=True, verbose=False)  # fmt: skip
+    theirs = llm.create_chat_completion([{"role": "user", "content": QUESTION}], temperature=0.0,
+                                        max_tokens=48, seed=7, logprobs=True, top_logprobs=1)  # fmt: skip
+    llm.close()
+    tokens = theirs["choices"][0]["logprobs"]["content"]
+    assert ours.text == theirs["choices"][0]["message"]["content"]
+    expected = sum(t["logprob"] for t in tokens) / len(tokens)
+    assert ours.mean_logprob is not None and ours.mean_logprob < 0
+    assert abs(ours.mean_logprob - expected) < 1e-3, (ours.mean_logprob, expected)
+    assert service.ask("smollm2", QUESTION, params=GREEDY).mean_logprob is None, "off unless asked"
 
 
 def test_max_tokens_and_stop_sequences(service):

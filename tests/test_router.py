@@ -118,3 +118,20 @@ def schema_file(workspace):
     path = workspace.root / "schema.json"
     path.write_text(json.dumps(SCHEMA))
     return path
+
+
+def test_unsure_local_answer_escalates_on_mean_logprob(model_workspace, cloud):
+    strict = routed(model_workspace, cloud.url, "min_mean_logprob = -0.001\n")
+    params = GenerationParams(temperature=0, max_tokens=16)
+    result = strict.ask("auto", "Name a color.", params=params)
+    reason = result.extra["escalation_reason"]
+    assert result.extra["route"] == "cloud" and "mean token log-probability" in reason and "-0.001" in reason
+    strict.flush_traces()
+    spans = strict.get_trace(result.trace_id)
+    local_chat = next(s for s in spans if s["provider"] == "llama.cpp" and s["name"] == "llm.chat")
+    assert json.loads(local_chat["attributes"])["workbench.mean_logprob"] < -0.001
+    strict.models.close()
+
+    lenient = routed(model_workspace, cloud.url, "min_mean_logprob = -50\n")
+    assert lenient.ask("auto", "Name a color.", params=params).extra["route"] == "local"
+    lenient.models.close()

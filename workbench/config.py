@@ -86,6 +86,9 @@ class RouterConfig(_Strict):
     """A local call running longer than this is cancelled and escalated."""
     daily_budget_usd: float | None = Field(None, ge=0)
     """Escalation is refused once cloud calls today have cost this much."""
+    min_mean_logprob: float | None = Field(None, le=0)
+    """Escalate when the local answer's mean token log-probability is under this (e.g. -1.5):
+    the model was unsure of its own words."""
 
 
 class WorkbenchConfig(_Strict):
