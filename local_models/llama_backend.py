@@ -25,6 +25,11 @@ __all__ = ["LocalModel", "LoadOptions"]
 
 _DONE = object()
 _PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
+# Sampling inside llama.cpp's compute graph ("backend sampling"): on a GPU only the sampled
+# token comes back instead of the whole logits row. auto: on GPU models; on / off: always /
+# never. Off by default until bench/gpu_llama.py has measured it on a GPU: on CPU it gives the
+# same tokens at the same speed (tests/test_local_models.py), on a GPU it is not yet proven.
+BACKEND_SAMPLING = os.environ.get("WORKBENCH_BACKEND_SAMPLING", "off")
 
 # Used when a GGUF file carries no chat template of its own (the packaged Gemma 3 has none).
 _FALLBACK_TEMPLATES = {
@@ -325,6 +330,11 @@ class LocalModel:
                                                      C.llama_batch_get_one)  # fmt: skip
         logprob = _TokenLogprob(ctx, vocab) if params.logprobs else None
         logprob_sum = 0.0
+        wanted = BACKEND_SAMPLING == "on" or (BACKEND_SAMPLING == "auto" and bool(self.options.n_gpu_layers))
+        # A grammar runs on the CPU, and log-probabilities need the logits row on the host.
+        attached = (
+            wanted and params.json_schema is None and logprob is None and C.llama_set_sampler(ctx, 0, sampler)
+        )
         try:
             C.llama_memory_clear(C.llama_get_memory(ctx), True)
             self._decode(prompt)
@@ -362,6 +372,8 @@ class LocalModel:
                 if decode(ctx, get_one(one, 1)) != 0:
                     raise ModelError(f"llama.cpp failed to decode on {self.alias}", "retry")
         finally:
+            if attached:
+                C.llama_set_sampler(ctx, 0, None)
             C.llama_sampler_free(sampler)
         text += decoder.decode(b"", final=True)
         if len(text) > sent:

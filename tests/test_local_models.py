@@ -176,3 +176,22 @@ def test_cli_models_load(model_workspace):
     assert result.stderr == "", "llama.cpp's log lines do not reach the terminal"
     embedding = run_cli("models", "load", "minilm")
     assert embedding.returncode == 5 and "embedding model" in embedding.stderr
+
+
+def test_sampling_in_the_graph_gives_the_same_tokens(service, monkeypatch):
+    """Backend sampling (on by request; meant for GPUs) picks exactly what host sampling picks."""
+    import local_models.llama_backend as backend
+
+    for params in (GREEDY, GenerationParams(temperature=0.8, max_tokens=40, seed=3)):
+        monkeypatch.setattr(backend, "BACKEND_SAMPLING", "off")
+        host = service.ask("smollm2", QUESTION, params=params)
+        monkeypatch.setattr(backend, "BACKEND_SAMPLING", "on")
+        graph = service.ask("smollm2", QUESTION, params=params)
+        assert graph.text == host.text and graph.output_tokens == host.output_tokens
+    schema = {"type": "object", "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
+              "required": ["color", "count"]}  # fmt: skip
+    constrained = service.ask("smollm2", "Describe the sky as JSON.",
+                              params=GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema))  # fmt: skip
+    assert isinstance(json.loads(constrained.text)["count"], int), (
+        "a grammar still constrains (host sampling)"
+    )
