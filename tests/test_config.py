@@ -66,3 +66,17 @@ def test_edit_keeps_comments_and_refuses_invalid_result(tmp_path):
     with pytest.raises(ConfigError, match="offline"):
         edit_config(path, lambda doc: doc.__setitem__("offline", "yes please"))
     assert path.read_text() == before
+
+
+def test_the_readme_config_example_is_valid():
+    import re
+    import tomllib
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = re.findall(r"```toml\n(.*?)```", readme, re.S)[0]
+    config = WorkbenchConfig.model_validate(tomllib.loads(example))
+    assert config.router.escalate_to == "openai/gpt-4o-mini" and set(config.cloud) == {
+        "openai",
+        "claude",
+        "vllm",
+    }
