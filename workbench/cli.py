@@ -520,6 +520,9 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _exit)
 
 
+import workbench.cli_documents  # noqa: E402, F401 - registers ingest, search, collections
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one line and an exit code, never a traceback."""
     _install_signal_handlers()

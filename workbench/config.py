@@ -91,6 +91,20 @@ class RouterConfig(_Strict):
     the model was unsure of its own words."""
 
 
+class DocumentsConfig(_Strict):
+    embedding_model: str = "minilm"
+    """Default embedding model of new collections (alias of a sentence-transformers folder)."""
+    chunk_tokens: int = Field(200, ge=16, le=8192)
+    """Chunk size in the embedding model's own tokens (capped at the model's maximum)."""
+    chunk_overlap: int = Field(32, ge=0)
+    """Tokens shared by consecutive windows of a long section."""
+    max_file_mb: float = Field(50.0, gt=0)
+    """Files larger than this are reported as failed, not read."""
+    ann_index_rows: int = Field(20_000, ge=256)
+    """Past this many chunks an ANN index (IVF_PQ) is built after ingest; below, exact scans are
+    fast enough (bench/bench_documents.py measures both)."""
+
+
 class WorkbenchConfig(_Strict):
     offline: bool = False
     """When true no connection to a non-loopback address is opened."""
@@ -101,6 +115,8 @@ class WorkbenchConfig(_Strict):
     """Cloud endpoints by name."""
     router: RouterConfig = RouterConfig()
     """Local first, escalate when needed: `workbench ask -m auto`."""
+    documents: DocumentsConfig = DocumentsConfig()
+    """Ingest and retrieval defaults."""
 
 
 DEFAULT_CONFIG_TEXT = """\

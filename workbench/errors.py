@@ -15,6 +15,7 @@ __all__ = [
     "ModelError",
     "ModelFetchError",
     "QueryError",
+    "CollectionError",
 ]
 
 
@@ -60,3 +61,8 @@ class ModelFetchError(ModelError):
 class QueryError(WorkbenchError):
     title = "Query failed"
     exit_code = 6
+
+
+class CollectionError(WorkbenchError):
+    title = "Collection problem"
+    exit_code = 7

@@ -18,6 +18,10 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 # Cards: 13-16 digits in one run, or in groups of four (Amex 4-6-5). Longer runs are left
 # alone: nanosecond timestamps have 19 digits and one in ten would pass the Luhn check.
 _CARD = re.compile(r"\b(?:\d{13,16}|(?:\d{4}[ -]){3}\d{1,4}|\d{4}[ -]\d{6}[ -]\d{5})\b")
+# National-id-like numbers: US SSN (AAA-GG-SSSS, area not 000/666/9xx) and UK NINO (AB123456C).
+_NATIONAL_ID = re.compile(
+    r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+)
 _PHONE = re.compile(
     r"(?<![\w+(])(?<!\d[ -])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{3,4}\b(?![ -]?\d)"
 )
@@ -59,6 +63,7 @@ def redact(text: str, counts: Counter[str] | None = None) -> str:
     text = _EMAIL.sub(masker("email"), text)
     text = _IBAN.sub(masker("iban", _iban_ok), text)
     text = _CARD.sub(masker("card", lambda s: _luhn_ok(re.sub(r"\D", "", s))), text)
+    text = _NATIONAL_ID.sub(masker("national_id"), text)
     text = _PHONE.sub(masker("phone"), text)
     return text
 

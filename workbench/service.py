@@ -32,6 +32,7 @@ class Service:
         self._tracer: Tracer | None = None
         self._models = None
         self._cloud = None
+        self._collections = None
 
     @property
     def tracer(self) -> Tracer:
@@ -299,6 +300,37 @@ class Service:
                 thread.join()
             root.set("workbench.compare.errors", sum(isinstance(o, Exception) for o in outcomes))
         return outcomes
+
+    # -- documents --------------------------------------------------------------------------
+
+    @property
+    def collections(self):
+        if self._collections is None:
+            from indexes.collection import Collections
+
+            self._collections = Collections(self.workspace, self.tracer, self.config.documents)
+        return self._collections
+
+    def ingest(self, collection: str, source: str, include=None, exclude=None, redact: bool | None = None,
+               model: str | None = None, progress=None):  # fmt: skip
+        """Ingest a file or folder into a collection (created on first use); returns the report."""
+        return self.collections.ingest(collection, source, include, exclude, redact, model, progress)
+
+    def search(self, collection: str, query: str, mode: str = "hybrid", k: int = 5, min_score=None,
+               path_glob: str | None = None, file_type: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        return self.collections.search(collection, query, mode, k, min_score, path_glob, file_type)
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        return [self.collections.describe(name) for name in self.collections.names()]
+
+    def collection(self, name: str) -> dict[str, Any]:
+        return self.collections.describe(name)
+
+    def collection_versions(self, name: str) -> list[dict[str, Any]]:
+        return self.collections.versions(name)
+
+    def restore_collection(self, name: str, version: int) -> int:
+        return self.collections.restore(name, version)
 
     # -- traces -----------------------------------------------------------------------------
 

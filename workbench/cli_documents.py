@@ -1,0 +1,137 @@
+"""`workbench ingest`, `search` and `collections`: documents into LanceDB and back out."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from workbench.cli import _Context, _table, cli
+
+__all__ = ["ingest", "search", "collections"]
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--collection", "-c", required=True, help="Collection name (created on first ingest).")
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable), e.g. '*.md'.")
+@click.option("--exclude", multiple=True, help="Skip files or folders matching this glob (repeatable).")
+@click.option("--redact/--no-redact", default=None,
+              help="Mask e-mails, phones, cards, IBANs, national ids and API keys before embedding.")  # fmt: skip
+@click.option("--model", help="Embedding model of a new collection (default: [documents] embedding_model).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def ingest(obj: _Context, path: str, collection: str, include: tuple[str, ...], exclude: tuple[str, ...],
+           redact: bool | None, model: str | None, as_json: bool) -> None:  # fmt: skip
+    """Ingest a file or folder into a collection; re-running skips unchanged files."""
+    bar = _Progress(enabled=not as_json and sys.stderr.isatty())
+    report = obj.service.ingest(collection, path, list(include) or None, list(exclude) or None, redact, model,
+                                bar.update)  # fmt: skip
+    bar.close()
+    if as_json:
+        click.echo(json.dumps(report.__dict__, indent=2, default=str))
+        return
+    for path_, reason in report.failed:
+        click.echo(f"failed   {path_}: {reason}", err=True)
+    click.echo(report.summary())
+
+
+class _Progress:
+    """A progress bar per phase on stderr (click's), only on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.phase, self.bar, self.done = enabled, None, None, 0
+
+    def update(self, event: dict) -> None:
+        if not self.enabled or "total" not in event:
+            return
+        if event["phase"] != self.phase:
+            self.close()
+            label = {"read": "reading  ", "embed": "embedding", "write": "writing  "}.get(
+                event["phase"], event["phase"]
+            )
+            self.phase, self.done = event["phase"], 0
+            self.bar = click.progressbar(length=max(1, event["total"]), label=label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(event["done"] - self.done)
+        self.done = event["done"]
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--collection", "-c", required=True)
+@click.option("--mode", type=click.Choice(["vector", "fts", "hybrid"]), default="hybrid", show_default=True)
+@click.option("-k", default=5, show_default=True, help="How many chunks.")
+@click.option("--min-score", type=float, help="Drop hits scoring under this (cosine, BM25 or RRF by mode).")
+@click.option("--path", "path_glob", help="Only files whose path matches this glob, e.g. 'docs/*'.")
+@click.option("--type", "file_type", help="Only this file type, e.g. md, py, pdf.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def search(obj: _Context, query: str, collection: str, mode: str, k: int, min_score: float | None,
+           path_glob: str | None, file_type: str | None, as_json: bool) -> None:  # fmt: skip
+    """Search a collection; each hit with its score and where it came from."""
+    hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type)
+    if as_json:
+        click.echo(json.dumps(hits, indent=2, default=str))
+        return
+    if not hits:
+        click.echo("no hits", err=True)
+    for rank, hit in enumerate(hits, start=1):
+        where = hit["path"] + (f" p.{hit['page']}" if hit["page"] else "") + f" [{hit['start']}:{hit['end']}]"
+        click.echo(click.style(f"{rank}. {hit['score']:.4f}  {where}", bold=True))
+        if hit["headings"]:
+            click.echo(f"   {hit['headings']}")
+        preview = " ".join(hit["text"].split())
+        click.echo(f"   {preview[:240]}{'...' if len(preview) > 240 else ''}")
+    if hits:
+        click.echo(f"trace {hits[0]['trace_id']}", err=True)
+
+
+@cli.group()
+def collections() -> None:
+    """Collections: list, show, versions, restore."""
+
+
+@collections.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def collections_list(obj: _Context, as_json: bool) -> None:
+    rows = obj.service.list_collections()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        click.echo("no collections yet: `workbench ingest PATH -c NAME`")
+    else:
+        click.echo(_table(rows, ["name", "rows", "files", "version", "model", "redact"]))
+
+
+@collections.command("show")
+@click.argument("name")
+@click.pass_obj
+def collections_show(obj: _Context, name: str) -> None:
+    for key, value in obj.service.collection(name).items():
+        click.echo(f"{key:<14} {value}")
+
+
+@collections.command("versions")
+@click.argument("name")
+@click.pass_obj
+def collections_versions(obj: _Context, name: str) -> None:
+    """Every LanceDB version of a collection (each ingest commits one or more)."""
+    click.echo(_table(obj.service.collection_versions(name), ["version", "timestamp"]))
+
+
+@collections.command("restore")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.pass_obj
+def collections_restore(obj: _Context, name: str, version: int) -> None:
+    """Make VERSION the newest again (later versions stay listed)."""
+    new = obj.service.restore_collection(name, version)
+    click.echo(f"{name} restored to version {version} (now version {new})")
