@@ -59,8 +59,10 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 class Collections:
-    def __init__(self, workspace: Workspace, tracer: Tracer, config: DocumentsConfig) -> None:
-        self.workspace, self.tracer, self.config = workspace, tracer, config
+    def __init__(self, workspace: Workspace, tracer: Tracer, config: DocumentsConfig,
+                 find_model: Callable[[str], tuple[str, str, Path]]) -> None:  # fmt: skip
+        """``find_model(name)`` gives (alias, kind, path) of a model in the workspace catalog."""
+        self.workspace, self.tracer, self.config, self.find_model = workspace, tracer, config, find_model
         self._db = None
 
     @property
@@ -132,14 +134,10 @@ class Collections:
         return _FileLock(self.workspace.lancedb_dir / f".{name}.lock", name)
 
     def _create(self, name: str, model: str | None, redact: bool) -> dict[str, Any]:
-        from local_models.catalog import resolve_model
-
-        info = resolve_model(self.workspace, model or self.config.embedding_model)
-        if info.kind != "embedding":
-            raise CollectionError(
-                f"{info.alias} is not an embedding model", "pick a sentence-transformers model"
-            )
-        meta = {"model": info.alias, "model_path": str(info.path), "chunk_tokens": self.config.chunk_tokens,
+        alias, kind, path = self.find_model(model or self.config.embedding_model)
+        if kind != "embedding":
+            raise CollectionError(f"{alias} is not an embedding model", "pick a sentence-transformers model")
+        meta = {"model": alias, "model_path": str(path), "chunk_tokens": self.config.chunk_tokens,
                 "chunk_overlap": self.config.chunk_overlap, "redact": redact, "created": time.time()}  # fmt: skip
         self._meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return meta

@@ -175,3 +175,42 @@ def test_models_screen_catalog_plan_load_cloud_and_offline(model_workspace, monk
 
     run(scenario())
     service.models.close()
+
+
+def test_documents_screen_ingests_with_progress_and_searches(model_workspace, tmp_path):
+    from tests import docs_corpus
+    from tui.screens.documents import DocumentsScreen
+
+    corpus = tmp_path / "corpus"
+    docs_corpus.build(corpus)
+    service = Service(model_workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(180, 50)) as pilot:
+            await pilot.press("2")
+            await settle(app, pilot)
+            assert isinstance(app.screen, DocumentsScreen)
+            assert "No collections yet" in text_of(app, "#ingest-report")
+            await type_into(pilot, app, "#ingest-path", str(corpus / "docs"))
+            await type_into(pilot, app, "#ingest-collection", "kb")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            report = text_of(app, "#ingest-report")
+            assert "3 added" in report and "in kb" in report
+            table = app.screen.query_one("#collections", DataTable)
+            assert table.get_row_at(0)[:3] == ["kb", service.collection("kb")["rows"], 3]
+            assert app.focused is app.screen.query_one("#search-query", Input), "ready to search"
+            await pilot.press(*"fog horn storm", "enter")
+            await settle(app, pilot)
+            hits = app.screen.query_one("#hits", DataTable)
+            assert hits.row_count >= 1 and str(hits.get_row_at(0)[2]).endswith("manual.md")
+            preview = text_of(app, "#hit-preview")
+            assert "Lighthouse manual > Storm procedure" in preview and "fog horn" in preview
+
+            await type_into(pilot, app, "#ingest-path", "/nowhere")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert any("does not exist" in n.message for n in app._notifications), "an error, not a crash"
+
+    run(scenario())

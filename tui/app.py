@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.screens.base import NAVIGATION
 from tui.screens.compare import CompareScreen
+from tui.screens.documents import DocumentsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.models import ModelsScreen
@@ -47,7 +48,7 @@ class WorkbenchApp(App):
     COMMANDS = App.COMMANDS | {GoToProvider}
     MODES = {
         "home": HomeScreen,
-        "documents": partial(_pending, "documents", "Documents"),
+        "documents": DocumentsScreen,
         "playground": PlaygroundScreen,
         "compare": CompareScreen,
         "workflows": partial(_pending, "workflows", "Workflows"),

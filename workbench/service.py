@@ -16,7 +16,6 @@ from workbench.workspace import Workspace, resolve_workspace_path
 __all__ = ["Service", "init_workspace"]
 
 SCREENS_PENDING = {
-    "Documents": "issue #4 (ingest into LanceDB, hybrid retrieval)",
     "Workflows": "issue #5 (LangGraph workflows)",
     "Evals": "issue #6 (datasets, metrics, judges)",
     "Export": "issue #5 (export to production configs)",
@@ -307,8 +306,13 @@ class Service:
     def collections(self):
         if self._collections is None:
             from indexes.collection import Collections
+            from local_models.catalog import resolve_model
 
-            self._collections = Collections(self.workspace, self.tracer, self.config.documents)
+            def find_model(name: str):
+                info = resolve_model(self.workspace, name)
+                return info.alias, info.kind, info.path
+
+            self._collections = Collections(self.workspace, self.tracer, self.config.documents, find_model)
         return self._collections
 
     def ingest(self, collection: str, source: str, include=None, exclude=None, redact: bool | None = None,

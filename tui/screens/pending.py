@@ -18,7 +18,7 @@ class PendingScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         yield Static(
             f"[b]{self.title_text}[/b]\n\nNot built yet: this screen arrives with "
-            f"{self.arrives_with}.\n\nWhat works today: Home (workspace and doctor), Traces "
-            f"(every span in DuckDB) and Models (the catalog). Press ? for help.",
+            f"{self.arrives_with}.\n\nWhat works today: Home, Documents, Playground, Compare, "
+            f"Traces and Models. Press ? for help.",
             classes="pending",
         )

@@ -1,0 +1,181 @@
+"""Documents: collections with rows and versions, an ingest form with live progress and the
+per-file report, and a search box showing ranked chunks with provenance and a preview."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Input, ProgressBar, Select, Static
+
+from tui.screens.base import BaseScreen
+
+
+class DocumentsScreen(BaseScreen):
+    MODE = "documents"
+    BINDINGS = [Binding("ctrl+r", "refresh", "Refresh"), Binding("ctrl+f", "focus_search", "Search")]
+
+    class Listed(Message):
+        def __init__(self, collections: list[dict]) -> None:
+            super().__init__()
+            self.collections = collections
+
+    class Progressed(Message):
+        def __init__(self, event: dict) -> None:
+            super().__init__()
+            self.event = event
+
+    class Ingested(Message):
+        def __init__(self, report) -> None:
+            super().__init__()
+            self.report = report
+
+    class Found(Message):
+        def __init__(self, hits: list[dict]) -> None:
+            super().__init__()
+            self.hits = hits
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[dict] = []
+
+    def compose_body(self) -> ComposeResult:
+        collections = DataTable(id="collections", cursor_type="row")
+        collections.add_columns("collection", "rows", "files", "version", "model", "redact")
+        yield collections
+        with Horizontal(id="ingest-form"):
+            yield Input(placeholder="file or folder to ingest", id="ingest-path")
+            yield Input(placeholder="collection", id="ingest-collection")
+        yield ProgressBar(id="ingest-progress", show_eta=False)
+        yield Static("", id="ingest-report")
+        with Horizontal(id="search-form"):
+            yield Input(placeholder="search (enter)", id="search-query")
+            yield Select([(m, m) for m in ("hybrid", "vector", "fts")], value="hybrid", allow_blank=False,
+                         id="search-mode")  # fmt: skip
+        with Horizontal(id="search-results"):
+            hits = DataTable(id="hits", cursor_type="row")
+            hits.add_columns("#", "score", "path", "heading", "page")
+            yield hits
+            with VerticalScroll(id="hit-preview-box"):
+                yield Static("", id="hit-preview")
+
+    def on_mount(self) -> None:
+        self.query_one("#ingest-progress", ProgressBar).display = False  # until an ingest runs
+        self.query_one("#ingest-path", Input).focus()
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.list_collections()
+
+    def action_focus_search(self) -> None:
+        self.query_one("#search-query", Input).focus()
+
+    @work(thread=True, exclusive=True, group="collections", exit_on_error=False, description="collections")
+    def list_collections(self) -> None:
+        self.post_message(self.Listed(self.service.list_collections()))
+
+    def on_documents_screen_listed(self, message: Listed) -> None:
+        table = self.query_one("#collections", DataTable)
+        table.clear()
+        for row in message.collections:
+            table.add_row(row["name"], row["rows"], row["files"], row["version"], row["model"],
+                          "yes" if row["redact"] else "", key=row["name"])  # fmt: skip
+        if not message.collections:
+            self.query_one("#ingest-report", Static).update(
+                "No collections yet: give a folder and a collection name above, then enter."
+            )
+        collection = self.query_one("#ingest-collection", Input)
+        if message.collections and not collection.value:
+            collection.value = message.collections[0]["name"]
+
+    @on(DataTable.RowSelected, "#collections")
+    def pick_collection(self, event: DataTable.RowSelected) -> None:
+        self.query_one("#ingest-collection", Input).value = str(event.row_key.value)
+
+    @on(Input.Submitted, "#ingest-path, #ingest-collection")
+    def start_ingest(self) -> None:
+        path = self.query_one("#ingest-path", Input).value.strip()
+        collection = self.query_one("#ingest-collection", Input).value.strip()
+        if not path or not collection:
+            self.notify("Give a file or folder and a collection name.", severity="warning")
+            return
+        bar = self.query_one("#ingest-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+        self.query_one("#ingest-report", Static).update(f"ingesting {path} into {collection}...")
+        self.ingest(collection, path)
+
+    @work(thread=True, exclusive=True, group="ingest", exit_on_error=False, description="ingest")
+    def ingest(self, collection: str, path: str) -> None:
+        report = self.service.ingest(
+            collection, path, progress=lambda e: self.post_message(self.Progressed(e))
+        )
+        self.post_message(self.Ingested(report))
+
+    def on_documents_screen_progressed(self, message: Progressed) -> None:
+        event = message.event
+        if "total" in event:
+            self.query_one("#ingest-progress", ProgressBar).update(total=max(1, event["total"]),
+                                                                   progress=event["done"])  # fmt: skip
+            self.query_one("#ingest-report", Static).update(
+                f"{event['phase']}: {event['done']} of {event['total']}"
+            )
+
+    def on_documents_screen_ingested(self, message: Ingested) -> None:
+        report = message.report
+        lines = [report.summary()]
+        lines += [f"[red]failed[/red] {_esc(path)}: {_esc(reason)}" for path, reason in report.failed[:20]]
+        if len(report.failed) > 20:
+            lines.append(f"... and {len(report.failed) - 20} more failed files")
+        bar = self.query_one("#ingest-progress", ProgressBar)
+        bar.update(total=bar.total or 1, progress=bar.total or 1)
+        self.query_one("#ingest-report", Static).update("\n".join(lines))
+        self.list_collections()
+        self.action_focus_search()
+
+    @on(Input.Submitted, "#search-query")
+    def start_search(self, event: Input.Submitted) -> None:
+        collection = self.query_one("#ingest-collection", Input).value.strip()
+        if not event.value.strip() or not collection:
+            self.notify("Pick a collection (above) and type a query.", severity="warning")
+            return
+        self.search(collection, event.value, str(self.query_one("#search-mode", Select).value))
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False, description="search")
+    def search(self, collection: str, query: str, mode: str) -> None:
+        self.post_message(self.Found(self.service.search(collection, query, mode, k=10)))
+
+    def on_documents_screen_found(self, message: Found) -> None:
+        self.hits = message.hits
+        table = self.query_one("#hits", DataTable)
+        table.clear()
+        for rank, hit in enumerate(self.hits, start=1):
+            table.add_row(
+                rank, f"{hit['score']:.4f}", hit["path"], hit["headings"] or "-", hit["page"] or "-"
+            )
+        preview = self.query_one("#hit-preview", Static)
+        preview.update("" if self.hits else "no hits")
+        if self.hits:
+            self._preview(0)
+
+    @on(DataTable.RowHighlighted, "#hits")
+    def highlight_hit(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self.hits):
+            self._preview(event.cursor_row)
+
+    def _preview(self, index: int) -> None:
+        hit = self.hits[index]
+        where = (
+            hit["path"]
+            + (f", page {hit['page']}" if hit["page"] else "")
+            + f", characters {hit['start']}-{hit['end']}"
+        )
+        self.query_one("#hit-preview", Static).update(
+            f"[b]{_esc(hit['headings'] or hit['title'])}[/b]\n{_esc(where)}\n\n{_esc(hit['text'])}"
+        )
+
+
+def _esc(text: str) -> str:
+    return str(text).replace("[", r"\[")
