@@ -32,6 +32,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workbench init
 	$(BIN)/workbench models fetch
+	$(BIN)/workbench ingest docs -c demo
+	$(BIN)/workbench ingest README.md -c demo
 
 run: demo
 	$(BIN)/workbench

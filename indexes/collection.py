@@ -204,7 +204,9 @@ class Collections:
                 pending.append((loaded, chunks))
             progress({"phase": "read", "done": done, "total": len(found.files), "file": key})
         report.masked = dict(masked)
-        removed = sorted(set(known) - seen)
+        # Only files under this source can have been deleted: a collection may hold several.
+        scope = str(source.resolve())
+        removed = sorted(p for p in set(known) - seen if p == scope or p.startswith(scope.rstrip("/") + "/"))
         # A file that now fails to load keeps its old chunks: a transient error loses nothing.
         changed = [loaded for loaded, _ in pending if str(loaded.path) in known]
         doomed = removed + [str(f.path) for f in changed]

@@ -106,6 +106,12 @@ def test_incremental_reingest(service, corpus):
     assert not any(p.endswith("notes.txt") for p in rows["path"].to_pylist())
     assert service.search("kb", "climb the tower", "fts", k=1)[0]["headings"].endswith("Visitors")
 
+    extra = root.parent / "extra.md"
+    extra.write_text("# Extra\n\nA second source in the same collection.\n")
+    fourth = service.ingest("kb", str(extra))
+    assert [Path(p).name for p in fourth.added] == ["extra.md"] and fourth.removed == [], "other sources stay"
+    assert fourth.rows == third.rows + 1
+
 
 def test_redaction_masks_before_embedding_and_storage(service, tmp_path):
     folder = tmp_path / "pii"
