@@ -303,8 +303,10 @@ class Collections:
                 table.create_fts_index("text", replace=True)
             rows = table.count_rows()
             if rows >= self.config.ann_index_rows and (force_fts or "IVF_PQ" not in existing):
-                table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ",
-                                   num_partitions=max(1, int(rows**0.5)), num_sub_vectors=48)  # fmt: skip
+                from lancedb.index import IvfPq
+
+                table.create_index("vector", config=IvfPq(distance_type="cosine", num_partitions=max(1, int(rows**0.5)),
+                                                          num_sub_vectors=48))  # fmt: skip
 
     # -- retrieval ------------------------------------------------------------------------
 

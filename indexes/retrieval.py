@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from indexes.embedder import get_embedder
 from workbench.errors import CollectionError
 
 __all__ = ["search", "MODES"]
@@ -29,8 +30,6 @@ def _where(path_glob: str | None, file_type: str | None) -> str | None:
 
 
 def _vector(table, meta, query: str, limit: int, where: str | None) -> list[dict[str, Any]]:
-    from indexes.embedder import get_embedder
-
     vector = get_embedder(Path(meta["model_path"])).encode([query])[0]
     builder = (
         table.search(vector, vector_column_name="vector")

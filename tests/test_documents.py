@@ -215,3 +215,18 @@ def test_cli_ingest_search_collections(model_workspace, corpus):
     assert bad_name.returncode == 7 and "not a valid collection name" in bad_name.stderr
     missing = run_cli("ingest", str(root / "nowhere"), "-c", "kb")
     assert missing.returncode == 7 and "does not exist" in missing.stderr
+
+
+def test_an_ann_index_is_built_past_the_configured_row_count(model_workspace, tmp_path):
+    model_workspace.config_path.write_text("[documents]\nann_index_rows = 256\n")
+    service = Service(model_workspace.root)
+    sections = "\n".join(
+        f"## Station {i}\n\nBuoy {i} measured a wave of {i % 7} meters.\n" for i in range(300)
+    )
+    (tmp_path / "buoys.md").write_text("# Buoys\n\n" + sections)
+    report = service.ingest("sea", str(tmp_path / "buoys.md"))
+    assert report.rows >= 256
+    indices = " ".join(service.collection("sea")["indices"])
+    assert "IvfPq" in indices and "FTS" in indices, indices
+    hit = service.search("sea", "Buoy 123 measured a wave", "vector", k=3)
+    assert hit and all("Station" in h["headings"] for h in hit)

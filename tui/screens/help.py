@@ -19,6 +19,9 @@ HELP = """\
   ctrl+p   command palette (go to a screen, refresh, doctor)
   ?        this help          q  quit
 
+[b]Documents[/b]  a file or folder and a collection name, enter: ingest with live progress
+  ctrl+f   search; the highlighted hit shows its file, heading, page and text
+
 [b]Playground[/b]  pick a model (or auto: local first, cloud when needed), type, enter
   ctrl+l   new chat; the line under the chat shows TTFT, tok/s, cost and any escalation
 
