@@ -311,15 +311,25 @@ class Collections:
     # -- retrieval ------------------------------------------------------------------------
 
     def search(self, name: str, query: str, mode: str = "hybrid", k: int = 5, min_score: float | None = None,
-               path_glob: str | None = None, file_type: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+               path_glob: str | None = None, file_type: str | None = None,
+               version: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Ranked chunks; ``version`` searches an older version read-only (a checkout)."""
         from indexes.retrieval import search
 
         if not query.strip():
             raise CollectionError("the query is empty", "type what you are looking for")
         meta = self.meta(name)
         table = self.table(name)
+        if version is not None:
+            known = {v["version"] for v in table.list_versions()}
+            if version not in known:
+                raise CollectionError(f"'{name}' has no version {version}",
+                                      f"see `workbench collections versions {name}`")  # fmt: skip
+            table = self.db.open_table(name)  # a handle of its own: the checkout must not stick
+            table.checkout(version)
         with self.tracer.span("retrieval", "retrieval", {"gen_ai.operation.name": "retrieval",
                               "workbench.collection": name, "workbench.retrieval.mode": mode, "workbench.k": k,
+                              "workbench.collection.version": table.version,
                               "gen_ai.request.model": meta["model"]}) as span:  # fmt: skip
             span.set_payload(query=query)
             hits = search(table, meta, query, mode, k, min_score, path_glob, file_type)

@@ -135,6 +135,9 @@ def test_versions_and_restore(service, corpus):
     assert second.rows < first.rows
     versions = [v["version"] for v in service.collection_versions("kb")]
     assert first.version in versions and second.version == versions[-1]
+    old = service.search("kb", "glacier", "fts", k=1, version=first.version)
+    assert old[0]["path"].endswith("notes.txt"), "an older version can be searched read-only"
+    assert not service.search("kb", "glacier", "fts", k=1), "and the newest is untouched"
     service.restore_collection("kb", first.version)
     assert service.collection("kb")["rows"] == first.rows
     assert service.search("kb", "glacier", "fts", k=1)[0]["path"].endswith("notes.txt"), (

@@ -71,12 +71,15 @@ class _Progress:
 @click.option("--min-score", type=float, help="Drop hits scoring under this (cosine, BM25 or RRF by mode).")
 @click.option("--path", "path_glob", help="Only files whose path matches this glob, e.g. 'docs/*'.")
 @click.option("--type", "file_type", help="Only this file type, e.g. md, py, pdf.")
+@click.option(
+    "--version", type=int, help="Search this older version, read-only (see `collections versions`)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def search(obj: _Context, query: str, collection: str, mode: str, k: int, min_score: float | None,
-           path_glob: str | None, file_type: str | None, as_json: bool) -> None:  # fmt: skip
+           path_glob: str | None, file_type: str | None, version: int | None, as_json: bool) -> None:  # fmt: skip
     """Search a collection; each hit with its score and where it came from."""
-    hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type)
+    hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type, version)
     if as_json:
         click.echo(json.dumps(hits, indent=2, default=str))
         return

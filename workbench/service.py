@@ -321,8 +321,9 @@ class Service:
         return self.collections.ingest(collection, source, include, exclude, redact, model, progress)
 
     def search(self, collection: str, query: str, mode: str = "hybrid", k: int = 5, min_score=None,
-               path_glob: str | None = None, file_type: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        return self.collections.search(collection, query, mode, k, min_score, path_glob, file_type)
+               path_glob: str | None = None, file_type: str | None = None,
+               version: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        return self.collections.search(collection, query, mode, k, min_score, path_glob, file_type, version)
 
     def list_collections(self) -> list[dict[str, Any]]:
         return [self.collections.describe(name) for name in self.collections.names()]
