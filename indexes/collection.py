@@ -107,8 +107,7 @@ class Collections:
             table = self.table(name)
         except CollectionError:
             return info
-        paths = table.search().select(["path"]).limit(table.count_rows() or 1).to_arrow()["path"]
-        info.update(rows=table.count_rows(), files=len(set(paths.to_pylist())), version=table.version,
+        info.update(rows=table.count_rows(), files=len(self._known_files(table)), version=table.version,
                     indices=[f"{i.index_type} on {', '.join(i.columns)}" for i in table.list_indices()])  # fmt: skip
         return info
 
@@ -176,9 +175,9 @@ class Collections:
         report.failed += [(str(f.path), f.reason) for f in found.failures]
         table = self._open_or_none(name)
         known = self._known_files(table)  # path -> file hash
-        seen = {
-            str(path.resolve()) if not path.is_symlink() else str(path.absolute()) for path in found.files
-        }
+        # A file is known by its resolved path; a symlinked file by its own (absolute) path.
+        keys = [str(path.absolute() if path.is_symlink() else path.resolve()) for path in found.files]
+        seen = set(keys)
         progress({"phase": "scan", "files": len(found.files)})
 
         embedder = get_embedder(Path(meta["model_path"]))
@@ -186,8 +185,7 @@ class Collections:
         overlap = min(meta["chunk_overlap"], max_tokens // 2)
         pending: list[tuple[LoadedFile, list]] = []
         masked: Counter[str] = Counter()
-        for done, path in enumerate(found.files, start=1):
-            key = str(path.resolve()) if not path.is_symlink() else str(path.absolute())
+        for done, (path, key) in enumerate(zip(found.files, keys), start=1):
             loaded = load_file(path, int(self.config.max_file_mb * 1e6), skip_hash=known.get(key))
             if loaded is None:
                 report.skipped += 1

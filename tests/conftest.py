@@ -71,3 +71,26 @@ def model_workspace(workspace, fetched_models) -> Workspace:
         if not entry.name.startswith("."):
             (workspace.models_dir / entry.name).symlink_to(entry)
     return workspace
+
+
+@pytest.fixture
+def cloud():
+    """Our fault-injecting OpenAI/Anthropic-compatible server on loopback (tests/fake_cloud.py)."""
+    from tests.fake_cloud import FakeCloud
+
+    server = FakeCloud()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def local_and_cloud(model_workspace, cloud):
+    """A Service with the fetched local models and the loopback cloud as `remote/big`."""
+    from local_models.cloud import CloudClient, RetryPolicy
+    from workbench.service import Service
+
+    model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
+    service = Service(model_workspace.root)
+    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
+    yield service
+    service.models.close()

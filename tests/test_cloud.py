@@ -15,18 +15,11 @@ import pytest
 
 from local_models.cloud import CloudClient, CloudError, RetryPolicy
 from local_models.types import GenerationParams
-from tests.fake_cloud import ANSWER, FakeCloud
+from tests.fake_cloud import ANSWER
 from workbench.service import Service
 
 FAKE_KEY = "sk-test-" + "Zq9" * 12
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, read_timeout_s=1.0, connect_timeout_s=1.0)
-
-
-@pytest.fixture
-def cloud():
-    server = FakeCloud()
-    yield server
-    server.close()
 
 
 def configure(workspace, url: str, kind: str = "openai", offline: bool = False) -> Service:

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from local_models.cloud import CloudClient, RetryPolicy
 from local_models.types import GenerationParams
 from tests.conftest import run_cli
-from tests.fake_cloud import ANSWER, FakeCloud
+from tests.fake_cloud import ANSWER
 from workbench.errors import WorkbenchError
-from workbench.service import Service
 
 
-@pytest.fixture
-def service(model_workspace):
-    cloud = FakeCloud()
-    model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
-    service = Service(model_workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
-    yield service
-    service.models.close()
-    cloud.close()
-
-
-def test_local_and_cloud_side_by_side(service):
+def test_local_and_cloud_side_by_side(local_and_cloud):
     streamed: dict[int, list[str]] = {0: [], 1: [], 2: []}
-    outcomes = service.compare(["smollm2", "remote/big", "nope"], "Capital of France?", None,
+    outcomes = local_and_cloud.compare(["smollm2", "remote/big", "nope"], "Capital of France?", None,
                                GenerationParams(temperature=0, max_tokens=12),
                                lambda index, piece: streamed[index].append(piece))  # fmt: skip
     local, cloud, missing = outcomes
@@ -33,20 +20,20 @@ def test_local_and_cloud_side_by_side(service):
     assert cloud.text == "".join(ANSWER) == "".join(streamed[1])
     assert isinstance(missing, WorkbenchError) and "no model named 'nope'" in missing.message
     assert local.trace_id == cloud.trace_id, "one trace for the whole comparison"
-    service.flush_traces()
-    spans = service.get_trace(local.trace_id)
+    local_and_cloud.flush_traces()
+    spans = local_and_cloud.get_trace(local.trace_id)
     root = next(s for s in spans if s["name"] == "compare")
     chats = [s for s in spans if s["name"] == "llm.chat"]
     assert {s["model"] for s in chats} == {"smollm2", "remote/big"}
     assert all(s["parent_id"] == root["span_id"] for s in chats)
 
 
-def test_compare_needs_two_to_four(service):
+def test_compare_needs_two_to_four(local_and_cloud):
     with pytest.raises(WorkbenchError, match="2 to 4 models"):
-        service.compare(["smollm2"], "hi")
+        local_and_cloud.compare(["smollm2"], "hi")
 
 
-def test_cli_compare(service, model_workspace):
+def test_cli_compare(local_and_cloud, model_workspace):
     result = run_cli("compare", "-m", "smollm2", "-m", "gemma3-270m", "-t", "0", "--max-tokens", "8", "Hello")
     assert result.returncode == 0, result.stderr
     assert "== smollm2" in result.stdout and "== gemma3-270m" in result.stdout

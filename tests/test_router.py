@@ -9,18 +9,11 @@ import pytest
 from local_models.cloud import CloudClient, RetryPolicy
 from local_models.types import GenerationParams
 from tests.conftest import run_cli
-from tests.fake_cloud import ANSWER, FakeCloud
+from tests.fake_cloud import ANSWER
 from workbench.errors import ModelError
 from workbench.service import Service
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-
-
-@pytest.fixture
-def cloud():
-    server = FakeCloud()
-    yield server
-    server.close()
 
 
 def routed(workspace, url: str, extra: str = "", offline: bool = False) -> Service:

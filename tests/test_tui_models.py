@@ -3,11 +3,9 @@ llama.cpp and a loopback cloud endpoint."""
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import DataTable, Input, Select
 
-from local_models.cloud import CloudClient, RetryPolicy
-from tests.fake_cloud import ANSWER, FakeCloud
+from tests.fake_cloud import ANSWER
 from tests.test_tui import run, settle, text_of
 from tui.app import WorkbenchApp
 from tui.screens.compare import CompareScreen
@@ -15,25 +13,14 @@ from tui.screens.playground import PlaygroundScreen
 from workbench.service import Service
 
 
-@pytest.fixture
-def service(model_workspace):
-    cloud = FakeCloud()
-    model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
-    service = Service(model_workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
-    yield service
-    service.models.close()
-    cloud.close()
-
-
 async def type_into(pilot, app, selector: str, text: str) -> None:
     app.screen.query_one(selector, Input).focus()
     await pilot.press(*text)
 
 
-def test_playground_streams_a_chat_with_its_figures(service):
+def test_playground_streams_a_chat_with_its_figures(local_and_cloud):
     async def scenario():
-        app = WorkbenchApp(service)
+        app = WorkbenchApp(local_and_cloud)
         async with app.run_test(size=(160, 50)) as pilot:
             await pilot.press("3")
             await settle(app, pilot)
@@ -70,9 +57,9 @@ def test_playground_streams_a_chat_with_its_figures(service):
     run(scenario())
 
 
-def test_compare_streams_side_by_side_and_shows_errors_in_place(service):
+def test_compare_streams_side_by_side_and_shows_errors_in_place(local_and_cloud):
     async def scenario():
-        app = WorkbenchApp(service)
+        app = WorkbenchApp(local_and_cloud)
         async with app.run_test(size=(160, 50)) as pilot:
             await pilot.press("4")
             await settle(app, pilot)

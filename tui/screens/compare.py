@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -63,7 +64,7 @@ class CompareScreen(BaseScreen):
         await columns.remove_children()
         await columns.mount_all(
             VerticalScroll(
-                Static(f"[b]{_esc(name)}[/b]", id=f"cmp-text-{index}"),
+                Static(f"[b]{escape(name)}[/b]", id=f"cmp-text-{index}"),
                 Static("waiting for its turn...", id=f"cmp-fig-{index}", classes="cmp-figures"),
                 classes="cmp-column",
                 id=f"cmp-col-{index}",
@@ -87,7 +88,7 @@ class CompareScreen(BaseScreen):
             return
         self.texts[message.index] += message.text
         self.query_one(f"#cmp-text-{message.index}", Static).update(
-            f"[b]{_esc(self.models[message.index])}[/b]\n{_esc(self.texts[message.index])}"
+            f"[b]{escape(self.models[message.index])}[/b]\n{escape(self.texts[message.index])}"
         )
         self.query_one(f"#cmp-fig-{message.index}", Static).update("streaming...")
         self.query_one(f"#cmp-col-{message.index}", VerticalScroll).scroll_end(animate=False)
@@ -98,15 +99,11 @@ class CompareScreen(BaseScreen):
         for index, outcome in enumerate(message.outcomes):
             figures = self.query_one(f"#cmp-fig-{index}", Static)
             if isinstance(outcome, Exception):
-                figures.update(f"[red]{_esc(outcome.one_line())}[/red]")
+                figures.update(f"[red]{escape(outcome.one_line())}[/red]")
                 continue
             self.query_one(f"#cmp-text-{index}", Static).update(
-                f"[b]{_esc(self.models[index])}[/b]\n{_esc(outcome.text)}"
+                f"[b]{escape(self.models[index])}[/b]\n{escape(outcome.text)}"
             )
             figures.update(f"TTFT {(outcome.ttft_s or 0) * 1000:.0f} ms · {outcome.tokens_per_s:.1f} tok/s · "
                            f"{outcome.input_tokens}/{outcome.output_tokens} tokens · ${outcome.cost_usd:.5f} · "
                            f"{outcome.finish_reason}")  # fmt: skip
-
-
-def _esc(text: str) -> str:
-    return text.replace("[", r"\[")

@@ -3,6 +3,7 @@ per-file report, and a search box showing ranked chunks with provenance and a pr
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -126,7 +127,9 @@ class DocumentsScreen(BaseScreen):
     def on_documents_screen_ingested(self, message: Ingested) -> None:
         report = message.report
         lines = [report.summary()]
-        lines += [f"[red]failed[/red] {_esc(path)}: {_esc(reason)}" for path, reason in report.failed[:20]]
+        lines += [
+            f"[red]failed[/red] {escape(path)}: {escape(reason)}" for path, reason in report.failed[:20]
+        ]
         if len(report.failed) > 20:
             lines.append(f"... and {len(report.failed) - 20} more failed files")
         bar = self.query_one("#ingest-progress", ProgressBar)
@@ -173,9 +176,5 @@ class DocumentsScreen(BaseScreen):
             + f", characters {hit['start']}-{hit['end']}"
         )
         self.query_one("#hit-preview", Static).update(
-            f"[b]{_esc(hit['headings'] or hit['title'])}[/b]\n{_esc(where)}\n\n{_esc(hit['text'])}"
+            f"[b]{escape(hit['headings'] or hit['title'])}[/b]\n{escape(where)}\n\n{escape(hit['text'])}"
         )
-
-
-def _esc(text: str) -> str:
-    return str(text).replace("[", r"\[")

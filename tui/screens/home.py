@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -57,9 +58,5 @@ class HomeScreen(BaseScreen):
             if check.group != group:
                 group = check.group
                 lines.append(f"\n[b]{group}[/b]")
-            lines.append(f"{MARKS[check.status]} {check.name:<22} {_escape(check.detail)}")
+            lines.append(f"{MARKS[check.status]} {check.name:<22} {escape(check.detail)}")
         self.query_one("#doctor", Static).update("[b]Doctor[/b]" + "\n".join(lines))
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")

@@ -3,6 +3,7 @@ router hands a question to the cloud."""
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -109,19 +110,19 @@ class PlaygroundScreen(BaseScreen):
                    f"${result.cost_usd:.5f}, {result.finish_reason}, trace {(result.trace_id or '')[:16]}")  # fmt: skip
         route = result.extra.get("route")
         if route == "cloud":
-            figures += f"\n[b]escalated to the cloud[/b] because {_esc(result.extra['escalation_reason'])}"
+            figures += f"\n[b]escalated to the cloud[/b] because {escape(result.extra['escalation_reason'])}"
         elif result.extra.get("escalation_refused"):
-            figures += (f"\nwanted to escalate because {_esc(result.extra['escalation_reason'])}, but "
-                        f"{_esc(result.extra['escalation_refused'])}")  # fmt: skip
+            figures += (f"\nwanted to escalate because {escape(result.extra['escalation_reason'])}, but "
+                        f"{escape(result.extra['escalation_refused'])}")  # fmt: skip
         self.query_one("#chat-figures", Static).update(figures)
 
     def _show_transcript(self, pending: bool) -> None:
         lines = []
         for turn in self.history:
             who = "[b]you[/b]" if turn["role"] == "user" else "[b]model[/b]"
-            lines.append(f"{who}: {_esc(turn['content'])}")
+            lines.append(f"{who}: {escape(turn['content'])}")
         if pending:
-            lines.append(f"[b]model[/b]: {_esc(self.answer)}▌")
+            lines.append(f"[b]model[/b]: {escape(self.answer)}▌")
         self.query_one("#chat-transcript", Static).update("\n\n".join(lines))
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
@@ -129,7 +130,3 @@ class PlaygroundScreen(BaseScreen):
         self.history, self.answer = [], ""
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")
-
-
-def _esc(text: str) -> str:
-    return text.replace("[", r"\[")

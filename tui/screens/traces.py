@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -140,16 +141,16 @@ class TracesScreen(BaseScreen):
         if not span:
             detail.update("")
             return
-        lines = [f"[b]{_esc(span['name'])}[/b]  {span['kind']}  status {span['status']}"]
+        lines = [f"[b]{escape(span['name'])}[/b]  {span['kind']}  status {span['status']}"]
         if span["error"]:
-            lines.append(f"[red]{_esc(span['error'])}[/red]")
+            lines.append(f"[red]{escape(span['error'])}[/red]")
         lines.append(f"span {span['span_id']}  parent {span['parent_id'] or '-'}")
         lines.append("\n[b]attributes[/b]")
         for key, value in json.loads(span["attributes"] or "{}").items():
-            lines.append(f"  {_esc(key)} = {_esc(json.dumps(value))}")
+            lines.append(f"  {escape(key)} = {escape(json.dumps(value))}")
         if span["payload"]:
             lines.append("\n[b]payload[/b]")
-            lines.append(_esc(json.dumps(json.loads(span["payload"]), indent=2)))
+            lines.append(escape(json.dumps(json.loads(span["payload"]), indent=2)))
         detail.update("\n".join(lines))
 
     @on(Input.Changed)
@@ -175,7 +176,3 @@ class TracesScreen(BaseScreen):
 
     def action_focus_filter(self) -> None:
         self.query_one("#f-name", Input).focus()
-
-
-def _esc(text: str) -> str:
-    return text.replace("[", r"\[")
