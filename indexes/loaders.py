@@ -107,6 +107,9 @@ def walk(root: Path, include: list[str] | None = None, exclude: list[str] | None
             if path.is_symlink() and not path.exists():
                 result.failures.append(LoadFailure(path, "broken symlink"))
                 continue
+            if not path.is_file():  # reading a FIFO would wait forever
+                result.failures.append(LoadFailure(path, "not a regular file (a pipe, socket or device)"))
+                continue
             result.files.append(path)
     return result
 

@@ -103,6 +103,7 @@ def build(root: Path) -> dict[str, str]:
     (root / "empty.md").write_text("")
     (root / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
     (root / "huge.txt").write_text("x" * 3_000_000)
+    os.mkfifo(root / "pipe.txt")  # reading it would block: must be reported, not read
     os.symlink(root, root / "docs" / "loop")  # a folder symlink back up: must not be followed
     (root / "ignored").mkdir()
     (root / "ignored" / "secret.md").write_text("# must not be ingested\n")
@@ -113,4 +114,5 @@ def build(root: Path) -> dict[str, str]:
         "empty.md": "empty file",
         "broken.pdf": "corrupt or unreadable PDF",
         "huge.txt": "over the 2.0 MB cap",
+        "pipe.txt": "not a regular file",
     }
