@@ -51,7 +51,7 @@ class Router:
                 span.update({"workbench.route": "local"})
                 return RoutedResult(local, "local")
             span.set("workbench.escalation_reason", reason)
-            refused = self._refusal()
+            refused = self.refusal()
             if refused is None:
                 try:
                     cloud = self._escalate(messages, params, on_text)
@@ -98,9 +98,13 @@ class Router:
             on_text(result.text)
         return result, reason
 
-    def _refusal(self) -> str | None:
+    def refusal(self) -> str | None:
         if not self.config.escalate_to:
             return "no [router] escalate_to model is configured"
+        return self.budget_refusal()
+
+    def budget_refusal(self) -> str | None:
+        """Why a cloud call would break the daily budget, or None."""
         budget = self.config.daily_budget_usd
         if budget is not None:
             spent = self.spent_today()

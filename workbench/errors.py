@@ -16,6 +16,7 @@ __all__ = [
     "ModelFetchError",
     "QueryError",
     "CollectionError",
+    "WorkflowError",
 ]
 
 
@@ -66,3 +67,8 @@ class QueryError(WorkbenchError):
 class CollectionError(WorkbenchError):
     title = "Collection problem"
     exit_code = 7
+
+
+class WorkflowError(WorkbenchError):
+    title = "Workflow problem"
+    exit_code = 8

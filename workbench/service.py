@@ -32,6 +32,7 @@ class Service:
         self._models = None
         self._cloud = None
         self._collections = None
+        self._workflows = None
 
     @property
     def tracer(self) -> Tracer:
@@ -336,6 +337,17 @@ class Service:
 
     def restore_collection(self, name: str, version: int) -> int:
         return self.collections.restore(name, version)
+
+    # -- workflows --------------------------------------------------------------------------
+
+    @property
+    def workflows(self):
+        """Specs, runs and exports of <workspace>/workflows (workbench/workflows.py)."""
+        if self._workflows is None:
+            from workbench.workflows import Workflows
+
+            self._workflows = Workflows(self)
+        return self._workflows
 
     # -- traces -----------------------------------------------------------------------------
 

@@ -1,0 +1,104 @@
+"""A spec compiled into a LangGraph StateGraph: one graph node per spec node, plain edges for
+`next`, conditional edges for route nodes. Each node runs inside a span the runtime opens, and
+reports its start and end through ``emit``."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from agents.nodes import Emit, Runtime, State, make_node
+from agents.spec import END as SPEC_END
+from agents.spec import GenerateNode, RouteNode, Spec
+
+__all__ = ["build_graph", "initial_state"]
+
+
+def initial_state(text: str) -> State:
+    return {"input": text, "steps": 0, "observations": []}
+
+
+def build_graph(spec: Spec, runtime: Runtime, emit: Emit | None = None, checkpointer: Any = None):
+    emit = emit or (lambda event: None)
+    # The state schema is the spec's own keys, so LangGraph checks every update against it.
+    schema = TypedDict("State", {key: Any for key in sorted(spec.state_keys() | {"route_to"})}, total=False)
+    graph = StateGraph(schema)
+    for name in spec.nodes:
+        graph.add_node(name, _traced(spec, name, make_node(spec, name, runtime, emit), runtime, emit))
+    graph.add_edge(START, spec.start)
+    for name, node in spec.nodes.items():
+        if isinstance(node, RouteNode):
+            targets = {t for t in [r.goto for r in node.routes] + [node.default]}
+            graph.add_conditional_edges(name, _route_to, {t: (END if t == SPEC_END else t) for t in targets})
+        else:
+            graph.add_edge(name, END if node.next == SPEC_END else node.next)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _route_to(state: State) -> str:
+    return state["route_to"]
+
+
+def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit):
+    node = spec.nodes[name]
+    attributes: dict[str, Any] = {"workbench.node": name, "workbench.node_type": node.type}
+    if isinstance(node, GenerateNode):
+        attributes.update({"workbench.prompt.id": node.prompt.id, "workbench.prompt.version": node.prompt.version,
+                           "workbench.node_model": node.model})  # fmt: skip
+    span_of = getattr(runtime, "span", None)
+
+    def run(state: State) -> State:
+        emit({"event": "node_start", "node": name, "type": node.type})
+        start = time.perf_counter()
+        with span_of(f"node.{name}", dict(attributes)) if span_of else nullcontext() as span:
+            update = function(state)
+            if span is not None:
+                span.set_payload(update=update)
+                for key in ("route_reason", "escalation_reason", "escalated_to"):
+                    if update.get(key):
+                        span.set(f"workbench.{key}", update[key])
+        emit({"event": "node_end", "node": name, "type": node.type, "update": update,
+              "ms": round((time.perf_counter() - start) * 1000, 2)})  # fmt: skip
+        return update
+
+    run.__name__ = name
+    return run
+
+
+def outline(spec: Spec) -> list[str]:
+    """The graph as lines of text, start first, in the order a run visits nodes:
+    `answer (generate smollm2) -> grade`; route nodes list their conditions."""
+    from agents.spec import EscalateNode, GradeNode, RetrieveNode, ToolNode
+
+    def label(name: str) -> str:
+        node = spec.nodes[name]
+        detail = {
+            RetrieveNode: lambda n: f"{n.collection}, k={n.k}, {n.mode}",
+            GenerateNode: lambda n: f"{n.model}, prompt {n.prompt.id} v{n.prompt.version}",
+            GradeNode: lambda n: f"{n.model}, {n.criterion}",
+            EscalateNode: lambda n: n.model or "router escalate_to",
+            ToolNode: lambda n: ", ".join(n.tools),
+        }.get(type(node), lambda n: getattr(n, "check", "") or (f"classify by {n.classify.model}" if getattr(n, "classify", None) else ""))  # fmt: skip
+        text = detail(node)
+        return f"{name} ({node.type}{': ' + text if text else ''})"
+
+    order, todo = [], [spec.start]
+    while todo:
+        name = todo.pop(0)
+        if name in order or name == SPEC_END:
+            continue
+        order.append(name)
+        todo.extend(spec.successors(name))
+    lines = [f"start -> {spec.start}"]
+    for name in order + [n for n in spec.nodes if n not in order]:
+        node = spec.nodes[name]
+        if isinstance(node, RouteNode):
+            lines.append(label(name))
+            lines += [f"    if {route.when} -> {route.goto}" for route in node.routes]
+            lines.append(f"    else -> {node.default}")
+        else:
+            lines.append(f"{label(name)} -> {node.next}")
+    return lines

@@ -1,0 +1,134 @@
+"""Runs of a workflow, checkpointed with LangGraph's SQLite checkpointer after every node step, so
+a run killed mid-way resumes where it stopped without redoing finished nodes.
+
+<workspace>/checkpoints.sqlite holds LangGraph's checkpoints and our table of runs (thread id,
+workflow, the spec text it started with, input, status). Resuming rebuilds the graph from that
+stored spec text, so editing the spec file meanwhile cannot change a run half-way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.graph import build_graph, initial_state
+from agents.nodes import Emit, Runtime
+from agents.spec import parse_spec
+from workbench.errors import WorkflowError
+
+__all__ = ["Runs", "execute"]
+
+
+class Runs:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def connect(self) -> sqlite3.Connection:
+        # Several processes may run workflows at once: wait for the lock rather than fail.
+        con = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS workbench_runs (thread_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, "
+            "spec TEXT NOT NULL, input TEXT NOT NULL, status TEXT NOT NULL, started_ns INTEGER NOT NULL, "
+            "ended_ns INTEGER, trace_ids TEXT NOT NULL DEFAULT '', error TEXT)"
+        )
+        return con
+
+    def start(self, con: sqlite3.Connection, workflow: str, spec_text: str, text: str) -> str:
+        thread_id = f"{workflow}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        con.execute("INSERT INTO workbench_runs (thread_id, workflow, spec, input, status, started_ns) "
+                    "VALUES (?, ?, ?, ?, 'running', ?)", (thread_id, workflow, spec_text, text, time.time_ns()))  # fmt: skip
+        return thread_id
+
+    def get(self, con: sqlite3.Connection, thread_id: str) -> dict[str, Any]:
+        cursor = con.execute("SELECT * FROM workbench_runs WHERE thread_id = ?", (thread_id,))
+        row = cursor.fetchone()
+        if row is None:
+            raise WorkflowError(f"no workflow run {thread_id!r} in this workspace",
+                                "see `workbench workflows runs` for the thread ids")  # fmt: skip
+        return dict(zip([c[0] for c in cursor.description], row))
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self.connect() as con:
+            cursor = con.execute("SELECT thread_id, workflow, input, status, started_ns, ended_ns, trace_ids, error "
+                                 "FROM workbench_runs ORDER BY started_ns DESC LIMIT ?", (limit,))  # fmt: skip
+            return [dict(zip([c[0] for c in cursor.description], row)) for row in cursor.fetchall()]
+
+    def finish(
+        self, con: sqlite3.Connection, thread_id: str, status: str, trace_id: str, error: str | None
+    ) -> None:
+        con.execute(
+            "UPDATE workbench_runs SET status = ?, ended_ns = ?, error = ?, "
+            "trace_ids = trim(trace_ids || ' ' || ?) WHERE thread_id = ?",
+            (status, time.time_ns(), error, trace_id, thread_id),
+        )
+
+
+def execute(runs: Runs, runtime: Runtime, workflow: str | None, spec_text: str | None, text: str | None,
+            thread_id: str | None, emit: Emit | None, trace_id: str) -> dict[str, Any]:  # fmt: skip
+    """Start a run (``text``) or resume one (``thread_id``); returns {"thread_id", "state",
+    "resumed", "skipped"} where skipped lists the nodes a resume did not redo."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.errors import GraphRecursionError
+
+    con = runs.connect()
+    try:
+        if thread_id is None:
+            assert workflow is not None and spec_text is not None and text is not None
+            thread_id = runs.start(con, workflow, spec_text, text)
+            resumed = False
+        else:
+            row = runs.get(con, thread_id)
+            spec_text, workflow, resumed = row["spec"], row["workflow"], True
+        spec = parse_spec(spec_text, f"{workflow} (run {thread_id})")
+        graph = build_graph(spec, runtime, emit, SqliteSaver(con))
+        config = {"configurable": {"thread_id": thread_id}, "recursion_limit": spec.max_steps}
+        skipped: list[str] = []
+        if resumed:
+            snapshot = graph.get_state(config)
+            skipped = [name for name in _done_nodes(graph, config)]
+            if not snapshot.next and snapshot.values:  # finished before: nothing to redo
+                runs.finish(con, thread_id, "done", trace_id, None)
+                return {"thread_id": thread_id, "state": snapshot.values, "resumed": True, "skipped": skipped}
+        if emit is not None:
+            emit({"event": "run_start", "thread_id": thread_id, "workflow": workflow, "resumed": resumed,
+                  "skipped": skipped})  # fmt: skip
+        try:
+            # durability="sync": a step's checkpoint is on disk before the next node starts, so a
+            # kill at any point loses at most the node that was running.
+            graph.invoke(None if resumed else initial_state(text or ""), config, durability="sync")
+        except GraphRecursionError:
+            runs.finish(con, thread_id, "failed", trace_id, f"stopped after {spec.max_steps} steps")
+            raise WorkflowError(f"{workflow} stopped after {spec.max_steps} node steps (its max_steps)",
+                                "a loop did not reach its exit: check its route conditions, or raise max_steps") from None  # fmt: skip
+        except BaseException as exc:
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            runs.finish(con, thread_id, "failed", trace_id, message)
+            raise
+        runs.finish(con, thread_id, "done", trace_id, None)
+        return {"thread_id": thread_id, "state": graph.get_state(config).values, "resumed": resumed,
+                "skipped": skipped}  # fmt: skip
+    finally:
+        con.close()
+
+
+def _done_nodes(graph, config) -> list[str]:
+    """Nodes that already ran in this thread, oldest first, from the checkpoint history."""
+    done: list[str] = []
+    for snapshot in reversed(list(graph.get_state_history(config))):
+        for name in (snapshot.metadata or {}).get("writes", {}) or {}:
+            if not name.startswith("__"):
+                done.append(name)
+    if not done:  # newer LangGraph keeps no `writes` in metadata: fall back to the steps' tasks
+        for snapshot in reversed(list(graph.get_state_history(config))):
+            done += [
+                task.name
+                for task in snapshot.tasks
+                if task.result is not None and not task.name.startswith("__")
+            ]
+    return done

@@ -1,0 +1,194 @@
+"""`workbench workflows`, `run` and `export`: LangGraph workflows from specs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from workbench.cli import _Context, _table, _when, cli
+
+__all__ = ["workflows", "run"]
+
+
+@cli.group()
+def workflows() -> None:
+    """Workflow specs in <workspace>/workflows: list, show, validate, new, runs."""
+
+
+@workflows.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def workflows_list(obj: _Context, as_json: bool) -> None:
+    """The workflows of this workspace and whether each is valid."""
+    rows = obj.service.workflows.list()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo("no workflows yet: `workbench workflows new NAME --from rag|router|agent`")
+    else:
+        for row in rows:
+            row["valid"] = "yes" if row["valid"] else f"no ({row['problems']})"
+            row["description"] = row["description"][:70]
+        click.echo(_table(rows, ["name", "nodes", "valid", "description"]))
+
+
+@workflows.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="The spec as JSON.")
+@click.pass_obj
+def workflows_show(obj: _Context, name: str, as_json: bool) -> None:
+    """A workflow's graph, node by node, and where its spec lives."""
+    from agents.graph import outline
+
+    spec = obj.service.workflows.load(name)
+    if as_json:
+        click.echo(json.dumps(spec.model_dump(by_alias=True), indent=2))
+        return
+    click.echo(f"{spec.name}: {spec.description.strip()}")
+    click.echo(f"spec: {obj.service.workflows.path(name)}  (max_steps {spec.max_steps})\n")
+    click.echo("\n".join(outline(spec)))
+
+
+@workflows.command("validate")
+@click.argument("name")
+@click.pass_obj
+def workflows_validate(obj: _Context, name: str) -> None:
+    """Check a spec, and that this workspace has its models and collections."""
+    spec = obj.service.workflows.validate(name)
+    click.echo(f"{name}: valid ({len(spec.nodes)} nodes)")
+
+
+@workflows.command("new")
+@click.argument("name")
+@click.option("--from", "template", required=True, type=click.Choice(["rag", "router", "agent"]),
+              help="The template to copy.")  # fmt: skip
+@click.pass_obj
+def workflows_new(obj: _Context, name: str, template: str) -> None:
+    """Create workflow NAME from a template; edit the YAML it writes."""
+    path = obj.service.workflows.new(name, template)
+    click.echo(f"created {path}")
+    problems = obj.service.workflows.check(name)
+    for problem in problems:
+        click.echo(f"note: {problem}", err=True)
+
+
+@workflows.command("runs")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def workflows_runs(obj: _Context, limit: int, as_json: bool) -> None:
+    """Recent runs with their thread ids (resume an interrupted one with `run --resume`)."""
+    rows = obj.service.workflows.runs(limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        row["started"] = _when(row["started_ns"])
+        row["input"] = row["input"][:40]
+        row["status"] = "interrupted" if row["status"] == "running" and not row["ended_ns"] else row["status"]
+    click.echo(_table(rows, ["thread_id", "workflow", "status", "started", "input"]))
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--input", "-i", "text", help="The workflow's input (a question, a task).")
+@click.option("--resume", "thread_id", metavar="THREAD_ID", help="Resume an interrupted run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No node-by-node progress on stderr.")
+@click.pass_obj
+def run(
+    obj: _Context, name: str | None, text: str | None, thread_id: str | None, as_json: bool, quiet: bool
+) -> None:
+    """Run workflow NAME on --input; node events and tokens stream to stderr, the answer to stdout."""
+    from workbench.errors import WorkflowError
+
+    if thread_id is None and (not name or text is None):
+        raise WorkflowError(
+            "say what to run", 'workbench run NAME --input "..." or workbench run --resume THREAD_ID'
+        )
+    printer = _Events(enabled=not quiet)
+    outcome = obj.service.workflows.run(name, text, thread_id, printer)
+    printer.close()
+    state = outcome["state"]
+    if as_json:
+        click.echo(json.dumps({**outcome, "state": state}, indent=2, default=str))
+        return
+    answer = _answer_text(state.get("answer"))
+    if not (sys.stdout.isatty() and answer in printer.streamed):  # already on the screen
+        click.echo(answer)
+    reason = state.get("escalation_reason")
+    if reason:
+        to = state.get("escalated_to")
+        click.echo(f"[escalated to {to}: {reason}]" if to else f"[not escalated: {reason}]", err=True)
+    click.echo(f"[thread {outcome['thread_id']}, trace {outcome['trace_id'][:16]}"
+               + (f", resumed; skipped {', '.join(outcome['skipped'])}" if outcome["resumed"] else "") + "]", err=True)  # fmt: skip
+
+
+def _answer_text(answer: Any) -> str:
+    if answer is None:
+        return "(no answer)"
+    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
+class _Events:
+    """Node-by-node progress and streamed tokens on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.streaming = False
+        self.streamed: set[str] = set()  # each node's streamed text, once it ended
+        self._text: list[str] = []
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = event["event"]
+        if kind == "run_start":
+            what = f"resuming {event['thread_id']}" if event["resumed"] else f"run {event['thread_id']}"
+            if event["skipped"]:
+                what += f" (done before: {', '.join(event['skipped'])})"
+            self._line(f"[{what}]")
+        elif kind == "node_start":
+            self._line(f"> {event['node']} ({event['type']})")
+        elif kind == "token":
+            self.streaming = True
+            self._text.append(event["text"])
+            sys.stderr.write(event["text"])
+            sys.stderr.flush()
+        elif kind == "node_end":
+            if self._text:
+                self.streamed.add("".join(self._text))
+                self._text = []
+            self._line(f"  {event['node']} done in {event['ms']:.0f} ms{_summary(event['update'])}")
+
+    def _line(self, text: str) -> None:
+        if self.streaming:
+            sys.stderr.write("\n")
+            self.streaming = False
+        click.echo(text, err=True)
+
+    def close(self) -> None:
+        if self.streaming:
+            sys.stderr.write("\n")
+
+
+def _summary(update: dict[str, Any]) -> str:
+    parts = []
+    for key, value in update.items():
+        if key == "context" and isinstance(value, list):
+            parts.append(f"{len(value)} passages")
+        elif key == "grade" and isinstance(value, dict):
+            parts.append("judge failed" if value.get("failed") else f"grade {value.get('score')}")
+        elif key in ("route_reason", "escalation_reason"):
+            parts.append(str(value))
+        elif key == "guardrail":
+            parts.append({"injection": lambda v: f"{len(v.get('dropped', []))} dropped",
+                          "redact": lambda v: f"{v.get('redacted', 0)} redacted",
+                          "output_filter": lambda v: "blocked" if v.get("blocked") else "passed"}[value["check"]](value))  # fmt: skip
+        elif key == "observations" and value:
+            last = value[-1]
+            parts.append(f"{last['tool']}({last['input']}) -> {str(last['output'])[:60]}")
+    return ": " + "; ".join(parts) if parts else ""

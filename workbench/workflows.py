@@ -1,0 +1,237 @@
+"""Workflows as the service layer offers them: specs in <workspace>/workflows/, runs with the
+workbench's own models, collections and tools, checks of a spec against this workspace, and
+exports. The LangGraph side lives in agents/; this module is the Runtime it runs on."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agents.nodes import Refused
+from agents.spec import (
+    EscalateNode,
+    GenerateNode,
+    GradeNode,
+    Problem,
+    RetrieveNode,
+    RouteNode,
+    Spec,
+    SpecError,
+)
+from workbench.errors import WorkbenchError, WorkflowError
+from workbench.tracing import current_span
+
+__all__ = ["Workflows", "WorkbenchRuntime", "TEMPLATES"]
+
+TEMPLATES = ("rag", "router", "agent")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+class WorkbenchRuntime:
+    """The agents.nodes.Runtime of the workbench: local llama.cpp, cloud endpoints, the router,
+    LanceDB collections, the trace store; every node a span under the run's root span."""
+
+    def __init__(self, service, root) -> None:
+        self.service, self.root = service, root
+
+    def span(self, name: str, attributes: dict[str, Any]):
+        # LangGraph may run a node on a thread of its own: the root span is the parent then.
+        return self.service.tracer.span(name, "workflow", attributes, parent=current_span() or self.root)
+
+    def chat(self, model: str, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
+        result = self.service.chat(model, messages, _generation(params), on_text)
+        return {"text": result.text, "model": result.model,
+                "escalation_reason": result.extra.get("escalation_reason")}  # fmt: skip
+
+    def escalate(self, model: str | None, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
+        from local_models.cloud import CloudError
+
+        router = self.service.router
+        target = model or self.service.config.router.escalate_to
+        if not target:
+            raise Refused("no cloud model: set [router] escalate_to in workbench.toml or `model` on the node")
+        refused = router.budget_refusal()
+        if refused:
+            raise Refused(refused)
+        endpoint, _, name = target.partition("/")
+        try:
+            result = self.service.cloud.chat(endpoint, name, messages, _generation(params), on_text)
+        except CloudError as exc:
+            raise Refused(exc.one_line()) from None
+        return {"text": result.text, "model": result.model}
+
+    def retrieve(self, collection: str, query: str, k: int, mode: str) -> list[dict[str, Any]]:
+        hits = self.service.search(collection, query, mode=mode, k=k)
+        return [{"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
+                for h in hits]  # fmt: skip
+
+    def tool(self, name: str, text: str) -> str:
+        from agents import tools
+
+        if name == "calculator":
+            return tools.calculator(text)
+        if name == "read_file":
+            return tools.read_file(self.service.workspace.root, text)
+        if name == "sql":
+            from workbench.errors import QueryError
+
+            self.service.flush_traces()
+            try:
+                columns, rows = self.service.store.sql(tools.check_select(text), limit=20)
+            except QueryError as exc:
+                raise tools.ToolFailed(exc.message) from None
+            return "\n".join([" | ".join(columns)] + [" | ".join(map(str, row)) for row in rows])
+        raise tools.ToolFailed(f"no tool {name!r}")
+
+    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+        from workbench.redaction import redact
+
+        counts: Counter[str] = Counter()
+        return redact(text, counts), dict(counts)
+
+
+def _generation(params: dict[str, Any]):
+    from local_models.types import GenerationParams
+
+    return GenerationParams(temperature=params.get("temperature", 0.0), max_tokens=params.get("max_tokens", 256),
+                            seed=params.get("seed"), json_schema=params.get("json_schema"))  # fmt: skip
+
+
+class Workflows:
+    def __init__(self, service) -> None:
+        self.service = service
+        self.dir: Path = service.workspace.workflows_dir
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise WorkflowError(f"{name!r} is not a workflow name", "use letters, digits, _ or -")
+        path = self.dir / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(self.names()) or "none yet"
+            raise WorkflowError(f"no workflow {name!r} in {self.dir} (workflows: {known})",
+                                f"create one with `workbench workflows new {name} --from rag`")  # fmt: skip
+        return path
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.yaml")) if self.dir.is_dir() else []
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names():
+            problems = self.check(name)
+            try:
+                spec = self.load(name)
+                description, nodes = spec.description.strip(), len(spec.nodes)
+            except SpecError:
+                description, nodes = "", None
+            rows.append({"name": name, "nodes": nodes, "valid": not problems, "problems": len(problems),
+                         "description": description})  # fmt: skip
+        return rows
+
+    def load(self, name: str) -> Spec:
+        from agents.spec import load_spec
+
+        return load_spec(self.path(name))
+
+    def text(self, name: str) -> str:
+        return self.path(name).read_text(encoding="utf-8")
+
+    def new(self, name: str, template: str) -> Path:
+        if template not in TEMPLATES:
+            raise WorkflowError(f"no template {template!r}", f"use one of {', '.join(TEMPLATES)}")
+        if not _NAME.match(name):
+            raise WorkflowError(f"{name!r} is not a workflow name", "use letters, digits, _ or -")
+        target = self.dir / f"{name}.yaml"
+        if target.exists():
+            raise WorkflowError(f"{target} already exists", "pick another name, or delete the file first")
+        text = resources.files("agents.templates").joinpath(f"{template}.yaml").read_text(encoding="utf-8")
+        text = re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.MULTILINE)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    def check(self, name: str) -> list[Problem]:
+        """Every problem of the spec: its own, then what this workspace lacks (models, collections)."""
+        try:
+            spec = self.load(name)
+        except SpecError as exc:
+            return exc.problems
+        return self._workspace_problems(spec, str(self.path(name)))
+
+    def _workspace_problems(self, spec: Spec, file: str) -> list[Problem]:
+        problems = []
+        models = set(self.service.model_choices()) | {"auto"}
+        collections = set(self.service.collections.names())
+        for name, node in spec.nodes.items():
+            used = []
+            if isinstance(node, GenerateNode | GradeNode):
+                used.append(("model", node.model))
+            if isinstance(node, RouteNode) and node.classify:
+                used.append(("classify.model", node.classify.model))
+            if isinstance(node, EscalateNode) and node.model:
+                used.append(("model", node.model))
+            for field, model in used:
+                if model not in models and not self._resolves(model):
+                    problems.append(Problem(file, None, f"nodes.{name}.{field}",
+                                            f"model {model!r} is not in this workspace (`workbench models list`)"))  # fmt: skip
+            if isinstance(node, RetrieveNode) and node.collection not in collections:
+                problems.append(Problem(file, None, f"nodes.{name}.collection",
+                                        f"collection {node.collection!r} does not exist yet "
+                                        f"(`workbench ingest PATH -c {node.collection}`)"))  # fmt: skip
+        return problems
+
+    def _resolves(self, model: str) -> bool:
+        from local_models.catalog import resolve_model
+
+        if not self.service.is_local(model):
+            return False
+        try:
+            return resolve_model(self.service.workspace, model).present
+        except WorkbenchError:
+            return False
+
+    def validate(self, name: str) -> Spec:
+        problems = self.check(name)
+        if problems:
+            raise SpecError(problems)
+        return self.load(name)
+
+    def run(self, name: str | None, text: str | None, thread_id: str | None = None,
+            emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Run workflow ``name`` on ``text``, or resume run ``thread_id``. One trace per call."""
+        from agents.run import Runs, execute
+
+        spec_text = None
+        if thread_id is None:
+            if not name or text is None:
+                raise WorkflowError("a run needs a workflow and --input", "or --resume THREAD_ID")
+            if not text.strip():
+                raise WorkflowError("the input is empty", 'pass --input "your question"')
+            self.validate(name)
+            spec_text = self.text(name)
+        runs = Runs(self.service.workspace.root / "checkpoints.sqlite")
+        attributes = {"workbench.workflow": name or "", "workbench.resumed": thread_id is not None}
+        with self.service.tracer.span("workflow.run", "workflow", attributes) as root:
+            root.set_payload(input=text)
+            outcome = execute(runs, WorkbenchRuntime(self.service, root), name, spec_text, text, thread_id,
+                              emit, root.trace_id)  # fmt: skip
+            state = outcome["state"]
+            root.update(
+                {"workbench.thread_id": outcome["thread_id"], "workbench.skipped_nodes": outcome["skipped"]}
+            )
+            if state.get("escalation_reason"):
+                root.set("workbench.escalation_reason", state["escalation_reason"])
+            root.set_payload(answer=state.get("answer"))
+        self.service.flush_traces()
+        return {**outcome, "trace_id": root.trace_id}
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        from agents.run import Runs
+
+        return Runs(self.service.workspace.root / "checkpoints.sqlite").list(limit)
