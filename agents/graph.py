@@ -46,7 +46,7 @@ def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit):
     node = spec.nodes[name]
     attributes: dict[str, Any] = {"workbench.node": name, "workbench.node_type": node.type}
     if isinstance(node, GenerateNode):
-        attributes.update({"workbench.prompt.id": node.prompt.id, "workbench.prompt.version": node.prompt.version,
+        attributes.update({"workbench.prompt.template_id": node.prompt.id, "workbench.prompt.template_version": str(node.prompt.version),
                            "workbench.node_model": node.model})  # fmt: skip
     span_of = getattr(runtime, "span", None)
 

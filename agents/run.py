@@ -94,7 +94,13 @@ def execute(runs: Runs, runtime: Runtime, workflow: str | None, spec_text: str |
             skipped = [name for name in _done_nodes(graph, config)]
             if not snapshot.next and snapshot.values:  # finished before: nothing to redo
                 runs.finish(con, thread_id, "done", trace_id, None)
-                return {"thread_id": thread_id, "state": snapshot.values, "resumed": True, "skipped": skipped}
+                return {
+                    "thread_id": thread_id,
+                    "state": snapshot.values,
+                    "resumed": True,
+                    "skipped": skipped,
+                    "workflow": workflow,
+                }
         if emit is not None:
             emit({"event": "run_start", "thread_id": thread_id, "workflow": workflow, "resumed": resumed,
                   "skipped": skipped})  # fmt: skip
@@ -112,7 +118,7 @@ def execute(runs: Runs, runtime: Runtime, workflow: str | None, spec_text: str |
             raise
         runs.finish(con, thread_id, "done", trace_id, None)
         return {"thread_id": thread_id, "state": graph.get_state(config).values, "resumed": resumed,
-                "skipped": skipped}  # fmt: skip
+                "skipped": skipped, "workflow": workflow}  # fmt: skip
     finally:
         con.close()
 

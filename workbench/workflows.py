@@ -223,7 +223,11 @@ class Workflows:
                               emit, root.trace_id)  # fmt: skip
             state = outcome["state"]
             root.update(
-                {"workbench.thread_id": outcome["thread_id"], "workbench.skipped_nodes": outcome["skipped"]}
+                {
+                    "workbench.workflow": outcome["workflow"],
+                    "workbench.thread_id": outcome["thread_id"],
+                    "workbench.skipped_nodes": outcome["skipped"],
+                }  # fmt: skip
             )
             if state.get("escalation_reason"):
                 root.set("workbench.escalation_reason", state["escalation_reason"])

@@ -1,0 +1,151 @@
+"""Workflow specs: each problem a user can write is reported with the file and the line."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from agents.graph import outline
+from agents.spec import Condition, SpecError, parse_spec
+from agents.tools import ToolFailed, calculator, check_select, read_file
+
+GOOD = """\
+name: small
+start: find
+nodes:
+  find:
+    type: retrieve
+    collection: demo
+    next: answer
+  answer:
+    type: generate
+    model: smollm2
+    prompt: {id: p, template: "{context} {input}"}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "workflows/x.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_templates_are_valid_specs():
+    for name in ("rag", "router", "agent"):
+        text = resources.files("agents.templates").joinpath(f"{name}.yaml").read_text()
+        spec = parse_spec(text, name)
+        assert spec.name == name and spec.start in spec.nodes
+
+
+def test_a_good_spec_and_its_outline():
+    spec = parse_spec(GOOD)
+    assert outline(spec) == [
+        "start -> find",
+        "find (retrieve: demo, k=4, hybrid) -> answer",
+        "answer (generate: smollm2, prompt p v1) -> end",
+    ]
+
+
+def test_unknown_node_type_names_the_line():
+    found = problems(GOOD.replace("type: generate", "type: generat"))
+    assert found == [
+        "workflows/x.yaml:9: unknown node type 'generat'; known types: retrieve, generate, grade, route, "
+        "escalate, guardrail, tool (at nodes.answer.type)"
+    ]
+
+
+def test_edge_to_a_missing_node():
+    found = problems(GOOD.replace("next: answer", "next: anwser"))
+    assert found[0].startswith("workflows/x.yaml:7: edge to missing node 'anwser'")
+
+
+def test_missing_start_and_unknown_field():
+    found = problems(GOOD.replace("start: find", "start: nowhere").replace("k: 4", "").replace(
+        "collection: demo", "collection: demo\n    colour: red"))  # fmt: skip
+    assert any("workflows/x.yaml:7: unknown field `colour`" in p for p in found)
+    found = problems(GOOD.replace("start: find", "start: nowhere"))
+    assert found[0].startswith("workflows/x.yaml:2: start node 'nowhere' does not exist")
+
+
+def test_template_variable_nothing_provides():
+    found = problems(GOOD.replace("{context} {input}", "{question}"))
+    assert found[0].startswith(
+        "workflows/x.yaml:11: template variable {question} is provided by no node before"
+    )
+
+
+def test_a_variable_provided_only_after_the_node_is_an_error():
+    text = GOOD.replace('"{context} {input}"', '"{input}"').replace("next: answer", "next: answer") + (
+        "    next: find2\n  find2:\n    type: retrieve\n    collection: demo\n    query: '{answer}'\n"
+    )
+    assert parse_spec(text).nodes["find2"].query == "{answer}"  # answer comes before find2: fine
+    found = problems(text.replace("query: '{answer}'", "query: '{nothing}'"))
+    assert "template variable {nothing}" in found[0]
+
+
+def test_loop_without_exit():
+    text = GOOD.replace("    prompt:", "    next: again\n    prompt:") + (
+        "  again:\n    type: route\n    routes:\n      - {if: 'steps > 3', goto: answer}\n    default: answer\n"
+    )
+    found = problems(text)
+    assert found == [
+        "workflows/x.yaml:13: loop again -> answer has no way out: add a route to `end` or to a node "
+        "outside it (at nodes.again)"
+    ]
+    fixed = text.replace("default: answer", "default: end")
+    assert parse_spec(fixed).nodes["again"].default == "end"
+
+
+def test_unreachable_node_and_bad_condition():
+    text = GOOD + "  orphan:\n    type: route\n    routes:\n      - {if: 'grade is high', goto: end}\n"
+    found = problems(text)
+    assert any(p.startswith("workflows/x.yaml:12: node 'orphan' is never reached") for p in found)
+    assert any("workflows/x.yaml:15: cannot read condition 'grade is high'" in p for p in found)
+
+
+def test_yaml_syntax_error_and_not_a_mapping():
+    assert problems("name: x\nstart: [a\n")[0].startswith("workflows/x.yaml:3: not valid YAML")
+    assert problems("- a\n- b\n")[0].endswith("a workflow spec is a mapping with name, start and nodes")
+
+
+def test_conditions():
+    state = {"grade": {"score": 0.25, "failed": False}, "label": "math", "steps": 4}
+    assert Condition.parse("grade.score < 0.6").holds(state)
+    assert not Condition.parse("grade.failed == true").holds(state)
+    assert Condition.parse("label in [math, code]").holds(state)
+    assert Condition.parse("steps >= 4").holds(state)
+    assert not Condition.parse("missing.key > 1").holds(state)  # absent: the condition does not hold
+    assert not Condition.parse("label > 3").holds(state)  # str vs int: no TypeError, just False
+    with pytest.raises(ValueError, match="needs a list"):
+        Condition.parse("label in math")
+
+
+def test_calculator_is_arithmetic_only():
+    assert calculator("17 * 23") == "391"
+    assert calculator("(2 + 3) ^ 2 =") == "25"
+    assert calculator("7 / 2") == "3.5"
+    for bad, reason in [("__import__('os')", "only numbers"), ("9 ** 9 ** 9", "too large"), ("1/0", "zero"),
+                        ("2 +", "not an arithmetic")]:  # fmt: skip
+        with pytest.raises(ToolFailed, match=reason):
+            calculator(bad)
+
+
+def test_read_file_stays_in_its_folder(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "notes.md").write_text("hello")
+    (tmp_path / "secret.txt").write_text("no")
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "secret.txt")
+    assert read_file(tmp_path / "root", "notes.md") == "hello"
+    for escape in ["../secret.txt", str(tmp_path / "secret.txt"), "link", "/etc/passwd"]:
+        with pytest.raises(ToolFailed, match="outside the folder"):
+            read_file(tmp_path / "root", escape)
+
+
+def test_sql_tool_refuses_writes():
+    assert check_select("SELECT count(*) FROM spans;") == "SELECT count(*) FROM spans"
+    for bad in ["DELETE FROM spans", "SELECT 1; DROP TABLE spans", "WITH x AS (SELECT 1) INSERT INTO spans "
+                "SELECT * FROM x", "ATTACH 'x.db'", "COPY spans TO 'out.csv'"]:  # fmt: skip
+        with pytest.raises(ToolFailed):
+            check_select(bad)
+    assert check_select("SELECT name FROM spans WHERE name = 'delete me'")  # a word inside a string is fine
