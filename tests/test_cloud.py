@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from local_models.cloud import CloudClient, CloudError, RetryPolicy
 from local_models.types import GenerationParams
+from tests.conftest import llama_server
 from tests.fake_cloud import ANSWER
 from workbench.service import Service
 
@@ -166,22 +163,8 @@ def test_key_is_nowhere_in_the_workspace(workspace, cloud):
 
 
 def test_llama_cpp_server_as_the_cloud(workspace, fetched_models):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    model = fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                               "--port", str(port), "--model_alias", "smol", "--n_ctx", "2048"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        service = configure(workspace, f"http://127.0.0.1:{port}/v1")
+    with llama_server(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", "smol") as url:
+        service = configure(workspace, url)
         pieces: list[str] = []
         result = service.ask("remote/smol", "Name a color.", params=GenerationParams(temperature=0, max_tokens=20),
                              on_text=pieces.append)  # fmt: skip
@@ -189,7 +172,4 @@ def test_llama_cpp_server_as_the_cloud(workspace, fetched_models):
         assert result.input_tokens > 0 and 0 < result.output_tokens <= 20
         assert result.extra["usage_estimated"] is True  # llama.cpp's server streams no usage
         assert result.finish_reason in ("stop", "length") and result.ttft_s is not None
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert os.environ.get("FAKE_CLOUD_KEY") == FAKE_KEY

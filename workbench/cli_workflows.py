@@ -10,7 +10,7 @@ import click
 
 from workbench.cli import _Context, _table, _when, cli
 
-__all__ = ["workflows", "run"]
+__all__ = ["workflows", "run", "export"]
 
 
 @cli.group()
@@ -192,3 +192,24 @@ def _summary(update: dict[str, Any]) -> str:
             last = value[-1]
             parts.append(f"{last['tool']}({last['input']}) -> {str(last['output'])[:60]}")
     return ": " + "; ".join(parts) if parts else ""
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--target", "-t", required=True, type=click.Choice(["langgraph", "litellm", "vllm", "otel"]))
+@click.option("--out", "-o", type=click.Path(file_okay=False),
+              help="Folder to write into (default: <workspace>/exports/NAME/TARGET).")  # fmt: skip
+@click.pass_obj
+def export(obj: _Context, name: str, target: str, out: str | None) -> None:
+    """Export workflow NAME to a production config: langgraph, litellm, vllm or otel."""
+    written = obj.service.workflows.export(name, target, out)
+    folder = written[0].parent if written else out
+    click.echo(f"wrote {len(written)} files for {target} into {_common(written) or folder}")
+    for path in written:
+        click.echo(f"  {path}")
+
+
+def _common(paths) -> str:
+    import os
+
+    return os.path.commonpath([str(p) for p in paths]) if paths else ""

@@ -239,3 +239,49 @@ class Workflows:
         from agents.run import Runs
 
         return Runs(self.service.workspace.root / "checkpoints.sqlite").list(limit)
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export(self, name: str, target: str, out: str | Path | None = None) -> list[Path]:
+        """Write ``target``'s files for workflow ``name`` into ``out`` (default
+        <workspace>/exports/NAME/TARGET); returns the files written."""
+        from agents.export import TARGETS, export
+
+        if target not in TARGETS:
+            raise WorkflowError(f"unknown export target {target!r}", f"use one of {', '.join(TARGETS)}")
+        spec = self.validate(name)
+        folder = Path(out) if out else self.service.workspace.exports_dir / name / target
+        if folder.exists() and not folder.is_dir():
+            raise WorkflowError(f"{folder} is a file", "pass --out a folder")
+        return export(spec, self.text(name), target, folder, self.export_context(spec))
+
+    def export_context(self, spec: Spec):
+        from agents.export import ExportContext, ModelRef, models_used
+        from local_models.catalog import resolve_model
+
+        config = self.service.config
+        escalation = [m for m in [config.router.escalate_to] if m]
+        for node in spec.nodes.values():
+            if isinstance(node, EscalateNode) and node.model and node.model not in escalation:
+                escalation.append(node.model)
+        models = {}
+        for model in (
+            models_used(spec, config.router.local, escalation[0] if escalation else None) + escalation
+        ):
+            if self.service.is_local(model):
+                info = resolve_model(self.service.workspace, model)
+                models[model] = ModelRef(model, "local", path=str(info.path))
+            else:
+                endpoint_name, _, remote = model.partition("/")
+                endpoint = config.cloud[endpoint_name]
+                models[model] = ModelRef(model, "cloud", endpoint=endpoint_name, provider=endpoint.kind,
+                                         base_url=endpoint.base_url, remote_model=remote,
+                                         api_key_env=endpoint.api_key_env)  # fmt: skip
+        collections = {}
+        for node in spec.nodes.values():
+            if isinstance(node, RetrieveNode):
+                meta = self.service.collections.meta(node.collection)
+                collections[node.collection] = {"embedding_model": meta.get("model_path", "")}
+        return ExportContext(
+            self.service.workspace.root, models, escalation, config.router.local, collections
+        )

