@@ -124,9 +124,9 @@ def test_navigation_help_and_pending_screens(workspace):
         app = WorkbenchApp(service)
         async with app.run_test(size=(160, 50)) as pilot:
             await settle(app, pilot)
-            await pilot.press("5")
+            await pilot.press("6")
             assert isinstance(app.screen, PendingScreen)
-            assert "issue #5" in str(app.screen.query_one(".pending", Static).render())
+            assert "issue #6" in str(app.screen.query_one(".pending", Static).render())
             await pilot.press("8")
             await settle(app, pilot)
             assert app.screen.query_one("#models", DataTable).row_count == 3

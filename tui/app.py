@@ -14,12 +14,14 @@ from textual.worker import Worker, WorkerState
 from tui.screens.base import NAVIGATION
 from tui.screens.compare import CompareScreen
 from tui.screens.documents import DocumentsScreen
+from tui.screens.export import ExportScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.pending import PendingScreen
 from tui.screens.playground import PlaygroundScreen
 from tui.screens.traces import TracesScreen
+from tui.screens.workflows import WorkflowsScreen
 from workbench.errors import WorkbenchError
 from workbench.service import SCREENS_PENDING
 
@@ -51,11 +53,11 @@ class WorkbenchApp(App):
         "documents": DocumentsScreen,
         "playground": PlaygroundScreen,
         "compare": CompareScreen,
-        "workflows": partial(_pending, "workflows", "Workflows"),
+        "workflows": WorkflowsScreen,
         "evals": partial(_pending, "evals", "Evals"),
         "traces": TracesScreen,
         "models": ModelsScreen,
-        "export": partial(_pending, "export", "Export"),
+        "export": ExportScreen,
     }
     BINDINGS = [
         *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),

@@ -162,7 +162,12 @@ class _Events:
             if self._text:
                 self.streamed.add("".join(self._text))
                 self._text = []
-            self._line(f"  {event['node']} done in {event['ms']:.0f} ms{_summary(event['update'])}")
+            from workbench.workflows import describe_update
+
+            summary = describe_update(event["update"])
+            self._line(
+                f"  {event['node']} done in {event['ms']:.0f} ms" + (f": {summary}" if summary else "")
+            )
 
     def _line(self, text: str) -> None:
         if self.streaming:
@@ -173,25 +178,6 @@ class _Events:
     def close(self) -> None:
         if self.streaming:
             sys.stderr.write("\n")
-
-
-def _summary(update: dict[str, Any]) -> str:
-    parts = []
-    for key, value in update.items():
-        if key == "context" and isinstance(value, list):
-            parts.append(f"{len(value)} passages")
-        elif key == "grade" and isinstance(value, dict):
-            parts.append("judge failed" if value.get("failed") else f"grade {value.get('score')}")
-        elif key in ("route_reason", "escalation_reason"):
-            parts.append(str(value))
-        elif key == "guardrail":
-            parts.append({"injection": lambda v: f"{len(v.get('dropped', []))} dropped",
-                          "redact": lambda v: f"{v.get('redacted', 0)} redacted",
-                          "output_filter": lambda v: "blocked" if v.get("blocked") else "passed"}[value["check"]](value))  # fmt: skip
-        elif key == "observations" and value:
-            last = value[-1]
-            parts.append(f"{last['tool']}({last['input']}) -> {str(last['output'])[:60]}")
-    return ": " + "; ".join(parts) if parts else ""
 
 
 @cli.command()

@@ -16,9 +16,7 @@ from workbench.workspace import Workspace, resolve_workspace_path
 __all__ = ["Service", "init_workspace"]
 
 SCREENS_PENDING = {
-    "Workflows": "issue #5 (LangGraph workflows)",
     "Evals": "issue #6 (datasets, metrics, judges)",
-    "Export": "issue #5 (export to production configs)",
 }
 
 

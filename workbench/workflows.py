@@ -25,7 +25,7 @@ from agents.spec import (
 from workbench.errors import WorkbenchError, WorkflowError
 from workbench.tracing import current_span
 
-__all__ = ["Workflows", "WorkbenchRuntime", "TEMPLATES"]
+__all__ = ["Workflows", "WorkbenchRuntime", "TEMPLATES", "describe_update"]
 
 TEMPLATES = ("rag", "router", "agent")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -92,6 +92,29 @@ class WorkbenchRuntime:
 
         counts: Counter[str] = Counter()
         return redact(text, counts), dict(counts)
+
+
+def describe_update(update: dict[str, Any]) -> str:
+    """One line saying what a node did, for progress displays: `4 passages; 1 dropped`."""
+    parts = []
+    for key, value in update.items():
+        if key == "context" and isinstance(value, list):
+            parts.append(f"{len(value)} passages")
+        elif key == "grade" and isinstance(value, dict):
+            parts.append("judge failed" if value.get("failed") else f"grade {value.get('score')}")
+        elif key in ("route_reason", "escalation_reason", "label"):
+            parts.append(f"{key.replace('_', ' ')}: {value}")
+        elif key == "guardrail" and isinstance(value, dict):
+            if value["check"] == "injection":
+                parts.append(f"{len(value.get('dropped', []))} passages dropped as prompt injection")
+            elif value["check"] == "redact":
+                parts.append(f"{value.get('redacted', 0)} redacted")
+            else:
+                parts.append("blocked by the output filter" if value.get("blocked") else "output passed")
+        elif key == "observations" and value:
+            last = value[-1]
+            parts.append(f"{last['tool']}({last['input']}) -> {str(last['output'])[:60]}")
+    return "; ".join(parts)
 
 
 def _generation(params: dict[str, Any]):
@@ -285,3 +308,12 @@ class Workflows:
         return ExportContext(
             self.service.workspace.root, models, escalation, config.router.local, collections
         )
+
+    def preview(self, name: str, target: str) -> dict[str, str]:
+        """The files an export would write, relative path -> text, without writing them."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="workbench-export-") as folder:
+            written = self.export(name, target, folder)
+            root = Path(folder).resolve()
+            return {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in written}

@@ -1,0 +1,201 @@
+"""Workflows: the specs of the workspace, the graph of the selected one (or its problems in
+place), a run panel with live node-by-node progress, the streamed answer and its trace."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Input, RichLog, Select, Static
+
+from tui.screens.base import BaseScreen
+
+TEMPLATES = ("rag", "router", "agent")
+
+
+class WorkflowsScreen(BaseScreen):
+    MODE = "workflows"
+    BINDINGS = [
+        Binding("ctrl+r", "refresh", "Refresh"),
+        Binding("ctrl+n", "focus_new", "New"),
+        Binding("ctrl+t", "open_trace", "Open trace"),
+    ]
+
+    class Listed(Message):
+        def __init__(self, rows: list[dict]) -> None:
+            super().__init__()
+            self.rows = rows
+
+    class Shown(Message):
+        def __init__(self, name: str, lines: list[str], problems: list[str]) -> None:
+            super().__init__()
+            self.name, self.lines, self.problems = name, lines, problems
+
+    class Event(Message):
+        def __init__(self, event: dict) -> None:
+            super().__init__()
+            self.event = event
+
+    class Finished(Message):
+        def __init__(self, outcome: dict) -> None:
+            super().__init__()
+            self.outcome = outcome
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: str | None = None
+        self.trace_id: str | None = None
+        self._tokens: list[str] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="wf-main"):
+            with Vertical(id="wf-side"):
+                table = DataTable(id="workflows", cursor_type="row")
+                table.add_columns("workflow", "nodes", "valid")
+                yield table
+                with Horizontal(id="wf-new"):
+                    yield Input(placeholder="new workflow name", id="wf-new-name")
+                    yield Select(
+                        [(t, t) for t in TEMPLATES], value="rag", allow_blank=False, id="wf-template"
+                    )
+            with VerticalScroll(id="wf-graph-box"):
+                yield Static("", id="wf-graph")
+        yield Input(placeholder="input for the selected workflow (enter runs it)", id="wf-input")
+        with Horizontal(id="wf-run"):
+            yield RichLog(id="wf-log", wrap=True, markup=True)
+            with VerticalScroll(id="wf-answer-box"):
+                yield Static("", id="wf-answer")
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+        self.query_one("#workflows", DataTable).focus()
+
+    def action_refresh(self) -> None:
+        self.list_workflows()
+
+    def action_focus_new(self) -> None:
+        self.query_one("#wf-new-name", Input).focus()
+
+    def action_open_trace(self) -> None:
+        if self.trace_id is None:
+            self.notify("Run a workflow first.", severity="warning")
+            return
+        self.app.switch_mode("traces")
+        self.app.screen.load_trace(self.trace_id)
+
+    @work(thread=True, exclusive=True, group="workflows", exit_on_error=False, description="workflows")
+    def list_workflows(self) -> None:
+        self.post_message(self.Listed(self.service.workflows.list()))
+
+    def on_workflows_screen_listed(self, message: Listed) -> None:
+        table = self.query_one("#workflows", DataTable)
+        table.clear()
+        for row in message.rows:
+            table.add_row(row["name"], row["nodes"] or "-", "yes" if row["valid"] else f"no ({row['problems']})",
+                          key=row["name"])  # fmt: skip
+        if not message.rows:
+            self.query_one("#wf-graph", Static).update(
+                "No workflows yet: type a name under the list, pick a template (rag, router, agent), enter."
+            )
+        elif self.selected is None:
+            self.show(message.rows[0]["name"])
+
+    @on(DataTable.RowHighlighted, "#workflows")
+    def highlight(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value and event.row_key.value != self.selected:
+            self.show(str(event.row_key.value))
+
+    @on(DataTable.RowSelected, "#workflows")
+    def select(self, event: DataTable.RowSelected) -> None:
+        self.query_one("#wf-input", Input).focus()
+
+    def show(self, name: str) -> None:
+        self.selected = name
+        self.load_graph(name)
+
+    @work(thread=True, exclusive=True, group="graph", exit_on_error=False, description="workflow graph")
+    def load_graph(self, name: str) -> None:
+        from agents.graph import outline
+
+        problems = self.service.workflows.check(name)
+        lines: list[str] = []
+        if not any(p.line for p in problems):  # only workspace problems: the graph itself is fine
+            try:
+                spec = self.service.workflows.load(name)
+                lines = [spec.description.strip(), ""] + outline(spec)
+            except Exception:  # noqa: BLE001 - its problems are shown instead
+                lines = []
+        self.post_message(self.Shown(name, lines, [str(p) for p in problems]))
+
+    def on_workflows_screen_shown(self, message: Shown) -> None:
+        if message.name != self.selected:
+            return
+        text = [f"[b]{escape(message.name)}[/b]"] + [escape(line) for line in message.lines]
+        if message.problems:
+            text += ["", "[red]problems:[/red]"] + [f"[red]{escape(p)}[/red]" for p in message.problems]
+        self.query_one("#wf-graph", Static).update("\n".join(text))
+
+    @on(Input.Submitted, "#wf-new-name")
+    def create(self, event: Input.Submitted) -> None:
+        name = event.value.strip()
+        if not name:
+            return
+        event.input.value = ""
+        self.create_workflow(name, str(self.query_one("#wf-template", Select).value))
+
+    @work(thread=True, exclusive=True, group="create", exit_on_error=False, description="new workflow")
+    def create_workflow(self, name: str, template: str) -> None:
+        path = self.service.workflows.new(name, template)
+        self.app.call_from_thread(self.notify, f"created {path}", title="Workflow")
+        self.selected = None
+        self.post_message(self.Listed(self.service.workflows.list()))
+        self.app.call_from_thread(self.show, name)
+
+    @on(Input.Submitted, "#wf-input")
+    def start_run(self, event: Input.Submitted) -> None:
+        if self.selected is None or not event.value.strip():
+            self.notify("Pick a workflow and type its input.", severity="warning")
+            return
+        self.query_one("#wf-log", RichLog).clear()
+        self.query_one("#wf-answer", Static).update("")
+        self._tokens = []
+        self.run_workflow(self.selected, event.value)
+
+    @work(thread=True, exclusive=True, group="run", exit_on_error=False, description="workflow run")
+    def run_workflow(self, name: str, text: str) -> None:
+        outcome = self.service.workflows.run(name, text, emit=lambda e: self.post_message(self.Event(e)))
+        self.post_message(self.Finished(outcome))
+
+    def on_workflows_screen_event(self, message: Event) -> None:
+        from workbench.workflows import describe_update
+
+        event, log = message.event, self.query_one("#wf-log", RichLog)
+        if event["event"] == "run_start":
+            log.write(f"[b]run {escape(event['thread_id'])}[/b]")
+        elif event["event"] == "node_start":
+            self._tokens = []
+            log.write(f"[cyan]> {escape(event['node'])}[/cyan] ({event['type']})")
+        elif event["event"] == "token":
+            self._tokens.append(event["text"])
+            self.query_one("#wf-answer", Static).update(escape("".join(self._tokens)))
+        elif event["event"] == "node_end":
+            summary = describe_update(event["update"])
+            log.write(f"  done in {event['ms']:.0f} ms" + (f": {escape(summary)}" if summary else ""))
+
+    def on_workflows_screen_finished(self, message: Finished) -> None:
+        state, outcome = message.outcome["state"], message.outcome
+        self.trace_id = outcome["trace_id"]
+        answer = state.get("answer")
+        lines = [escape(answer if isinstance(answer, str) else str(answer))]
+        if state.get("escalation_reason"):
+            to = state.get("escalated_to")
+            lines.append(f"\n[yellow]{'escalated to ' + escape(to) if to else 'not escalated'}: "
+                         f"{escape(state['escalation_reason'])}[/yellow]")  # fmt: skip
+        lines.append(
+            f"\n[dim]thread {escape(outcome['thread_id'])} - trace {self.trace_id[:16]} (ctrl+t opens it)[/dim]"
+        )
+        self.query_one("#wf-answer", Static).update("\n".join(lines))
+        self.query_one("#wf-log", RichLog).write("[green]finished[/green]")
