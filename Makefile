@@ -34,6 +34,7 @@ demo: $(STAMP)
 	$(BIN)/workbench models fetch
 	$(BIN)/workbench ingest docs -c demo
 	$(BIN)/workbench ingest README.md -c demo
+	test -f "$(WORKBENCH_HOME)/workflows/rag.yaml" || $(BIN)/workbench workflows new rag --from rag
 
 run: demo
 	$(BIN)/workbench

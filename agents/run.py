@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ class Runs:
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        with self.connect() as con:
+        with closing(self.connect()) as con:
             cursor = con.execute("SELECT thread_id, workflow, input, status, started_ns, ended_ns, trace_ids, error "
                                  "FROM workbench_runs ORDER BY started_ns DESC LIMIT ?", (limit,))  # fmt: skip
             return [dict(zip([c[0] for c in cursor.description], row)) for row in cursor.fetchall()]

@@ -27,6 +27,13 @@ HELP = """\
 
 [b]Compare[/b]  models comma separated (2 to 4), a prompt, enter: all stream side by side
 
+[b]Workflows[/b]  the list; the highlighted one shows its graph, or its problems with file:line
+  enter on a workflow, type its input, enter: nodes stream into the log, the answer beside it
+  ctrl+n   new workflow from a template (rag, router, agent)      ctrl+t  open the run's trace
+
+[b]Export[/b]  pick a workflow and a target (langgraph, litellm, vllm, otel): the files are
+  previewed; ctrl+w writes them under <workspace>/exports/NAME/TARGET
+
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)
   enter    open the selected trace: its span tree, attributes and payloads
@@ -35,6 +42,7 @@ HELP = """\
 [b]From the shell[/b]
   workbench traces list | show ID | export --format otlp-json
   workbench sql "SELECT name, count(*) FROM spans GROUP BY 1"
+  workbench run rag --input "..."        workbench run --resume THREAD_ID
   workbench doctor        workbench models fetch
 
 Press escape to close.
