@@ -85,10 +85,9 @@ def main() -> None:
         root = Path(folder)
         sink = SpoolWriter(root / "spool", TraceStore(root), flush_interval_s=1.0)
         runtime = FastRuntime(Tracer(sink))
-        config = lambda i: {
-            "configurable": {"thread_id": f"t{i}-{time.time_ns()}"},
-            "recursion_limit": NODES + 5,
-        }  # noqa: E731
+
+        def config(i: int) -> dict:
+            return {"configurable": {"thread_id": f"t{i}-{time.time_ns()}"}, "recursion_limit": NODES + 5}
 
         raw = raw_graph()
         ours = build_graph(spec, runtime)
