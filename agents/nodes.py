@@ -80,9 +80,16 @@ class _View(dict):
             raise AttributeError(name) from None
 
 
+class _Values(dict):
+    # Validation makes sure some earlier node provides each variable; on the branch a run took,
+    # that node may not have run: the variable is then empty rather than a crash.
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def fill(template: str, state: State) -> str:
-    values = {key: (render(v) if isinstance(v, list) else _View(v) if isinstance(v, dict) else render(v))
-              for key, v in state.items()}  # fmt: skip
+    values = _Values({key: (render(v) if isinstance(v, list) else _View(v) if isinstance(v, dict) else render(v))
+                      for key, v in state.items()})  # fmt: skip
     return template.format_map(values)
 
 

@@ -348,6 +348,17 @@ def _check_graph(spec: Spec, file: str, lines: dict) -> list[Problem]:
         for loc, target in targets:
             if target != END and target not in names:
                 add(loc, f"edge to missing node {target!r}; nodes: {', '.join(sorted(names))}, or `end`")
+        if isinstance(node, GuardrailNode):
+            for i, pattern in enumerate(node.block):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    add(("nodes", name, "block", i), f"not a regular expression: {exc}")
+        for loc, template in _templates(name, node):
+            try:
+                template_keys(template)
+            except ValueError as exc:
+                add(loc, f"not a valid template: {exc} (write {{{{ and }}}} for literal braces)")
         if isinstance(node, EscalateNode) and not isinstance(spec.nodes.get(node.prompt_from), GenerateNode):
             add(
                 ("nodes", name, "prompt_from"),
@@ -387,17 +398,26 @@ def _check_graph(spec: Spec, file: str, lines: dict) -> list[Problem]:
     return problems
 
 
+def _templates(name: str, node: Any) -> list[tuple[tuple, str]]:
+    found = []
+    if isinstance(node, RetrieveNode):
+        found.append((("nodes", name, "query"), node.query))
+    if isinstance(node, GenerateNode):
+        found.append((("nodes", name, "prompt", "template"), node.prompt.template))
+        if node.prompt.system:
+            found.append((("nodes", name, "prompt", "system"), node.prompt.system))
+    if isinstance(node, RouteNode) and node.classify and node.classify.prompt:
+        found.append((("nodes", name, "classify", "prompt", "template"), node.classify.prompt.template))
+    return found
+
+
 def _reads(name: str, node: Any) -> list[tuple[tuple, set[str]]]:
     reads = []
-    if isinstance(node, RetrieveNode):
-        reads.append((("nodes", name, "query"), template_keys(node.query)))
-    if isinstance(node, GenerateNode):
-        reads.append((("nodes", name, "prompt", "template"), template_keys(node.prompt.template)))
-        if node.prompt.system:
-            reads.append((("nodes", name, "prompt", "system"), template_keys(node.prompt.system)))
-    if isinstance(node, RouteNode) and node.classify and node.classify.prompt:
-        reads.append((("nodes", name, "classify", "prompt", "template"),
-                      template_keys(node.classify.prompt.template)))  # fmt: skip
+    for loc, template in _templates(name, node):
+        try:
+            reads.append((loc, template_keys(template)))
+        except ValueError:
+            pass  # reported as an invalid template
     if isinstance(node, GradeNode | GuardrailNode | ToolNode):
         key = {GradeNode: "answer", GuardrailNode: "target", ToolNode: "call"}[type(node)]
         reads.append((("nodes", name, key), {getattr(node, key)}))

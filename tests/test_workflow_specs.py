@@ -149,3 +149,13 @@ def test_sql_tool_refuses_writes():
         with pytest.raises(ToolFailed):
             check_select(bad)
     assert check_select("SELECT name FROM spans WHERE name = 'delete me'")  # a word inside a string is fine
+
+
+def test_bad_template_and_bad_filter_pattern():
+    text = GOOD.replace('"{context} {input}"', '"{input"') + (
+        "    next: check\n  check:\n    type: guardrail\n    check: output_filter\n    target: answer\n"
+        '    block: ["(unclosed"]\n'
+    )
+    found = problems(text)
+    assert found[0].startswith("workflows/x.yaml:11: not a valid template: expected '}' before end of string")
+    assert found[1].startswith("workflows/x.yaml:17: not a regular expression: missing )")
