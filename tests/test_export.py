@@ -166,3 +166,44 @@ def test_exports_stay_in_their_folder(exporting, tmp_path):
     assert bad.returncode == 2 and "Invalid value for '--target'" in bad.stderr
     written = exporting.workflows.export("rag", "otel", str(tmp_path / "elsewhere"))
     assert all(p.is_relative_to(tmp_path / "elsewhere") for p in written)
+
+
+def test_otel_ship_script_posts_the_traces_as_otlp(exporting, tmp_path):
+    import shutil
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("curl") is None:
+        pytest.skip("the ship script uses curl, which this machine lacks")
+    exporting.workflows.run("qa", "How hot for green tea?")
+    received: list[tuple[str, dict]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = exporting.workflows.export("qa", "otel", str(tmp_path / "otel"))[1]
+        assert script.name == "ship-traces.sh"
+        from tests.conftest import BIN
+
+        done = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+                                   "COLLECTOR": f"http://127.0.0.1:{server.server_address[1]}"})  # fmt: skip
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    path, document = received[0]
+    assert path == "/v1/traces"
+    spans = [s for r in document["resourceSpans"] for scope in r["scopeSpans"] for s in scope["spans"]]
+    assert {"workflow.run", "node.find", "node.answer"} <= {s["name"] for s in spans}
