@@ -30,6 +30,12 @@ def test_blank_database_gets_every_migration(tmp_path):
     assert columns(con, "spans") == SPAN_COLUMNS
     assert [c for c, _ in columns(con, "segments")] == ["name", "spans", "ingested_at"]
     assert "duration_ms" in [c for c, _ in columns(con, "traces")]
+    assert [c for c, _ in columns(con, "eval_runs")] == [
+        "run_id", "dataset", "dataset_sha256", "subjects", "settings", "reproducibility", "status", "created_ns",
+        "finished_ns", "wall_s"]  # fmt: skip
+    assert [c for c, _ in columns(con, "eval_results")] == [
+        "run_id", "subject", "case_id", "output", "error", "metrics", "judge", "retrieved", "latency_s", "model_s",
+        "ttft_s", "input_tokens", "output_tokens", "cost_usd", "judge_failures", "trace_id", "finished_ns"]  # fmt: skip
     recorded = con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
     assert recorded == [(v, n) for v, n, _ in MIGRATIONS]
     assert migrate(con) == []  # idempotent

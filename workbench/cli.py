@@ -521,6 +521,7 @@ def _install_signal_handlers() -> None:
 
 
 import workbench.cli_documents  # noqa: E402, F401 - registers ingest, search, collections
+import workbench.cli_evals  # noqa: E402, F401 - registers eval
 import workbench.cli_workflows  # noqa: E402, F401 - registers workflows, run, export
 
 

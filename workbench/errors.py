@@ -17,6 +17,8 @@ __all__ = [
     "QueryError",
     "CollectionError",
     "WorkflowError",
+    "EvalError",
+    "RegressionError",
 ]
 
 
@@ -72,3 +74,15 @@ class CollectionError(WorkbenchError):
 class WorkflowError(WorkbenchError):
     title = "Workflow problem"
     exit_code = 8
+
+
+class EvalError(WorkbenchError):
+    title = "Eval problem"
+    exit_code = 9
+
+
+class RegressionError(EvalError):
+    """A gated eval found a metric below its baseline by more than the threshold."""
+
+    title = "Regression"
+    exit_code = 10

@@ -31,6 +31,7 @@ class Service:
         self._cloud = None
         self._collections = None
         self._workflows = None
+        self._evals = None
 
     @property
     def tracer(self) -> Tracer:
@@ -346,6 +347,15 @@ class Service:
 
             self._workflows = Workflows(self)
         return self._workflows
+
+    @property
+    def evals(self):
+        """Datasets, eval runs, comparisons and gates (workbench/eval_runs.py)."""
+        if self._evals is None:
+            from workbench.eval_runs import Evals
+
+            self._evals = Evals(self)
+        return self._evals
 
     # -- traces -----------------------------------------------------------------------------
 

@@ -35,8 +35,9 @@ class WorkbenchRuntime:
     """The agents.nodes.Runtime of the workbench: local llama.cpp, cloud endpoints, the router,
     LanceDB collections, the trace store; every node a span under the run's root span."""
 
-    def __init__(self, service, root) -> None:
+    def __init__(self, service, root, usage: list | None = None) -> None:
         self.service, self.root = service, root
+        self.usage = usage  # every GenerationResult of the run, when the caller counts them (evals)
 
     def span(self, name: str, attributes: dict[str, Any]):
         # LangGraph may run a node on a thread of its own: the root span is the parent then.
@@ -44,6 +45,8 @@ class WorkbenchRuntime:
 
     def chat(self, model: str, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
         result = self.service.chat(model, messages, _generation(params), on_text)
+        if self.usage is not None:
+            self.usage.append(result)
         return {"text": result.text, "model": result.model,
                 "escalation_reason": result.extra.get("escalation_reason")}  # fmt: skip
 
@@ -62,6 +65,8 @@ class WorkbenchRuntime:
             result = self.service.cloud.chat(endpoint, name, messages, _generation(params), on_text)
         except CloudError as exc:
             raise Refused(exc.one_line()) from None
+        if self.usage is not None:
+            self.usage.append(result)
         return {"text": result.text, "model": result.model}
 
     def retrieve(self, collection: str, query: str, k: int, mode: str) -> list[dict[str, Any]]:
@@ -257,6 +262,22 @@ class Workflows:
             root.set_payload(answer=state.get("answer"))
         self.service.flush_traces()
         return {**outcome, "trace_id": root.trace_id}
+
+    def invoke(self, spec: Spec, text: str, usage: list | None = None) -> tuple[dict[str, Any], str]:
+        """Run a spec once, with no checkpoints (evals resume case by case); (state, trace id)."""
+        from agents.graph import build_graph, initial_state
+
+        with self.service.tracer.span("workflow.run", "workflow", {"workbench.workflow": spec.name}) as root:
+            from langgraph.errors import GraphRecursionError
+
+            graph = build_graph(spec, WorkbenchRuntime(self.service, root, usage))
+            try:
+                state = graph.invoke(initial_state(text), {"recursion_limit": spec.max_steps})
+            except GraphRecursionError:
+                raise WorkflowError(f"{spec.name} stopped after {spec.max_steps} node steps (its max_steps)",
+                                    "a loop did not reach its exit") from None  # fmt: skip
+            root.set_payload(answer=state.get("answer"))
+        return state, root.trace_id
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         from agents.run import Runs

@@ -57,6 +57,43 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         FROM spans GROUP BY trace_id;
         """,
     ),
+    (
+        3,
+        "eval runs and results",
+        """
+        CREATE TABLE eval_runs (
+            run_id VARCHAR PRIMARY KEY,
+            dataset VARCHAR NOT NULL,
+            dataset_sha256 VARCHAR NOT NULL,
+            subjects JSON NOT NULL,
+            settings JSON NOT NULL,
+            reproducibility JSON NOT NULL,
+            status VARCHAR NOT NULL,
+            created_ns BIGINT NOT NULL,
+            finished_ns BIGINT,
+            wall_s DOUBLE
+        );
+        CREATE TABLE eval_results (
+            run_id VARCHAR NOT NULL,
+            subject VARCHAR NOT NULL,
+            case_id VARCHAR NOT NULL,
+            output VARCHAR,
+            error VARCHAR,
+            metrics JSON,
+            judge JSON,
+            retrieved JSON,
+            latency_s DOUBLE,
+            model_s DOUBLE,
+            ttft_s DOUBLE,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cost_usd DOUBLE,
+            judge_failures INTEGER,
+            trace_id VARCHAR,
+            finished_ns BIGINT NOT NULL
+        );
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -218,6 +218,31 @@ class TraceStore:
             except OSError:
                 pass
 
+    # -- other tables (eval runs and results) ----------------------------------------------
+
+    def write(self, statements: list[tuple[str, list[Any]]]) -> None:
+        """Run write statements in one transaction under the store's exclusive lock (the same
+        lock compaction takes, so no other process has the file open for writing meanwhile)."""
+        with self._locked(exclusive=True, timeout=LOCK_TIMEOUT_S) as got:
+            if not got:
+                raise TraceStoreError("the trace store stayed busy for 30 s", "retry in a moment")
+            con = self._connect(read_only=False)
+            try:
+                con.execute("BEGIN")
+                for sql, params in statements:
+                    if params and isinstance(params[0], list | tuple):
+                        con.executemany(sql, params)
+                    else:
+                        con.execute(sql, params)
+                con.execute("COMMIT")
+            finally:
+                con.close()
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a parameterized read as dicts (for the service layer's own queries)."""
+        with self.reader() as con:
+            return _dicts(con.execute(sql, params or []))
+
     # -- reading -----------------------------------------------------------------------------
 
     @contextmanager

@@ -1,0 +1,219 @@
+"""`workbench eval`: datasets, runs, results, run-vs-run comparison and regression gates."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from workbench.cli import _Context, _table, _when, cli
+
+__all__ = ["eval_group"]
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Evals: datasets in <workspace>/evals, runs of models and workflows over them."""
+
+
+@eval_group.command("datasets")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def eval_datasets(obj: _Context, as_json: bool) -> None:
+    """The datasets of this workspace, with their case counts (or what is wrong with them)."""
+    rows = obj.service.evals.datasets()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo(
+            f"no datasets yet: add JSONL files to {obj.service.evals.dir}, or `workbench eval import FILE.csv`"
+        )
+    else:
+        for row in rows:
+            row["cases"] = row["cases"] if row["problem"] is None else f"invalid: {row['problem']}"
+        click.echo(_table(rows, ["name", "cases", "tags"]))
+
+
+@eval_group.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False))
+@click.option("--name", help="Dataset name (default: the file's name).")
+@click.pass_obj
+def eval_import(obj: _Context, csv_file: str, name: str | None) -> None:
+    """Import a CSV (columns: input, and optionally id, expected, sources, tags) as a dataset."""
+    path, count = obj.service.evals.import_csv(csv_file, name)
+    click.echo(f"imported {count} cases into {path}")
+
+
+@eval_group.command("run")
+@click.argument("dataset", required=False)
+@click.option(
+    "--model", "-m", "models", multiple=True, help="Model to evaluate (repeatable): alias or ENDPOINT/MODEL."
+)
+@click.option(
+    "--workflow", "-w", help="Run each case through this workflow, its generate nodes on each model."
+)
+@click.option("--template", default="{input}", show_default=True, help="Prompt template without a workflow.")
+@click.option("--system", help="System prompt without a workflow.")
+@click.option("--judge", help="Model that judges correctness and groundedness (JSON-constrained).")
+@click.option("--max-tokens", default=128, show_default=True)
+@click.option("--concurrency", default=4, show_default=True, help="Cloud requests at once.")
+@click.option("--limit", type=int, help="Only the first N cases.")
+@click.option("--resume", metavar="RUN_ID", help="Finish an interrupted run, skipping its finished cases.")
+@click.option("--baseline", metavar="RUN_ID", help="Compare against this run when done.")
+@click.option("--fail-on-regression", type=float, metavar="DROP",
+              help="With --baseline: exit 10 if a metric's mean falls by more than DROP (e.g. 0.02).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def eval_run(obj: _Context, dataset: str | None, models: tuple[str, ...], workflow: str | None, template: str,
+             system: str | None, judge: str | None, max_tokens: int, concurrency: int, limit: int | None,
+             resume: str | None, baseline: str | None, fail_on_regression: float | None, as_json: bool) -> None:  # fmt: skip
+    """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces."""
+    from workbench.errors import EvalError
+
+    if fail_on_regression is not None and not baseline:
+        raise EvalError("--fail-on-regression needs --baseline RUN_ID", "name the run to compare against")
+    if "{input}" not in template:
+        raise EvalError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
+    bars = _Bars(enabled=not as_json and sys.stderr.isatty())
+    run_id = obj.service.evals.run(dataset, list(models), workflow, template, system, judge, max_tokens, concurrency,
+                                   limit, resume, bars.update)  # fmt: skip
+    bars.close()
+    shown = obj.service.evals.show(run_id)
+    comparison = obj.service.evals.compare(baseline, run_id) if baseline else None
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "summary": shown["summary"], "comparison": comparison},
+                              indent=2, default=str))  # fmt: skip
+    else:
+        click.echo(f"run {run_id}: {shown['run']['status']}, {len(shown['results'])} results")
+        _print_summary(shown["summary"])
+        if comparison:
+            click.echo(f"\nagainst {baseline}:")
+            _print_comparison(comparison, changed=5)
+    if fail_on_regression is not None:
+        obj.service.evals.gate(run_id, baseline, fail_on_regression)  # raises RegressionError: exit 10
+        click.echo(f"no metric fell by more than {fail_on_regression:g} against {baseline}", err=True)
+
+
+class _Bars:
+    """One progress line per subject on stderr, on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.state = enabled, {}
+
+    def update(self, subject: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        self.state[subject] = (done, total)
+        line = "  ".join(f"{s} {d}/{t}" for s, (d, t) in self.state.items())
+        sys.stderr.write("\r" + line[-150:])
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.state:
+            sys.stderr.write("\n")
+
+
+_FIGURES = [("exact", "exact"), ("contains", "contains"), ("f1", "f1"), ("json_valid", "json"),
+            ("recall_at_k", "recall@k"), ("mrr", "mrr"), ("ndcg", "ndcg"), ("correctness", "correct"),
+            ("groundedness", "grounded"), ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"),
+            ("ttft_p50_s", "ttft s"), ("tokens_per_s", "tok/s"), ("cost_usd", "cost $"), ("model_size_mb", "MB"),
+            ("errors", "errors"), ("judge_failures", "judge fails")]  # fmt: skip
+
+
+def _print_summary(summary: dict[str, dict[str, Any]]) -> None:
+    present = [
+        (key, label) for key, label in _FIGURES if any(s.get(key) is not None for s in summary.values())
+    ]
+    rows = [
+        {"subject": subject, **{label: s.get(key) for key, label in present}}
+        for subject, s in summary.items()
+    ]
+    click.echo(_table(rows, ["subject"] + [label for _, label in present]))
+
+
+def _print_comparison(comparison: dict[str, Any], changed: int) -> None:
+    rows = []
+    for m in comparison["metrics"]:
+        rows.append({"metric": m["metric"], "n": m["n"], "a": m["a"], "b": m["b"], "delta": f"{m['delta']:+.3f}",
+                     "95% ci": f"{m['ci_low']:+.3f}..{m['ci_high']:+.3f}", "p (bootstrap)": m["p_bootstrap"],
+                     "p (mcnemar)": m.get("p_mcnemar")})  # fmt: skip
+    click.echo(_table(rows, ["metric", "n", "a", "b", "delta", "95% ci", "p (bootstrap)", "p (mcnemar)"]))
+    cases = comparison["changed"]
+    if cases:
+        click.echo(
+            f"\n{len(cases)} cases changed" + (f" (first {changed}):" if len(cases) > changed else ":")
+        )
+        for case in cases[:changed]:
+            moved = ", ".join(f"{k} {a:g}->{b:g}" for k, (a, b) in case["metrics"].items()) or "error"
+            click.echo(f"  {case['case_id']} [{case['subject']}] {moved}")
+            click.echo(f"    a: {_short(case['output_a'])}\n    b: {_short(case['output_b'])}")
+
+
+def _short(text: str | None, width: int = 110) -> str:
+    text = " ".join((text or "-").split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@eval_group.command("list")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def eval_list(obj: _Context, limit: int, as_json: bool) -> None:
+    """Recent eval runs."""
+    rows = obj.service.evals.runs(limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        row["started"] = _when(row["created_ns"])
+        row["subjects"] = ", ".join(row["subjects"])
+        row["status"] = "interrupted" if row["status"] == "running" else row["status"]
+    click.echo(_table(rows, ["run_id", "dataset", "subjects", "status", "results", "started", "wall_s"]))
+
+
+@eval_group.command("show")
+@click.argument("run_id")
+@click.option("--cases", is_flag=True, help="Also each case: output, metrics, judge verdicts, trace.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def eval_show(obj: _Context, run_id: str, cases: bool, as_json: bool) -> None:
+    """A run's figures per subject: quality against latency, tokens/s, cost and model size."""
+    shown = obj.service.evals.show(run_id)
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, default=str))
+        return
+    run = shown["run"]
+    click.echo(f"run {run['run_id']} on {run['dataset']}: {run['status']}, wall {run['wall_s'] or 0:.1f} s")
+    click.echo(f"reproducibility: {json.dumps(run['reproducibility'])}\n")
+    _print_summary(shown["summary"])
+    if cases:
+        for row in shown["results"]:
+            metrics = ", ".join(f"{k} {v:.2f}" for k, v in (row["metrics"] or {}).items())
+            click.echo(
+                f"\n{row['case_id']} [{row['subject']}] {metrics}  trace {(row['trace_id'] or '-')[:16]}"
+            )
+            click.echo(f"  {_short(row['output'] or row['error'])}")
+            for verdict in row["judge"] or []:
+                click.echo(f"  judge {verdict['criterion']}: " + (f"FAILED, raw: {_short(verdict['raw'], 80)}"
+                           if verdict["failed"] else f"{verdict['score']:.2f} ({_short(verdict.get('reason'), 70)})"))  # fmt: skip
+
+
+@eval_group.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--subject-a", help="One subject of run A (when it has several).")
+@click.option("--subject-b", help="One subject of run B.")
+@click.option("--changed", default=10, show_default=True, help="How many changed cases to show.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def eval_compare(obj: _Context, run_a: str, run_b: str, subject_a: str | None, subject_b: str | None, changed: int,
+                 as_json: bool) -> None:  # fmt: skip
+    """RUN_B against RUN_A: per-metric deltas with paired tests, and the cases that changed."""
+    comparison = obj.service.evals.compare(run_a, run_b, subject_a, subject_b)
+    if as_json:
+        click.echo(json.dumps(comparison, indent=2, default=str))
+        return
+    click.echo(f"{comparison['pairs']} paired cases")
+    _print_comparison(comparison, changed)

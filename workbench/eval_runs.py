@@ -1,0 +1,396 @@
+"""Evals as the service layer offers them: datasets in <workspace>/evals/, runs of models (and
+workflows) over a dataset with results in traces.duckdb, run-vs-run comparison and gates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from evals.datasets import NAME, Case, Dataset, csv_to_cases, load_dataset
+from workbench.errors import EvalError, RegressionError, WorkbenchError
+
+__all__ = ["Evals"]
+
+_RESULT_COLUMNS = ("run_id", "subject", "case_id", "output", "error", "metrics", "judge", "retrieved", "latency_s",
+                   "model_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "judge_failures", "trace_id",
+                   "finished_ns")  # fmt: skip
+_JSON_COLUMNS = {"metrics", "judge", "retrieved", "subjects", "settings", "reproducibility"}
+_FLUSH_EVERY = 8  # cases: a killed run redoes at most these
+_FLUSH_S = 2.0
+
+
+class _ResultWriter:
+    """Finished cases into eval_results in small batches, from any thread."""
+
+    def __init__(self, store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self.rows: list[dict] = []
+        self.lock = threading.Lock()
+        self.last = time.monotonic()
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.rows.append({**row, "run_id": self.run_id, "finished_ns": time.time_ns()})
+            if len(self.rows) >= _FLUSH_EVERY or time.monotonic() - self.last > _FLUSH_S:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self.rows:
+            return
+        values = [
+            [json.dumps(r.get(c)) if c in _JSON_COLUMNS else r.get(c) for c in _RESULT_COLUMNS]
+            for r in self.rows
+        ]
+        placeholders = ", ".join("?" for _ in _RESULT_COLUMNS)
+        self.store.write(
+            [(f"INSERT INTO eval_results ({', '.join(_RESULT_COLUMNS)}) VALUES ({placeholders})", values)]
+        )
+        self.rows, self.last = [], time.monotonic()
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+
+
+class Evals:
+    def __init__(self, service) -> None:
+        self.service = service
+        self.dir: Path = service.workspace.evals_dir
+
+    # -- datasets -----------------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        if not NAME.match(name):
+            raise EvalError(f"{name!r} is not a dataset name", "use letters, digits, _, . or -")
+        return self.dir / f"{name}.jsonl"
+
+    def dataset(self, name: str) -> Dataset:
+        path = self.path(name)
+        if not path.is_file():
+            known = ", ".join(p.stem for p in sorted(self.dir.glob("*.jsonl"))) or "none yet"
+            raise EvalError(f"no dataset {name!r} in {self.dir} (datasets: {known})",
+                            f"add {path}, or `workbench eval import FILE.csv --name {name}`")  # fmt: skip
+        return load_dataset(path)
+
+    def datasets(self) -> list[dict[str, Any]]:
+        rows = []
+        for path in sorted(self.dir.glob("*.jsonl")) if self.dir.is_dir() else []:
+            try:
+                data = load_dataset(path)
+                rows.append(
+                    {
+                        "name": data.name,
+                        "cases": len(data.cases),
+                        "tags": ", ".join(data.tags),
+                        "problem": None,
+                    }
+                )
+            except EvalError as exc:
+                rows.append(
+                    {"name": path.stem, "cases": None, "tags": "", "problem": exc.message.splitlines()[0]}
+                )
+        return rows
+
+    def import_csv(self, source: str, name: str | None = None) -> tuple[Path, int]:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EvalError(f"cannot read {path}: {exc}", "give a UTF-8 CSV file with a header row") from None
+        cases = csv_to_cases(text, str(path))
+        target = self.path(name or path.stem)
+        if target.exists():
+            raise EvalError(f"{target} already exists", "pick another --name, or delete it first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(
+            "".join(json.dumps(c.as_dict(), ensure_ascii=False) + "\n" for c in cases), encoding="utf-8"
+        )
+        tmp.replace(target)
+        return target, len(cases)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def run(self, dataset: str | None = None, models: list[str] | None = None, workflow: str | None = None,
+            template: str = "{input}", system: str | None = None, judge: str | None = None, max_tokens: int = 128,
+            concurrency: int = 4, limit: int | None = None, resume: str | None = None,
+            progress: Callable[[str, int, int], None] | None = None,
+            stop: threading.Event | None = None) -> str:  # fmt: skip
+        """Run (or resume) an eval; returns its run id. Results are written as cases finish."""
+        from evals.runner import run_cases
+
+        if resume:
+            run = self.run_row(resume)
+            settings, run_id = run["settings"], run["run_id"]
+            data = self.dataset(run["dataset"])
+            if data.sha256 != run["dataset_sha256"]:
+                raise EvalError(f"dataset {run['dataset']} changed since run {run_id} started",
+                                "start a new run; a resumed one must see the same cases")  # fmt: skip
+            done = {(r["subject"], r["case_id"]) for r in self.store.query(
+                "SELECT subject, case_id FROM eval_results WHERE run_id = ?", [run_id])}  # fmt: skip
+        else:
+            if not dataset or not models:
+                raise EvalError(
+                    "an eval needs a dataset and at least one model", "workbench eval run DATASET -m MODEL"
+                )
+            data = self.dataset(dataset)
+            settings = {"models": list(dict.fromkeys(models)), "workflow": workflow, "template": template,
+                        "system": system, "judge": judge, "max_tokens": max_tokens, "limit": limit}  # fmt: skip
+            run_id = f"{data.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+            done = set()
+        cases = data.cases[: settings["limit"]] if settings.get("limit") else data.cases
+        subjects = self._subjects(run_id, settings)
+        if not resume:
+            self.store.write([(
+                "INSERT INTO eval_runs (run_id, dataset, dataset_sha256, subjects, settings, reproducibility, status, "
+                "created_ns) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                [run_id, data.name, data.sha256, json.dumps([s.label for s in subjects]), json.dumps(settings),
+                 json.dumps(self._reproducibility(settings, data)), time.time_ns()])])  # fmt: skip
+        judge_ = self._judge(settings["judge"])
+        writer = _ResultWriter(self.store, run_id)
+        started = time.perf_counter()
+        status = "failed"
+        try:
+            # No span around the run: each case is a trace of its own (eval.case), linked by run id.
+            run_cases(subjects, cases, done, judge_, writer, progress, concurrency, stop)
+            status = "stopped" if stop is not None and stop.is_set() else "done"
+        finally:
+            writer.flush()
+            self.service.flush_traces()
+            wall = time.perf_counter() - started
+            self.store.write([("UPDATE eval_runs SET status = ?, finished_ns = ?, wall_s = coalesce(wall_s, 0) + ? "
+                               "WHERE run_id = ?", [status, time.time_ns(), wall, run_id])])  # fmt: skip
+        return run_id
+
+    @property
+    def store(self):
+        return self.service.store
+
+    def _subjects(self, run_id: str, settings: dict[str, Any]):
+        from evals.runner import Subject
+
+        spec = self.service.workflows.validate(settings["workflow"]) if settings["workflow"] else None
+        subjects = []
+        for model in settings["models"]:
+            if self.service.is_local(model):
+                from local_models.catalog import resolve_model
+
+                info = resolve_model(self.service.workspace, model)  # a bad name fails before any case runs
+                if info.kind != "gguf" or not info.present:
+                    raise EvalError(
+                        f"{model} is not a chat model in this workspace", "see `workbench models list`"
+                    )
+            label = f"{settings['workflow']}@{model}" if spec else model
+            subjects.append(Subject(label, model, settings["workflow"], self.service.is_local(model),
+                                    self._runner(run_id, label, model, spec, settings)))  # fmt: skip
+        return subjects
+
+    def _runner(self, run_id: str, label: str, model: str, spec, settings: dict[str, Any]):
+        from agents.spec import GenerateNode
+        from evals.runner import Outcome
+        from local_models.types import GenerationParams
+
+        if spec is not None:  # the workflow's answering nodes run on the subject's model
+            spec = spec.model_copy(deep=True)
+            for node in spec.nodes.values():
+                if isinstance(node, GenerateNode):
+                    node.model = model
+        params = GenerationParams(temperature=0.0, max_tokens=settings["max_tokens"], seed=0)
+
+        def run(case: Case) -> Outcome:
+            usage: list = []
+            attributes = {"workbench.eval.run_id": run_id, "workbench.eval.case_id": case.id,
+                          "workbench.eval.subject": label}  # fmt: skip
+            with self.service.tracer.span("eval.case", "eval", attributes) as span:
+                span.set_payload(input=case.input)
+                if spec is not None:
+                    state, _ = self.service.workflows.invoke(spec, case.input, usage)
+                    answer = state.get("answer")
+                    output = answer if isinstance(answer, str) else json.dumps(answer)
+                    retrieved = [{"path": c["path"], "text": c["text"]} for c in state.get("context") or []
+                                 if isinstance(c, dict) and "path" in c] if "context" in state else None  # fmt: skip
+                else:
+                    messages = (
+                        [{"role": "system", "content": settings["system"]}] if settings["system"] else []
+                    ) + [{"role": "user", "content": settings["template"].replace("{input}", case.input)}]
+                    result = self.service.chat(model, messages, params)
+                    usage.append(result)
+                    output, retrieved = result.text, None
+                span.set_payload(output=output)
+            return Outcome(output or "", span.trace_id, retrieved, _usage(usage))
+
+        return run
+
+    def _judge(self, model: str | None):
+        if not model:
+            return None
+        from evals.judges import Judge
+        from local_models.types import GenerationParams
+
+        def chat(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+            generation = GenerationParams(temperature=params["temperature"], max_tokens=params["max_tokens"],
+                                          seed=params["seed"], json_schema=params["json_schema"])  # fmt: skip
+            return self.service.chat(name, messages, generation).text
+
+        return Judge(model, chat)
+
+    def _reproducibility(self, settings: dict[str, Any], data: Dataset) -> dict[str, Any]:
+        """What it takes to run this eval again and get the same numbers."""
+        from local_models.catalog import resolve_model
+
+        record: dict[str, Any] = {
+            "dataset_sha256": data.sha256,
+            "models": {},
+            "workflow": None,
+            "collections": {},
+        }
+        manifest = {}
+        manifest_path = self.service.workspace.models_dir / "manifest.json"
+        if manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        for model in settings["models"] + ([settings["judge"]] if settings["judge"] else []):
+            if not self.service.is_local(model):
+                record["models"][model] = {"kind": "cloud"}
+                continue
+            info = resolve_model(self.service.workspace, model)
+            sha = (manifest.get(info.alias) or {}).get("sha256") or _sha256(info.path)
+            record["models"][model] = {"path": str(info.path), "size": info.size_bytes, "sha256": sha}
+        if settings["workflow"]:
+            from agents.spec import GenerateNode, RetrieveNode
+
+            text = self.service.workflows.text(settings["workflow"])
+            spec = self.service.workflows.load(settings["workflow"])
+            record["workflow"] = {
+                "name": settings["workflow"],
+                "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            }
+            record["prompts"] = {
+                n.prompt.id: n.prompt.version for n in spec.nodes.values() if isinstance(n, GenerateNode)
+            }
+            for node in spec.nodes.values():
+                if isinstance(node, RetrieveNode):
+                    record["collections"][node.collection] = self.service.collection(node.collection)[
+                        "version"
+                    ]
+        else:
+            record["prompts"] = {"template": settings["template"], "system": settings["system"]}
+        config_text = self.service.workspace.config_path.read_text(encoding="utf-8") \
+            if self.service.workspace.config_path.exists() else ""  # fmt: skip
+        record["config_sha256"] = hashlib.sha256(config_text.encode()).hexdigest()
+        record["generation"] = {"temperature": 0.0, "seed": 0, "max_tokens": settings["max_tokens"]}
+        return record
+
+    # -- reading runs ---------------------------------------------------------------------------
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.store.query(
+            "SELECT r.run_id, r.dataset, r.subjects, r.status, r.created_ns, r.wall_s, count(e.case_id) AS results "
+            "FROM eval_runs r LEFT JOIN eval_results e USING (run_id) GROUP BY ALL ORDER BY r.created_ns DESC LIMIT ?",
+            [limit],
+        )
+        return [_decode(r) for r in rows]
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        rows = self.store.query(
+            "SELECT * FROM eval_runs WHERE starts_with(run_id, ?) ORDER BY created_ns", [run_id]
+        )
+        exact = [r for r in rows if r["run_id"] == run_id]
+        if exact or len(rows) == 1:
+            return _decode((exact or rows)[0])
+        if not rows:
+            raise EvalError(f"no eval run {run_id!r}", "see `workbench eval list`")
+        raise EvalError(f"{run_id!r} matches {len(rows)} runs", "give more of the run id")
+
+    def results(self, run_id: str) -> list[dict[str, Any]]:
+        run_id = self.run_row(run_id)["run_id"]
+        rows = self.store.query(
+            "SELECT * FROM eval_results WHERE run_id = ? ORDER BY subject, finished_ns", [run_id]
+        )
+        return [_decode(r) for r in rows]
+
+    def show(self, run_id: str) -> dict[str, Any]:
+        """The run, and per subject its figures: quality against latency, tokens/s and cost."""
+        from evals.metrics import summarize
+
+        run = self.run_row(run_id)
+        rows = self.results(run["run_id"])
+        summaries = {}
+        for subject in run["subjects"]:
+            summary = summarize([r for r in rows if r["subject"] == subject])
+            summary["model_size_mb"] = self._model_size(subject.split("@")[-1])
+            summaries[subject] = summary
+        return {"run": run, "summary": summaries, "results": rows}
+
+    def _model_size(self, model: str) -> float | None:
+        from local_models.catalog import resolve_model
+
+        if not self.service.is_local(model):
+            return None
+        try:
+            return round(resolve_model(self.service.workspace, model).size_bytes / 1e6, 1)
+        except WorkbenchError:
+            return None
+
+    def compare(self, run_a: str, run_b: str, subject_a: str | None = None,
+                subject_b: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Run b against run a (the baseline); ``subject_*`` picks one subject of a run."""
+        from evals.compare import compare_rows
+
+        rows_a, rows_b = self.results(run_a), self.results(run_b)
+        for rows, subject, run in ((rows_a, subject_a, run_a), (rows_b, subject_b, run_b)):
+            if subject is not None:
+                kept = [r for r in rows if r["subject"] == subject]
+                if not kept:
+                    subjects = ", ".join(sorted({r["subject"] for r in rows}))
+                    raise EvalError(f"run {run} has no subject {subject!r}", f"its subjects: {subjects}")
+                rows[:] = kept
+        comparison = compare_rows(rows_a, rows_b)
+        if not comparison["pairs"]:
+            raise EvalError(f"runs {run_a} and {run_b} share no cases of the same subject",
+                            "compare runs over the same dataset; pick one subject of each with --subject-a/--subject-b")  # fmt: skip
+        return comparison
+
+    def gate(self, run_id: str, baseline: str, threshold: float) -> dict[str, Any]:
+        """The comparison against the baseline; RegressionError when a metric fell too far."""
+        from evals.compare import regressions
+
+        comparison = self.compare(baseline, run_id)
+        fallen = regressions(comparison, threshold)
+        if fallen:
+            raise RegressionError(f"run {run_id} regressed against {baseline} by more than {threshold:g}: "
+                                  + "; ".join(fallen), "see `workbench eval compare` for the cases that changed")  # fmt: skip
+        return comparison
+
+
+def _usage(results: list) -> dict[str, Any]:
+    if not results:
+        return {}
+    ttfts = [r.ttft_s for r in results if r.ttft_s is not None]
+    return {"model_s": sum(r.duration_s for r in results), "ttft_s": ttfts[0] if ttfts else None,
+            "input_tokens": sum(r.input_tokens for r in results), "output_tokens": sum(r.output_tokens for r in results),
+            "cost_usd": sum(r.cost_usd for r in results)}  # fmt: skip
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
