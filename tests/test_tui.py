@@ -8,8 +8,8 @@ import duckdb
 from textual.widgets import DataTable, Input, Static, Tree
 
 from tui.app import WorkbenchApp
+from tui.screens.evals import EvalsScreen
 from tui.screens.help import HelpScreen
-from tui.screens.pending import PendingScreen
 from tui.screens.traces import TracesScreen
 from workbench.service import Service
 from workbench.tracing import attributes as A
@@ -117,7 +117,7 @@ def test_traces_are_paged(workspace):
     run(scenario())
 
 
-def test_navigation_help_and_pending_screens(workspace):
+def test_navigation_help_and_an_empty_screen(workspace):
     service = Service(workspace.root)
 
     async def scenario():
@@ -125,8 +125,9 @@ def test_navigation_help_and_pending_screens(workspace):
         async with app.run_test(size=(160, 50)) as pilot:
             await settle(app, pilot)
             await pilot.press("6")
-            assert isinstance(app.screen, PendingScreen)
-            assert "issue #6" in str(app.screen.query_one(".pending", Static).render())
+            await settle(app, pilot)
+            assert isinstance(app.screen, EvalsScreen)
+            assert "No datasets yet" in str(app.screen.query_one("#ev-case", Static).render())
             await pilot.press("8")
             await settle(app, pilot)
             assert app.screen.query_one("#models", DataTable).row_count == 3

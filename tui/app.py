@@ -14,22 +14,17 @@ from textual.worker import Worker, WorkerState
 from tui.screens.base import NAVIGATION
 from tui.screens.compare import CompareScreen
 from tui.screens.documents import DocumentsScreen
+from tui.screens.evals import EvalsScreen
 from tui.screens.export import ExportScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.models import ModelsScreen
-from tui.screens.pending import PendingScreen
 from tui.screens.playground import PlaygroundScreen
 from tui.screens.traces import TracesScreen
 from tui.screens.workflows import WorkflowsScreen
 from workbench.errors import WorkbenchError
-from workbench.service import SCREENS_PENDING
 
 __all__ = ["WorkbenchApp", "run_app"]
-
-
-def _pending(mode: str, title: str) -> PendingScreen:
-    return PendingScreen(mode, title, SCREENS_PENDING[title])
 
 
 class GoToProvider(Provider):
@@ -54,7 +49,7 @@ class WorkbenchApp(App):
         "playground": PlaygroundScreen,
         "compare": CompareScreen,
         "workflows": WorkflowsScreen,
-        "evals": partial(_pending, "evals", "Evals"),
+        "evals": EvalsScreen,
         "traces": TracesScreen,
         "models": ModelsScreen,
         "export": ExportScreen,

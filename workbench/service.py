@@ -15,11 +15,6 @@ from workbench.workspace import Workspace, resolve_workspace_path
 
 __all__ = ["Service", "init_workspace"]
 
-SCREENS_PENDING = {
-    "Evals": "issue #6 (datasets, metrics, judges)",
-}
-
-
 class Service:
     def __init__(self, workspace: str | os.PathLike[str] | None = None, offline: bool = False):
         self.workspace = Workspace.open(workspace)

@@ -34,6 +34,11 @@ HELP = """\
 [b]Export[/b]  pick a workflow and a target (langgraph, litellm, vllm, otel): the files are
   previewed; ctrl+w writes them under <workspace>/exports/NAME/TARGET
 
+[b]Evals[/b]  pick a dataset, name models (comma separated; optional workflow and judge), enter
+  a progress bar per model; then the figures per model, the cases, and a case's drill-down
+  ctrl+b   make the selected run the baseline; picking another run shows the diff
+  ctrl+o   Results / Quality vs cost chart / Diff          ctrl+t  open the case's trace
+
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)
   enter    open the selected trace: its span tree, attributes and payloads
@@ -43,6 +48,7 @@ HELP = """\
   workbench traces list | show ID | export --format otlp-json
   workbench sql "SELECT name, count(*) FROM spans GROUP BY 1"
   workbench run rag --input "..."        workbench run --resume THREAD_ID
+  workbench eval run demo -m smollm2 [--baseline RUN --fail-on-regression 0.02]
   workbench doctor        workbench models fetch
 
 Press escape to close.

@@ -1,0 +1,58 @@
+"""Pilot test of the Evals screen: launch a run with a progress bar per model, read its figures,
+drill into a case, diff two runs."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, ProgressBar
+
+from tests.test_evals import evals  # noqa: F401 - the fixture
+from tests.test_tui import run, settle, text_of
+from tests.test_tui_models import type_into
+from tui.app import WorkbenchApp
+from tui.screens.evals import EvalsScreen
+from tui.screens.traces import TracesScreen
+
+
+def test_evals_screen_runs_shows_and_diffs(evals):  # noqa: F811
+    async def scenario():
+        app = WorkbenchApp(evals)
+        async with app.run_test(size=(200, 55)) as pilot:
+            await pilot.press("6")
+            await settle(app, pilot)
+            assert isinstance(app.screen, EvalsScreen)
+            datasets = app.screen.query_one("#ev-datasets", DataTable)
+            assert datasets.get_row_at(0)[:2] == ["small", 4]
+            await type_into(pilot, app, "#ev-models", "remote/big, smollm2")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            bars = list(app.screen.query(ProgressBar))
+            assert len(bars) == 2 and all(bar.progress == bar.total == 4 for bar in bars)
+            summary = app.screen.query_one("#ev-summary", DataTable)
+            rows = {summary.get_row_at(i)[0]: summary.get_row_at(i) for i in range(summary.row_count)}
+            assert set(rows) == {"remote/big", "smollm2"} and rows["remote/big"][1] == "1"  # contains
+            cases = app.screen.query_one("#ev-cases", DataTable)
+            assert cases.row_count == 8
+            detail = text_of(app, "#ev-case")
+            assert "input" in detail and "remote/big" in detail and "smollm2" in detail and "trace " in detail
+            first = app.screen.run_id
+            await pilot.press("escape", "ctrl+o")
+            await settle(app, pilot)
+            assert app.screen.query_one("#ev-tabs").active == "ev-tab-chart"
+
+            await pilot.press("ctrl+b")
+            await type_into(pilot, app, "#ev-models", "smollm2")
+            app.screen.query_one("#ev-models").value = "smollm2"
+            await pilot.press("enter")
+            await settle(app, pilot)
+            second = app.screen.run_id
+            assert second != first
+            app.screen.show_run(second)
+            await settle(app, pilot)
+            diff = text_of(app, "#ev-diff")
+            assert f"{second}" in diff and "paired cases" in diff and "contains" in diff
+
+            await pilot.press("escape", "ctrl+t")
+            await settle(app, pilot)
+            assert isinstance(app.screen, TracesScreen)
+
+    run(scenario())
