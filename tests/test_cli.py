@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import run_cli
 from workbench.service import Service
+from workbench.tracing.migrations import LATEST
 from workbench.workspace import resolve_workspace_path
 
 
@@ -127,7 +128,7 @@ def test_doctor_reports_machine_and_workspace(workspace):
     assert checks[("versions", "duckdb")]["status"] == "ok"
     assert checks[("hardware", "llama.cpp")]["status"] in ("ok", "warn")
     assert "GPU offload" in checks[("hardware", "llama.cpp")]["detail"]
-    assert checks[("workspace", "trace store")]["detail"].startswith("schema v2")
+    assert checks[("workspace", "trace store")]["detail"].startswith(f"schema v{LATEST}")
     assert checks[("workspace", "offline mode")]["detail"] == "off"
     assert checks[("models", "smollm2")]["status"] == "warn"  # not fetched in this workspace
     offline = json.loads(run_cli("--offline", "doctor", "--json", check=True).stdout)
