@@ -131,8 +131,14 @@ def _split(cell: str | None) -> list[str]:
 def csv_to_cases(text: str, file: str) -> list[Case]:
     """Cases from CSV with a header: input (required), id, expected, sources, tags; several
     expected answers, sources or tags are separated by `|` or `;`."""
-    reader = csv.DictReader(io.StringIO(text))
-    columns = set(reader.fieldnames or [])
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = set(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as exc:
+        raise EvalError(
+            f"{file}:{reader.line_num}: not valid CSV: {exc}", "check quoting on that line"
+        ) from None
     if "input" not in columns:
         raise EvalError(f"{file}: the CSV needs a header with an `input` column (found: {', '.join(sorted(columns)) or 'none'})",
                         "columns: id, input, expected, sources, tags")  # fmt: skip
@@ -143,7 +149,8 @@ def csv_to_cases(text: str, file: str) -> list[Case]:
             "columns: id, input, expected, sources, tags",
         )
     cases, problems, seen = [], [], {}
-    for number, row in enumerate(reader, start=2):  # line 1 is the header
+    for number, row in enumerate(rows, start=2):  # line 1 is the header (rows with newlines inside
+        # quotes span several lines, so a number is the row's, which is the line in most files)
         if None in row:
             problems.append(f"{file}:{number}: more cells than columns (quote cells that contain commas)")
             continue
