@@ -191,3 +191,39 @@ def test_cli_errors_are_one_line(wf):
     )
     listed = run_cli("workflows", "list")
     assert "rag" in listed.stdout and "no (" in listed.stdout
+
+
+PII_SPEC = """\
+name: careful
+start: mask
+nodes:
+  mask: {type: guardrail, check: redact, target: input, next: draft}
+  draft:
+    type: generate
+    model: smollm2
+    prompt: {id: careful, template: "{input}"}
+    max_tokens: 8
+    next: up
+  up: {type: escalate, model: remote/big, prompt_from: draft}
+"""
+
+
+def test_no_pii_reaches_the_cloud_and_offline_refuses_it(local_and_cloud, cloud):
+    service = local_and_cloud
+    (service.workspace.workflows_dir / "careful.yaml").write_text(PII_SPEC)
+    question = "Mail ann.lee@example.com or call +44 20 7946 0958 about card 4111 1111 1111 1111."
+    state = service.workflows.run("careful", question)["state"]
+    assert state["escalated_to"] == "remote/big"
+    sent = json.dumps(cloud.requests[0]["body"])
+    for secret in ("ann.lee@example.com", "7946 0958", "4111 1111 1111 1111"):
+        assert secret not in sent
+    assert "[REDACTED:email]" in sent
+
+    # Offline, an endpoint off this machine is never called: the escalation is refused, with why.
+    service.workspace.config_path.write_text(
+        'offline = true\n[cloud.remote]\nbase_url = "http://203.0.113.7/v1"\nmodels = ["big"]\n'
+    )
+    offline = Service(service.workspace.root)
+    state = offline.workflows.run("careful", question)["state"]
+    assert state["escalated_to"] is None and "offline" in state["escalation_reason"]
+    offline.models.close()
