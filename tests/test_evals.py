@@ -154,3 +154,9 @@ def test_cli_errors(evals):
     assert bad.returncode == 9 and "bad.jsonl:2: not JSON" in bad.stderr and "Traceback" not in bad.stderr
     assert run_cli("eval", "run", "small", "-m", "smollm2", "--fail-on-regression", "0.1").returncode == 9
     assert "no eval run 'zzz'" in run_cli("eval", "show", "zzz").stderr
+    source = evals.workspace.root / "cases.csv"
+    source.write_text('id,input,expected,tags\nk1,"Hello, there",hi|hello,greet\nk2,Bye,,\n')
+    imported = run_cli("eval", "import", str(source), "--name", "greetings")
+    assert imported.returncode == 0 and "imported 2 cases" in imported.stdout
+    assert evals.evals.dataset("greetings").cases[0].expected == ("hi", "hello")
+    assert run_cli("eval", "import", str(source), "--name", "greetings").returncode == 9  # never overwritten
