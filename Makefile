@@ -50,6 +50,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# The real app in tmux, driven by keys on a fresh workspace (tests/e2e.py; about a minute).
+e2e: $(STAMP)
+	$(BIN)/python tests/e2e.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -75,6 +75,8 @@ class WorkflowsScreen(BaseScreen):
 
     def action_refresh(self) -> None:
         self.list_workflows()
+        if self.selected is not None:  # its spec may have been edited meanwhile
+            self.load_graph(self.selected)
 
     def action_focus_new(self) -> None:
         self.query_one("#wf-new-name", Input).focus()

@@ -1,0 +1,209 @@
+"""End to end, as a person uses it: the real app in tmux, keys sent, the screen read back.
+
+    python tests/e2e.py            (or `make e2e`)
+
+On a fresh workspace: start, ingest a folder, search, ask in the Playground, compare two models,
+create and run the rag workflow, open the trace of its answer and find why it said what it said
+(prompt, retrieved chunks, model, parameters, route and escalation reason), run a small eval,
+export the workflow, quit. Each step waits for what the screen must show and fails with the
+screen it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+
+class Screen:
+    def __init__(self, session: str) -> None:
+        self.session = session
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.session, key], check=True)
+            time.sleep(0.15)
+
+    def type(self, text: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, "-l", text], check=True)
+        time.sleep(0.2)
+
+    def text(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-t", self.session, "-p"], capture_output=True, text=True
+        ).stdout
+
+    def wait(self, *wanted: str, timeout: float = 60, step: str = "") -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.text()
+            if all(w in screen for w in wanted):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"step {step!r}: {wanted} not on the screen after {timeout:g} s:\n{self.text()}")
+
+
+def prepare(root: Path) -> Path:
+    """A fresh workspace with the models (fetched if needed), a small eval dataset and a folder to ingest."""
+    from local_models.fetch import fetch_models
+    from workbench.service import init_workspace
+
+    cache = ROOT / ".test-models"
+    cache.mkdir(exist_ok=True)
+    fetch_models(cache)
+    workspace, _ = init_workspace(root / "ws")
+    for entry in cache.iterdir():
+        if not entry.name.startswith("."):
+            (workspace / "models" / entry.name).symlink_to(entry)
+    cases = (ROOT / "evals" / "data" / "demo.jsonl").read_text().splitlines()[:4]
+    (workspace / "evals" / "smoke.jsonl").write_text("\n".join(cases) + "\n")
+    corpus = root / "guide"
+    shutil.copytree(ROOT / "docs", corpus)
+    return workspace
+
+
+def main() -> int:
+    if shutil.which("tmux") is None:
+        print("e2e: tmux is not installed (apt-get install tmux)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        workspace = prepare(root)
+        session = f"wb-e2e-{os.getpid()}"
+        env = {"WORKBENCH_HOME": str(workspace)}
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", "env", "-u", "COLUMNS", "-u", "LINES",
+                        *[f"{k}={v}" for k, v in env.items()], str(BIN / "workbench")], check=True)  # fmt: skip
+        screen = Screen(session)
+        try:
+            run_steps(screen, root, workspace)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], stderr=subprocess.DEVNULL)
+    print(f"e2e: all steps passed in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
+    def step(name: str) -> None:
+        print(f"e2e: {name}", flush=True)
+
+    step("start")
+    screen.wait("1 Home", "Workspace", str(workspace)[:40], step="start")
+
+    step("ingest a folder")
+    screen.keys("2")
+    screen.wait("No collections yet", step="documents")
+    screen.type(str(root / "guide"))
+    screen.keys("Tab")
+    screen.type("guide")
+    screen.keys("Enter")
+    screen.wait("3 added", "in guide", timeout=120, step="ingest")
+
+    step("search")
+    screen.type("restore an older version")  # focus moved to the search box after the ingest
+    screen.keys("Enter")
+    screen.wait("documents.md", "Versions", step="search")
+
+    step("ask in the Playground")
+    screen.keys("Escape", "3")
+    screen.wait("ask something", step="playground")
+    screen.type("Name a color.")
+    screen.keys("Enter")
+    screen.wait("tok/s", "trace", timeout=120, step="playground answer")
+
+    step("compare two models")
+    screen.keys("Escape", "4")
+    screen.wait("smollm2, gemma3-270m", step="compare prefill")
+    screen.keys("Tab")
+    screen.type("Say hello.")
+    screen.keys("Enter")
+    compare = screen.wait("tok/s", timeout=180, step="compare")
+    deadline = time.monotonic() + 120
+    while compare.count("tok/s") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        compare = screen.text()
+    assert compare.count("tok/s") >= 2, f"both columns show their figures:\n{compare}"
+
+    step("create and run the rag workflow")
+    screen.keys("Escape", "5")
+    screen.wait("No workflows yet", step="workflows")
+    (workspace / "workflows").mkdir(exist_ok=True)
+    screen.keys("C-n")
+    screen.type("guide-rag")
+    screen.keys("Enter")
+    screen.wait("guide-rag", "retrieve (retrieve: demo", step="workflow created")
+    # the template reads collection `demo`; this workspace's is `guide`: edit the spec as a user would
+    spec = workspace / "workflows" / "guide-rag.yaml"
+    spec.write_text(spec.read_text().replace("collection: demo", "collection: guide"))
+    screen.keys("C-r")
+    screen.wait("retrieve (retrieve: guide", step="workflow reloaded")
+    screen.keys("Escape", "Tab", "Enter")  # focus the list; enter on a workflow focuses its input
+    screen.type("How do I restore an older version of a collection?")
+    screen.keys("Enter")
+    screen.wait("finished", "trace ", timeout=240, step="workflow run")
+
+    step("open the trace of the answer")
+    screen.keys("Escape", "C-t")
+    trace = screen.wait("workflow.run", "node.answer", "retrieval", "llm.chat", timeout=30, step="trace")
+    assert "node.check" in trace and "node.escalate" in trace or "node.grade" in trace, trace
+
+    step("why it said what it said")
+    check_trace_explains(workspace)
+
+    step("run a small eval")
+    screen.keys("Escape", "6")
+    screen.wait("smoke", step="evals")
+    screen.keys("Tab")
+    screen.type("smollm2")
+    screen.keys("Enter")
+    screen.wait("contains", "smollm2", "latency", timeout=180, step="eval results")
+
+    step("export the workflow")
+    screen.keys("Escape", "9")
+    screen.wait("langgraph.json", "guide_rag_graph.py", timeout=60, step="export preview")
+    screen.keys("C-w")
+    screen.wait("wrote 14 files", step="export written")
+    assert (workspace / "exports" / "guide-rag" / "langgraph" / "langgraph.json").is_file()
+
+    step("quit")
+    screen.keys("Escape", "q")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "1 Home" in screen.text():
+        time.sleep(0.2)
+    assert "1 Home" not in screen.text(), "the app quit"
+
+
+def check_trace_explains(workspace: Path) -> None:
+    """The trace of the workflow run holds the prompt, the chunks, the model and its parameters,
+    and the route and escalation reason."""
+    from workbench.service import Service
+
+    service = Service(workspace)
+    root = service.list_traces(filters={"name": "workflow.run"})[0][0]
+    spans = service.get_trace(root["trace_id"])
+    by_name = {s["name"]: s for s in spans}
+    retrieval = json.loads(by_name["retrieval"]["attributes"])
+    assert retrieval["workbench.retrieval.chunk_ids"], "the retrieved chunk ids"
+    answer = by_name["node.answer"]
+    chat = next(s for s in spans if s["name"] == "llm.chat" and s["parent_id"] == answer["span_id"])
+    attributes = json.loads(chat["attributes"])
+    assert chat["model"] == "smollm2" and attributes["gen_ai.request.temperature"] == 0.0
+    assert "How do I restore" in chat["payload"] and "Sources:" in chat["payload"], "the prompt as sent"
+    check = json.loads(by_name["node.check"]["attributes"])
+    assert check["workbench.route_reason"], "why the route went where it went"
+    if "node.escalate" in by_name:
+        assert json.loads(by_name["node.escalate"]["attributes"])["workbench.escalation_reason"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
