@@ -112,7 +112,10 @@ def _parse_json(node_name: str, text: str) -> Any:
 
 GRADE_SCHEMA = {
     "type": "object",
-    "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}, "reason": {"type": "string", "maxLength": 160}},
+    "properties": {
+        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+        "reason": {"type": "string", "maxLength": 160},
+    },
     "required": ["score", "reason"],
 }
 _GRADE_PROMPTS = {

@@ -125,7 +125,15 @@ def main() -> None:
         paints = [p for p in (first_paint(env, ("1 Home",)) for _ in range(3)) if p is not None]
         if paints:
             paint = statistics.median(paints)
-            emit("first paint of the app (tmux)", paint, "s", "<= 1.5 s", paint <= 1.5, None, "the screen drawn")
+            emit(
+                "first paint of the app (tmux)",
+                paint,
+                "s",
+                "<= 1.5 s",
+                paint <= 1.5,
+                None,
+                "the screen drawn",
+            )
         loaded = [p for p in (first_paint(env, ("1 Home", "Workspace")) for _ in range(3)) if p is not None]
         if loaded:
             emit("Home screen with its workspace status", statistics.median(loaded), "s", "report", None, None,

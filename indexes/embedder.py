@@ -11,9 +11,9 @@ import numpy as np
 
 from workbench.errors import CollectionError
 
-__all__ = ["Embedder", "get_embedder"]
+__all__ = ["Embedder", "IsolatedEmbedder", "get_embedder", "isolate"]
 
-_CACHE: dict[str, Embedder] = {}
+_CACHE: dict[str, Embedder | IsolatedEmbedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -56,10 +56,91 @@ class Embedder:
         return out
 
 
-def get_embedder(path: Path) -> Embedder:
+class _OffsetsTokenizer:
+    """The model's fast tokenizer straight from tokenizer.json (the Rust `tokenizers` library,
+    no torch), answering the one call chunking makes, as transformers' tokenizer would."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.backend = Tokenizer.from_file(str(path / "tokenizer.json"))
+        # transformers turns these off unless asked; tokenizer.json ships them on (128, padded)
+        self.backend.no_truncation()
+        self.backend.no_padding()
+
+    def __call__(
+        self, texts: list[str], add_special_tokens: bool = False, return_offsets_mapping: bool = True
+    ):
+        encodings = self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+        return {"offset_mapping": [encoding.offsets for encoding in encodings]}
+
+
+class IsolatedEmbedder:
+    """An Embedder whose model runs in a child process (indexes/embed_worker.py), so loading
+    and running it never holds this process's GIL; same interface, same vectors."""
+
+    def __init__(self, path: Path) -> None:
+        import subprocess
+        import sys
+
+        from indexes.embed_worker import receive
+
+        if not (path / "tokenizer.json").exists():
+            raise CollectionError(f"{path} is not a sentence-transformers model folder",
+                                  "run `workbench models fetch minilm` or fix the collection's model")  # fmt: skip
+        self.path = path
+        self.process = subprocess.Popen([sys.executable, "-m", "indexes.embed_worker", str(path)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            info = receive(self.process.stdout)
+        except EOFError:
+            raise CollectionError(f"the embedding process for {path} ended at start",
+                                  "run `workbench doctor`; try the ingest from the CLI to see its error") from None  # fmt: skip
+        if "error" in info:
+            raise CollectionError(info["error"], info["hint"])
+        self.dimensions, self.max_tokens, self.device = info["dimensions"], info["max_tokens"], info["device"]
+        self.tokenizer = _OffsetsTokenizer(path)
+        self.lock = threading.Lock()
+
+    def encode(self, texts: list[str], batch_size: int = 64,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
+        from indexes.embed_worker import receive, send
+
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        with self.lock:
+            try:
+                send(self.process.stdin, (list(texts), batch_size))
+                for begin in range(0, len(texts), batch_size):
+                    batch = receive(self.process.stdout)
+                    out[begin : begin + len(batch)] = batch
+                    if progress is not None:
+                        progress(len(batch))
+            except (EOFError, BrokenPipeError):
+                with _LOCK:  # the next call starts a fresh process
+                    _CACHE.pop(str(self.path.resolve()), None)
+                raise CollectionError(f"the embedding process for {self.path} ended (killed, or out of memory?)",
+                                      "run it again; nothing was written for this batch") from None  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+
+
+_ISOLATED = False
+
+
+def isolate(enabled: bool = True) -> None:
+    """Load embedding models in child processes from now on (the app does: see IsolatedEmbedder)."""
+    global _ISOLATED
+    _ISOLATED = enabled
+
+
+def get_embedder(path: Path) -> Embedder | IsolatedEmbedder:
     """One loaded model per folder per process (loading takes seconds)."""
     key = str(path.resolve())
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = Embedder(path)
+            _CACHE[key] = IsolatedEmbedder(path) if _ISOLATED else Embedder(path)
         return _CACHE[key]

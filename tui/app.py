@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from functools import partial
 
@@ -55,20 +56,32 @@ class WorkbenchApp(App):
         "export": ExportScreen,
     }
     BINDINGS = [
-        *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),
+        # alt+key too: Escape then a key typed fast (within ESCDELAY, 100 ms) reaches the app as
+        # alt+key, and means the same thing; it also works from inside a text field.
+        *(
+            Binding(f"{key},alt+{key}", f"switch_mode('{mode}')", title, show=key in "17")
+            for key, mode, title in NAVIGATION
+        ),  # fmt: skip
         Binding("escape", "leave_field", "Leave field", show=False),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        Binding("q,alt+q", "quit", "Quit"),
     ]
 
     def __init__(self, service) -> None:
         super().__init__()
         self.service = service
+        service.isolate_heavy_work()
 
     def on_mount(self) -> None:
+        # Objects alive at start-up stay alive: keep them out of the collector's full passes,
+        # which otherwise walk them all and pause the event loop for 100 ms and more.
+        gc.freeze()
         self.switch_mode("home")
         for warning in self.service.store.warnings:
             self.notify(warning, title="Trace store", severity="warning", timeout=10)
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()  # let the interpreter tear everything down as usual on the way out
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

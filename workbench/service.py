@@ -15,6 +15,7 @@ from workbench.workspace import Workspace, resolve_workspace_path
 
 __all__ = ["Service", "init_workspace"]
 
+
 class Service:
     def __init__(self, workspace: str | os.PathLike[str] | None = None, offline: bool = False):
         self.workspace = Workspace.open(workspace)
@@ -294,6 +295,13 @@ class Service:
                 thread.join()
             root.set("workbench.compare.errors", sum(isinstance(o, Exception) for o in outcomes))
         return outcomes
+
+    def isolate_heavy_work(self) -> None:
+        """Run embedding models in child processes: the app calls this so that loading torch
+        and a model (200-300 ms with the GIL held) never freezes its event loop."""
+        from indexes.embedder import isolate
+
+        isolate()
 
     # -- documents --------------------------------------------------------------------------
 
