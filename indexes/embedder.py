@@ -13,7 +13,7 @@ from workbench.errors import CollectionError
 
 __all__ = ["Embedder", "IsolatedEmbedder", "get_embedder", "isolate"]
 
-_CACHE: dict[str, Embedder | IsolatedEmbedder] = {}
+_CACHE: dict[tuple[str, bool], Embedder | IsolatedEmbedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -117,7 +117,7 @@ class IsolatedEmbedder:
                         progress(len(batch))
             except (EOFError, BrokenPipeError):
                 with _LOCK:  # the next call starts a fresh process
-                    _CACHE.pop(str(self.path.resolve()), None)
+                    _CACHE.pop((str(self.path.resolve()), True), None)
                 raise CollectionError(f"the embedding process for {self.path} ended (killed, or out of memory?)",
                                       "run it again; nothing was written for this batch") from None  # fmt: skip
         return out
@@ -139,7 +139,7 @@ def isolate(enabled: bool = True) -> None:
 
 def get_embedder(path: Path) -> Embedder | IsolatedEmbedder:
     """One loaded model per folder per process (loading takes seconds)."""
-    key = str(path.resolve())
+    key = (str(path.resolve()), _ISOLATED)
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = IsolatedEmbedder(path) if _ISOLATED else Embedder(path)

@@ -44,6 +44,7 @@ def test_a_killed_embedding_process_is_a_clear_error_and_the_next_call_starts_af
     from indexes import embedder as module
 
     path = fetched_models / "all-MiniLM-L6-v2"
+    module.get_embedder(path)  # an in-process one cached already is not what isolate() hands out
     module.isolate()
     try:
         first = module.get_embedder(path)
@@ -56,4 +57,4 @@ def test_a_killed_embedding_process_is_a_clear_error_and_the_next_call_starts_af
         second.close()
     finally:
         module.isolate(False)
-        module._CACHE.pop(str(path.resolve()), None)
+        module._CACHE.pop((str(path.resolve()), True), None)

@@ -43,7 +43,7 @@ HELP = """\
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)
   enter    open the selected trace: its span tree, attributes and payloads
-  ] / \\[    next / previous page          r  refresh
+  ] / \\[    next / previous page     }} / {{  last / first page     r  refresh
 
 [b]From the shell[/b]
   workbench traces list | show ID | export --format otlp-json

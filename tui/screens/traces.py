@@ -25,6 +25,8 @@ class TracesScreen(BaseScreen):
     BINDINGS = [
         Binding("right_square_bracket", "page(1)", "Next page"),
         Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("left_curly_bracket", "first_page", "First page", show=False),
+        Binding("right_curly_bracket", "last_page", "Last page", show=False),
         Binding("r", "refresh", "Refresh"),
         Binding("slash", "focus_filter", "Filter"),
     ]
@@ -100,7 +102,7 @@ class TracesScreen(BaseScreen):
             )  # fmt: skip
         last = min(message.offset + PAGE_SIZE, message.total)
         first = message.offset + 1 if message.total else 0
-        self.query_one("#page", Static).update(f"{first}-{last} of {message.total}  [ ]")
+        self.query_one("#page", Static).update(f"{first:,}-{last:,} of {message.total:,}  [ ] {{ }}")
         if not message.rows:
             self.query_one("#spans", Tree).root.set_label("no traces match")
 
@@ -170,6 +172,14 @@ class TracesScreen(BaseScreen):
         if 0 <= offset < max(self.trace_total, 1):
             self.page_offset = offset
             self.load_page()
+
+    def action_first_page(self) -> None:
+        self.page_offset = 0
+        self.load_page()
+
+    def action_last_page(self) -> None:
+        self.page_offset = max(self.trace_total - 1, 0) // PAGE_SIZE * PAGE_SIZE
+        self.load_page()
 
     def action_refresh(self) -> None:
         self.load_page()

@@ -302,11 +302,17 @@ class TraceStore:
         self, limit: int = 50, offset: int = 0, filters: dict[str, str] | None = None
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of traces, newest first, and the total that match the filters."""
-        where, params = _where(filters or {})
+        # Not `SELECT * FROM traces ... LIMIT`: the view's aggregates (names, distinct models)
+        # over every span cost 350 ms at 500,000 spans. The page's ids come from a cheap
+        # grouping, and only those traces get the full summary: 25 ms.
+        having, params = _having(filters or {})
+        matching = f"SELECT trace_id, min(start_ns) AS start_ns FROM spans GROUP BY trace_id {having}"
         with self.reader() as con:
-            total = con.execute(f"SELECT count(*) FROM traces {where}", params).fetchone()[0]
+            total = con.execute(f"SELECT count(*) FROM ({matching})", params).fetchone()[0]
             cursor = con.execute(
-                f"SELECT * FROM traces {where} ORDER BY start_ns DESC LIMIT ? OFFSET ?",
+                f"""WITH page AS ({matching} ORDER BY start_ns DESC, trace_id LIMIT ? OFFSET ?)
+                SELECT {_TRACE_SUMMARY} FROM spans WHERE trace_id IN (SELECT trace_id FROM page)
+                GROUP BY trace_id ORDER BY start_ns DESC, trace_id""",
                 [*params, limit, offset],
             )
             return _dicts(cursor), total
@@ -353,18 +359,32 @@ class TraceStore:
             return columns, cursor.fetchmany(limit)
 
 
-def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
+# The columns of the `traces` view (migration 2), for the summary of one page of traces.
+_TRACE_SUMMARY = """trace_id,
+    coalesce(arg_min(name, start_ns) FILTER (WHERE parent_id IS NULL), arg_min(name, start_ns)) AS name,
+    min(start_ns) AS start_ns, max(end_ns) AS end_ns, (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms,
+    count(*) AS spans, CASE WHEN bool_or(status = 'error') THEN 'error' ELSE 'ok' END AS status,
+    string_agg(DISTINCT model, ',' ORDER BY model) AS models, sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens, sum(cost_usd) AS cost_usd"""
+
+
+def _having(filters: dict[str, str]) -> tuple[str, list[Any]]:
+    """The Traces filters (name, model, status) as a HAVING over spans grouped by trace."""
     clauses, params = [], []
     if filters.get("name"):
-        clauses.append("name ILIKE ?")
+        clauses.append(
+            "coalesce(arg_min(name, start_ns) FILTER (WHERE parent_id IS NULL), arg_min(name, start_ns)) ILIKE ?"
+        )
         params.append(f"%{filters['name']}%")
     if filters.get("model"):
-        clauses.append("models ILIKE ?")
+        clauses.append("coalesce(bool_or(model ILIKE ?), false)")
         params.append(f"%{filters['model']}%")
     if filters.get("status"):
-        clauses.append("status = ?")
-        params.append(filters["status"])
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+        status = filters["status"].lower()
+        clauses.append(
+            {"error": "bool_or(status = 'error')", "ok": "NOT bool_or(status = 'error')"}.get(status, "false")
+        )
+    return ("HAVING " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
