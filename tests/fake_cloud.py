@@ -4,6 +4,7 @@ completions and Anthropic Messages, both as server-sent events.
 Each request takes the next step of ``script`` (then "ok" forever): "ok", "429", "500", "cut"
 (closes the connection mid-stream), "hang" (answers nothing for 10 s), "malformed" (a broken
 JSON event) or "400". Every request's path, headers and body are kept for assertions.
+``delay`` seconds pass between streamed events, as a real model's tokens do.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ ANSWER = ["The ", "capital ", "of ", "France ", "is ", "Paris."]
 
 
 class FakeCloud:
-    def __init__(self, script: list[str] | None = None) -> None:
+    def __init__(self, script: list[str] | None = None, delay: float = 0.0) -> None:
         self.script = list(script or [])
+        self.delay = delay
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -46,6 +48,12 @@ class FakeCloud:
 
             def log_message(self, *args):  # keep test output quiet
                 pass
+
+            def handle(self):
+                try:
+                    super().handle()
+                except ConnectionError:
+                    pass  # the client went away mid-answer (a killed process): not the server's fault
 
             def do_POST(self):
                 length = int(self.headers.get("content-length", 0))
@@ -80,6 +88,8 @@ class FakeCloud:
                         event = "data: {not json\n\n"
                     self.wfile.write(event.encode())
                     self.wfile.flush()
+                    if cloud.delay:
+                        time.sleep(cloud.delay)
                 self.close_connection = True
 
         return Handler

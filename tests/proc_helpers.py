@@ -24,6 +24,43 @@ def emit(tracer: Tracer, count: int, tag: str) -> None:
                     pass
 
 
+def app_browses(root: Path) -> None:
+    """The real app (headless) going round Traces, Evals and Documents, refreshing, while other
+    processes write; prints how often it went round, the largest trace total it saw, and every
+    error notification (a lock error would surface as one)."""
+    import asyncio
+
+    from tui.app import WorkbenchApp
+    from tui.screens.traces import TracesScreen
+    from workbench.service import Service
+
+    app = WorkbenchApp(Service(root))
+    errors: list[str] = []
+    notify = app.notify
+
+    def record(message, *, title="", severity="information", **kwargs):
+        if severity == "error":
+            errors.append(f"{title}: {message}")
+        return notify(message, title=title, severity=severity, **kwargs)
+
+    app.notify = record
+
+    async def browse() -> None:
+        rounds, most = 0, 0
+        async with app.run_test(size=(160, 50)) as pilot:
+            while not (root / "stop-app").exists():
+                for key in ("7", "r", "6", "2"):
+                    await pilot.press(key)
+                    await pilot.pause(0.2)
+                    await app.workers.wait_for_complete()
+                    if isinstance(app.screen, TracesScreen):
+                        most = max(most, app.screen.trace_total)
+                rounds += 1
+        print(f"rounds={rounds} traces={most} errors={errors}", flush=True)
+
+    asyncio.run(browse())
+
+
 def main() -> None:
     mode, root = sys.argv[1], Path(sys.argv[2])
     if mode == "write":  # write N spans and exit normally: atexit flushes the rest
@@ -39,6 +76,8 @@ def main() -> None:
             store.stats()
             reads += 1
         print(f"reads={reads}", flush=True)
+    elif mode == "app":  # the app, headless, browsing until told to stop
+        app_browses(root)
     elif mode == "flush-forever":  # report each flushed total until killed
         tracer, sink = writer(root, 3600)
         total = 0
