@@ -136,8 +136,10 @@ class CloudClient:
             delivered: list[str] = []
 
             def deliver(piece: str) -> None:
-                delivered.append(piece)
+                # Only text someone was shown rules out a retry: with no on_text (an eval, a
+                # grader) a stream cut mid-answer is asked again like any other fault.
                 if on_text is not None:
+                    delivered.append(piece)
                     on_text(piece)
 
             result = self._with_retries(endpoint_name, endpoint, model, messages, params, headers,

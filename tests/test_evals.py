@@ -144,6 +144,44 @@ def test_killed_run_resumes_and_gate_fails_on_regression(evals):
     assert compared.returncode == 0 and "3 cases changed" in compared.stdout
 
 
+def test_cloud_faults_during_an_eval_are_retried_per_policy_and_marked(model_workspace, cloud):
+    """429, a stream cut mid-answer, a hang and malformed JSON each cost one retry; a case whose
+    every attempt fails is marked with the reason; --retry-errors runs just those cases again."""
+    model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
+    cases = [{"id": f"c{i}", "input": f"Question {i}?", "expected": "Paris"} for i in range(1, 9)]
+    (model_workspace.evals_dir / "faults.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    service = Service(model_workspace.root)
+    service._cloud = CloudClient(service.config, service.tracer, False,
+                                 RetryPolicy(attempts=3, base_delay_s=0.01, read_timeout_s=1.0))  # fmt: skip
+    # one request at a time, in case order: each step below is one attempt
+    cloud.script = ["429", "ok", "cut", "ok", "hang", "ok", "500", "500", "500", "malformed", "ok"]
+    run_id = service.evals.run("faults", ["remote/big"], concurrency=1)
+    results = {r["case_id"]: r for r in service.evals.results(run_id)}
+    assert len(results) == 8 and service.evals.run_row(run_id)["status"] == "done"
+    assert "HTTP 500 (3 attempts)" in results["c4"]["error"] and results["c4"]["output"] is None
+    assert all(
+        r["error"] is None and r["metrics"]["contains"] == 1.0 for c, r in results.items() if c != "c4"
+    )
+
+    def attempts(case: str) -> list[str]:
+        spans = service.get_trace(results[case]["trace_id"])
+        return [s["error"] or "ok" for s in spans if s["name"] == "llm.attempt"]
+
+    service.flush_traces()
+    assert attempts("c1")[0] == "HTTP 429" and attempts("c1")[1:] == ["ok"]
+    assert "ended before the answer was complete" in attempts("c2")[0] and len(attempts("c2")) == 2
+    assert "timed out" in attempts("c3")[0] and len(attempts("c3")) == 2
+    assert "malformed JSON" in attempts("c5")[0] and len(attempts("c5")) == 2
+    assert service.evals.show(run_id)["summary"]["remote/big"]["errors"] == 1
+
+    kept = {c: r["finished_ns"] for c, r in results.items() if c != "c4"}
+    service.evals.run(resume=run_id, retry_errors=True)
+    again = {r["case_id"]: r for r in service.evals.results(run_id)}
+    assert len(again) == 8 and again["c4"]["error"] is None and again["c4"]["metrics"]["contains"] == 1.0
+    assert {c: again[c]["finished_ns"] for c in kept} == kept, "only the failed case ran again"
+    assert len(cloud.requests) == 8 + 1 + 1 + 1 + 2 + 1 + 1, "each fault retried, nothing more"
+
+
 def test_cli_errors(evals):
     assert "no dataset 'nope'" in run_cli("eval", "run", "nope", "-m", "smollm2").stderr
     assert run_cli("eval", "run", "small", "-m", "nosuchmodel").returncode != 0
@@ -154,6 +192,8 @@ def test_cli_errors(evals):
     assert bad.returncode == 9 and "bad.jsonl:2: not JSON" in bad.stderr and "Traceback" not in bad.stderr
     assert run_cli("eval", "run", "small", "-m", "smollm2", "--fail-on-regression", "0.1").returncode == 9
     assert "no eval run 'zzz'" in run_cli("eval", "show", "zzz").stderr
+    retry = run_cli("eval", "run", "small", "-m", "remote/big", "--retry-errors")
+    assert retry.returncode == 9 and "--retry-errors goes with --resume" in retry.stderr
     source = evals.workspace.root / "cases.csv"
     source.write_text('id,input,expected,tags\nk1,"Hello, there",hi|hello,greet\nk2,Bye,,\n')
     imported = run_cli("eval", "import", str(source), "--name", "greetings")

@@ -61,6 +61,9 @@ def eval_import(obj: _Context, csv_file: str, name: str | None) -> None:
 @click.option("--concurrency", default=4, show_default=True, help="Cloud requests at once.")
 @click.option("--limit", type=int, help="Only the first N cases.")
 @click.option("--resume", metavar="RUN_ID", help="Finish an interrupted run, skipping its finished cases.")
+@click.option(
+    "--retry-errors", is_flag=True, help="With --resume: run the cases that ended in an error again."
+)
 @click.option("--baseline", metavar="RUN_ID", help="Compare against this run when done.")
 @click.option("--fail-on-regression", type=float, metavar="DROP",
               help="With --baseline: exit 10 if a metric's mean falls by more than DROP (e.g. 0.02).")  # fmt: skip
@@ -68,7 +71,8 @@ def eval_import(obj: _Context, csv_file: str, name: str | None) -> None:
 @click.pass_obj
 def eval_run(obj: _Context, dataset: str | None, models: tuple[str, ...], workflow: str | None, template: str,
              system: str | None, judge: str | None, max_tokens: int, concurrency: int, limit: int | None,
-             resume: str | None, baseline: str | None, fail_on_regression: float | None, as_json: bool) -> None:  # fmt: skip
+             resume: str | None, retry_errors: bool, baseline: str | None, fail_on_regression: float | None,
+             as_json: bool) -> None:  # fmt: skip
     """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces."""
     from workbench.errors import EvalError
 
@@ -78,9 +82,13 @@ def eval_run(obj: _Context, dataset: str | None, models: tuple[str, ...], workfl
         raise EvalError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
     bars = _Bars(enabled=not as_json and sys.stderr.isatty())
     run_id = obj.service.evals.run(dataset, list(models), workflow, template, system, judge, max_tokens, concurrency,
-                                   limit, resume, bars.update)  # fmt: skip
+                                   limit, resume, bars.update, retry_errors=retry_errors)  # fmt: skip
     bars.close()
     shown = obj.service.evals.show(run_id)
+    errors = sum(1 for r in shown["results"] if r["error"])
+    if errors:
+        click.echo(f"{errors} case(s) ended in an error (see `workbench eval show {run_id} --cases`); run them "
+                   f"again with: workbench eval run --resume {run_id} --retry-errors", err=True)  # fmt: skip
     comparison = obj.service.evals.compare(baseline, run_id) if baseline else None
     if as_json:
         click.echo(json.dumps({"run_id": run_id, "summary": shown["summary"], "comparison": comparison},

@@ -125,8 +125,10 @@ class Evals:
             template: str = "{input}", system: str | None = None, judge: str | None = None, max_tokens: int = 128,
             concurrency: int = 4, limit: int | None = None, resume: str | None = None,
             progress: Callable[[str, int, int], None] | None = None,
-            stop: threading.Event | None = None) -> str:  # fmt: skip
-        """Run (or resume) an eval; returns its run id. Results are written as cases finish."""
+            stop: threading.Event | None = None, retry_errors: bool = False) -> str:  # fmt: skip
+        """Run (or resume) an eval; returns its run id. Results are written as cases finish.
+        ``retry_errors`` with ``resume``: cases that ended in an error (a cloud outage, a timeout)
+        run again; their old rows go first, so a kill meanwhile leaves them to the next resume."""
         from evals.runner import run_cases
 
         if resume:
@@ -136,9 +138,18 @@ class Evals:
             if data.sha256 != run["dataset_sha256"]:
                 raise EvalError(f"dataset {run['dataset']} changed since run {run_id} started",
                                 "start a new run; a resumed one must see the same cases")  # fmt: skip
+            if retry_errors:
+                self.store.write(
+                    [("DELETE FROM eval_results WHERE run_id = ? AND error IS NOT NULL", [run_id])]
+                )
             done = {(r["subject"], r["case_id"]) for r in self.store.query(
                 "SELECT subject, case_id FROM eval_results WHERE run_id = ?", [run_id])}  # fmt: skip
         else:
+            if retry_errors:
+                raise EvalError(
+                    "--retry-errors goes with --resume RUN_ID",
+                    "workbench eval run --resume RUN_ID --retry-errors",
+                )
             if not dataset or not models:
                 raise EvalError(
                     "an eval needs a dataset and at least one model", "workbench eval run DATASET -m MODEL"
