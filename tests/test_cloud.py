@@ -96,11 +96,21 @@ def test_faults_end_in_clear_errors(workspace, cloud, script, message):
     cloud.script = list(script)
     service = configure(workspace, cloud.url)
     client(service)
+    shown: list[str] = []  # streamed to someone: text already shown is never asked for again
     with pytest.raises(CloudError, match=message) as info:
-        service.ask("remote/big", "hi")
+        service.ask("remote/big", "hi", on_text=shown.append)
     assert FAKE_KEY not in info.value.one_line()
     if script == ["400"]:
         assert len(cloud.requests) == 1, "a client error is not retried"
+
+
+@pytest.mark.parametrize("fault", ["cut", "malformed"])
+def test_a_broken_stream_nobody_watched_is_retried(workspace, cloud, fault):
+    cloud.script = [fault]
+    service = configure(workspace, cloud.url)
+    client(service)
+    result = service.ask("remote/big", "hi")  # no on_text: an eval, a grader
+    assert result.text == "".join(ANSWER) and result.extra["attempts"] == 2
 
 
 def test_connection_refused(workspace):
