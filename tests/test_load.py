@@ -4,14 +4,22 @@ ingest and a CLI eval write to the same workspace, every count checked afterward
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from textual.widgets import DataTable, Input
 
+from tests.conftest import BIN
+from tests.fake_cloud import FakeCloud
 from tests.test_tui import settle, text_of
 from tui.app import WorkbenchApp
 from workbench.service import Service
 from workbench.tracing import attributes as A
 
+ROOT = Path(__file__).resolve().parent.parent
 TRACES = 100_000
 
 
@@ -62,14 +70,6 @@ def test_the_app_a_cli_ingest_and_a_1000_case_eval_at_once(model_workspace, tmp_
     """Three processes on one workspace: the app browsing (headless), `workbench ingest` and a
     1,000-case `workbench eval run` against the loopback cloud. No lock error anywhere, and
     afterwards every count is exact: 1,000 results, 1,000 case traces, every file's chunks."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.conftest import BIN
-    from tests.fake_cloud import FakeCloud
-    from tests.test_multiprocess import ROOT
-
     cloud = FakeCloud(delay=0.002)
     try:
         model_workspace.config_path.write_text(
@@ -85,7 +85,7 @@ def test_the_app_a_cli_ingest_and_a_1000_case_eval_at_once(model_workspace, tmp_
                 f"# Note {i}\n\nThe lighthouse keeper wrote entry {i} about the {i % 9} storms.\n\n"
                 f"## Later\n\nShips passed by: {', '.join(str(n) for n in range(i % 40))}.\n"
             )
-        env = {**__import__("os").environ, "WORKBENCH_HOME": str(model_workspace.root)}
+        env = {**os.environ, "WORKBENCH_HOME": str(model_workspace.root)}
         app = subprocess.Popen([sys.executable, "-m", "tests.proc_helpers", "app", str(model_workspace.root)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
         ingest = subprocess.Popen([str(BIN / "workbench"), "ingest", str(corpus), "-c", "notes", "--json"],
