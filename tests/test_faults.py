@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import BIN, run_cli
@@ -32,10 +33,15 @@ SMALL_COMMITS = (
 )
 
 
-def killed_after(args: list[str], seconds: float, env: dict, command: list[str] | None = None):
-    """Start `workbench ARGS`, SIGKILL it after ``seconds`` (unless it ended before)."""
+def killed_after(args: list[str], seconds: float, env: dict, command: list[str] | None = None,
+                 ready: Callable[[], bool] | None = None):  # fmt: skip
+    """Start `workbench ARGS`, SIGKILL it ``seconds`` after it started (or after ``ready()`` first
+    held), unless it ended before."""
     process = subprocess.Popen([*(command or [str(BIN / "workbench")]), *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while ready is not None and process.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.1)
     try:
         out, err = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -107,18 +113,17 @@ def test_eval_killed_at_random_points_resumes_to_every_case_once(model_workspace
         kept: dict[str, str] = {}
         run_id = None
         for trial in range(TRIALS):
-            at = rng.uniform(1.5, 5.0)
-            args = (
-                ["eval", "run", "--resume", run_id]
-                if run_id
-                else ["eval", "run", "kills", "-m", "remote/big"]
-            )
-            killed_after(args, at, env)
+            if run_id:
+                at = rng.uniform(1.5, 5.0)
+                killed_after(["eval", "run", "--resume", run_id], at, env)
+            else:  # however slow the start, the first kill lands once the run is recorded
+                at = rng.uniform(0.0, 2.0)
+                killed_after(["eval", "run", "kills", "-m", "remote/big"], at, env,
+                             ready=lambda: bool(Service(model_workspace.root).evals.runs()))  # fmt: skip
             where = f"seed {SEED}, trial {trial}, killed at {at:.2f} s"
             service = Service(model_workspace.root)  # the workspace opens
             runs = service.evals.runs()
-            if not runs:
-                continue  # killed before the run was recorded: the next trial starts it again
+            assert runs, where
             run_id = runs[0]["run_id"]
             results = service.evals.results(run_id)
             ids = [r["case_id"] for r in results]
