@@ -51,6 +51,20 @@ def test_evals_screen_runs_shows_and_diffs(evals):  # noqa: F811
             diff = text_of(app, "#ev-diff")
             assert f"{second}" in diff and "paired cases" in diff and "contains" in diff
 
+            # a case that ended in an error (the cloud failed every attempt) is run again by ctrl+e
+            evals.store.write([("UPDATE eval_results SET error = 'remote: HTTP 500 (3 attempts)', output = NULL "
+                                "WHERE run_id = ? AND case_id = 'c2'", [first])])  # fmt: skip
+            app.screen.show_run(first)
+            await settle(app, pilot)
+            summary = app.screen.query_one("#ev-summary", DataTable)
+            errors = [str(c.label) for c in summary.columns.values()].index("errors")
+            assert [summary.get_row_at(i)[errors] for i in range(summary.row_count)] == ["1", "1"]
+            await pilot.press("escape", "ctrl+e")
+            await settle(app, pilot)
+            fixed = {(r["subject"], r["case_id"]): r for r in evals.evals.results(first)}
+            assert len(fixed) == 8 and all(r["error"] is None for r in fixed.values())
+            assert fixed[("remote/big", "c2")]["output"], "the failed case ran again"
+
             await pilot.press("escape", "ctrl+t")
             await settle(app, pilot)
             assert isinstance(app.screen, TracesScreen)

@@ -39,6 +39,7 @@ class EvalsScreen(BaseScreen):
         Binding("ctrl+r", "refresh", "Refresh"),
         Binding("ctrl+b", "baseline", "Set baseline"),
         Binding("ctrl+t", "open_trace", "Open trace"),
+        Binding("ctrl+e", "resume", "Resume/retry errors"),
         Binding("ctrl+o", "next_tab", "Results/Chart/Diff"),
     ]
 
@@ -152,15 +153,32 @@ class EvalsScreen(BaseScreen):
             return
         workflow = self.query_one("#ev-workflow", Input).value.strip() or None
         judge = self.query_one("#ev-judge", Input).value.strip() or None
+        self._progress_bars([f"{workflow}@{model}" if workflow else model for model in models])
+        self.run_eval(self.dataset, models, workflow, judge)
+
+    def _progress_bars(self, labels: list[str]) -> None:
         box = self.query_one("#ev-progress", Vertical)
         box.remove_children()
         self.bars = {}
-        for model in models:
-            label = f"{workflow}@{model}" if workflow else model
+        for label in labels:
             bar = ProgressBar(total=None, show_eta=False, id=None)
             self.bars[label] = bar
             box.mount(Horizontal(Label(f"{label} ", classes="ev-bar-label"), bar, classes="ev-bar"))
-        self.run_eval(self.dataset, models, workflow, judge)
+
+    def action_resume(self) -> None:
+        """Finish the selected run: its missing cases (a killed run) and those that ended in an error."""
+        if self.run_id is None or self.shown is None:
+            self.notify("Pick a run first.", severity="warning")
+            return
+        self._progress_bars(list(self.shown["run"]["subjects"]))
+        self.resume_eval(self.run_id)
+
+    @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval resume")
+    def resume_eval(self, run_id: str) -> None:
+        self.service.evals.run(resume=run_id, retry_errors=True,
+                               progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
+        self.post_message(self.Shown(self.service.evals.show(run_id)))
+        self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval run")
     def run_eval(self, dataset: str, models: list[str], workflow: str | None, judge: str | None) -> None:

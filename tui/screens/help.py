@@ -39,6 +39,7 @@ HELP = """\
   a progress bar per model; then the figures per model, the cases, and a case's drill-down
   ctrl+b   make the selected run the baseline; picking another run shows the diff
   ctrl+o   Results / Quality vs cost chart / Diff          ctrl+t  open the case's trace
+  ctrl+e   finish the selected run: cases it never ran (killed) and cases that ended in an error
 
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)
