@@ -56,15 +56,13 @@ class WorkbenchApp(App):
         "export": ExportScreen,
     }
     BINDINGS = [
-        # alt+key too: Escape then a key typed fast (within ESCDELAY, 100 ms) reaches the app as
-        # alt+key, and means the same thing; it also works from inside a text field.
-        *(
-            Binding(f"{key},alt+{key}", f"switch_mode('{mode}')", title, show=key in "17")
-            for key, mode, title in NAVIGATION
-        ),  # fmt: skip
+        *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),
         Binding("escape", "leave_field", "Leave field", show=False),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("q,alt+q", "quit", "Quit"),
+        Binding("q", "quit", "Quit"),
+        # Escape then q typed fast (within ESCDELAY, 100 ms) reaches the app as alt+q: it means
+        # the same, even from a text field, so it goes before the field sees it (priority).
+        Binding("alt+q", "quit", show=False, priority=True),
     ]
 
     def __init__(self, service) -> None:

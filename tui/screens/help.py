@@ -16,7 +16,7 @@ HELP = """\
 [b]Navigation[/b]
 {navigation}
   escape   leave a text field, so that the digits above switch screens again
-  alt+1-9  switch screens from anywhere, even inside a text field; alt+q quits
+  alt+q    quit from anywhere, even inside a text field
   ctrl+p   command palette (go to a screen, refresh, doctor)
   ?        this help          q  quit
 
