@@ -58,6 +58,28 @@ def first_paint(env: dict, wanted: tuple[str, ...]) -> float | None:
     return None
 
 
+class FrameGaps:
+    """Samples an app's event loop every 10 ms; the longest gap between two samples is the
+    longest the app could not have answered a key."""
+
+    def __init__(self, app) -> None:
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()
+        app.set_interval(0.01, self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def restart(self) -> None:
+        self.gaps.clear()
+        self.last = time.perf_counter()
+
+    def longest_ms(self) -> float:
+        return max(self.gaps) * 1000
+
+
 async def blocked_frames(workspace: Path, corpus: Path) -> tuple[float, float]:
     """Longest event-loop gap (ms) while a model streams, and while an ingest runs."""
     from textual.widgets import Input, Select
@@ -68,40 +90,30 @@ async def blocked_frames(workspace: Path, corpus: Path) -> tuple[float, float]:
     service = Service(workspace)
     service.models.load("smollm2")
     app = WorkbenchApp(service)
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
     results = []
     async with app.run_test(size=(160, 45)) as pilot:
-        app.set_interval(0.01, tick)
+        frames = FrameGaps(app)
         await pilot.press("3")
         await pilot.pause(0.5)
         app.screen.query_one("#chat-model", Select).value = "smollm2"
         app.screen.query_one("#chat-max-tokens", Input).value = "256"
         app.screen.query_one("#chat-input", Input).focus()
         await pilot.press(*"Write a long story about a lighthouse.", "enter")
-        gaps.clear()
-        last[0] = time.perf_counter()
+        frames.restart()
         await pilot.pause(0.05)
         await app.workers.wait_for_complete()
-        results.append(max(gaps) * 1000)
+        results.append(frames.longest_ms())
 
         await pilot.press("escape", "2")
         await pilot.pause(0.5)
         app.screen.query_one("#ingest-path", Input).value = str(corpus)
         app.screen.query_one("#ingest-collection", Input).value = "bench"
         app.screen.query_one("#ingest-path", Input).focus()
-        gaps.clear()
-        last[0] = time.perf_counter()
+        frames.restart()
         await pilot.press("enter")
         await pilot.pause(0.05)
         await app.workers.wait_for_complete()
-        results.append(max(gaps) * 1000)
+        results.append(frames.longest_ms())
     service.models.close()
     return results[0], results[1]
 
