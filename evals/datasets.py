@@ -83,6 +83,17 @@ def _case(data: Any, default_id: str) -> Case:
                 _strings(data.get("tags"), "tags"), schema)  # fmt: skip
 
 
+def _keep(
+    case: Case, number: int, file: str, seen: dict[str, int], cases: list[Case], problems: list[str]
+) -> None:
+    """Add ``case`` (from line ``number``) unless its id was used before, which is a problem."""
+    if case.id in seen:
+        problems.append(f"{file}:{number}: id {case.id!r} is already used on line {seen[case.id]}")
+        return
+    seen[case.id] = number
+    cases.append(case)
+
+
 def parse_jsonl(text: str, file: str) -> list[Case]:
     cases, problems, seen = [], [], {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -96,11 +107,7 @@ def parse_jsonl(text: str, file: str) -> list[Case]:
         except ValueError as exc:
             problems.append(f"{file}:{number}: {exc}")
             continue
-        if case.id in seen:
-            problems.append(f"{file}:{number}: id {case.id!r} is already used on line {seen[case.id]}")
-            continue
-        seen[case.id] = number
-        cases.append(case)
+        _keep(case, number, file, seen, cases, problems)
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise EvalError(f"{file} has {len(problems)} bad line{'s' * (len(problems) != 1)}:\n  " + "\n  ".join(shown),
@@ -166,11 +173,7 @@ def csv_to_cases(text: str, file: str) -> list[Case]:
         except ValueError as exc:
             problems.append(f"{file}:{number}: {exc}")
             continue
-        if case.id in seen:
-            problems.append(f"{file}:{number}: id {case.id!r} is already used on line {seen[case.id]}")
-            continue
-        seen[case.id] = number
-        cases.append(case)
+        _keep(case, number, file, seen, cases, problems)
     if problems or not cases:
         raise EvalError(f"{file}: " + ("\n  ".join(problems[:20]) if problems else "no rows"),
                         "fix those rows; `input` is required")  # fmt: skip

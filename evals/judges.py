@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from agents.nodes import GRADE_SCHEMA
+
 __all__ = ["Judge", "CORRECTNESS_SCHEMA", "GROUNDEDNESS_SCHEMA"]
 
 Chat = Callable[[str, list[dict[str, str]], dict[str, Any]], str]  # model, messages, params -> text
@@ -20,14 +22,8 @@ CORRECTNESS_SCHEMA = {
     },
     "required": ["verdict", "reason"],
 }
-GROUNDEDNESS_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-        "reason": {"type": "string", "maxLength": 160},
-    },
-    "required": ["score", "reason"],
-}
+# The same 1-5 score and reason as a workflow's grade node, so the two read alike.
+GROUNDEDNESS_SCHEMA = GRADE_SCHEMA
 _VERDICT_SCORE = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
 
 
