@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import duckdb
+from rich.text import Text
 from textual.widgets import DataTable, Input, Static, Tree
 
 from tui.app import WorkbenchApp
@@ -25,6 +26,11 @@ async def settle(app, pilot) -> None:
     for _ in range(3):
         await app.workers.wait_for_complete()
         await pilot.pause()
+
+
+def cells(table, index: int) -> list:
+    """A row's cells as shown: the app's tables keep str cells as rich Text."""
+    return [cell.plain if isinstance(cell, Text) else cell for cell in table.get_row_at(index)]
 
 
 def text_of(app, selector: str) -> str:
@@ -70,7 +76,7 @@ def test_traces_screen_table_tree_and_filter(workspace):
             assert isinstance(app.screen, TracesScreen)
             table = app.screen.query_one("#traces", DataTable)
             assert table.row_count == 3
-            assert [table.get_row_at(i)[1] for i in range(3)] == ["demo.run2", "demo.run1", "demo.run0"]
+            assert [cells(table, i)[1] for i in range(3)] == ["demo.run2", "demo.run1", "demo.run0"]
             assert "1-3 of 3" in text_of(app, "#page")
             # the highlighted (newest) trace's span tree
             tree = app.screen.query_one("#spans", Tree)
@@ -87,7 +93,7 @@ def test_traces_screen_table_tree_and_filter(workspace):
             app.screen.query_one("#f-model", Input).value = "gemma"
             await pilot.pause(0.4)
             await settle(app, pilot)
-            assert table.row_count == 1 and table.get_row_at(0)[1] == "demo.run0"
+            assert table.row_count == 1 and cells(table, 0)[1] == "demo.run0"
 
     run(scenario())
 
@@ -106,13 +112,13 @@ def test_traces_are_paged(workspace):
             await pilot.press("right_square_bracket")
             await settle(app, pilot)
             assert table.row_count == 30 and "101-130 of 130" in text_of(app, "#page")
-            assert table.get_row_at(29)[1] == "demo.run0"  # the oldest comes last
+            assert cells(table, 29)[1] == "demo.run0"  # the oldest comes last
             await pilot.press("right_square_bracket")  # past the end: stays
             await settle(app, pilot)
             assert "101-130 of 130" in text_of(app, "#page")
             await pilot.press("left_square_bracket")
             await settle(app, pilot)
-            assert table.get_row_at(0)[1] == "demo.run129"
+            assert cells(table, 0)[1] == "demo.run129"
 
     run(scenario())
 

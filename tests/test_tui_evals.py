@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.widgets import DataTable, ProgressBar
 
 from tests.test_evals import evals  # noqa: F401 - the fixture
-from tests.test_tui import run, settle, text_of
+from tests.test_tui import cells, run, settle, text_of
 from tests.test_tui_models import type_into
 from tui.app import WorkbenchApp
 from tui.screens.evals import EvalsScreen
@@ -21,14 +21,14 @@ def test_evals_screen_runs_shows_and_diffs(evals):  # noqa: F811
             await settle(app, pilot)
             assert isinstance(app.screen, EvalsScreen)
             datasets = app.screen.query_one("#ev-datasets", DataTable)
-            assert datasets.get_row_at(0)[:2] == ["small", 4]
+            assert cells(datasets, 0)[:2] == ["small", 4]
             await type_into(pilot, app, "#ev-models", "remote/big, smollm2")
             await pilot.press("enter")
             await settle(app, pilot)
             bars = list(app.screen.query(ProgressBar))
             assert len(bars) == 2 and all(bar.progress == bar.total == 4 for bar in bars)
             summary = app.screen.query_one("#ev-summary", DataTable)
-            rows = {summary.get_row_at(i)[0]: summary.get_row_at(i) for i in range(summary.row_count)}
+            rows = {cells(summary, i)[0]: cells(summary, i) for i in range(summary.row_count)}
             assert set(rows) == {"remote/big", "smollm2"} and rows["remote/big"][1] == "1"  # contains
             cases = app.screen.query_one("#ev-cases", DataTable)
             assert cases.row_count == 8
@@ -58,7 +58,7 @@ def test_evals_screen_runs_shows_and_diffs(evals):  # noqa: F811
             await settle(app, pilot)
             summary = app.screen.query_one("#ev-summary", DataTable)
             errors = [str(c.label) for c in summary.columns.values()].index("errors")
-            assert [summary.get_row_at(i)[errors] for i in range(summary.row_count)] == ["1", "1"]
+            assert [cells(summary, i)[errors] for i in range(summary.row_count)] == ["1", "1"]
             await pilot.press("escape", "ctrl+e")
             await settle(app, pilot)
             fixed = {(r["subject"], r["case_id"]): r for r in evals.evals.results(first)}

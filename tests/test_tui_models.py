@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.widgets import DataTable, Input, Select
 
 from tests.fake_cloud import ANSWER
-from tests.test_tui import run, settle, text_of
+from tests.test_tui import cells, run, settle, text_of
 from tui.app import WorkbenchApp
 from tui.screens.compare import CompareScreen
 from tui.screens.playground import PlaygroundScreen
@@ -123,7 +123,7 @@ def test_models_screen_catalog_plan_load_cloud_and_offline(model_workspace, monk
             await pilot.press("8")
             await settle(app, pilot)
             table = app.screen.query_one("#models", DataTable)
-            rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+            rows = {cells(table, i)[0]: cells(table, i) for i in range(table.row_count)}
             assert rows["smollm2"][5:9] == ["llama", "Q4_1", "135M", "8192"], "read from the GGUF header"
             assert rows["minilm"][1] == "embedding"
             assert "smollm2 at 4096 tokens" in text_of(app, "#model-plan")
@@ -132,7 +132,7 @@ def test_models_screen_catalog_plan_load_cloud_and_offline(model_workspace, monk
             )
 
             cloud = app.screen.query_one("#cloud", DataTable)
-            endpoints = {cloud.get_row_at(i)[0]: cloud.get_row_at(i) for i in range(cloud.row_count)}
+            endpoints = {cells(cloud, i)[0]: cells(cloud, i) for i in range(cloud.row_count)}
             assert endpoints["hosted"][4] == "$WB_TEST_KEY_SET set"
             assert endpoints["other"][4] == "$WB_TEST_KEY_UNSET MISSING"
             assert endpoints["mine"][4] == "none needed"
@@ -141,15 +141,15 @@ def test_models_screen_catalog_plan_load_cloud_and_offline(model_workspace, monk
             await pilot.press("l")
             await settle(app, pilot)
             assert service.loaded_models() == ["smollm2"]
-            assert table.get_row_at(0)[3] == "yes"
+            assert cells(table, 0)[3] == "yes"
             await pilot.press("u")
             await settle(app, pilot)
-            assert service.loaded_models() == [] and table.get_row_at(0)[3] == ""
+            assert service.loaded_models() == [] and cells(table, 0)[3] == ""
 
             await pilot.press("o")
             await settle(app, pilot)
             assert service.offline and "offline = true" in model_workspace.config_path.read_text()
-            endpoints = {cloud.get_row_at(i)[0]: cloud.get_row_at(i) for i in range(cloud.row_count)}
+            endpoints = {cells(cloud, i)[0]: cells(cloud, i) for i in range(cloud.row_count)}
             assert endpoints["hosted"][5] == "blocked offline" and endpoints["mine"][5] == "yes"
             assert "offline mode: on" in text_of(app, "#gpu-status")
             await pilot.press("o")
@@ -186,12 +186,12 @@ def test_documents_screen_ingests_with_progress_and_searches(model_workspace, tm
             report = text_of(app, "#ingest-report")
             assert "3 added" in report and "in kb" in report
             table = app.screen.query_one("#collections", DataTable)
-            assert table.get_row_at(0)[:3] == ["kb", service.collection("kb")["rows"], 3]
+            assert cells(table, 0)[:3] == ["kb", service.collection("kb")["rows"], 3]
             assert app.focused is app.screen.query_one("#search-query", Input), "ready to search"
             await pilot.press(*"fog horn storm", "enter")
             await settle(app, pilot)
             hits = app.screen.query_one("#hits", DataTable)
-            assert hits.row_count >= 1 and str(hits.get_row_at(0)[2]).endswith("manual.md")
+            assert hits.row_count >= 1 and str(cells(hits, 0)[2]).endswith("manual.md")
             preview = text_of(app, "#hit-preview")
             assert "Lighthouse manual > Storm procedure" in preview and "fog horn" in preview
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, RichLog
 
-from tests.test_tui import run, settle, text_of
+from tests.test_tui import cells, run, settle, text_of
 from tests.test_tui_models import type_into
 from tui.app import WorkbenchApp
 from tui.screens.export import ExportScreen
@@ -30,7 +30,7 @@ def test_workflows_screen_creates_shows_and_runs_a_workflow(model_workspace):
             await pilot.press("enter")
             await settle(app, pilot)
             table = app.screen.query_one("#workflows", DataTable)
-            assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["helper", "triage"]
+            assert [cells(table, i)[0] for i in range(table.row_count)] == ["helper", "triage"]
             app.screen.show("triage")
             await settle(app, pilot)
             graph = text_of(app, "#wf-graph")
@@ -64,7 +64,7 @@ def test_workflows_screen_creates_shows_and_runs_a_workflow(model_workspace):
             app.screen.query_one("#export-workflow").value = "triage"
             await settle(app, pilot)
             files = app.screen.query_one("#export-files", DataTable)
-            names = [files.get_row_at(i)[0] for i in range(files.row_count)]
+            names = [cells(files, i)[0] for i in range(files.row_count)]
             assert "langgraph.json" in names and "triage_graph.py" in names
             assert not (model_workspace.exports_dir / "triage").exists(), "a preview writes nothing"
             await pilot.press("ctrl+w")

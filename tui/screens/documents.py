@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static
 
 from tui.screens.base import BaseScreen
+from tui.table import Table
 
 
 class DocumentsScreen(BaseScreen):
@@ -43,7 +44,7 @@ class DocumentsScreen(BaseScreen):
         self.hits: list[dict] = []
 
     def compose_body(self) -> ComposeResult:
-        collections = DataTable(id="collections", cursor_type="row")
+        collections = Table(id="collections", cursor_type="row")
         collections.add_columns("collection", "rows", "files", "version", "model", "redact")
         yield collections
         with Horizontal(id="ingest-form"):
@@ -56,7 +57,7 @@ class DocumentsScreen(BaseScreen):
             yield Select([(m, m) for m in ("hybrid", "vector", "fts")], value="hybrid", allow_blank=False,
                          id="search-mode")  # fmt: skip
         with Horizontal(id="search-results"):
-            hits = DataTable(id="hits", cursor_type="row")
+            hits = Table(id="hits", cursor_type="row")
             hits.add_columns("#", "score", "path", "heading", "page")
             yield hits
             with VerticalScroll(id="hit-preview-box"):

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Input, Label, ProgressBar, Static, Tabbed
 from textual_plotext import PlotextPlot
 
 from tui.screens.base import BaseScreen
+from tui.table import Table
 
 QUALITY = (
     "contains",
@@ -75,22 +76,22 @@ class EvalsScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="ev-main"):
             with Vertical(id="ev-side"):
-                datasets = DataTable(id="ev-datasets", cursor_type="row")
+                datasets = Table(id="ev-datasets", cursor_type="row")
                 datasets.add_columns("dataset", "cases", "tags")
                 yield datasets
                 yield Input(placeholder="models, comma separated (enter runs the dataset)", id="ev-models")
                 yield Input(placeholder="workflow (optional)", id="ev-workflow")
                 yield Input(placeholder="judge model (optional)", id="ev-judge")
                 yield Vertical(id="ev-progress")
-                runs = DataTable(id="ev-runs", cursor_type="row")
+                runs = Table(id="ev-runs", cursor_type="row")
                 runs.add_columns("run", "subjects", "status", "results")
                 yield runs
             with TabbedContent(id="ev-tabs"):
                 with TabPane("Results", id="ev-tab-results"):
-                    summary = DataTable(id="ev-summary", cursor_type="row")
+                    summary = Table(id="ev-summary", cursor_type="row")
                     yield summary
                     with Horizontal(id="ev-case-row"):
-                        cases = DataTable(id="ev-cases", cursor_type="row")
+                        cases = Table(id="ev-cases", cursor_type="row")
                         cases.add_columns("case", "subject", "contains", "f1", "judge", "latency s")
                         yield cases
                         with VerticalScroll(id="ev-case-box"):

@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Select, Static
 
 from tui.screens.base import BaseScreen
+from tui.table import Table
 
 TARGETS = ("langgraph", "litellm", "vllm", "otel")
 
@@ -44,7 +45,7 @@ class ExportScreen(BaseScreen):
             yield Select([(t, t) for t in TARGETS], value="langgraph", allow_blank=False, id="export-target")
             yield Static("ctrl+w writes the files", id="export-hint")
         with Horizontal(id="export-main"):
-            table = DataTable(id="export-files", cursor_type="row")
+            table = Table(id="export-files", cursor_type="row")
             table.add_columns("file", "lines")
             yield table
             with VerticalScroll(id="export-preview-box"):

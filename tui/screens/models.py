@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from tui.screens.base import BaseScreen
+from tui.table import Table
 
 
 class ModelsScreen(BaseScreen):
@@ -35,14 +36,14 @@ class ModelsScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("", id="gpu-status")
         with Horizontal(id="models-main"):
-            table = DataTable(id="models", cursor_type="row")
+            table = Table(id="models", cursor_type="row")
             table.add_columns("alias", "kind", "present", "loaded", "size MB", "arch", "quant", "params",
                               "ctx", "path")  # fmt: skip
             yield table
             with Vertical(id="model-side"):
                 yield Static("Select a model to see its fit plan.", id="model-plan")
         yield Static("[b]Cloud endpoints[/b]", id="cloud-title")
-        cloud = DataTable(id="cloud", cursor_type="row")
+        cloud = Table(id="cloud", cursor_type="row")
         cloud.add_columns("endpoint", "kind", "base url", "models", "key", "usable")
         yield cloud
         yield Static(
@@ -100,7 +101,7 @@ class ModelsScreen(BaseScreen):
                 row["name"], row["kind"], row["base_url"], ", ".join(row["models"]), row["key"], usable
             )
         if not catalog["cloud"]:
-            cloud.add_row("none", "", r"add \[cloud.NAME] to workbench.toml", "", "", "")
+            cloud.add_row("none", "", "add [cloud.NAME] to workbench.toml", "", "", "")
 
     def _selected(self) -> str | None:
         table = self.query_one("#models", DataTable)

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Select, Static, Tree
 
 from tui.screens.base import BaseScreen
+from tui.table import Table
 
 PAGE_SIZE = 100
 COLUMNS = ("start", "name", "status", "spans", "ms", "models", "tokens in/out", "cost $", "trace id")
@@ -53,7 +54,7 @@ class TracesScreen(BaseScreen):
             yield Input(placeholder="model contains", id="f-model")
             yield Select([("ok", "ok"), ("error", "error")], prompt="any status", id="f-status")
             yield Static("", id="page")
-        table = DataTable(id="traces", cursor_type="row", zebra_stripes=True)
+        table = Table(id="traces", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
         with Horizontal(id="trace-detail"):
@@ -91,12 +92,11 @@ class TracesScreen(BaseScreen):
         table = self.query_one("#traces", DataTable)
         table.clear()
         for row in message.rows:
-            tokens = f"{row['input_tokens'] or 0}/{row['output_tokens'] or 0}"
             status = Text(row["status"], style="red" if row["status"] == "error" else "green")
             table.add_row(
                 time.strftime("%m-%d %H:%M:%S", time.localtime(row["start_ns"] / 1e9)),
-                row["name"], status, row["spans"], f"{row['duration_ms']:.1f}",
-                row["models"] or "-", tokens,
+                row["name"], status, str(row["spans"]), f"{row['duration_ms']:.1f}",
+                row["models"] or "-", f"{row['input_tokens'] or 0}/{row['output_tokens'] or 0}",
                 f"{row['cost_usd']:.5f}" if row["cost_usd"] else "-",
                 row["trace_id"][:16], key=row["trace_id"],
             )  # fmt: skip

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, RichLog, Select, Static
 
 from tui.screens.base import BaseScreen
+from tui.table import Table
 
 TEMPLATES = ("rag", "router", "agent")
 
@@ -53,7 +54,7 @@ class WorkflowsScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="wf-main"):
             with Vertical(id="wf-side"):
-                table = DataTable(id="workflows", cursor_type="row")
+                table = Table(id="workflows", cursor_type="row")
                 table.add_columns("workflow", "nodes", "valid")
                 yield table
                 with Horizontal(id="wf-new"):
