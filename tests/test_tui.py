@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 
 import duckdb
 from rich.text import Text
@@ -171,5 +173,39 @@ def test_store_error_becomes_a_notification_not_a_crash(workspace):
             messages = [n.message for n in app._notifications]
             assert any("newer workbench" in m for m in messages), messages
             assert app.is_running
+
+    run(scenario())
+
+
+def test_full_garbage_collections_wait_for_a_pause_in_typing(workspace):
+    """A full collection stalls the event loop (45-110 ms with a page of traces on screen):
+    while keys arrive none runs; once the user has paused a moment, the app runs one."""
+    full: list[float] = []
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(time.monotonic())
+
+    before = gc.get_threshold()
+
+    async def scenario():
+        app = WorkbenchApp(Service(workspace.root))
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(app, pilot)
+            assert gc.get_threshold()[2] > before[2], "automatic full collections made rarer"
+            gc.callbacks.append(watch)
+            try:
+                for _ in range(3):
+                    gc.collect(1)  # each counts towards the next full collection
+                for _ in range(8):  # 1.6 s of keys, never 1 s apart
+                    await pilot.press("down")
+                    await pilot.pause(0.2)
+                assert full == [], "no full collection while keys arrive"
+                typed = time.monotonic()
+                await pilot.pause(1.8)
+                assert full and full[0] - typed >= 0.9, "one ran once the user paused"
+            finally:
+                gc.callbacks.remove(watch)
+        assert gc.get_threshold() == before, "the interpreter's setting is restored on exit"
 
     run(scenario())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterable
 from functools import partial
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
@@ -26,6 +28,12 @@ from tui.screens.workflows import WorkflowsScreen
 from workbench.errors import WorkbenchError
 
 __all__ = ["WorkbenchApp", "run_app"]
+
+# A full collection (generation 2) walks every long-lived object: 45-110 ms once a page of
+# traces is on screen, long enough to hold a key press. The app makes them rare and runs them
+# when nobody has typed or clicked for a moment instead (tests/test_tui.py, bench_load.py).
+_FULL_COLLECTION_EVERY = 100  # generation-1 collections between automatic full ones; Python: 10
+_IDLE_S = 1.0
 
 
 class GoToProvider(Provider):
@@ -74,12 +82,27 @@ class WorkbenchApp(App):
         # Objects alive at start-up stay alive: keep them out of the collector's full passes,
         # which otherwise walk them all and pause the event loop for 100 ms and more.
         gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(*self._gc_threshold[:2], _FULL_COLLECTION_EVERY)
+        self._last_input = time.monotonic()
+        self.set_interval(0.5, self._collect_when_idle)
         self.switch_mode("home")
         for warning in self.service.store.warnings:
             self.notify(warning, title="Trace store", severity="warning", timeout=10)
 
     def on_unmount(self) -> None:
+        gc.set_threshold(*self._gc_threshold)
         gc.unfreeze()  # let the interpreter tear everything down as usual on the way out
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseEvent)):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
+    def _collect_when_idle(self) -> None:
+        # get_count()[2]: collections of generation 1 since the last full one.
+        if gc.get_count()[2] >= 3 and time.monotonic() - self._last_input >= _IDLE_S:
+            gc.collect()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
