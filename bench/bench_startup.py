@@ -40,21 +40,24 @@ def wall(command: list[str], env: dict) -> float:
 def first_paint(env: dict, wanted: tuple[str, ...]) -> float | None:
     if shutil.which("tmux") is None:
         return None
-    session = f"wb-bench-{os.getpid()}"
+    # A server of its own each time: a new session on the server whose last session was just
+    # killed can meet it as it exits ("server exited unexpectedly").
+    session = f"wb-bench-{os.getpid()}-{time.monotonic_ns()}"
+    tmux = ["tmux", "-L", session]
     start = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
                     "env", "-u", "COLUMNS", "-u", "LINES", *[f"{k}={v}" for k, v in env.items() if k.startswith("WORKBENCH")], str(BIN / "workbench")],
                    check=True)  # fmt: skip
     try:
         while time.perf_counter() - start < 30:
             screen = subprocess.run(
-                ["tmux", "capture-pane", "-t", session, "-p"], capture_output=True, text=True
+                [*tmux, "capture-pane", "-t", session, "-p"], capture_output=True, text=True
             ).stdout
             if all(w in screen for w in wanted):
                 return time.perf_counter() - start
             time.sleep(0.01)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], stderr=subprocess.DEVNULL)
+        subprocess.run([*tmux, "kill-server"], stderr=subprocess.DEVNULL)
     return None
 
 

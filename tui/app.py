@@ -31,7 +31,8 @@ __all__ = ["WorkbenchApp", "run_app"]
 
 # A full collection (generation 2) walks every long-lived object: 45-110 ms once a page of
 # traces is on screen, long enough to hold a key press. The app makes them rare and runs them
-# when nobody has typed or clicked for a moment instead (tests/test_tui.py, bench_load.py).
+# when the app is idle instead: nobody has typed or clicked for a moment and no worker runs
+# (tests/test_tui.py; bench/bench_load.py and bench_startup.py measure the frames).
 _FULL_COLLECTION_EVERY = 100  # generation-1 collections between automatic full ones; Python: 10
 _IDLE_S = 1.0
 
@@ -100,8 +101,12 @@ class WorkbenchApp(App):
         await super().on_event(event)
 
     def _collect_when_idle(self) -> None:
-        # get_count()[2]: collections of generation 1 since the last full one.
-        if gc.get_count()[2] >= 3 and time.monotonic() - self._last_input >= _IDLE_S:
+        # Idle: nobody typing, and no worker streaming, ingesting or loading a page (a
+        # collection then would stall the progress it shows). get_count()[2]: collections of
+        # generation 1 since the last full one; 10 is when Python would consider one.
+        if gc.get_count()[2] < 10 or time.monotonic() - self._last_input < _IDLE_S:
+            return
+        if not any(worker.is_running for worker in self.workers):
             gc.collect()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
