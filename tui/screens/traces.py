@@ -92,6 +92,7 @@ class TracesScreen(BaseScreen):
         table = self.query_one("#traces", DataTable)
         table.clear()
         for row in message.rows:
+            # Every cell text (spans too): Table draws a row of one-line texts on its fast path.
             status = Text(row["status"], style="red" if row["status"] == "error" else "green")
             table.add_row(
                 time.strftime("%m-%d %H:%M:%S", time.localtime(row["start_ns"] / 1e9)),
