@@ -150,6 +150,8 @@ def test_unknown_or_bad_trace_id(workspace, tracer):
     store = TraceStore(workspace.root)
     with pytest.raises(QueryError, match="no trace"):
         store.get_trace("abcdef")
+    with pytest.raises(QueryError, match="no trace"):  # a whole id, looked up directly
+        store.get_trace("0" * 32)
     with pytest.raises(QueryError, match="not a trace id"):
         store.get_trace("'; DROP TABLE spans; --")
 

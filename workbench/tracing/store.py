@@ -322,10 +322,13 @@ class TraceStore:
         if not trace_id or not all(c in "0123456789abcdef" for c in trace_id.lower()):
             raise QueryError(f"'{trace_id}' is not a trace id", "copy one from `workbench traces list`")
         with self.reader() as con:
-            ids = con.execute(
-                "SELECT DISTINCT trace_id FROM spans WHERE starts_with(trace_id, ?) LIMIT 2",
-                [trace_id.lower()],
-            ).fetchall()
+            if len(trace_id) == 32:  # a whole id (the app's case): one scan, not two
+                ids = [(trace_id.lower(),)]
+            else:
+                ids = con.execute(
+                    "SELECT DISTINCT trace_id FROM spans WHERE starts_with(trace_id, ?) LIMIT 2",
+                    [trace_id.lower()],
+                ).fetchall()
             if not ids:
                 raise QueryError(f"no trace {trace_id}", "list traces with `workbench traces list`")
             if len(ids) > 1:
@@ -333,7 +336,10 @@ class TraceStore:
             cursor = con.execute(
                 "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id", [ids[0][0]]
             )
-            return _dicts(cursor)
+            spans = _dicts(cursor)
+            if not spans:
+                raise QueryError(f"no trace {trace_id}", "list traces with `workbench traces list`")
+            return spans
 
     def spans_of(self, trace_ids: list[str]) -> list[dict[str, Any]]:
         """Every span of the given full trace ids, in one query (for exports)."""
