@@ -13,7 +13,11 @@ from tui.screens.evals import EvalsScreen
 from tui.screens.traces import TracesScreen
 
 
-def test_evals_screen_runs_shows_and_diffs(evals):  # noqa: F811
+def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
+    # Rows go into the table a few at a time with the event loop served between (2,000 at once
+    # held it for 110-140 ms); 3 per turn here, so the 8 rows take three turns.
+    monkeypatch.setattr("tui.screens.evals._ROWS_PER_TURN", 3)
+
     async def scenario():
         app = WorkbenchApp(evals)
         async with app.run_test(size=(200, 55)) as pilot:
@@ -32,6 +36,8 @@ def test_evals_screen_runs_shows_and_diffs(evals):  # noqa: F811
             assert set(rows) == {"remote/big", "smollm2"} and rows["remote/big"][1] == "1"  # contains
             cases = app.screen.query_one("#ev-cases", DataTable)
             assert cases.row_count == 8
+            shown = app.screen.shown["results"]
+            assert [cells(cases, i)[:2] for i in range(8)] == [[r["case_id"], r["subject"]] for r in shown]
             detail = text_of(app, "#ev-case")
             assert "input" in detail and "remote/big" in detail and "smollm2" in detail and "trace " in detail
             first = app.screen.run_id

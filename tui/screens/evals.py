@@ -3,6 +3,8 @@ subject, its cases and a case drill-down; run-vs-run diff; quality against laten
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,6 +28,9 @@ QUALITY = (
     "correctness",
     "groundedness",
 )
+
+
+_ROWS_PER_TURN = 200  # result rows added before the event loop gets a turn
 
 
 def _fmt(value) -> str:
@@ -55,9 +60,9 @@ class EvalsScreen(BaseScreen):
             self.subject, self.done, self.total = subject, done, total
 
     class Shown(Message):
-        def __init__(self, shown: dict) -> None:
+        def __init__(self, shown: dict, cases: dict) -> None:
             super().__init__()
-            self.shown = shown
+            self.shown, self.cases = shown, cases  # cases: the dataset's, by id
 
     class Compared(Message):
         def __init__(self, baseline: str, run_id: str, comparison: dict) -> None:
@@ -70,6 +75,7 @@ class EvalsScreen(BaseScreen):
         self.run_id: str | None = None
         self.baseline: str | None = None
         self.shown: dict | None = None
+        self.cases: dict = {}
         self.bars: dict[str, ProgressBar] = {}
         self.trace_id: str | None = None
 
@@ -178,14 +184,14 @@ class EvalsScreen(BaseScreen):
     def resume_eval(self, run_id: str) -> None:
         self.service.evals.run(resume=run_id, retry_errors=True,
                                progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
-        self.post_message(self.Shown(self.service.evals.show(run_id)))
+        self.post_message(self._shown(run_id))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval run")
     def run_eval(self, dataset: str, models: list[str], workflow: str | None, judge: str | None) -> None:
         run_id = self.service.evals.run(dataset, models, workflow, judge=judge, max_tokens=64,
                                         progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
-        self.post_message(self.Shown(self.service.evals.show(run_id)))
+        self.post_message(self._shown(run_id))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     def on_evals_screen_progressed(self, message: Progressed) -> None:
@@ -201,12 +207,22 @@ class EvalsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="ev-show", exit_on_error=False, description="eval results")
     def load_run(self, run_id: str, baseline: str | None) -> None:
-        self.post_message(self.Shown(self.service.evals.show(run_id)))
+        self.post_message(self._shown(run_id))
         if baseline and baseline != run_id:
             self.post_message(self.Compared(baseline, run_id, self.service.evals.compare(baseline, run_id)))
 
-    def on_evals_screen_shown(self, message: Shown) -> None:
-        self.shown = shown = message.shown
+    def _shown(self, run_id: str) -> Shown:
+        """A run's results and its dataset's cases, read in the worker, off the UI thread."""
+        shown = self.service.evals.show(run_id)
+        try:
+            cases = {case.id: case for case in self.service.evals.dataset(shown["run"]["dataset"]).cases}
+        except Exception:  # noqa: BLE001 - a dataset edited since the run: show the run without it
+            cases = {}
+        return self.Shown(shown, cases)
+
+    async def on_evals_screen_shown(self, message: Shown) -> None:
+        shown = message.shown
+        self.shown, self.cases = shown, message.cases
         self.run_id = shown["run"]["run_id"]
         summary = self.query_one("#ev-summary", DataTable)
         summary.clear(columns=True)
@@ -215,16 +231,20 @@ class EvalsScreen(BaseScreen):
         summary.add_columns("subject", *figures)
         for subject, figures_of in shown["summary"].items():
             summary.add_row(subject, *[_fmt(figures_of.get(k)) for k in figures])
-        cases = self.query_one("#ev-cases", DataTable)
-        cases.clear()
+        self._chart(shown["summary"])
+        table = self.query_one("#ev-cases", DataTable)
+        table.clear()
         for index, row in enumerate(shown["results"]):
+            if index and index % _ROWS_PER_TURN == 0:
+                # 2,000 rows at once held the screen for 110-140 ms. Messages to this screen
+                # wait for the handler to finish, so no other run's rows interleave.
+                await asyncio.sleep(0.01)
             metrics = row["metrics"] or {}
             judge = "failed" if row["judge_failures"] else _fmt(metrics.get("correctness"))
-            cases.add_row(row["case_id"], row["subject"], _fmt(metrics.get("contains")), _fmt(metrics.get("f1")),
+            table.add_row(row["case_id"], row["subject"], _fmt(metrics.get("contains")), _fmt(metrics.get("f1")),
                           judge, _fmt(row["latency_s"]), key=str(index))  # fmt: skip
-        if shown["results"]:
-            self._case(0)
-        self._chart(shown["summary"])
+            if index == 0:
+                self._case(0)
 
     @on(DataTable.RowHighlighted, "#ev-cases")
     def pick_case(self, event: DataTable.RowHighlighted) -> None:
@@ -235,7 +255,7 @@ class EvalsScreen(BaseScreen):
         assert self.shown is not None
         row = self.shown["results"][index]
         self.trace_id = row["trace_id"]
-        case = next((c for c in self._dataset_cases() if c.id == row["case_id"]), None)
+        case = self.cases.get(row["case_id"])
         lines = [f"[b]{escape(row['case_id'])}[/b]  {escape(row['subject'])}"]
         if case is not None:
             lines += [
@@ -260,12 +280,6 @@ class EvalsScreen(BaseScreen):
             f"\n[dim]{escape(metrics)}\ntrace {(row['trace_id'] or '-')[:16]} (ctrl+t opens it)[/dim]"
         )
         self.query_one("#ev-case", Static).update("\n".join(lines))
-
-    def _dataset_cases(self):
-        try:
-            return self.service.evals.dataset(self.shown["run"]["dataset"]).cases
-        except Exception:  # noqa: BLE001 - a dataset edited since the run: show the run without it
-            return []
 
     def _chart(self, summary: dict) -> None:
         """Quality against latency: one point per subject (the data behind a model choice)."""
