@@ -54,6 +54,17 @@ def page_times(service: Service) -> tuple[float, float]:
     return statistics.median(ours), statistics.median(raw)
 
 
+async def open_sampled(app, pilot, key: str) -> FrameGaps:
+    """Go to a screen, let it load, then start sampling the event loop."""
+    await pilot.press(key)
+    await pilot.pause(0.5)
+    await app.workers.wait_for_complete()
+    frames = FrameGaps(app)
+    await pilot.pause(0.1)
+    frames.restart()
+    return frames
+
+
 async def blocked_while_paging(service: Service) -> float:
     from textual.widgets import Input
 
@@ -61,12 +72,7 @@ async def blocked_while_paging(service: Service) -> float:
 
     app = WorkbenchApp(service)
     async with app.run_test(size=(180, 50)) as pilot:
-        await pilot.press("7")
-        await pilot.pause(0.5)
-        await app.workers.wait_for_complete()
-        frames = FrameGaps(app)
-        await pilot.pause(0.1)
-        frames.restart()
+        frames = await open_sampled(app, pilot, "7")
         for key in ["right_square_bracket"] * 5 + [
             "right_curly_bracket",
             "left_square_bracket",
@@ -87,12 +93,7 @@ async def blocked_showing_an_eval(service: Service, run_id: str) -> tuple[float,
 
     app = WorkbenchApp(service)
     async with app.run_test(size=(200, 55)) as pilot:
-        await pilot.press("6")
-        await pilot.pause(0.5)
-        await app.workers.wait_for_complete()
-        frames = FrameGaps(app)
-        await pilot.pause(0.1)
-        frames.restart()
+        frames = await open_sampled(app, pilot, "6")
         app.screen.show_run(run_id)
         await pilot.pause(0.2)
         await app.workers.wait_for_complete()

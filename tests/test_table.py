@@ -48,6 +48,13 @@ def simplified(lines) -> list[list[Segment]]:
     return [list(Segment.simplify(line)) for line in lines]
 
 
+async def drawn(pilot, table: DataTable, lines: int) -> list[list[Segment]]:
+    """The table's first lines, drawn while it has the focus (which styles the header)."""
+    table.focus()
+    await pilot.pause(0.1)
+    return [list(table.render_line(y)) for y in range(lines)]
+
+
 def test_fast_table_draws_every_line_as_datatable_does():
     async def scenario():
         app = Tables()
@@ -61,11 +68,7 @@ def test_fast_table_draws_every_line_as_datatable_does():
                 c.content_width for c in plain.ordered_columns
             ]
             assert fast.size == plain.size and fast.size.height > 20
-            screens = []
-            for table in (fast, plain):  # each drawn while it has the focus, which styles the header
-                table.focus()
-                await pilot.pause(0.1)
-                screens.append([list(table.render_line(y)) for y in range(table.size.height)])
+            screens = [await drawn(pilot, table, table.size.height) for table in (fast, plain)]
             for y, (ours, theirs) in enumerate(zip(*screens)):
                 assert ours == theirs, f"line {y} differs"
 
@@ -105,12 +108,7 @@ def test_fast_table_pages_like_datatable():
             assert [c.content_width for c in fast.ordered_columns] == [
                 c.content_width for c in plain.ordered_columns
             ]
-            screens = []
-            for table in (fast, plain):
-                table.focus()
-                await pilot.pause(0.1)
-                screens.append([list(table.render_line(y)) for y in range(3)])
-            assert screens[0] == screens[1]
+            assert await drawn(pilot, fast, 3) == await drawn(pilot, plain, 3)
             assert fast.get_row_at(0)[1].plain == "a much longer name than before"
 
     asyncio.run(scenario())

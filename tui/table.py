@@ -39,15 +39,13 @@ class Table(DataTable):
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         new_rows = list(new_rows)
-        rows = [self.rows.get(key) for key in new_rows if key in self._row_locations]
-        if any(row is None or row.label is not None or row.auto_height for row in rows):
-            return super()._update_dimensions(new_rows)
         widths = [column.content_width for column in self.ordered_columns]
         for key in new_rows:
             if key not in self._row_locations:
                 continue  # removed before the table was idle, as DataTable allows
+            row = self.rows[key]
             cells = self._get_row_renderables(self._row_locations.get(key))[1]
-            if not all(_plain_line(cell) for cell in cells):
+            if row.label is not None or row.auto_height or not all(_plain_line(cell) for cell in cells):
                 return super()._update_dimensions(new_rows)
             for index, cell in enumerate(cells):
                 widths[index] = max(widths[index], cell.cell_len)
