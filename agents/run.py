@@ -15,10 +15,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from agents.checks import parse_spec
 from agents.graph import build_graph, initial_state
 from agents.nodes import Emit, Runtime
-from agents.spec import parse_spec
-from workbench.errors import WorkflowError
+from workbench.core.errors import WorkflowError
 
 __all__ = ["Runs", "execute"]
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local_models.fetch import fetch_models  # noqa: E402
-from workbench.service import Service  # noqa: E402
+from workbench.services import Service  # noqa: E402
 
 ROWS = 100_000
 

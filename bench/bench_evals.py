@@ -29,7 +29,7 @@ def emit(figure: str, value: float, unit: str, goal: str, met, ratio=None, note=
 def main() -> None:
     from local_models.fetch import fetch_models
     from tests.conftest import llama_server
-    from workbench.service import Service, init_workspace
+    from workbench.services import Service, init_workspace
 
     cache = ROOT / ".test-models"
     fetch_models(cache, ["smollm2"])

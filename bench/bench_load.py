@@ -27,7 +27,7 @@ import duckdb  # noqa: E402
 from bench.bench_startup import FrameGaps  # noqa: E402
 from tests.fake_cloud import FakeCloud  # noqa: E402
 from tests.test_load import seed_traces  # noqa: E402
-from workbench.service import Service, init_workspace  # noqa: E402
+from workbench.services import Service, init_workspace  # noqa: E402
 
 TRACES = 100_000
 OFFSETS = (0, 100, 25_000, 50_000, 75_000, 99_900)

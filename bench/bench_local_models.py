@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from local_models.fetch import fetch_models  # noqa: E402
 from local_models.llama_backend import LoadOptions  # noqa: E402
 from local_models.types import GenerationParams  # noqa: E402
-from workbench.service import Service  # noqa: E402
+from workbench.services import Service  # noqa: E402
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 MAX_TOKENS = 200

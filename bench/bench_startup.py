@@ -88,7 +88,7 @@ async def blocked_frames(workspace: Path, corpus: Path) -> tuple[float, float]:
     from textual.widgets import Input, Select
 
     from tui.app import WorkbenchApp
-    from workbench.service import Service
+    from workbench.services import Service
 
     service = Service(workspace)
     service.models.load("smollm2")
@@ -123,7 +123,7 @@ async def blocked_frames(workspace: Path, corpus: Path) -> tuple[float, float]:
 
 def main() -> None:
     from local_models.fetch import fetch_models
-    from workbench.service import init_workspace
+    from workbench.services import init_workspace
 
     cache = ROOT / ".test-models"
     fetch_models(cache)

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # noqa: E402
 
-from workbench.tracing import SpoolWriter, Tracer, TraceStore  # noqa: E402
-from workbench.tracing import attributes as A  # noqa: E402
-from workbench.tracing.spool import encode_spans  # noqa: E402
+from workbench.core.tracing import SpoolWriter, Tracer, TraceStore  # noqa: E402
+from workbench.core.tracing import attributes as A  # noqa: E402
+from workbench.core.tracing.spool import encode_spans  # noqa: E402
 
 N = 200_000
 ATTRS = {A.OPERATION: "chat", A.PROVIDER: "llama.cpp", A.REQUEST_MODEL: "smollm2",

@@ -76,9 +76,9 @@ def timed(run) -> float:
 def main() -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    from agents.checks import parse_spec
     from agents.graph import build_graph, initial_state
-    from agents.spec import parse_spec
-    from workbench.tracing import SpoolWriter, Tracer, TraceStore
+    from workbench.core.tracing import SpoolWriter, Tracer, TraceStore
 
     spec = parse_spec(spec_text())
     with tempfile.TemporaryDirectory() as folder:

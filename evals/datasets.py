@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import EvalError
+from workbench.core.errors import EvalError
 
 __all__ = ["Case", "Dataset", "load_dataset", "parse_jsonl", "csv_to_cases", "NAME"]
 

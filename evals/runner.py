@@ -46,7 +46,7 @@ Progress = Callable[[str, int, int], None]
 
 def evaluate(subject: Subject, case: Case, judge: Judge | None) -> dict[str, Any]:
     """One case through one subject: its output, metrics, judge verdicts and figures."""
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
 
     row: dict[str, Any] = {"subject": subject.label, "case_id": case.id, "error": None, "judge": None,
                            "judge_failures": 0, "metrics": {}, "retrieved": None}  # fmt: skip

@@ -3,33 +3,18 @@
 Importing torch and loading a model hold the GIL for 200-300 ms at a time (measured: `import
 torch` in a thread left the main thread without the GIL for 256 ms), which froze the app's
 event loop on the first ingest or search. In a child process they cannot: the app keeps only
-the Rust tokenizer and a pipe. Messages are length-prefixed pickles over stdin/stdout.
+the Rust tokenizer and a pipe (indexes/embed_protocol.py).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import struct
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO
 
-__all__ = ["send", "receive"]
+from indexes.embed_protocol import receive, send
 
-
-def send(stream: BinaryIO, value: Any) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("<Q", len(data)) + data)
-    stream.flush()
-
-
-def receive(stream: BinaryIO) -> Any:
-    header = stream.read(8)
-    if len(header) < 8:
-        raise EOFError("the embedding process ended")
-    (size,) = struct.unpack("<Q", header)
-    return pickle.loads(stream.read(size))
+__all__ = ["main"]
 
 
 def main(path: str) -> None:
@@ -38,7 +23,7 @@ def main(path: str) -> None:
     os.dup2(2, 1)
     requests = sys.stdin.buffer
     from indexes.embedder import Embedder
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
 
     try:
         embedder = Embedder(Path(path))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import CollectionError
+from workbench.core.errors import CollectionError
 
 __all__ = ["Embedder", "IsolatedEmbedder", "get_embedder", "isolate"]
 
@@ -83,7 +83,7 @@ class IsolatedEmbedder:
         import subprocess
         import sys
 
-        from indexes.embed_worker import receive
+        from indexes.embed_protocol import receive
 
         if not (path / "tokenizer.json").exists():
             raise CollectionError(f"{path} is not a sentence-transformers model folder",
@@ -104,7 +104,7 @@ class IsolatedEmbedder:
 
     def encode(self, texts: list[str], batch_size: int = 64,
                progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
-        from indexes.embed_worker import receive, send
+        from indexes.embed_protocol import receive, send
 
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         with self.lock:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from indexes.structure import Section
 
 __all__ = ["Section", "LoadedFile", "LoadFailure", "walk", "load_file", "FORMATS"]
 
@@ -23,16 +24,6 @@ CODE = {".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", 
 DATA = {".json", ".jsonl", ".csv"}
 PDF = {".pdf"}
 FORMATS = TEXT | MARKDOWN | RST | HTML | CODE | DATA | PDF
-
-
-@dataclass
-class Section:
-    """A run of text under one heading path (or one PDF page), with its offset in the file's text."""
-
-    text: str
-    start: int
-    headings: tuple[str, ...] = ()
-    page: int | None = None
 
 
 @dataclass
@@ -66,7 +57,7 @@ def walk(root: Path, include: list[str] | None = None, exclude: list[str] | None
     result = WalkResult()
     root = root.expanduser()
     if not root.exists() and not root.is_symlink():
-        from workbench.errors import CollectionError
+        from workbench.core.errors import CollectionError
 
         raise CollectionError(f"{root} does not exist", "give a file or a folder to ingest")
     if root.is_file():
@@ -183,11 +174,3 @@ def _pdf(path: Path, data: bytes, digest: str) -> LoadedFile | LoadFailure:
         return LoadFailure(path, "PDF without extractable text (scanned images need OCR)")
     title = (reader.metadata.title if reader.metadata and reader.metadata.title else None) or path.stem
     return LoadedFile(path, "pdf", str(title), sections, digest, len(data))
-
-
-def iter_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, line) pairs, line without its newline."""
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        yield offset, line.rstrip("\r\n")
-        offset += len(line)

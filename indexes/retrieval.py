@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from indexes.embedder import get_embedder
-from workbench.errors import CollectionError
+from workbench.core.errors import CollectionError
 
 __all__ = ["search", "MODES"]
 

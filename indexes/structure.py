@@ -4,11 +4,30 @@ top-level functions and classes. Each Section keeps its heading path and its off
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from indexes.loaders import Section, iter_lines
+__all__ = ["Section", "iter_lines", "markdown", "rst", "html", "code"]
 
-__all__ = ["markdown", "rst", "html", "code"]
+@dataclass
+class Section:
+    """A run of text under one heading path (or one PDF page), with its offset in the file's text."""
+
+    text: str
+    start: int
+    headings: tuple[str, ...] = ()
+    page: int | None = None
+
+
+
+def iter_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, line) pairs, line without its newline."""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        yield offset, line.rstrip("\r\n")
+        offset += len(line)
+
 
 _ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_models.fetch import DEFAULT_MODELS
-from workbench.config import edit_config
-from workbench.errors import ModelError
-from workbench.workspace import Workspace
+from workbench.core.config import edit_config
+from workbench.core.errors import ModelError
+from workbench.core.workspace import Workspace
 
 __all__ = ["ModelInfo", "list_models", "register_model", "resolve_model"]
 

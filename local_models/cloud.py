@@ -23,16 +23,12 @@ from urllib.parse import urlparse
 import httpx
 
 from local_models.types import GenerationParams, GenerationResult
-from workbench.config import CloudEndpoint, WorkbenchConfig
-from workbench.errors import ModelError
-from workbench.tracing import Tracer
-from workbench.tracing import attributes as A
+from workbench.core.config import CloudEndpoint, WorkbenchConfig
+from workbench.core.errors import CloudError
+from workbench.core.tracing import Tracer
+from workbench.core.tracing import attributes as A
 
 __all__ = ["CloudClient", "CloudError", "RetryPolicy", "is_loopback"]
-
-
-class CloudError(ModelError):
-    title = "Cloud model error"
 
 
 class _Retryable(Exception):
@@ -101,6 +97,8 @@ class CloudClient:
         self.offline = offline
         self.policy = policy
         self._breakers: dict[str, _Breaker] = {}
+        self._spend_lock = threading.Lock()
+        self._spend_day, self._spend_usd = "", 0.0
         self._http = httpx.Client(
             timeout=httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s)
         )
@@ -118,9 +116,23 @@ class CloudClient:
             return 0.0
         return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
 
+    def spent_today(self) -> float:
+        """What this client's calls cost today (local time): the router's budget adds it to
+        what the store holds of other processes, without waiting for this one's spans."""
+        with self._spend_lock:
+            return self._spend_usd if self._spend_day == time.strftime("%Y-%m-%d") else 0.0
+
+    def _record_spend(self, cost: float) -> None:
+        with self._spend_lock:
+            today = time.strftime("%Y-%m-%d")
+            if self._spend_day != today:
+                self._spend_day, self._spend_usd = today, 0.0
+            self._spend_usd += cost
+
     def chat(self, endpoint_name: str, model: str, messages: list[dict[str, str]],
              params: GenerationParams = GenerationParams(),
-             on_text: Callable[[str], None] | None = None) -> GenerationResult:  # fmt: skip
+             on_text: Callable[[str], None] | None = None,
+             cancel: threading.Event | None = None) -> GenerationResult:  # fmt: skip
         endpoint = self.endpoint(endpoint_name)
         params.validate()
         if self.offline and not is_loopback(endpoint.base_url):
@@ -143,8 +155,9 @@ class CloudClient:
                     on_text(piece)
 
             result = self._with_retries(endpoint_name, endpoint, model, messages, params, headers,
-                                        breaker, deliver, delivered)  # fmt: skip
+                                        breaker, deliver, delivered, cancel)  # fmt: skip
             result.cost_usd = self.price(endpoint, model, result.input_tokens, result.output_tokens)
+            self._record_spend(result.cost_usd)
             result.model = f"{endpoint_name}/{model}"  # the name the user addresses it by
             result.trace_id = span.trace_id
             span.update({A.INPUT_TOKENS: result.input_tokens, A.OUTPUT_TOKENS: result.output_tokens,
@@ -172,13 +185,13 @@ class CloudClient:
         return headers
 
     def _with_retries(self, name, endpoint, model, messages, params, headers, breaker, deliver,
-                      delivered) -> GenerationResult:  # fmt: skip
+                      delivered, cancel=None) -> GenerationResult:  # fmt: skip
         last = ""
         for attempt in range(1, self.policy.attempts + 1):
             breaker.check(name)
             with self.tracer.span("llm.attempt", "http", {"workbench.attempt": attempt}) as span:
                 try:
-                    result = self._attempt(endpoint, model, messages, params, headers, deliver)
+                    result = self._attempt(endpoint, model, messages, params, headers, deliver, cancel)
                     result.extra["attempts"] = attempt
                     breaker.record(True)
                     return result
@@ -197,7 +210,7 @@ class CloudClient:
         raise CloudError(f"{name}: {last} ({self.policy.attempts} attempts)",
                          "check the endpoint and its status, or use a local model")  # fmt: skip
 
-    def _attempt(self, endpoint, model, messages, params, headers, deliver) -> GenerationResult:
+    def _attempt(self, endpoint, model, messages, params, headers, deliver, cancel=None) -> GenerationResult:
         anthropic = endpoint.kind == "anthropic"
         url = endpoint.base_url.rstrip("/") + ("/messages" if anthropic else "/chat/completions")
         body = (
@@ -221,6 +234,9 @@ class CloudClient:
                         result.ttft_s = time.perf_counter() - start
                     result.text += piece
                     deliver(piece)
+                    if cancel is not None and cancel.is_set():
+                        result.finish_reason = "cancelled"  # leaving the block closes the stream
+                        break
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:

@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import ModelFetchError
+from workbench.core.errors import ModelFetchError
 
 __all__ = ["DEFAULT_MODELS", "ModelPackage", "fetch_models", "MANIFEST"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import ModelError
+from workbench.core.errors import ModelError
 
 __all__ = ["GGUFInfo", "read_gguf_info", "FILE_TYPES"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from local_models.types import GenerationParams, GenerationResult
-from workbench.errors import ModelError
+from workbench.core.errors import ModelError
 
 __all__ = ["LocalModel", "LoadOptions"]
 
@@ -115,6 +115,7 @@ class _Request:
     params: GenerationParams
     out: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event | None = None  # the caller's own cancel signal, when it has one
     result: GenerationResult | None = None
     error: BaseException | None = None
 
@@ -155,7 +156,11 @@ class LocalModel:
         self.path = path
         self.options = options
         self.n_threads = options.n_threads or os.cpu_count() or 1
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._queue: queue.Queue[_Request | Future | None] = queue.Queue()
+        # Held while checking _closed and queueing, and while close() queues its sentinel: no
+        # request can then land behind the sentinel, where nobody would ever serve it.
+        self._closing = threading.Lock()
+        self._closed = False
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._llm: Any = None
@@ -201,6 +206,30 @@ class LocalModel:
                 request.out.put(_DONE)
         self._llm.close()
         self._llm = None
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Fail whatever is still queued: its owner has stopped and will never serve it."""
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            error = self._unloaded_error()
+            if isinstance(request, Future):
+                request.set_exception(error)
+            elif request is not None:
+                request.error = error
+                request.out.put(_DONE)
+
+    def _unloaded_error(self) -> ModelError:
+        return ModelError(f"{self.alias} was unloaded before it could answer", "load it again and retry")
+
+    def _submit(self, item: _Request | Future) -> None:
+        with self._closing:
+            if self._closed or not self._thread.is_alive():
+                raise self._unloaded_error()
+            self._queue.put(item)
 
     def _run_call(self, future: Future) -> None:
         function = future.function  # type: ignore[attr-defined]
@@ -213,7 +242,7 @@ class LocalModel:
         """Run ``function(llm)`` in the owner thread, in queue order; returns its result."""
         future: Future = Future()
         future.function = function  # type: ignore[attr-defined]
-        self._queue.put(future)
+        self._submit(future)
         return future.result()
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
@@ -363,7 +392,7 @@ class LocalModel:
                         request.out.put(text[sent:safe])
                         sent = safe
                         next_put = now + _PUT_INTERVAL_S
-                if request.cancelled.is_set():
+                if request.cancelled.is_set() or (request.stop is not None and request.stop.is_set()):
                     finish = "cancelled"
                     break
                 if count >= max_tokens:
@@ -388,19 +417,28 @@ class LocalModel:
 
     # -- the caller's side --------------------------------------------------------------------
 
-    def chat(self, messages: list[dict[str, str]], params: GenerationParams = GenerationParams()) -> Stream:
-        """Queue a chat request; returns at once with a stream of its text."""
-        if self._llm is None and not self._thread.is_alive():
-            raise ModelError(f"{self.alias} is unloaded", "load it again")
-        request = _Request(messages, params.validate())
-        self._queue.put(request)
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams = GenerationParams(),
+        stop: threading.Event | None = None,
+    ) -> Stream:
+        """Queue a chat request; returns at once with a stream of its text. Setting ``stop``
+        ends the answer where it is (finish reason "cancelled"). After close(), it raises."""
+        request = _Request(messages, params.validate(), stop=stop)
+        self._submit(request)
         return Stream(request)
 
     def close(self) -> None:
-        """Unload: finish the queued requests, then free the model in its owner thread."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        """Unload: finish the requests queued so far, then free the model in its owner thread;
+        any request after this fails at once."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            if self._thread.is_alive():
+                self._queue.put(None)
+        self._thread.join()
 
 
 def _partial_stop(text: str, stops: list[str]) -> int:

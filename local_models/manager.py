@@ -14,10 +14,10 @@ from local_models.gguf_info import read_gguf_info
 from local_models.llama_backend import LoadOptions, LocalModel, gpu_offload_supported
 from local_models.plan import FitPlan, gpu_memory, plan_fit
 from local_models.types import GenerationParams, GenerationResult
-from workbench.errors import ModelError
-from workbench.tracing import Tracer
-from workbench.tracing import attributes as A
-from workbench.workspace import Workspace
+from workbench.core.errors import ModelError
+from workbench.core.tracing import Tracer
+from workbench.core.tracing import attributes as A
+from workbench.core.workspace import Workspace
 
 __all__ = ["ModelManager", "available_memory_bytes"]
 
@@ -109,8 +109,10 @@ class ModelManager:
         on_text: Callable[[str], None] | None = None,
         options: LoadOptions | None = None,
         timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> GenerationResult:
-        """Run one chat request, streaming text to ``on_text``; the call is one span."""
+        """Run one chat request, streaming text to ``on_text``; the call is one span. Setting
+        ``cancel`` stops it: before its turn comes, or mid-answer (finish reason "cancelled")."""
         model = self.load(name, options)
         attributes = {
             A.OPERATION: "chat",
@@ -128,7 +130,12 @@ class ModelManager:
             queued = time.perf_counter()
             turn = self._cpu_turn if not model.options.n_gpu_layers else contextlib.nullcontext()
             with turn:
-                stream = model.chat(messages, params)
+                if cancel is not None and cancel.is_set():  # cancelled while waiting for its turn
+                    cancelled = GenerationResult(model.alias, finish_reason="cancelled", hardware=model.hardware)
+                    cancelled.trace_id = span.trace_id
+                    span.set(A.FINISH_REASONS, ["cancelled"])
+                    return cancelled
+                stream = model.chat(messages, params, cancel)
                 timer = threading.Timer(timeout_s, stream.cancel) if timeout_s else None
                 if timer is not None:
                     timer.daemon = True

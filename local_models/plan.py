@@ -52,7 +52,7 @@ class FitPlan:
 
 def gpu_memory() -> int | None:
     """Free bytes on the first GPU, from nvidia-smi; None where there is none."""
-    from workbench.doctor import gpus_raw
+    from workbench.core.hardware import gpus_raw
 
     devices = gpus_raw()
     return devices[0][2] if devices else None

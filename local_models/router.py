@@ -10,16 +10,17 @@ past the daily budget, or to a remote host in offline mode, is refused with a cl
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from local_models.cloud import CloudClient, CloudError
+from local_models.cloud import CloudClient
 from local_models.manager import ModelManager
 from local_models.types import GenerationParams, GenerationResult
-from workbench.config import RouterConfig
-from workbench.errors import ModelError, WorkbenchError
-from workbench.tracing import Tracer, TraceStore
+from workbench.core.config import RouterConfig
+from workbench.core.errors import CloudError, ConfigError, ModelError
+from workbench.core.tracing import Tracer, TraceStore
 
 __all__ = ["Router", "RoutedResult", "Check"]
 
@@ -40,13 +41,14 @@ class Router:
         self.config, self.models, self.cloud, self.tracer, self.store = config, models, cloud, tracer, store
 
     def ask(self, messages: list[dict[str, str]], params: GenerationParams = GenerationParams(),
-            check: Check | None = None, on_text: Callable[[str], None] | None = None) -> RoutedResult:  # fmt: skip
+            check: Check | None = None, on_text: Callable[[str], None] | None = None,
+            cancel: threading.Event | None = None) -> RoutedResult:  # fmt: skip
         if not self.config.local:
-            raise WorkbenchError("no [router] local model is configured",
+            raise ConfigError("no [router] local model is configured",
                                  'set [router] local = "smollm2" in workbench.toml')  # fmt: skip
         with self.tracer.span("router.ask", "router", {"workbench.router.local": self.config.local,
                                                        "workbench.router.cloud": self.config.escalate_to or ""}) as span:  # fmt: skip
-            local, reason = self._try_local(messages, params, check, on_text)
+            local, reason = self._try_local(messages, params, check, on_text, cancel)
             if reason is None:
                 span.update({"workbench.route": "local"})
                 return RoutedResult(local, "local")
@@ -54,7 +56,7 @@ class Router:
             refused = self.refusal()
             if refused is None:
                 try:
-                    cloud = self._escalate(messages, params, on_text)
+                    cloud = self._escalate(messages, params, on_text, cancel)
                     span.set("workbench.route", "cloud")
                     return RoutedResult(cloud, "cloud", reason)
                 except CloudError as exc:
@@ -65,7 +67,7 @@ class Router:
                                  f"{refused}", "fix the cause above, then ask again")  # fmt: skip
             return RoutedResult(local, "local", reason, refused)
 
-    def _try_local(self, messages, params, check, on_text) -> tuple[GenerationResult | None, str | None]:
+    def _try_local(self, messages, params, check, on_text, cancel) -> tuple[GenerationResult | None, str | None]:
         try:
             model = self.models.load(self.config.local)
             needed = model.prompt_tokens(messages)
@@ -79,10 +81,12 @@ class Router:
                 params = replace(params, logprobs=True)
             # Stream local text to the caller only once it passes: a failed answer is replaced.
             result = self.models.chat(
-                self.config.local, messages, params, None, timeout_s=self.config.local_timeout_s
+                self.config.local, messages, params, None, timeout_s=self.config.local_timeout_s, cancel=cancel
             )
         except ModelError as exc:
             return None, f"the local call failed: {exc.message}"
+        if cancel is not None and cancel.is_set():
+            return result, None  # the caller stopped it: nothing to escalate
         if result.finish_reason == "cancelled":
             return result, f"the local call timed out after {self.config.local_timeout_s:g} s"
         reason = _failed_check(result.text, params, check)
@@ -114,16 +118,22 @@ class Router:
         return None
 
     def spent_today(self) -> float:
-        midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
-        _, rows = self.store.sql(
-            "SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE name = 'llm.chat' "
-            f"AND provider IN ('openai', 'anthropic') AND start_ns >= {int(midnight * 1e9)}"
+        """Today's cloud spend: this process's from memory (its spans may not be written yet),
+        the other processes' from the store as it is, without compacting on the caller's
+        thread (their own flush threads move their spans in within seconds)."""
+        midnight_ns = int(time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1)) * 1e9)
+        here = getattr(self.tracer.sink, "process", "")
+        rows = self.store.query(
+            "SELECT coalesce(sum(cost_usd), 0) AS spent FROM spans WHERE name = 'llm.chat' "
+            "AND provider IN ('openai', 'anthropic') AND start_ns >= ? AND process IS DISTINCT FROM ?",
+            [midnight_ns, here],
+            compact=False,
         )
-        return float(rows[0][0])
+        return float(rows[0]["spent"]) + self.cloud.spent_today()
 
-    def _escalate(self, messages, params, on_text) -> GenerationResult:
+    def _escalate(self, messages, params, on_text, cancel) -> GenerationResult:
         endpoint, _, model = self.config.escalate_to.partition("/")
-        return self.cloud.chat(endpoint, model, messages, params, on_text)
+        return self.cloud.chat(endpoint, model, messages, params, on_text, cancel)
 
 
 def _failed_check(text: str, params: GenerationParams, check: Check | None) -> str | None:

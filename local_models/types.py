@@ -22,7 +22,7 @@ class GenerationParams:
     confidence check); costs a log-softmax over the vocabulary per token, so off by default."""
 
     def validate(self) -> GenerationParams:
-        from workbench.errors import ModelError
+        from workbench.core.errors import ModelError
 
         if not 0.0 <= self.temperature <= 5.0:
             raise ModelError(f"temperature {self.temperature} is out of range", "use 0 to 5")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.tracing import SpoolWriter, Tracer, TraceStore
-from workbench.workspace import Workspace
+from workbench.core.tracing import SpoolWriter, Tracer, TraceStore
+from workbench.core.workspace import Workspace
 
 BIN = Path(sys.executable).parent
 
@@ -90,7 +90,7 @@ def cloud():
 def local_and_cloud(model_workspace, cloud):
     """A Service with the fetched local models and the loopback cloud as `remote/big`."""
     from local_models.cloud import CloudClient, RetryPolicy
-    from workbench.service import Service
+    from workbench.services import Service
 
     model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
     service = Service(model_workspace.root)

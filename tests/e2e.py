@@ -57,7 +57,7 @@ class Screen:
 def prepare(root: Path) -> Path:
     """A fresh workspace with the models (fetched if needed), a small eval dataset and a folder to ingest."""
     from local_models.fetch import fetch_models
-    from workbench.service import init_workspace
+    from workbench.services import init_workspace
 
     cache = ROOT / ".test-models"
     cache.mkdir(exist_ok=True)
@@ -188,7 +188,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
 def check_trace_explains(workspace: Path) -> None:
     """The trace of the workflow run holds the prompt, the chunks, the model and its parameters,
     and the route and escalation reason."""
-    from workbench.service import Service
+    from workbench.services import Service
 
     service = Service(workspace)
     root = service.list_traces(filters={"name": "workflow.run"})[0][0]

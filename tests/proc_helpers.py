@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from workbench.cli import _install_signal_handlers
-from workbench.tracing import SpoolWriter, Tracer, TraceStore
+from workbench.core.tracing import SpoolWriter, Tracer, TraceStore
 
 
 def writer(root: Path, flush_interval: float) -> tuple[Tracer, SpoolWriter]:
@@ -32,7 +32,7 @@ def app_browses(root: Path) -> None:
 
     from tui.app import WorkbenchApp
     from tui.screens.traces import TracesScreen
-    from workbench.service import Service
+    from workbench.services import Service
 
     app = WorkbenchApp(Service(root))
     errors: list[str] = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from local_models.catalog import list_models, register_model, resolve_model
-from workbench.errors import ModelError
-from workbench.workspace import Workspace
+from workbench.core.errors import ModelError
+from workbench.core.workspace import Workspace
 
 
 def fake_gguf(path):

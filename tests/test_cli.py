@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from workbench.service import Service
-from workbench.tracing.migrations import LATEST
-from workbench.workspace import resolve_workspace_path
+from workbench.core.tracing.migrations import LATEST
+from workbench.core.workspace import resolve_workspace_path
+from workbench.services import Service
 
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:

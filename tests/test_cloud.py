@@ -9,11 +9,12 @@ import socket
 
 import pytest
 
-from local_models.cloud import CloudClient, CloudError, RetryPolicy
+from local_models.cloud import CloudClient, RetryPolicy
 from local_models.types import GenerationParams
 from tests.conftest import llama_server
 from tests.fake_cloud import ANSWER
-from workbench.service import Service
+from workbench.core.errors import CloudError
+from workbench.services import Service
 
 FAKE_KEY = "sk-test-" + "Zq9" * 12
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, read_timeout_s=1.0, connect_timeout_s=1.0)

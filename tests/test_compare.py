@@ -7,7 +7,7 @@ import pytest
 from local_models.types import GenerationParams
 from tests.conftest import run_cli
 from tests.fake_cloud import ANSWER
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 
 def test_local_and_cloud_side_by_side(local_and_cloud):

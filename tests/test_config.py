@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.config import WorkbenchConfig, edit_config, load_config
-from workbench.errors import ConfigError
+from workbench.core.config import WorkbenchConfig, edit_config, load_config
+from workbench.core.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "config"
 

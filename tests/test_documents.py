@@ -13,8 +13,8 @@ import pytest
 
 from tests import docs_corpus
 from tests.conftest import run_cli
-from workbench.errors import CollectionError
-from workbench.service import Service
+from workbench.core.errors import CollectionError
+from workbench.services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,9 +149,9 @@ def test_versions_and_restore(service, corpus):
 
 KILL_AFTER_SECOND_ADD = """
 import os, signal, sys
-import indexes.collection as collection
-from workbench.service import Service
-collection._ROWS_PER_ADD = 3  # many small commits, so that the kill lands between two of them
+import indexes.ingest as ingest
+from workbench.services import Service
+ingest._ROWS_PER_ADD = 3  # many small commits, so that the kill lands between two of them
 adds = []
 def progress(event):
     if event["phase"] == "write":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from indexes.embedder import Embedder, IsolatedEmbedder
-from workbench.errors import CollectionError
+from workbench.core.errors import CollectionError
 
 TEXTS = [
     "hello world",

@@ -10,7 +10,7 @@ from evals.compare import compare_rows, regressions
 from evals.datasets import csv_to_cases, parse_jsonl
 from evals.judges import Judge
 from evals.metrics import answer_metrics, normalize, percentile, retrieval_metrics, summarize
-from workbench.errors import EvalError
+from workbench.core.errors import EvalError
 
 
 def test_jsonl_problems_name_their_lines():

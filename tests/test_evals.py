@@ -12,7 +12,7 @@ import pytest
 
 from local_models.cloud import CloudClient, RetryPolicy
 from tests.conftest import BIN, run_cli
-from workbench.service import Service
+from workbench.services import Service
 
 # The loopback cloud always answers "The capital of France is Paris."; SmolLM2 will not say
 # "Paris" to these, so the two subjects score apart on `contains`.

@@ -13,8 +13,8 @@ import yaml
 
 from agents.export import Writer
 from tests.conftest import llama_server, run_cli
-from workbench.errors import WorkflowError
-from workbench.service import Service
+from workbench.core.errors import WorkflowError
+from workbench.services import Service
 
 FAKE_KEY = "sk-export-test-0123456789abcdefghij"
 QA = """\

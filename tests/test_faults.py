@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tests.conftest import BIN, run_cli
 from tests.fake_cloud import FakeCloud
-from workbench.errors import CollectionError
-from workbench.service import Service
+from workbench.core.errors import CollectionError
+from workbench.services import Service
 
 SEED = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1, 2**31))
 TRIALS = 4
@@ -29,7 +29,7 @@ TRIALS = 4
 # The CLI, with ingest committing every 16 chunks instead of every 5,000: a small corpus then
 # has many commits for a kill to land between.
 SMALL_COMMITS = (
-    "import sys, indexes.collection as c; c._ROWS_PER_ADD = 16; from workbench.cli import main; main()"
+    "import sys, indexes.ingest as c; c._ROWS_PER_ADD = 16; from workbench.cli import main; main()"
 )
 
 

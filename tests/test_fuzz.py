@@ -12,12 +12,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.spec import SpecError, parse_spec
+from agents.checks import parse_spec
 from evals.datasets import csv_to_cases, parse_jsonl
 from indexes.loaders import LoadedFile, LoadFailure, load_file
 from local_models.gguf_info import read_gguf_info
-from workbench.config import load_config
-from workbench.errors import ConfigError, EvalError, ModelError
+from workbench.core.config import load_config
+from workbench.core.errors import ConfigError, EvalError, ModelError, SpecError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400)

@@ -9,7 +9,7 @@ import pytest
 from local_models.gguf_info import read_gguf_info
 from local_models.plan import plan_fit
 from tests.conftest import run_cli
-from workbench.errors import ModelError
+from workbench.core.errors import ModelError
 
 MIB = 1024**2
 

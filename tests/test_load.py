@@ -16,8 +16,8 @@ from tests.conftest import BIN
 from tests.fake_cloud import FakeCloud
 from tests.test_tui import cells, settle, text_of
 from tui.app import WorkbenchApp
-from workbench.service import Service
-from workbench.tracing import attributes as A
+from workbench.core.tracing import attributes as A
+from workbench.services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = 100_000

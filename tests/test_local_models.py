@@ -12,8 +12,8 @@ import pytest
 from local_models.llama_backend import LoadOptions
 from local_models.types import GenerationParams
 from tests.conftest import run_cli
-from workbench.errors import ModelError
-from workbench.service import Service
+from workbench.core.errors import ModelError
+from workbench.services import Service
 
 GREEDY = GenerationParams(temperature=0.0, max_tokens=48, seed=7)
 QUESTION = "Name three primary colors."

@@ -6,9 +6,9 @@ import duckdb
 import pytest
 
 from tests.conftest import run_cli
-from workbench.errors import TraceStoreError
-from workbench.tracing import TraceStore
-from workbench.tracing.migrations import LATEST, MIGRATIONS, migrate
+from workbench.core.errors import TraceStoreError
+from workbench.core.tracing import TraceStore
+from workbench.core.tracing.migrations import LATEST, MIGRATIONS, migrate
 
 SPAN_COLUMNS = [
     ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"), ("parent_id", "VARCHAR"), ("name", "VARCHAR"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.tracing import TraceStore
+from workbench.core.tracing import TraceStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

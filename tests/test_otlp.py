@@ -11,8 +11,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.conftest import run_cli
-from workbench.service import Service
-from workbench.tracing import attributes as A
+from workbench.core.tracing import attributes as A
+from workbench.services import Service
 
 
 def parse_otlp(document: dict) -> ExportTraceServiceRequest:

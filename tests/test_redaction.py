@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from workbench.redaction import redact, redact_value
+from workbench.core.redaction import redact, redact_value
 
 MASKED = [
     ("write to jo.doe+x@example.co.uk today", "email"),

@@ -10,8 +10,8 @@ from local_models.cloud import CloudClient, RetryPolicy
 from local_models.types import GenerationParams
 from tests.conftest import run_cli
 from tests.fake_cloud import ANSWER
-from workbench.errors import ModelError
-from workbench.service import Service
+from workbench.core.errors import ModelError
+from workbench.services import Service
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

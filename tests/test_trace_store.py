@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from workbench.errors import QueryError
-from workbench.tracing import SpoolWriter, Tracer, TraceStore
-from workbench.tracing import attributes as A
+from workbench.core.errors import QueryError
+from workbench.core.tracing import SpoolWriter, Tracer, TraceStore
+from workbench.core.tracing import attributes as A
 
 
 def record_chat(tracer, model="smollm2", fail=False):

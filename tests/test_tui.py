@@ -14,9 +14,9 @@ from tui.app import WorkbenchApp
 from tui.screens.evals import EvalsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.traces import TracesScreen
-from workbench.service import Service
-from workbench.tracing import attributes as A
-from workbench.tracing.migrations import LATEST, migrate
+from workbench.core.tracing import attributes as A
+from workbench.core.tracing.migrations import LATEST, migrate
+from workbench.services import Service
 
 
 def run(coro):

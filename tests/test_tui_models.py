@@ -10,7 +10,7 @@ from tests.test_tui import cells, run, settle, text_of
 from tui.app import WorkbenchApp
 from tui.screens.compare import CompareScreen
 from tui.screens.playground import PlaygroundScreen
-from workbench.service import Service
+from workbench.services import Service
 
 
 async def type_into(pilot, app, selector: str, text: str) -> None:

@@ -10,7 +10,7 @@ from tui.app import WorkbenchApp
 from tui.screens.export import ExportScreen
 from tui.screens.traces import TracesScreen
 from tui.screens.workflows import WorkflowsScreen
-from workbench.service import Service
+from workbench.services import Service
 
 
 def test_workflows_screen_creates_shows_and_runs_a_workflow(model_workspace):

@@ -6,9 +6,11 @@ from importlib import resources
 
 import pytest
 
+from agents.checks import parse_spec
 from agents.graph import outline
-from agents.spec import Condition, SpecError, parse_spec
+from agents.spec import Condition
 from agents.tools import ToolFailed, calculator, check_select, read_file
+from workbench.core.errors import SpecError
 
 GOOD = """\
 name: small

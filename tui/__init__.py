@@ -1,1 +1,1 @@
-"""The Textual app. Screens talk only to workbench.service."""
+"""The Textual app. Screens talk only to workbench.services."""

@@ -25,7 +25,7 @@ from tui.screens.models import ModelsScreen
 from tui.screens.playground import PlaygroundScreen
 from tui.screens.traces import TracesScreen
 from tui.screens.workflows import WorkflowsScreen
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 __all__ = ["WorkbenchApp", "run_app"]
 
@@ -88,7 +88,7 @@ class WorkbenchApp(App):
         self._last_input = time.monotonic()
         self.set_interval(0.5, self._collect_when_idle)
         self.switch_mode("home")
-        for warning in self.service.store.warnings:
+        for warning in self.service.trace_warnings():
             self.notify(warning, title="Trace store", severity="warning", timeout=10)
 
     def on_unmount(self) -> None:

@@ -8,9 +8,9 @@ from pathlib import PurePath
 
 import yaml
 
-from agents.export import ExportContext, ModelRef, Writer, models_used
+from agents.export.context import ExportContext, ModelRef, Writer, models_used
 from agents.spec import Spec
-from workbench.errors import WorkflowError
+from workbench.core.errors import WorkflowError
 
 __all__ = ["write_litellm", "write_vllm", "write_otel", "service_name"]
 

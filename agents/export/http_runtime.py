@@ -25,7 +25,7 @@ import httpx
 
 from agents import tools
 from agents.nodes import Refused
-from workbench.redaction import redact
+from workbench.core.redaction import redact
 
 __all__ = ["HttpRuntime"]
 

@@ -7,18 +7,19 @@ import hashlib
 import json
 from importlib import resources
 
-from agents.export import ExportContext, Writer, models_used
+from agents.export.context import ExportContext, Writer, models_used
 from agents.spec import Spec
-from workbench.errors import WorkflowError
+from workbench.core.errors import WorkflowError
 
 # Copied verbatim (imports renamed): the export runs the very code the workbench runs.
 _VENDORED = {
     "wb_agents/spec.py": ("agents", "spec.py"),
+    "wb_agents/checks.py": ("agents", "checks.py"),
     "wb_agents/nodes.py": ("agents", "nodes.py"),
     "wb_agents/graph.py": ("agents", "graph.py"),
     "wb_agents/tools.py": ("agents", "tools.py"),
     "wb_agents/guardrails.py": ("agents", "guardrails.py"),
-    "wb_agents/redaction.py": ("workbench", "redaction.py"),
+    "wb_agents/redaction.py": ("workbench.core", "redaction.py"),
     "wb_runtime.py": ("agents.export", "http_runtime.py"),
 }
 REQUIREMENTS = [
@@ -36,7 +37,7 @@ def _vendored(package: str, name: str) -> str:
     text = text.replace("from agents.", "from wb_agents.").replace(
         "from agents import", "from wb_agents import"
     )
-    return text.replace("from workbench.redaction import", "from wb_agents.redaction import")
+    return text.replace("from workbench.core.redaction import", "from wb_agents.redaction import")
 
 
 def write_langgraph(spec: Spec, spec_text: str, context: ExportContext, writer: Writer) -> None:
@@ -91,7 +92,7 @@ models are reached through an OpenAI-compatible endpoint and collections through
 from pathlib import Path
 
 from wb_agents.graph import build_graph, initial_state
-from wb_agents.spec import parse_spec
+from wb_agents.checks import parse_spec
 from wb_runtime import HttpRuntime
 
 SPEC = parse_spec((Path(__file__).parent / "{name}.yaml").read_text(encoding="utf-8"), "{name}.yaml")

@@ -77,9 +77,7 @@ class CompareScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare")
     def run_compare(self, run: int, models: list[str], prompt: str) -> None:
-        from local_models.types import GenerationParams
-
-        outcomes = self.service.compare(models, prompt, None, GenerationParams(max_tokens=256),
+        outcomes = self.service.compare(models, prompt, None, {"max_tokens": 256},
                                         lambda index, piece: self.post_message(self.Piece(run, index, piece)))  # fmt: skip
         self.post_message(self.Finished(run, outcomes))
 

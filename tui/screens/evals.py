@@ -4,6 +4,7 @@ subject, its cases and a case drill-down; run-vs-run diff; quality against laten
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from rich.markup import escape
 from textual import on, work
@@ -16,19 +17,6 @@ from textual_plotext import PlotextPlot
 
 from tui.screens.base import BaseScreen
 from tui.table import Table
-
-QUALITY = (
-    "contains",
-    "exact",
-    "f1",
-    "json_valid",
-    "recall_at_k",
-    "mrr",
-    "ndcg",
-    "correctness",
-    "groundedness",
-)
-
 
 _ROWS_PER_TURN = 200  # result rows added before the event loop gets a turn
 
@@ -46,6 +34,7 @@ class EvalsScreen(BaseScreen):
         Binding("ctrl+b", "baseline", "Set baseline"),
         Binding("ctrl+t", "open_trace", "Open trace"),
         Binding("ctrl+e", "resume", "Resume/retry errors"),
+        Binding("ctrl+s", "stop", "Stop run"),
         Binding("ctrl+o", "next_tab", "Results/Chart/Diff"),
     ]
 
@@ -78,6 +67,7 @@ class EvalsScreen(BaseScreen):
         self.cases: dict = {}
         self.bars: dict[str, ProgressBar] = {}
         self.trace_id: str | None = None
+        self.stop_event = threading.Event()  # of the run in flight: set by ctrl+s
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="ev-main"):
@@ -161,7 +151,8 @@ class EvalsScreen(BaseScreen):
         workflow = self.query_one("#ev-workflow", Input).value.strip() or None
         judge = self.query_one("#ev-judge", Input).value.strip() or None
         self._progress_bars([f"{workflow}@{model}" if workflow else model for model in models])
-        self.run_eval(self.dataset, models, workflow, judge)
+        self.stop_event = threading.Event()
+        self.run_eval(self.dataset, models, workflow, judge, self.stop_event)
 
     def _progress_bars(self, labels: list[str]) -> None:
         box = self.query_one("#ev-progress", Vertical)
@@ -178,18 +169,28 @@ class EvalsScreen(BaseScreen):
             self.notify("Pick a run first.", severity="warning")
             return
         self._progress_bars(list(self.shown["run"]["subjects"]))
-        self.resume_eval(self.run_id)
+        self.stop_event = threading.Event()
+        self.resume_eval(self.run_id, self.stop_event)
+
+    def action_stop(self) -> None:
+        """Stop the running eval after the cases in flight; ctrl+e on it later finishes it."""
+        if not any(w.is_running for w in self.workers if w.group == "ev-run"):
+            self.notify("No eval is running.", severity="warning")
+            return
+        self.stop_event.set()
+        self.notify("Stopping after the cases in flight; ctrl+e on the run resumes it.")
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval resume")
-    def resume_eval(self, run_id: str) -> None:
-        self.service.evals.run(resume=run_id, retry_errors=True,
+    def resume_eval(self, run_id: str, stop: threading.Event) -> None:
+        self.service.evals.run(resume=run_id, retry_errors=True, stop=stop,
                                progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
         self.post_message(self._shown(run_id))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval run")
-    def run_eval(self, dataset: str, models: list[str], workflow: str | None, judge: str | None) -> None:
-        run_id = self.service.evals.run(dataset, models, workflow, judge=judge, max_tokens=64,
+    def run_eval(self, dataset: str, models: list[str], workflow: str | None, judge: str | None,
+                 stop: threading.Event) -> None:  # fmt: skip
+        run_id = self.service.evals.run(dataset, models, workflow, judge=judge, max_tokens=64, stop=stop,
                                         progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
         self.post_message(self._shown(run_id))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
@@ -226,8 +227,11 @@ class EvalsScreen(BaseScreen):
         self.run_id = shown["run"]["run_id"]
         summary = self.query_one("#ev-summary", DataTable)
         summary.clear(columns=True)
-        figures = [k for k in (*QUALITY, "latency_p50_s", "latency_p95_s", "tokens_per_s", "cost_usd", "model_size_mb",
-                               "errors", "judge_failures") if any(s.get(k) is not None for s in shown["summary"].values())]  # fmt: skip
+        figures = [
+            key
+            for key, _ in self.service.evals.figures()
+            if any(s.get(key) is not None for s in shown["summary"].values())
+        ]
         summary.add_columns("subject", *figures)
         for subject, figures_of in shown["summary"].items():
             summary.add_row(subject, *[_fmt(figures_of.get(k)) for k in figures])
@@ -287,7 +291,8 @@ class EvalsScreen(BaseScreen):
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        metric = next((m for m in QUALITY if any(s.get(m) is not None for s in summary.values())), None)
+        quality = self.service.evals.quality_metrics()
+        metric = next((m for m in quality if any(s.get(m) is not None for s in summary.values())), None)
         points = [
             (s, v)
             for s, v in summary.items()

@@ -3,6 +3,8 @@ router hands a question to the cloud."""
 
 from __future__ import annotations
 
+import threading
+
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,20 +20,25 @@ class PlaygroundScreen(BaseScreen):
     MODE = "playground"
     BINDINGS = [Binding("ctrl+l", "clear", "New chat")]
 
+    # Messages carry the number of the request they belong to: one that was cancelled by a newer
+    # request may still post a last piece, which is then dropped.
     class Piece(Message):
-        def __init__(self, text: str) -> None:
+        def __init__(self, request: int, text: str) -> None:
             super().__init__()
-            self.text = text
+            self.request, self.text = request, text
 
     class Answered(Message):
-        def __init__(self, result) -> None:
+        def __init__(self, request: int, result) -> None:
             super().__init__()
-            self.result = result
+            self.request, self.result = request, result
 
     def __init__(self) -> None:
         super().__init__()
         self.history: list[dict[str, str]] = []
         self.answer = ""
+        self.request = 0  # the number of the newest request; older ones are stale
+        self.pending = False  # whether the newest request is still answering
+        self.cancel = threading.Event()
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
@@ -73,34 +80,51 @@ class PlaygroundScreen(BaseScreen):
             self.notify("Pick a model first (fetch some with `workbench models fetch`).", severity="warning")
             return
         event.input.value = ""
+        self.stop_answer()
         self.history.append({"role": "user", "content": prompt})
         self.answer = ""
+        self.request += 1
+        self.pending = True
+        self.cancel = threading.Event()
         self._show_transcript(pending=True)
         self.query_one("#chat-figures", Static).update(f"{model} is answering...")
-        self.generate(model, list(self.history), self._params())
+        self.generate(self.request, model, list(self.history), self._params(), self.cancel)
 
-    def _params(self):
-        from local_models.types import GenerationParams
+    def stop_answer(self) -> None:
+        """Cancel the answer in flight (the model stops decoding); what it said so far stays in
+        the history as its turn, so that turns keep alternating."""
+        if not self.pending:
+            return
+        self.cancel.set()
+        self.pending = False
+        self.history.append({"role": "assistant", "content": self.answer})
+        self.query_one("#chat-figures", Static).update("stopped")
 
+    def _params(self) -> dict[str, float | int]:
         try:
             temperature = float(self.query_one("#chat-temperature", Input).value or 0.7)
             max_tokens = int(self.query_one("#chat-max-tokens", Input).value or 256)
         except ValueError:
             temperature, max_tokens = 0.7, 256
-        return GenerationParams(temperature=temperature, max_tokens=max_tokens)
+        return {"temperature": temperature, "max_tokens": max_tokens}
 
     @work(thread=True, exclusive=True, group="playground", exit_on_error=False, description="chat")
-    def generate(self, model: str, messages: list[dict[str, str]], params) -> None:
+    def generate(self, request: int, model: str, messages: list[dict[str, str]], params, cancel) -> None:
         result = self.service.chat(
-            model, messages, params, lambda piece: self.post_message(self.Piece(piece))
+            model, messages, params, lambda piece: self.post_message(self.Piece(request, piece)), cancel=cancel
         )
-        self.post_message(self.Answered(result))
+        self.post_message(self.Answered(request, result))
 
     def on_playground_screen_piece(self, message: Piece) -> None:
+        if message.request != self.request or not self.pending:
+            return
         self.answer += message.text
         self._show_transcript(pending=True)
 
     def on_playground_screen_answered(self, message: Answered) -> None:
+        if message.request != self.request or not self.pending:
+            return
+        self.pending = False
         result = message.result
         self.answer = result.text
         self.history.append({"role": "assistant", "content": result.text})
@@ -127,6 +151,7 @@ class PlaygroundScreen(BaseScreen):
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
     def action_clear(self) -> None:
+        self.stop_answer()
         self.history, self.answer = [], ""
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")

@@ -121,14 +121,12 @@ class WorkflowsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="graph", exit_on_error=False, description="workflow graph")
     def load_graph(self, name: str) -> None:
-        from agents.graph import outline
-
         problems = self.service.workflows.check(name)
         lines: list[str] = []
         if not any(p.line for p in problems):  # only workspace problems: the graph itself is fine
             try:
-                spec = self.service.workflows.load(name)
-                lines = [spec.description.strip(), ""] + outline(spec)
+                view = self.service.workflows.describe(name)
+                lines = [view["description"], ""] + view["outline"]
             except Exception:  # noqa: BLE001 - its problems are shown instead
                 lines = []
         self.post_message(self.Shown(name, lines, [str(p) for p in problems]))
@@ -173,7 +171,7 @@ class WorkflowsScreen(BaseScreen):
         self.post_message(self.Finished(outcome))
 
     def on_workflows_screen_event(self, message: Event) -> None:
-        from workbench.workflows import describe_update
+        from workbench.services.workflows import describe_update
 
         event, log = message.event, self.query_one("#wf-log", RichLog)
         if event["event"] == "run_start":

@@ -22,8 +22,8 @@ from agents.spec import (
     Spec,
     SpecError,
 )
-from workbench.errors import WorkbenchError, WorkflowError
-from workbench.tracing import current_span
+from workbench.core.errors import WorkbenchError, WorkflowError
+from workbench.core.tracing import current_span
 
 __all__ = ["Workflows", "WorkbenchRuntime", "TEMPLATES", "describe_update"]
 
@@ -51,7 +51,7 @@ class WorkbenchRuntime:
                 "escalation_reason": result.extra.get("escalation_reason")}  # fmt: skip
 
     def escalate(self, model: str | None, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
-        from local_models.cloud import CloudError
+        from workbench.core.errors import CloudError
 
         router = self.service.router
         target = model or self.service.config.router.escalate_to
@@ -82,7 +82,7 @@ class WorkbenchRuntime:
         if name == "read_file":
             return tools.read_file(self.service.workspace.root, text)
         if name == "sql":
-            from workbench.errors import QueryError
+            from workbench.core.errors import QueryError
 
             self.service.flush_traces()
             try:
@@ -93,7 +93,7 @@ class WorkbenchRuntime:
         raise tools.ToolFailed(f"no tool {name!r}")
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
-        from workbench.redaction import redact
+        from workbench.core.redaction import redact
 
         counts: Counter[str] = Counter()
         return redact(text, counts), dict(counts)
@@ -161,9 +161,23 @@ class Workflows:
         return rows
 
     def load(self, name: str) -> Spec:
-        from agents.spec import load_spec
+        from agents.checks import load_spec
 
         return load_spec(self.path(name))
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A workflow as plain data: its spec, where it lives, and its graph as lines of text."""
+        from agents.graph import outline
+
+        spec = self.load(name)
+        return {
+            "name": spec.name,
+            "description": spec.description.strip(),
+            "path": str(self.path(name)),
+            "max_steps": spec.max_steps,
+            "outline": outline(spec),
+            "spec": spec.model_dump(by_alias=True),
+        }
 
     def text(self, name: str) -> str:
         return self.path(name).read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from workbench.errors import ConfigError
+from workbench.core.errors import ConfigError
 
 __all__ = [
     "CloudEndpoint",

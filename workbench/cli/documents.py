@@ -7,12 +7,13 @@ import sys
 
 import click
 
-from workbench.cli import _Context, _table, cli
+from workbench.cli._context import Context
+from workbench.cli._output import render_table
 
 __all__ = ["ingest", "search", "collections"]
 
 
-@cli.command()
+@click.command()
 @click.argument("path")
 @click.option("--collection", "-c", required=True, help="Collection name (created on first ingest).")
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable), e.g. '*.md'.")
@@ -22,7 +23,7 @@ __all__ = ["ingest", "search", "collections"]
 @click.option("--model", help="Embedding model of a new collection (default: [documents] embedding_model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def ingest(obj: _Context, path: str, collection: str, include: tuple[str, ...], exclude: tuple[str, ...],
+def ingest(obj: Context, path: str, collection: str, include: tuple[str, ...], exclude: tuple[str, ...],
            redact: bool | None, model: str | None, as_json: bool) -> None:  # fmt: skip
     """Ingest a file or folder into a collection; re-running skips unchanged files."""
     bar = _Progress(enabled=not as_json and sys.stderr.isatty())
@@ -63,7 +64,7 @@ class _Progress:
             self.bar = None
 
 
-@cli.command()
+@click.command()
 @click.argument("query")
 @click.option("--collection", "-c", required=True)
 @click.option("--mode", type=click.Choice(["vector", "fts", "hybrid"]), default="hybrid", show_default=True)
@@ -76,7 +77,7 @@ class _Progress:
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(obj: _Context, query: str, collection: str, mode: str, k: int, min_score: float | None,
+def search(obj: Context, query: str, collection: str, mode: str, k: int, min_score: float | None,
            path_glob: str | None, file_type: str | None, version: int | None, as_json: bool) -> None:  # fmt: skip
     """Search a collection; each hit with its score and where it came from."""
     hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type, version)
@@ -96,7 +97,7 @@ def search(obj: _Context, query: str, collection: str, mode: str, k: int, min_sc
         click.echo(f"trace {hits[0]['trace_id']}", err=True)
 
 
-@cli.group()
+@click.group()
 def collections() -> None:
     """Collections: list, show, versions, restore."""
 
@@ -104,20 +105,20 @@ def collections() -> None:
 @collections.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def collections_list(obj: _Context, as_json: bool) -> None:
+def collections_list(obj: Context, as_json: bool) -> None:
     rows = obj.service.list_collections()
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     elif not rows:
         click.echo("no collections yet: `workbench ingest PATH -c NAME`")
     else:
-        click.echo(_table(rows, ["name", "rows", "files", "version", "model", "redact"]))
+        click.echo(render_table(rows, ["name", "rows", "files", "version", "model", "redact"]))
 
 
 @collections.command("show")
 @click.argument("name")
 @click.pass_obj
-def collections_show(obj: _Context, name: str) -> None:
+def collections_show(obj: Context, name: str) -> None:
     for key, value in obj.service.collection(name).items():
         click.echo(f"{key:<14} {value}")
 
@@ -125,16 +126,16 @@ def collections_show(obj: _Context, name: str) -> None:
 @collections.command("versions")
 @click.argument("name")
 @click.pass_obj
-def collections_versions(obj: _Context, name: str) -> None:
+def collections_versions(obj: Context, name: str) -> None:
     """Every LanceDB version of a collection (each ingest commits one or more)."""
-    click.echo(_table(obj.service.collection_versions(name), ["version", "timestamp"]))
+    click.echo(render_table(obj.service.collection_versions(name), ["version", "timestamp"]))
 
 
 @collections.command("restore")
 @click.argument("name")
 @click.argument("version", type=int)
 @click.pass_obj
-def collections_restore(obj: _Context, name: str, version: int) -> None:
+def collections_restore(obj: Context, name: str, version: int) -> None:
     """Make VERSION the newest again (later versions stay listed)."""
     new = obj.service.restore_collection(name, version)
     click.echo(f"{name} restored to version {version} (now version {new})")

@@ -2,21 +2,25 @@
 
 The CLI turns a WorkbenchError into one line (``error: <message> -> <hint>``) and a non-zero
 exit code; the app turns it into a notification. Anything that is not a WorkbenchError is a
-bug and is reported as such.
+bug and is reported as such. Every error a user can see is defined here, whichever package
+raises it; exit codes are part of the CLI's interface (scripts and CI test them).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "WorkbenchError",
+    "UsageError",
     "ConfigError",
     "WorkspaceError",
     "TraceStoreError",
     "ModelError",
     "ModelFetchError",
+    "CloudError",
     "QueryError",
     "CollectionError",
     "WorkflowError",
+    "SpecError",
     "EvalError",
     "RegressionError",
 ]
@@ -35,6 +39,14 @@ class WorkbenchError(Exception):
 
     def one_line(self) -> str:
         return f"{self.message} -> {self.hint}" if self.hint else self.message
+
+
+class UsageError(WorkbenchError):
+    """The command or call was given something it cannot take (a wrong count of models, a
+    file that is not JSON): fix the arguments and run it again."""
+
+    title = "Usage error"
+    exit_code = 64  # EX_USAGE of sysexits.h
 
 
 class ConfigError(WorkbenchError):
@@ -61,6 +73,10 @@ class ModelFetchError(ModelError):
     title = "Model download failed"
 
 
+class CloudError(ModelError):
+    title = "Cloud model error"
+
+
 class QueryError(WorkbenchError):
     title = "Query failed"
     exit_code = 6
@@ -74,6 +90,19 @@ class CollectionError(WorkbenchError):
 class WorkflowError(WorkbenchError):
     title = "Workflow problem"
     exit_code = 8
+
+
+class SpecError(WorkflowError):
+    """A workflow spec with problems, each naming its file and line (agents.spec.Problem)."""
+
+    title = "Invalid workflow spec"
+
+    def __init__(self, problems: list) -> None:
+        self.problems = problems
+        first = problems[0].file if problems else "spec"
+        count = f"{len(problems)} problem{'s' * (len(problems) != 1)}"
+        message = f"{first} has {count}:\n" + "\n".join(f"  {p}" for p in problems)
+        super().__init__(message, "fix the spec, then run `workbench workflows validate NAME`")
 
 
 class EvalError(WorkbenchError):

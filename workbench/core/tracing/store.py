@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from workbench.errors import QueryError, TraceStoreError
-from workbench.tracing.attributes import PROMOTED
-from workbench.tracing.migrations import LATEST, SPAN_COLUMNS, current_version, migrate
+from workbench.core.errors import QueryError, TraceStoreError
+from workbench.core.tracing.attributes import PROMOTED
+from workbench.core.tracing.migrations import LATEST, SPAN_COLUMNS, current_version, migrate
 
 __all__ = ["TraceStore"]
 
@@ -238,18 +238,20 @@ class TraceStore:
             finally:
                 con.close()
 
-    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        """Rows of a parameterized read as dicts (for the service layer's own queries)."""
-        with self.reader() as con:
+    def query(self, sql: str, params: list[Any] | None = None, compact: bool = True) -> list[dict[str, Any]]:
+        """Rows of a parameterized read as dicts (for the service layer's own queries).
+        ``compact=False`` reads what is in the store now, without waiting to move the spool in."""
+        with self.reader(compact=compact) as con:
             return _dicts(con.execute(sql, params or []))
 
     # -- reading -----------------------------------------------------------------------------
 
     @contextmanager
-    def reader(self, config: dict | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short read-only connection that sees every span flushed so far."""
+    def reader(self, config: dict | None = None, compact: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short read-only connection that sees every span flushed so far (with ``compact``)."""
         try:
-            self.compact(blocking=True)
+            if compact:
+                self.compact(blocking=True)
         except OSError:
             pass  # a read-only workspace: read what is there
         if not self._checked_schema and self.path.exists():

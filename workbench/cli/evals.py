@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from workbench.cli import _Context, _table, _when, cli
+from workbench.cli._context import Context
+from workbench.cli._output import format_when, render_table
 
 __all__ = ["eval_group"]
 
 
-@cli.group("eval")
+@click.group("eval")
 def eval_group() -> None:
     """Evals: datasets in <workspace>/evals, runs of models and workflows over them."""
 
@@ -21,7 +22,7 @@ def eval_group() -> None:
 @eval_group.command("datasets")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_datasets(obj: _Context, as_json: bool) -> None:
+def eval_datasets(obj: Context, as_json: bool) -> None:
     """The datasets of this workspace, with their case counts (or what is wrong with them)."""
     rows = obj.service.evals.datasets()
     if as_json:
@@ -33,14 +34,14 @@ def eval_datasets(obj: _Context, as_json: bool) -> None:
     else:
         for row in rows:
             row["cases"] = row["cases"] if row["problem"] is None else f"invalid: {row['problem']}"
-        click.echo(_table(rows, ["name", "cases", "tags"]))
+        click.echo(render_table(rows, ["name", "cases", "tags"]))
 
 
 @eval_group.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False))
 @click.option("--name", help="Dataset name (default: the file's name).")
 @click.pass_obj
-def eval_import(obj: _Context, csv_file: str, name: str | None) -> None:
+def eval_import(obj: Context, csv_file: str, name: str | None) -> None:
     """Import a CSV (columns: input, and optionally id, expected, sources, tags) as a dataset."""
     path, count = obj.service.evals.import_csv(csv_file, name)
     click.echo(f"imported {count} cases into {path}")
@@ -69,12 +70,12 @@ def eval_import(obj: _Context, csv_file: str, name: str | None) -> None:
               help="With --baseline: exit 10 if a metric's mean falls by more than DROP (e.g. 0.02).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_run(obj: _Context, dataset: str | None, models: tuple[str, ...], workflow: str | None, template: str,
+def eval_run(obj: Context, dataset: str | None, models: tuple[str, ...], workflow: str | None, template: str,
              system: str | None, judge: str | None, max_tokens: int, concurrency: int, limit: int | None,
              resume: str | None, retry_errors: bool, baseline: str | None, fail_on_regression: float | None,
              as_json: bool) -> None:  # fmt: skip
     """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces."""
-    from workbench.errors import EvalError
+    from workbench.core.errors import EvalError
 
     if fail_on_regression is not None and not baseline:
         raise EvalError("--fail-on-regression needs --baseline RUN_ID", "name the run to compare against")
@@ -95,7 +96,7 @@ def eval_run(obj: _Context, dataset: str | None, models: tuple[str, ...], workfl
                               indent=2, default=str))  # fmt: skip
     else:
         click.echo(f"run {run_id}: {shown['run']['status']}, {len(shown['results'])} results")
-        _print_summary(shown["summary"])
+        _print_summary(shown["summary"], obj.service.evals.figures())
         if comparison:
             click.echo(f"\nagainst {baseline}:")
             _print_comparison(comparison, changed=5)
@@ -123,22 +124,13 @@ class _Bars:
             sys.stderr.write("\n")
 
 
-_FIGURES = [("exact", "exact"), ("contains", "contains"), ("f1", "f1"), ("json_valid", "json"),
-            ("recall_at_k", "recall@k"), ("mrr", "mrr"), ("ndcg", "ndcg"), ("correctness", "correct"),
-            ("groundedness", "grounded"), ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"),
-            ("ttft_p50_s", "ttft s"), ("tokens_per_s", "tok/s"), ("cost_usd", "cost $"), ("model_size_mb", "MB"),
-            ("errors", "errors"), ("judge_failures", "judge fails")]  # fmt: skip
-
-
-def _print_summary(summary: dict[str, dict[str, Any]]) -> None:
-    present = [
-        (key, label) for key, label in _FIGURES if any(s.get(key) is not None for s in summary.values())
-    ]
+def _print_summary(summary: dict[str, dict[str, Any]], figures: list[tuple[str, str]]) -> None:
+    present = [(key, label) for key, label in figures if any(s.get(key) is not None for s in summary.values())]
     rows = [
         {"subject": subject, **{label: s.get(key) for key, label in present}}
         for subject, s in summary.items()
     ]
-    click.echo(_table(rows, ["subject"] + [label for _, label in present]))
+    click.echo(render_table(rows, ["subject"] + [label for _, label in present]))
 
 
 def _print_comparison(comparison: dict[str, Any], changed: int) -> None:
@@ -147,7 +139,7 @@ def _print_comparison(comparison: dict[str, Any], changed: int) -> None:
         rows.append({"metric": m["metric"], "n": m["n"], "a": m["a"], "b": m["b"], "delta": f"{m['delta']:+.3f}",
                      "95% ci": f"{m['ci_low']:+.3f}..{m['ci_high']:+.3f}", "p (bootstrap)": m["p_bootstrap"],
                      "p (mcnemar)": m.get("p_mcnemar")})  # fmt: skip
-    click.echo(_table(rows, ["metric", "n", "a", "b", "delta", "95% ci", "p (bootstrap)", "p (mcnemar)"]))
+    click.echo(render_table(rows, ["metric", "n", "a", "b", "delta", "95% ci", "p (bootstrap)", "p (mcnemar)"]))
     cases = comparison["changed"]
     if cases:
         click.echo(
@@ -168,17 +160,17 @@ def _short(text: str | None, width: int = 110) -> str:
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_list(obj: _Context, limit: int, as_json: bool) -> None:
+def eval_list(obj: Context, limit: int, as_json: bool) -> None:
     """Recent eval runs."""
     rows = obj.service.evals.runs(limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     for row in rows:
-        row["started"] = _when(row["created_ns"])
+        row["started"] = format_when(row["created_ns"])
         row["subjects"] = ", ".join(row["subjects"])
         row["status"] = "interrupted" if row["status"] == "running" else row["status"]
-    click.echo(_table(rows, ["run_id", "dataset", "subjects", "status", "results", "started", "wall_s"]))
+    click.echo(render_table(rows, ["run_id", "dataset", "subjects", "status", "results", "started", "wall_s"]))
 
 
 @eval_group.command("show")
@@ -186,7 +178,7 @@ def eval_list(obj: _Context, limit: int, as_json: bool) -> None:
 @click.option("--cases", is_flag=True, help="Also each case: output, metrics, judge verdicts, trace.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_show(obj: _Context, run_id: str, cases: bool, as_json: bool) -> None:
+def eval_show(obj: Context, run_id: str, cases: bool, as_json: bool) -> None:
     """A run's figures per subject: quality against latency, tokens/s, cost and model size."""
     shown = obj.service.evals.show(run_id)
     if as_json:
@@ -195,7 +187,7 @@ def eval_show(obj: _Context, run_id: str, cases: bool, as_json: bool) -> None:
     run = shown["run"]
     click.echo(f"run {run['run_id']} on {run['dataset']}: {run['status']}, wall {run['wall_s'] or 0:.1f} s")
     click.echo(f"reproducibility: {json.dumps(run['reproducibility'])}\n")
-    _print_summary(shown["summary"])
+    _print_summary(shown["summary"], obj.service.evals.figures())
     if cases:
         for row in shown["results"]:
             metrics = ", ".join(f"{k} {v:.2f}" for k, v in (row["metrics"] or {}).items())
@@ -216,7 +208,7 @@ def eval_show(obj: _Context, run_id: str, cases: bool, as_json: bool) -> None:
 @click.option("--changed", default=10, show_default=True, help="How many changed cases to show.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_compare(obj: _Context, run_a: str, run_b: str, subject_a: str | None, subject_b: str | None, changed: int,
+def eval_compare(obj: Context, run_a: str, run_b: str, subject_a: str | None, subject_b: str | None, changed: int,
                  as_json: bool) -> None:  # fmt: skip
     """RUN_B against RUN_A: per-metric deltas with paired tests, and the cases that changed."""
     comparison = obj.service.evals.compare(run_a, run_b, subject_a, subject_b)

@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from workbench.cli import _Context, _table, _when, cli
+from workbench.cli._context import Context
+from workbench.cli._output import format_when, render_table
 
 __all__ = ["workflows", "run", "export"]
 
 
-@cli.group()
+@click.group()
 def workflows() -> None:
     """Workflow specs in <workspace>/workflows: list, show, validate, new, runs."""
 
@@ -21,7 +22,7 @@ def workflows() -> None:
 @workflows.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def workflows_list(obj: _Context, as_json: bool) -> None:
+def workflows_list(obj: Context, as_json: bool) -> None:
     """The workflows of this workspace and whether each is valid."""
     rows = obj.service.workflows.list()
     if as_json:
@@ -32,30 +33,28 @@ def workflows_list(obj: _Context, as_json: bool) -> None:
         for row in rows:
             row["valid"] = "yes" if row["valid"] else f"no ({row['problems']})"
             row["description"] = row["description"][:70]
-        click.echo(_table(rows, ["name", "nodes", "valid", "description"]))
+        click.echo(render_table(rows, ["name", "nodes", "valid", "description"]))
 
 
 @workflows.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="The spec as JSON.")
 @click.pass_obj
-def workflows_show(obj: _Context, name: str, as_json: bool) -> None:
+def workflows_show(obj: Context, name: str, as_json: bool) -> None:
     """A workflow's graph, node by node, and where its spec lives."""
-    from agents.graph import outline
-
-    spec = obj.service.workflows.load(name)
+    view = obj.service.workflows.describe(name)
     if as_json:
-        click.echo(json.dumps(spec.model_dump(by_alias=True), indent=2))
+        click.echo(json.dumps(view["spec"], indent=2))
         return
-    click.echo(f"{spec.name}: {spec.description.strip()}")
-    click.echo(f"spec: {obj.service.workflows.path(name)}  (max_steps {spec.max_steps})\n")
-    click.echo("\n".join(outline(spec)))
+    click.echo(f"{view['name']}: {view['description']}")
+    click.echo(f"spec: {view['path']}  (max_steps {view['max_steps']})\n")
+    click.echo("\n".join(view["outline"]))
 
 
 @workflows.command("validate")
 @click.argument("name")
 @click.pass_obj
-def workflows_validate(obj: _Context, name: str) -> None:
+def workflows_validate(obj: Context, name: str) -> None:
     """Check a spec, and that this workspace has its models and collections."""
     spec = obj.service.workflows.validate(name)
     click.echo(f"{name}: valid ({len(spec.nodes)} nodes)")
@@ -66,7 +65,7 @@ def workflows_validate(obj: _Context, name: str) -> None:
 @click.option("--from", "template", required=True, type=click.Choice(["rag", "router", "agent"]),
               help="The template to copy.")  # fmt: skip
 @click.pass_obj
-def workflows_new(obj: _Context, name: str, template: str) -> None:
+def workflows_new(obj: Context, name: str, template: str) -> None:
     """Create workflow NAME from a template; edit the YAML it writes."""
     path = obj.service.workflows.new(name, template)
     click.echo(f"created {path}")
@@ -79,20 +78,20 @@ def workflows_new(obj: _Context, name: str, template: str) -> None:
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def workflows_runs(obj: _Context, limit: int, as_json: bool) -> None:
+def workflows_runs(obj: Context, limit: int, as_json: bool) -> None:
     """Recent runs with their thread ids (resume an interrupted one with `run --resume`)."""
     rows = obj.service.workflows.runs(limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        row["started"] = _when(row["started_ns"])
+        row["started"] = format_when(row["started_ns"])
         row["input"] = row["input"][:40]
         row["status"] = "interrupted" if row["status"] == "running" and not row["ended_ns"] else row["status"]
-    click.echo(_table(rows, ["thread_id", "workflow", "status", "started", "input"]))
+    click.echo(render_table(rows, ["thread_id", "workflow", "status", "started", "input"]))
 
 
-@cli.command()
+@click.command()
 @click.argument("name", required=False)
 @click.option("--input", "-i", "text", help="The workflow's input (a question, a task).")
 @click.option("--resume", "thread_id", metavar="THREAD_ID", help="Resume an interrupted run.")
@@ -100,10 +99,10 @@ def workflows_runs(obj: _Context, limit: int, as_json: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No node-by-node progress on stderr.")
 @click.pass_obj
 def run(
-    obj: _Context, name: str | None, text: str | None, thread_id: str | None, as_json: bool, quiet: bool
+    obj: Context, name: str | None, text: str | None, thread_id: str | None, as_json: bool, quiet: bool
 ) -> None:
     """Run workflow NAME on --input; node events and tokens stream to stderr, the answer to stdout."""
-    from workbench.errors import WorkflowError
+    from workbench.core.errors import WorkflowError
 
     if thread_id is None and (not name or text is None):
         raise WorkflowError(
@@ -162,7 +161,7 @@ class _Events:
             if self._text:
                 self.streamed.add("".join(self._text))
                 self._text = []
-            from workbench.workflows import describe_update
+            from workbench.services.workflows import describe_update
 
             summary = describe_update(event["update"])
             self._line(
@@ -180,13 +179,13 @@ class _Events:
             sys.stderr.write("\n")
 
 
-@cli.command()
+@click.command()
 @click.argument("name")
 @click.option("--target", "-t", required=True, type=click.Choice(["langgraph", "litellm", "vllm", "otel"]))
 @click.option("--out", "-o", type=click.Path(file_okay=False),
               help="Folder to write into (default: <workspace>/exports/NAME/TARGET).")  # fmt: skip
 @click.pass_obj
-def export(obj: _Context, name: str, target: str, out: str | None) -> None:
+def export(obj: Context, name: str, target: str, out: str | None) -> None:
     """Export workflow NAME to a production config: langgraph, litellm, vllm or otel."""
     written = obj.service.workflows.export(name, target, out)
     folder = written[0].parent if written else out

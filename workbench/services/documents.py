@@ -1,0 +1,77 @@
+"""Documents as the service layer offers them: collections in LanceDB, ingest and search."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from indexes.collection import Collections
+    from indexes.ingest import IngestReport
+    from workbench.services.facade import Service
+
+__all__ = ["Documents"]
+
+
+class Documents:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._lock = threading.Lock()
+        self._collections: Collections | None = None
+
+    @property
+    def collections(self) -> Collections:
+        if self._collections is None:
+            with self._lock:
+                if self._collections is None:
+                    self._collections = self._open()
+        return self._collections
+
+    def _open(self) -> Collections:
+        from indexes.collection import Collections
+        from local_models.catalog import resolve_model
+
+        def find_model(name: str):
+            info = resolve_model(self.service.workspace, name)
+            return info.alias, info.kind, info.path
+
+        return Collections(self.service.workspace, self.service.tracer, self.service.config.documents, find_model)
+
+    def ingest(
+        self,
+        collection: str,
+        source: str,
+        include=None,
+        exclude=None,
+        redact: bool | None = None,
+        model: str | None = None,
+        progress=None,
+    ) -> IngestReport:
+        """Ingest a file or folder into a collection (created on first use); returns the report."""
+        from indexes.ingest import ingest
+
+        return ingest(self.collections, collection, source, include, exclude, redact, model, progress)
+
+    def search(
+        self,
+        collection: str,
+        query: str,
+        mode: str = "hybrid",
+        k: int = 5,
+        min_score=None,
+        path_glob: str | None = None,
+        file_type: str | None = None,
+        version: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.collections.search(collection, query, mode, k, min_score, path_glob, file_type, version)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.collections.describe(name) for name in self.collections.names()]
+
+    @staticmethod
+    def isolate_heavy_work() -> None:
+        """Run embedding models in child processes: the app calls this so that loading torch
+        and a model (200-300 ms with the GIL held) never freezes its event loop."""
+        from indexes.embedder import isolate
+
+        isolate()

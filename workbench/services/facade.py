@@ -1,0 +1,254 @@
+"""The service facade shared by the app, the CLI and (later) the server. Widgets and commands
+call this and only this; it knows nothing of Textual or of the terminal, and hands back plain
+types. Each area lives in a module of its own (generation, documents, workflows, evals, doctor);
+this class opens them on first use, once, under a lock, since the app calls it from several
+worker threads at once."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from workbench.core.config import load_config
+from workbench.core.tracing import Tracer, open_store, open_tracer
+from workbench.core.workspace import Workspace, resolve_workspace_path
+
+if TYPE_CHECKING:
+    from workbench.core.hardware import Check
+    from workbench.services.documents import Documents
+    from workbench.services.evals import Evals
+    from workbench.services.generation import Generation
+    from workbench.services.workflows import Workflows
+
+__all__ = ["Service", "init_workspace"]
+
+_Part = TypeVar("_Part")
+
+
+class Service:
+    def __init__(self, workspace: str | os.PathLike[str] | None = None, offline: bool = False):
+        self.workspace = Workspace.open(workspace)
+        self.config = self.workspace.config  # validate now: a broken file fails early and clearly
+        self.offline = offline or self.config.offline
+        # One store per workspace and process: the tracer's compactions and the app's reads
+        # share its warnings (a quarantined segment reaches the doctor and the app).
+        self.store = open_store(self.workspace.root)
+        self._lock = threading.RLock()
+        self._parts: dict[str, Any] = {}
+
+    def _part(self, name: str, build: Callable[[], _Part]) -> _Part:
+        part = self._parts.get(name)
+        if part is None:
+            with self._lock:
+                part = self._parts.get(name)
+                if part is None:
+                    part = self._parts[name] = build()
+        return part
+
+    # -- the areas ------------------------------------------------------------------------------
+
+    @property
+    def tracer(self) -> Tracer:
+        return self._part("tracer", lambda: open_tracer(self.workspace, self.store))
+
+    @property
+    def generation(self) -> Generation:
+        from workbench.services.generation import Generation
+
+        return self._part("generation", lambda: Generation(self))
+
+    @property
+    def documents(self) -> Documents:
+        from workbench.services.documents import Documents
+
+        return self._part("documents", lambda: Documents(self))
+
+    @property
+    def workflows(self) -> Workflows:
+        """Specs, runs and exports of <workspace>/workflows (services/workflows.py)."""
+        from workbench.services.workflows import Workflows
+
+        return self._part("workflows", lambda: Workflows(self))
+
+    @property
+    def evals(self) -> Evals:
+        """Datasets, eval runs, comparisons and gates (services/evals.py)."""
+        from workbench.services.evals import Evals
+
+        return self._part("evals", lambda: Evals(self))
+
+    @property
+    def models(self):
+        """The loaded local models of this process (kept warm between calls)."""
+        return self.generation.models
+
+    @property
+    def cloud(self):
+        return self.generation.cloud
+
+    @property
+    def router(self):
+        return self.generation.router
+
+    @property
+    def collections(self):
+        return self.documents.collections
+
+    def flush_traces(self) -> None:
+        """Make every span of this process so far visible to readers (blocking)."""
+        if "tracer" in self._parts:
+            self.tracer.sink.flush(compact=True, blocking=True)
+
+    def close(self) -> None:
+        """Unload the models of this process and write its last spans."""
+        if "generation" in self._parts:
+            self.generation.close()
+        self.flush_traces()
+
+    # -- status and doctor ----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        from workbench.services.doctor import status
+
+        return status(self)
+
+    def doctor(self) -> list[Check]:
+        from workbench.services.doctor import doctor
+
+        return doctor(self)
+
+    def trace_warnings(self) -> list[str]:
+        """What the trace store had to set aside (a damaged log, an unreadable segment)."""
+        return list(self.store.warnings)
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def list_models(self):
+        return self.generation.list_models()
+
+    def fetch_models(self, aliases: list[str] | None = None, progress: Callable[[str, str], None] | None = None):
+        from local_models.fetch import fetch_models
+
+        with self.tracer.span("models.fetch_all", "io"):
+            return fetch_models(self.workspace.models_dir, aliases, progress, self.tracer)
+
+    def register_model(self, path: str, alias: str | None = None):
+        from local_models.catalog import register_model
+
+        return register_model(self.workspace, path, alias)
+
+    def load_model(self, name: str, options=None) -> dict[str, Any]:
+        return self.generation.load_model(name, options)
+
+    def unload_model(self, name: str | None = None) -> list[str]:
+        return self.generation.unload(name)
+
+    def loaded_models(self) -> list[str]:
+        return self.generation.loaded()
+
+    def gpu_status(self) -> str:
+        """One line: what GPU llama.cpp can use here, or why it runs on the CPU."""
+        from workbench.core.hardware import gpus, llama_check
+
+        return llama_check(gpus()).detail
+
+    def cloud_endpoints(self) -> list[dict[str, Any]]:
+        return self.generation.cloud_endpoints()
+
+    def set_offline(self, offline: bool) -> None:
+        """Turn offline mode on or off, in workbench.toml too, so CLI runs follow it."""
+        from workbench.core.config import edit_config
+
+        def edit(document) -> None:
+            document["offline"] = offline
+
+        self.config = edit_config(self.workspace.config_path, edit)
+        self.offline = offline
+        self.generation.cloud.offline = offline
+
+    def plan(self, model: str, n_ctx: int = 4096):
+        return self.models.plan(model, n_ctx)
+
+    def model_info(self, model: str):
+        return self.generation.model_info(model)
+
+    def is_local(self, model: str) -> bool:
+        return self.generation.is_local(model)
+
+    def model_choices(self) -> list[str]:
+        return self.generation.model_choices()
+
+    # -- prompts (params: a GenerationParams or a mapping of its fields) -------------------------
+
+    def ask(self, model: str, prompt: str, system: str | None = None, params=None, on_text=None, options=None,
+            cancel: threading.Event | None = None):  # fmt: skip
+        """One prompt to one model, streamed to ``on_text``; returns the GenerationResult."""
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        return self.generation.chat(model, messages, params, on_text, options, cancel)
+
+    def chat(self, model: str, messages: list[dict[str, str]], params=None, on_text=None, options=None,
+             cancel: threading.Event | None = None):  # fmt: skip
+        """A conversation to a local model (alias), a cloud one (ENDPOINT/MODEL) or ``auto``."""
+        return self.generation.chat(model, messages, params, on_text, options, cancel)
+
+    def compare(self, models: list[str], prompt: str, system: str | None = None, params=None, on_text=None) -> list:
+        return self.generation.compare(models, prompt, system, params, on_text)
+
+    # -- documents ------------------------------------------------------------------------------
+
+    def isolate_heavy_work(self) -> None:
+        self.documents.isolate_heavy_work()
+
+    def ingest(self, collection: str, source: str, include=None, exclude=None, redact: bool | None = None,
+               model: str | None = None, progress=None):  # fmt: skip
+        return self.documents.ingest(collection, source, include, exclude, redact, model, progress)
+
+    def search(self, collection: str, query: str, mode: str = "hybrid", k: int = 5, min_score=None,
+               path_glob: str | None = None, file_type: str | None = None,
+               version: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        return self.documents.search(collection, query, mode, k, min_score, path_glob, file_type, version)
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        return self.documents.list()
+
+    def collection(self, name: str) -> dict[str, Any]:
+        return self.collections.describe(name)
+
+    def collection_versions(self, name: str) -> list[dict[str, Any]]:
+        return self.collections.versions(name)
+
+    def restore_collection(self, name: str, version: int) -> int:
+        return self.collections.restore(name, version)
+
+    # -- traces ---------------------------------------------------------------------------------
+
+    def list_traces(self, limit: int = 50, offset: int = 0, filters: dict[str, str] | None = None):
+        return self.store.list_traces(limit, offset, filters)
+
+    def get_trace(self, trace_id: str) -> list[dict[str, Any]]:
+        return self.store.get_trace(trace_id)
+
+    def export_otlp(self, trace_ids: list[str] | None = None, limit: int = 100) -> dict[str, Any]:
+        from workbench.core.tracing.otlp import to_otlp_json
+
+        if trace_ids:
+            full_ids = [self.get_trace(trace_id)[0]["trace_id"] for trace_id in trace_ids]
+        else:
+            full_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
+        return to_otlp_json(self.store.spans_of(full_ids))
+
+    def sql(self, query: str, limit: int = 10_000):
+        return self.store.sql(query, limit)
+
+
+def init_workspace(path: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """Create (or complete) a workspace; True if anything had to be created."""
+    workspace = Workspace(resolve_workspace_path(path))
+    created = workspace.ensure_layout()
+    load_config(workspace.config_path)  # a broken existing workbench.toml is reported now
+    return workspace.root, created
