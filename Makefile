@@ -15,14 +15,28 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# torch 2.13.0 is the CPU build unless GPU=1. llama-cpp-python is built from source (about
-# 9 minutes on 2 cores; pip caches the wheel); GPU=1 rebuilds it with CUDA, bypassing that cache.
+# llama-cpp-python is built from source once per variant into a wheel cache of its own (about 9
+# minutes on 2 cores), then installed from there. GPU=1 builds it with CUDA. On a CPU with AMX the
+# build keeps the CPU's AVX-512 features but leaves AMX out: llama.cpp's AMX kernels crashed
+# every multi-token decode here (SIGSEGV in ggml_backend_amx_mul_mat, on this kind's Xeon in a VM).
+HAS_AMX := $(shell grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && echo 1 || echo 0)
+ifeq ($(GPU),1)
+LLAMA_CMAKE_ARGS := -DGGML_CUDA=on
+else ifeq ($(HAS_AMX),1)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
+	-DGGML_AVX512_BF16=ON
+else
+LLAMA_CMAKE_ARGS :=
+endif
+LLAMA_WHEELS ?= $(HOME)/.cache/workbench/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-gpu$(GPU)-amx$(HAS_AMX)
+
+# torch 2.13.0 is the CPU build unless GPU=1.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "torch==2.13.0"
-ifeq ($(GPU),1)
-	CMAKE_ARGS="-DGGML_CUDA=on" FORCE_CMAKE=1 $(BIN)/pip install --no-cache-dir --force-reinstall \
-		--no-deps "llama-cpp-python==$(LLAMA_CPP_VERSION)"
-endif
+	test -n "$$(ls $(LLAMA_WHEELS)/*.whl 2>/dev/null)" || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		$(BIN)/pip wheel --no-cache-dir --no-deps -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_CPP_VERSION)"
+	$(BIN)/pip install --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install -e ".[dev]"
 	rm -f $(VENV)/.installed-gpu*
 	touch $@
@@ -49,6 +63,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # The real app in tmux, driven by keys on a fresh workspace (tests/e2e.py; about a minute).
 e2e: $(STAMP)

@@ -157,8 +157,11 @@ def check_graph(spec: Spec, file: str, lines: dict) -> list[Problem]:
             add(("nodes", name), f"node {name!r} is never reached from start {spec.start!r}")
     for loop in _loops(spec):
         if not any(t == END or t not in loop for n in loop for t in spec.successors(n)):
-            add(("nodes", sorted(loop)[0]), f"loop {' -> '.join(sorted(loop))} has no way out: add a route to "
-                                            "`end` or to a node outside it")  # fmt: skip
+            add(
+                ("nodes", sorted(loop)[0]),
+                f"loop {' -> '.join(sorted(loop))} has no way out: add a route to "
+                "`end` or to a node outside it",
+            )
     ancestors = {name: _ancestors(spec, name) for name in spec.nodes}
     for name, node in spec.nodes.items():
         available = set(BUILTIN_KEYS)
@@ -166,8 +169,11 @@ def check_graph(spec: Spec, file: str, lines: dict) -> list[Problem]:
             available |= spec.provides(other)
         for loc, keys in _reads(name, node):
             for key in sorted(keys - available):
-                add(loc, f"template variable {{{key}}} is provided by no node before {name!r} "
-                         f"(available: {', '.join(sorted(available))})")  # fmt: skip
+                add(
+                    loc,
+                    f"template variable {{{key}}} is provided by no node before {name!r} "
+                    f"(available: {', '.join(sorted(available))})",
+                )
         if isinstance(node, RouteNode):
             for i, route in enumerate(node.routes):
                 try:
@@ -221,8 +227,11 @@ def _reachable(spec: Spec, start: str) -> set[str]:
 
 def _ancestors(spec: Spec, target: str) -> set[str]:
     """Nodes from which `target` can be reached (itself included only when it is in a loop)."""
-    return {name for name in spec.nodes if any(target in _reachable(spec, s) for s in spec.successors(name)
-                                                if s != END)}  # fmt: skip
+    return {
+        name
+        for name in spec.nodes
+        if any(target in _reachable(spec, s) for s in spec.successors(name) if s != END)
+    }
 
 
 def _loops(spec: Spec) -> list[set[str]]:

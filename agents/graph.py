@@ -46,8 +46,13 @@ def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit):
     node = spec.nodes[name]
     attributes: dict[str, Any] = {"workbench.node": name, "workbench.node_type": node.type}
     if isinstance(node, GenerateNode):
-        attributes.update({"workbench.prompt.template_id": node.prompt.id, "workbench.prompt.template_version": str(node.prompt.version),
-                           "workbench.node_model": node.model})  # fmt: skip
+        attributes.update(
+            {
+                "workbench.prompt.template_id": node.prompt.id,
+                "workbench.prompt.template_version": str(node.prompt.version),
+                "workbench.node_model": node.model,
+            }
+        )
     span_of = getattr(runtime, "span", None)
 
     def run(state: State) -> State:
@@ -60,8 +65,15 @@ def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit):
                 for key in ("route_reason", "escalation_reason", "escalated_to"):
                     if update.get(key):
                         span.set(f"workbench.{key}", update[key])
-        emit({"event": "node_end", "node": name, "type": node.type, "update": update,
-              "ms": round((time.perf_counter() - start) * 1000, 2)})  # fmt: skip
+        emit(
+            {
+                "event": "node_end",
+                "node": name,
+                "type": node.type,
+                "update": update,
+                "ms": round((time.perf_counter() - start) * 1000, 2),
+            }
+        )
         return update
 
     run.__name__ = name
@@ -81,7 +93,13 @@ def outline(spec: Spec) -> list[str]:
             GradeNode: lambda n: f"{n.model}, {n.criterion}",
             EscalateNode: lambda n: n.model or "router escalate_to",
             ToolNode: lambda n: ", ".join(n.tools),
-        }.get(type(node), lambda n: getattr(n, "check", "") or (f"classify by {n.classify.model}" if getattr(n, "classify", None) else ""))  # fmt: skip
+        }.get(
+            type(node),
+            lambda n: (
+                getattr(n, "check", "")
+                or (f"classify by {n.classify.model}" if getattr(n, "classify", None) else "")
+            ),
+        )
         text = detail(node)
         return f"{name} ({node.type}{': ' + text if text else ''})"
 

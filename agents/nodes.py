@@ -36,12 +36,22 @@ class Refused(Exception):
 
 
 class Runtime(Protocol):
-    def chat(self, model: str, messages: list[dict[str, str]], params: dict[str, Any],
-             on_text: Callable[[str], None] | None) -> dict[str, Any]:  # fmt: skip
+    def chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        on_text: Callable[[str], None] | None,
+    ) -> dict[str, Any]:
         """-> {"text", "model", and for model `auto`: "escalation_reason"}"""
 
-    def escalate(self, model: str | None, messages: list[dict[str, str]], params: dict[str, Any],
-                 on_text: Callable[[str], None] | None) -> dict[str, Any]:  # fmt: skip
+    def escalate(
+        self,
+        model: str | None,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        on_text: Callable[[str], None] | None,
+    ) -> dict[str, Any]:
         """The cloud model's answer, or Refused."""
 
     def retrieve(self, collection: str, query: str, k: int, mode: str) -> list[dict[str, Any]]:
@@ -88,8 +98,12 @@ class _Values(dict):
 
 
 def fill(template: str, state: State) -> str:
-    values = _Values({key: (render(v) if isinstance(v, list) else _View(v) if isinstance(v, dict) else render(v))
-                      for key, v in state.items()})  # fmt: skip
+    values = _Values(
+        {
+            key: (render(v) if isinstance(v, list) else _View(v) if isinstance(v, dict) else render(v))
+            for key, v in state.items()
+        }
+    )
     return template.format_map(values)
 
 
@@ -99,8 +113,12 @@ def prompt_messages(prompt: Prompt, state: State) -> list[dict[str, str]]:
 
 
 def _params(node: GenerateNode) -> dict[str, Any]:
-    return {"temperature": node.temperature, "max_tokens": node.max_tokens, "seed": node.seed,
-            "json_schema": node.json_schema}  # fmt: skip
+    return {
+        "temperature": node.temperature,
+        "max_tokens": node.max_tokens,
+        "seed": node.seed,
+        "json_schema": node.json_schema,
+    }
 
 
 def _parse_json(node_name: str, text: str) -> Any:
@@ -177,8 +195,14 @@ def make_node(spec: Spec, name: str, runtime: Runtime, emit: Emit) -> Callable[[
                 return {
                     node.output: {"failed": True, "score": None, "raw": text, "criterion": node.criterion}
                 }
-            return {node.output: {"failed": False, "score": (verdict["score"] - 1) / 4,
-                                  "reason": str(verdict.get("reason", "")), "criterion": node.criterion}}  # fmt: skip
+            return {
+                node.output: {
+                    "failed": False,
+                    "score": (verdict["score"] - 1) / 4,
+                    "reason": str(verdict.get("reason", "")),
+                    "criterion": node.criterion,
+                }
+            }
 
         return grade
 
@@ -262,8 +286,13 @@ def _classify(node: RouteNode, runtime: Runtime, state: State) -> str:
     if classify.prompt is not None:
         messages = prompt_messages(classify.prompt, state)
     else:
-        messages = [{"role": "user", "content": f"Classify this text as one of: {', '.join(classify.labels)}.\n"
-                                                f"Text: {render(state.get('input'))}\nLabel:"}]  # fmt: skip
+        messages = [
+            {
+                "role": "user",
+                "content": f"Classify this text as one of: {', '.join(classify.labels)}.\n"
+                f"Text: {render(state.get('input'))}\nLabel:",
+            }
+        ]
     schema = {"type": "object", "properties": {"label": {"enum": classify.labels}}, "required": ["label"]}
     params = {"temperature": 0.0, "max_tokens": 32, "seed": 0, "json_schema": schema}
     text = runtime.chat(classify.model, messages, params, None)["text"]

@@ -40,24 +40,32 @@ class Runs:
 
     def start(self, con: sqlite3.Connection, workflow: str, spec_text: str, text: str) -> str:
         thread_id = f"{workflow}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        con.execute("INSERT INTO workbench_runs (thread_id, workflow, spec, input, status, started_ns) "
-                    "VALUES (?, ?, ?, ?, 'running', ?)", (thread_id, workflow, spec_text, text, time.time_ns()))  # fmt: skip
+        con.execute(
+            "INSERT INTO workbench_runs (thread_id, workflow, spec, input, status, started_ns) "
+            "VALUES (?, ?, ?, ?, 'running', ?)",
+            (thread_id, workflow, spec_text, text, time.time_ns()),
+        )
         return thread_id
 
     def get(self, con: sqlite3.Connection, thread_id: str) -> dict[str, Any]:
         cursor = con.execute("SELECT * FROM workbench_runs WHERE thread_id = ?", (thread_id,))
         row = cursor.fetchone()
         if row is None:
-            raise WorkflowError(f"no workflow run {thread_id!r} in this workspace",
-                                "see `workbench workflows runs` for the thread ids")  # fmt: skip
+            raise WorkflowError(
+                f"no workflow run {thread_id!r} in this workspace",
+                "see `workbench workflows runs` for the thread ids",
+            )
         return dict(zip([c[0] for c in cursor.description], row))
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         with closing(self.connect()) as con:
-            cursor = con.execute("SELECT thread_id, workflow, input, status, started_ns, ended_ns, trace_ids, error "
-                                 "FROM workbench_runs ORDER BY started_ns DESC LIMIT ?", (limit,))  # fmt: skip
+            cursor = con.execute(
+                "SELECT thread_id, workflow, input, status, started_ns, ended_ns, trace_ids, error "
+                "FROM workbench_runs ORDER BY started_ns DESC LIMIT ?",
+                (limit,),
+            )
             return [dict(zip([c[0] for c in cursor.description], row)) for row in cursor.fetchall()]
 
     def finish(
@@ -70,8 +78,16 @@ class Runs:
         )
 
 
-def execute(runs: Runs, runtime: Runtime, workflow: str | None, spec_text: str | None, text: str | None,
-            thread_id: str | None, emit: Emit | None, trace_id: str) -> dict[str, Any]:  # fmt: skip
+def execute(
+    runs: Runs,
+    runtime: Runtime,
+    workflow: str | None,
+    spec_text: str | None,
+    text: str | None,
+    thread_id: str | None,
+    emit: Emit | None,
+    trace_id: str,
+) -> dict[str, Any]:
     """Start a run (``text``) or resume one (``thread_id``); returns {"thread_id", "state",
     "resumed", "skipped"} where skipped lists the nodes a resume did not redo."""
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -103,23 +119,37 @@ def execute(runs: Runs, runtime: Runtime, workflow: str | None, spec_text: str |
                     "workflow": workflow,
                 }
         if emit is not None:
-            emit({"event": "run_start", "thread_id": thread_id, "workflow": workflow, "resumed": resumed,
-                  "skipped": skipped})  # fmt: skip
+            emit(
+                {
+                    "event": "run_start",
+                    "thread_id": thread_id,
+                    "workflow": workflow,
+                    "resumed": resumed,
+                    "skipped": skipped,
+                }
+            )
         try:
             # durability="sync": a step's checkpoint is on disk before the next node starts, so a
             # kill at any point loses at most the node that was running.
             graph.invoke(None if resumed else initial_state(text or ""), config, durability="sync")
         except GraphRecursionError:
             runs.finish(con, thread_id, "failed", trace_id, f"stopped after {spec.max_steps} steps")
-            raise WorkflowError(f"{workflow} stopped after {spec.max_steps} node steps (its max_steps)",
-                                "a loop did not reach its exit: check its route conditions, or raise max_steps") from None  # fmt: skip
+            raise WorkflowError(
+                f"{workflow} stopped after {spec.max_steps} node steps (its max_steps)",
+                "a loop did not reach its exit: check its route conditions, or raise max_steps",
+            ) from None
         except BaseException as exc:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             runs.finish(con, thread_id, "failed", trace_id, message)
             raise
         runs.finish(con, thread_id, "done", trace_id, None)
-        return {"thread_id": thread_id, "state": graph.get_state(config).values, "resumed": resumed,
-                "skipped": skipped, "workflow": workflow}  # fmt: skip
+        return {
+            "thread_id": thread_id,
+            "state": graph.get_state(config).values,
+            "resumed": resumed,
+            "skipped": skipped,
+            "workflow": workflow,
+        }
     finally:
         con.close()
 

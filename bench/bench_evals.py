@@ -9,21 +9,17 @@ calls), SmolLM2 on this machine's CPU.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from figures import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CASES = 16
-
-
-def emit(figure: str, value: float, unit: str, goal: str, met, ratio=None, note=None):
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, "goal": goal, "met": met,
-                      "ratio": ratio, "note": note}))  # fmt: skip
 
 
 def main() -> None:
@@ -49,8 +45,15 @@ def main() -> None:
                 wall = shown["run"]["wall_s"]
                 goal = "<= 1.10" if label == "sequential" else "< 1.0"
                 met = wall / model_s <= 1.10 if label == "sequential" else wall / model_s < 1.0
-                emit(f"eval wall / sum of model time, {label}", wall / model_s, "ratio", goal, met, wall / model_s,
-                     f"{len(shown['results'])} cases, wall {wall:.1f} s, model time {model_s:.1f} s")  # fmt: skip
+                emit(
+                    f"eval wall / sum of model time, {label}",
+                    wall / model_s,
+                    "ratio",
+                    goal,
+                    met,
+                    wall / model_s,
+                    f"{len(shown['results'])} cases, wall {wall:.1f} s, model time {model_s:.1f} s",
+                )
             service.models.close()
 
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
+from figures import emit  # noqa: E402
 
 from bench.bench_startup import FrameGaps  # noqa: E402
 from tests.fake_cloud import FakeCloud  # noqa: E402
@@ -31,11 +32,6 @@ from workbench.services import Service, init_workspace  # noqa: E402
 
 TRACES = 100_000
 OFFSETS = (0, 100, 25_000, 50_000, 75_000, 99_900)
-
-
-def emit(figure: str, value: float, unit: str, goal: str, met, ratio=None, note=None) -> None:
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, "goal": goal, "met": met,
-                      "ratio": ratio, "note": note}))  # fmt: skip
 
 
 def page_times(service: Service) -> tuple[float, float]:
@@ -117,8 +113,10 @@ def eval_frames(folder: Path) -> None:
             f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big", "small"]\n'
         )
         service = Service(root)
-        cases = [{"id": f"q{i:04d}", "input": f"Question {i}: what is the capital of France?", "expected": "Paris"}
-                 for i in range(1000)]  # fmt: skip
+        cases = [
+            {"id": f"q{i:04d}", "input": f"Question {i}: what is the capital of France?", "expected": "Paris"}
+            for i in range(1000)
+        ]
         (service.evals.dir / "load.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
         run_id = service.evals.run("load", ["remote/big", "remote/small"], max_tokens=16)
         service.flush_traces()
@@ -126,8 +124,15 @@ def eval_frames(folder: Path) -> None:
     finally:
         cloud.close()
     assert rows == 2000, rows
-    emit("longest blocked frame while the Evals screen shows 1,000 cases x 2 subjects", showing, "ms", "<= 100 ms",
-         showing <= 100, None, "rows go in 200 at a time, the event loop served between")  # fmt: skip
+    emit(
+        "longest blocked frame while the Evals screen shows 1,000 cases x 2 subjects",
+        showing,
+        "ms",
+        "<= 100 ms",
+        showing <= 100,
+        None,
+        "rows go in 200 at a time, the event loop served between",
+    )
     emit(
         "longest blocked frame while moving through those 2,000 rows",
         moving,
@@ -143,12 +148,26 @@ def main() -> None:
         service = Service(root)
         seed_traces(service, TRACES)
         ours, raw = page_times(service)
-        emit("Traces page of 100 at 100,000 traces (500,000 spans), p50", ours * 1000, "ms", "ratio <= 1",
-             ours <= raw, ours / raw, f"raw DuckDB over the traces view: {raw * 1000:.0f} ms")  # fmt: skip
+        emit(
+            "Traces page of 100 at 100,000 traces (500,000 spans), p50",
+            ours * 1000,
+            "ms",
+            "ratio <= 1",
+            ours <= raw,
+            ours / raw,
+            f"raw DuckDB over the traces view: {raw * 1000:.0f} ms",
+        )
         blocked = asyncio.run(blocked_while_paging(service))
-        emit("longest blocked frame while paging 100,000 traces", blocked, "ms", "<= 100 ms", blocked <= 100, None,
-             "the query runs in a worker; the frame is the table taking and drawing 100 new rows "
-             "(tui/table.py draws one-line cells without Rich's layout)")  # fmt: skip
+        emit(
+            "longest blocked frame while paging 100,000 traces",
+            blocked,
+            "ms",
+            "<= 100 ms",
+            blocked <= 100,
+            None,
+            "the query runs in a worker; the frame is the table taking and drawing 100 new rows "
+            "(tui/table.py draws one-line cells without Rich's layout)",
+        )
         eval_frames(Path(folder))
 
 

@@ -34,8 +34,9 @@ def raw_rate(model_path: Path) -> float:
     rates = []
     for _ in range(3):
         stamps = []
-        for chunk in llm.create_chat_completion([{"role": "user", "content": PROMPT}], temperature=0.0,
-                                                max_tokens=MAX_TOKENS, seed=1, stream=True):  # fmt: skip
+        for chunk in llm.create_chat_completion(
+            [{"role": "user", "content": PROMPT}], temperature=0.0, max_tokens=MAX_TOKENS, seed=1, stream=True
+        ):
             if chunk["choices"][0]["delta"].get("content"):
                 stamps.append(time.perf_counter())
         rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
@@ -64,8 +65,9 @@ def run_one(kind: str, workspace: str) -> None:
 
 
 def measure(kind: str, workspace: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, kind, workspace], capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, __file__, kind, workspace], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -82,13 +84,20 @@ def main() -> None:
             result = measure("ours", tmp)
             ours.append(result["rate"])
     ratio = statistics.median(ours) / statistics.median(raws)
-    print(json.dumps({
-        "figure": "local streaming tok/s vs raw llama-cpp-python (CPU)",
-        "value": statistics.median(ours), "unit": "tok/s", "goal": "ratio >= 0.95", "ratio": ratio,
-        "met": ratio >= 0.95,
-        "note": f"raw {statistics.median(raws):.1f} tok/s; SmolLM2-135M Q4_1, {THREADS} threads, "
+    print(
+        json.dumps(
+            {
+                "figure": "local streaming tok/s vs raw llama-cpp-python (CPU)",
+                "value": statistics.median(ours),
+                "unit": "tok/s",
+                "goal": "ratio >= 0.95",
+                "ratio": ratio,
+                "met": ratio >= 0.95,
+                "note": f"raw {statistics.median(raws):.1f} tok/s; SmolLM2-135M Q4_1, {THREADS} threads, "
                 f"greedy, {result['tokens']} tokens, tracing on; medians of 3 interleaved processes",
-    }))  # fmt: skip
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

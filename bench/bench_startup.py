@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -21,14 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
-
-
-def emit(figure: str, value: float, unit: str, goal: str, met, ratio=None, note=None):
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, "goal": goal, "met": met,
-                      "ratio": ratio, "note": note}))  # fmt: skip
 
 
 def wall(command: list[str], env: dict) -> float:
@@ -45,9 +41,27 @@ def first_paint(env: dict, wanted: tuple[str, ...]) -> float | None:
     session = f"wb-bench-{os.getpid()}-{time.monotonic_ns()}"
     tmux = ["tmux", "-L", session]
     start = time.perf_counter()
-    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
-                    "env", "-u", "COLUMNS", "-u", "LINES", *[f"{k}={v}" for k, v in env.items() if k.startswith("WORKBENCH")], str(BIN / "workbench")],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            "env",
+            "-u",
+            "COLUMNS",
+            "-u",
+            "LINES",
+            *[f"{k}={v}" for k, v in env.items() if k.startswith("WORKBENCH")],
+            str(BIN / "workbench"),
+        ],
+        check=True,
+    )
     try:
         while time.perf_counter() - start < 30:
             screen = subprocess.run(
@@ -135,8 +149,15 @@ def main() -> None:
         env = {**os.environ, "WORKBENCH_HOME": str(root)}
         baseline = statistics.median(wall([sys.executable, "-c", "pass"], env) for _ in range(7))
         help_s = statistics.median(wall([str(BIN / "workbench"), "--help"], env) for _ in range(7))
-        emit("workbench --help", help_s, "s", "<= 0.3 s", help_s <= 0.3, None,
-             f"python -c pass: {baseline:.3f} s in the same run")  # fmt: skip
+        emit(
+            "workbench --help",
+            help_s,
+            "s",
+            "<= 0.3 s",
+            help_s <= 0.3,
+            None,
+            f"python -c pass: {baseline:.3f} s in the same run",
+        )
         paints = [p for p in (first_paint(env, ("1 Home",)) for _ in range(3)) if p is not None]
         if paints:
             paint = statistics.median(paints)
@@ -151,8 +172,15 @@ def main() -> None:
             )
         loaded = [p for p in (first_paint(env, ("1 Home", "Workspace")) for _ in range(3)) if p is not None]
         if loaded:
-            emit("Home screen with its workspace status", statistics.median(loaded), "s", "report", None, None,
-                 "the status (models, trace store) loads in a worker after the first paint")  # fmt: skip
+            emit(
+                "Home screen with its workspace status",
+                statistics.median(loaded),
+                "s",
+                "report",
+                None,
+                None,
+                "the status (models, trace store) loads in a worker after the first paint",
+            )
         corpus = Path(folder) / "corpus"
         shutil.copytree(ROOT / "docs", corpus)
         shutil.copy(ROOT / "README.md", corpus / "README.md")

@@ -9,7 +9,6 @@ what `workbench run` uses), in the same process.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import statistics
 import tempfile
@@ -17,13 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, TypedDict
 
+from figures import emit
+
 NODES = 40
 REPEATS = 15
-
-
-def emit(figure: str, value: float, unit: str, goal: str, met, ratio=None, note=None):
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, "goal": goal, "met": met,
-                      "ratio": ratio, "note": note}))  # fmt: skip
 
 
 class FastRuntime:
@@ -42,8 +38,13 @@ class FastRuntime:
 def spec_text() -> str:
     lines = ["name: chain", "start: n0", f"max_steps: {NODES + 5}", "nodes:"]
     for i in range(NODES):
-        lines += [f"  n{i}:", "    type: generate", "    model: stub",
-                  "    prompt: {id: p, template: '{input}'}", f"    next: {'n' + str(i + 1) if i + 1 < NODES else 'end'}"]  # fmt: skip
+        lines += [
+            f"  n{i}:",
+            "    type: generate",
+            "    model: stub",
+            "    prompt: {id: p, template: '{input}'}",
+            f"    next: {'n' + str(i + 1) if i + 1 < NODES else 'end'}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -103,10 +104,24 @@ def main() -> None:
         build_ms = timed(lambda i: build_graph(spec, runtime)) * NODES
         sink.close()
 
-    emit("workflow node overhead, no checkpointer", ours_ms, "ms/node", "report", None, ours_ms / raw_ms,
-         f"raw LangGraph {raw_ms:.3f} ms/node; the difference is our wrapper, templates and span")  # fmt: skip
-    emit("workflow node overhead, SQLite checkpoint per step", ours_cp_ms, "ms/node", "report", None,
-         ours_cp_ms / raw_cp_ms, f"raw LangGraph + same SqliteSaver {raw_cp_ms:.3f} ms/node")  # fmt: skip
+    emit(
+        "workflow node overhead, no checkpointer",
+        ours_ms,
+        "ms/node",
+        "report",
+        None,
+        ours_ms / raw_ms,
+        f"raw LangGraph {raw_ms:.3f} ms/node; the difference is our wrapper, templates and span",
+    )
+    emit(
+        "workflow node overhead, SQLite checkpoint per step",
+        ours_cp_ms,
+        "ms/node",
+        "report",
+        None,
+        ours_cp_ms / raw_cp_ms,
+        f"raw LangGraph + same SqliteSaver {raw_cp_ms:.3f} ms/node",
+    )
     emit("workflow graph build (40 nodes)", build_ms, "ms", "report", None, None, "once per run")
 
 

@@ -20,8 +20,7 @@ def main() -> int:
     results, failures = [], []
     for script in sorted(HERE.glob("bench_*.py")):
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              cwd=HERE.parent)  # fmt: skip
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=HERE.parent)
         for line in proc.stdout.splitlines():
             if line.startswith("{"):
                 row = json.loads(line)
@@ -32,19 +31,24 @@ def main() -> int:
         print(f"# {script.name}: {time.perf_counter() - started:.1f} s", flush=True)
     header = ("figure", "value", "goal", "ratio", "met")
     rows = [
-        (r["figure"], f"{r['value']:,.2f} {r['unit']}", r["goal"],
-         f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-",
-         {True: "yes", False: "NO", None: "-"}[r.get("met")])
+        (
+            r["figure"],
+            f"{r['value']:,.2f} {r['unit']}",
+            r["goal"],
+            f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-",
+            {True: "yes", False: "NO", None: "-"}[r.get("met")],
+        )
         for r in results
-    ]  # fmt: skip
+    ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
     for row in results:
         if row.get("note"):
             print(f"  * {row['figure']}: {row['note']}")
-    (HERE / "results.json").write_text(json.dumps(
-        {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}, indent=2))  # fmt: skip
+    (HERE / "results.json").write_text(
+        json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}, indent=2)
+    )
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -59,29 +59,54 @@ def compare_rows(rows_a: list[dict], rows_b: list[dict]) -> dict[str, Any]:
     pairs = pair_rows(rows_a, rows_b)
     metrics = []
     for name in QUALITY:
-        values = [(a["metrics"][name], b["metrics"][name]) for a, b in pairs
-                  if name in (a.get("metrics") or {}) and name in (b.get("metrics") or {})]  # fmt: skip
+        values = [
+            (a["metrics"][name], b["metrics"][name])
+            for a, b in pairs
+            if name in (a.get("metrics") or {}) and name in (b.get("metrics") or {})
+        ]
         if not values:
             continue
         deltas = [b - a for a, b in values]
         low, high, p = _bootstrap(deltas)
-        entry = {"metric": name, "n": len(values), "a": sum(a for a, _ in values) / len(values),
-                 "b": sum(b for _, b in values) / len(values), "delta": sum(deltas) / len(deltas),
-                 "ci_low": low, "ci_high": high, "p_bootstrap": p}  # fmt: skip
+        entry = {
+            "metric": name,
+            "n": len(values),
+            "a": sum(a for a, _ in values) / len(values),
+            "b": sum(b for _, b in values) / len(values),
+            "delta": sum(deltas) / len(deltas),
+            "ci_low": low,
+            "ci_high": high,
+            "p_bootstrap": p,
+        }
         if name in BINARY:
             entry["p_mcnemar"] = _mcnemar(values)
         metrics.append(entry)
     changed = []
     for a, b in pairs:
-        moved = {name: (a["metrics"][name], b["metrics"][name]) for name in QUALITY
-                 if name in a["metrics"] and name in b["metrics"] and abs(a["metrics"][name] - b["metrics"][name]) >= 0.5}  # fmt: skip
+        moved = {
+            name: (a["metrics"][name], b["metrics"][name])
+            for name in QUALITY
+            if name in a["metrics"]
+            and name in b["metrics"]
+            and abs(a["metrics"][name] - b["metrics"][name]) >= 0.5
+        }
         if moved or bool(a.get("error")) != bool(b.get("error")):
-            changed.append({"case_id": a["case_id"], "subject": a["subject"], "metrics": moved,
-                            "output_a": a.get("output") or a.get("error"), "output_b": b.get("output") or b.get("error")})  # fmt: skip
+            changed.append(
+                {
+                    "case_id": a["case_id"],
+                    "subject": a["subject"],
+                    "metrics": moved,
+                    "output_a": a.get("output") or a.get("error"),
+                    "output_b": b.get("output") or b.get("error"),
+                }
+            )
     return {"pairs": len(pairs), "metrics": metrics, "changed": changed}
 
 
 def regressions(comparison: dict[str, Any], threshold: float) -> list[str]:
     """Metrics whose mean fell by more than ``threshold`` (absolute) from the baseline (a) to b."""
-    return [f"{m['metric']} {m['a']:.3f} -> {m['b']:.3f} ({m['delta']:+.3f}, 95% CI {m['ci_low']:+.3f}..{m['ci_high']:+.3f})"
-            for m in comparison["metrics"] if m["delta"] < -threshold]  # fmt: skip
+    return [
+        f"{m['metric']} {m['a']:.3f} -> {m['b']:.3f} ({m['delta']:+.3f}, 95% CI {m['ci_low']:+.3f}..{m['ci_high']:+.3f})"
+        for m in comparison["metrics"]
+        if m["delta"] < -threshold
+    ]

@@ -79,8 +79,14 @@ def _case(data: Any, default_id: str) -> Case:
     schema = data.get("schema")
     if schema is not None and not isinstance(schema, dict):
         raise ValueError("`schema` must be a JSON schema object")
-    return Case(str(case_id), text, _strings(data.get("expected"), "expected"), _strings(data.get("sources"), "sources"),
-                _strings(data.get("tags"), "tags"), schema)  # fmt: skip
+    return Case(
+        str(case_id),
+        text,
+        _strings(data.get("expected"), "expected"),
+        _strings(data.get("sources"), "sources"),
+        _strings(data.get("tags"), "tags"),
+        schema,
+    )
 
 
 def _keep(
@@ -110,8 +116,10 @@ def parse_jsonl(text: str, file: str) -> list[Case]:
         _keep(case, number, file, seen, cases, problems)
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise EvalError(f"{file} has {len(problems)} bad line{'s' * (len(problems) != 1)}:\n  " + "\n  ".join(shown),
-                        "fix those lines; each is a JSON object with at least an `input`")  # fmt: skip
+        raise EvalError(
+            f"{file} has {len(problems)} bad line{'s' * (len(problems) != 1)}:\n  " + "\n  ".join(shown),
+            "fix those lines; each is a JSON object with at least an `input`",
+        )
     if not cases:
         raise EvalError(
             f"{file} has no cases", 'add lines such as {"id": "q1", "input": "...", "expected": "..."}'
@@ -147,8 +155,10 @@ def csv_to_cases(text: str, file: str) -> list[Case]:
             f"{file}:{reader.line_num}: not valid CSV: {exc}", "check quoting on that line"
         ) from None
     if "input" not in columns:
-        raise EvalError(f"{file}: the CSV needs a header with an `input` column (found: {', '.join(sorted(columns)) or 'none'})",
-                        "columns: id, input, expected, sources, tags")  # fmt: skip
+        raise EvalError(
+            f"{file}: the CSV needs a header with an `input` column (found: {', '.join(sorted(columns)) or 'none'})",
+            "columns: id, input, expected, sources, tags",
+        )
     unknown = columns - _FIELDS
     if unknown:
         raise EvalError(
@@ -175,6 +185,8 @@ def csv_to_cases(text: str, file: str) -> list[Case]:
             continue
         _keep(case, number, file, seen, cases, problems)
     if problems or not cases:
-        raise EvalError(f"{file}: " + ("\n  ".join(problems[:20]) if problems else "no rows"),
-                        "fix those rows; `input` is required")  # fmt: skip
+        raise EvalError(
+            f"{file}: " + ("\n  ".join(problems[:20]) if problems else "no rows"),
+            "fix those rows; `input` is required",
+        )
     return cases

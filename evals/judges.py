@@ -51,8 +51,13 @@ class Judge:
         )
         if verdict is None or verdict.get("verdict") not in _VERDICT_SCORE:
             return {"criterion": "correctness", "failed": True, "raw": raw}
-        return {"criterion": "correctness", "failed": False, "score": _VERDICT_SCORE[verdict["verdict"]],
-                "verdict": verdict["verdict"], "reason": str(verdict.get("reason", ""))}  # fmt: skip
+        return {
+            "criterion": "correctness",
+            "failed": False,
+            "score": _VERDICT_SCORE[verdict["verdict"]],
+            "verdict": verdict["verdict"],
+            "reason": str(verdict.get("reason", "")),
+        }
 
     def groundedness(self, answer: str, passages: list[str]) -> dict[str, Any]:
         sources = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
@@ -64,5 +69,9 @@ class Judge:
         )
         if verdict is None or verdict.get("score") not in (1, 2, 3, 4, 5):
             return {"criterion": "groundedness", "failed": True, "raw": raw}
-        return {"criterion": "groundedness", "failed": False, "score": (verdict["score"] - 1) / 4,
-                "reason": str(verdict.get("reason", ""))}  # fmt: skip
+        return {
+            "criterion": "groundedness",
+            "failed": False,
+            "score": (verdict["score"] - 1) / 4,
+            "reason": str(verdict.get("reason", "")),
+        }

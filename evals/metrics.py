@@ -87,8 +87,11 @@ def retrieval_metrics(
     gains = [1.0 if _relevant(p, sources) else 0.0 for p in ranked]
     dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
     ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(sources), len(ranked)) or 1))
-    return {"recall_at_k": len(found) / len(sources), "mrr": 1.0 / first if first else 0.0,
-            "ndcg": dcg / ideal if ideal else 0.0}  # fmt: skip
+    return {
+        "recall_at_k": len(found) / len(sources),
+        "mrr": 1.0 / first if first else 0.0,
+        "ndcg": dcg / ideal if ideal else 0.0,
+    }
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -104,8 +107,11 @@ def percentile(values: list[float], q: float) -> float | None:
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A subject's figures over its cases: mean of each quality metric over the cases it applies
     to, latency p50/p95, time to first token, tokens, tokens/s, cost, failures."""
-    summary: dict[str, Any] = {"cases": len(rows), "errors": sum(1 for r in rows if r.get("error")),
-                               "judge_failures": sum(int(r.get("judge_failures") or 0) for r in rows)}  # fmt: skip
+    summary: dict[str, Any] = {
+        "cases": len(rows),
+        "errors": sum(1 for r in rows if r.get("error")),
+        "judge_failures": sum(int(r.get("judge_failures") or 0) for r in rows),
+    }
     for name in QUALITY:
         values = [r["metrics"][name] for r in rows if name in (r.get("metrics") or {})]
         if values:

@@ -48,16 +48,27 @@ def evaluate(subject: Subject, case: Case, judge: Judge | None) -> dict[str, Any
     """One case through one subject: its output, metrics, judge verdicts and figures."""
     from workbench.core.errors import WorkbenchError
 
-    row: dict[str, Any] = {"subject": subject.label, "case_id": case.id, "error": None, "judge": None,
-                           "judge_failures": 0, "metrics": {}, "retrieved": None}  # fmt: skip
+    row: dict[str, Any] = {
+        "subject": subject.label,
+        "case_id": case.id,
+        "error": None,
+        "judge": None,
+        "judge_failures": 0,
+        "metrics": {},
+        "retrieved": None,
+    }
     started = time.perf_counter()
     try:
         outcome = subject.run(case)
     except WorkbenchError as exc:
         row.update(output=None, error=exc.one_line(), latency_s=time.perf_counter() - started)
         return row
-    row.update(output=outcome.output, trace_id=outcome.trace_id, latency_s=time.perf_counter() - started,
-               **(outcome.usage or {}))  # fmt: skip
+    row.update(
+        output=outcome.output,
+        trace_id=outcome.trace_id,
+        latency_s=time.perf_counter() - started,
+        **(outcome.usage or {}),
+    )
     metrics = answer_metrics(outcome.output, case.expected, case.schema)
     if outcome.retrieved is not None:
         paths = [hit["path"] for hit in outcome.retrieved]
@@ -84,9 +95,16 @@ def evaluate(subject: Subject, case: Case, judge: Judge | None) -> dict[str, Any
     return row
 
 
-def run_cases(subjects: list[Subject], cases: list[Case], done: set[tuple[str, str]], judge: Judge | None,
-              record: Record, progress: Progress | None = None, concurrency: int = 4,
-              stop: threading.Event | None = None) -> None:  # fmt: skip
+def run_cases(
+    subjects: list[Subject],
+    cases: list[Case],
+    done: set[tuple[str, str]],
+    judge: Judge | None,
+    record: Record,
+    progress: Progress | None = None,
+    concurrency: int = 4,
+    stop: threading.Event | None = None,
+) -> None:
     stop = stop or threading.Event()
     totals = {s.label: len(cases) for s in subjects}
     counts = {s.label: sum(1 for c in cases if (s.label, c.id) in done) for s in subjects}
@@ -126,8 +144,15 @@ def run_cases(subjects: list[Subject], cases: list[Case], done: set[tuple[str, s
             stop.set()
 
     # Each thread runs in a copy of this context, so the spans it opens join the caller's trace.
-    threads = [threading.Thread(target=contextvars.copy_context().run, args=(guarded, drain, items),
-                                name=f"eval:{model}", daemon=True) for model, items in queues.items()]  # fmt: skip
+    threads = [
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(guarded, drain, items),
+            name=f"eval:{model}",
+            daemon=True,
+        )
+        for model, items in queues.items()
+    ]
     for thread in threads:
         thread.start()
     if cloud:

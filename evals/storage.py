@@ -14,9 +14,24 @@ from workbench.core.tracing import TraceStore
 __all__ = ["EvalStore", "ResultWriter"]
 
 _RESULT_COLUMNS = (
-    "run_id", "subject", "case_id", "output", "error", "metrics", "judge", "retrieved", "latency_s", "model_s",
-    "ttft_s", "input_tokens", "output_tokens", "cost_usd", "judge_failures", "trace_id", "finished_ns",
-)  # fmt: skip
+    "run_id",
+    "subject",
+    "case_id",
+    "output",
+    "error",
+    "metrics",
+    "judge",
+    "retrieved",
+    "latency_s",
+    "model_s",
+    "ttft_s",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "judge_failures",
+    "trace_id",
+    "finished_ns",
+)
 _JSON_COLUMNS = {"metrics", "judge", "retrieved", "subjects", "settings", "reproducibility"}
 _FLUSH_EVERY = 8  # cases: a killed run redoes at most these
 _FLUSH_S = 2.0
@@ -45,7 +60,8 @@ class ResultWriter:
         if not self.rows:
             return
         values = [
-            [json.dumps(r.get(c)) if c in _JSON_COLUMNS else r.get(c) for c in _RESULT_COLUMNS] for r in self.rows
+            [json.dumps(r.get(c)) if c in _JSON_COLUMNS else r.get(c) for c in _RESULT_COLUMNS]
+            for r in self.rows
         ]
         placeholders = ", ".join("?" for _ in _RESULT_COLUMNS)
         self.store.write(
@@ -62,15 +78,29 @@ class EvalStore:
     def __init__(self, store: TraceStore) -> None:
         self.store = store
 
-    def create_run(self, run_id: str, dataset: str, sha256: str, subjects: list[str], settings: dict[str, Any],
-                   reproducibility: dict[str, Any]) -> None:  # fmt: skip
+    def create_run(
+        self,
+        run_id: str,
+        dataset: str,
+        sha256: str,
+        subjects: list[str],
+        settings: dict[str, Any],
+        reproducibility: dict[str, Any],
+    ) -> None:
         self.store.write(
             [
                 (
                     "INSERT INTO eval_runs (run_id, dataset, dataset_sha256, subjects, settings, reproducibility, "
                     "status, created_ns) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                    [run_id, dataset, sha256, json.dumps(subjects), json.dumps(settings),
-                     json.dumps(reproducibility), time.time_ns()],  # fmt: skip
+                    [
+                        run_id,
+                        dataset,
+                        sha256,
+                        json.dumps(subjects),
+                        json.dumps(settings),
+                        json.dumps(reproducibility),
+                        time.time_ns(),
+                    ],
                 )
             ]
         )
@@ -107,7 +137,9 @@ class EvalStore:
 
     def run_row(self, run_id: str) -> dict[str, Any]:
         """The run whose id is ``run_id`` or starts with it (when only one does)."""
-        rows = self.store.query("SELECT * FROM eval_runs WHERE starts_with(run_id, ?) ORDER BY created_ns", [run_id])
+        rows = self.store.query(
+            "SELECT * FROM eval_runs WHERE starts_with(run_id, ?) ORDER BY created_ns", [run_id]
+        )
         exact = [r for r in rows if r["run_id"] == run_id]
         if exact or len(rows) == 1:
             return _decode((exact or rows)[0])
@@ -116,5 +148,7 @@ class EvalStore:
         raise EvalError(f"{run_id!r} matches {len(rows)} runs", "give more of the run id")
 
     def results(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT * FROM eval_results WHERE run_id = ? ORDER BY subject, finished_ns", [run_id])
+        rows = self.store.query(
+            "SELECT * FROM eval_results WHERE run_id = ? ORDER BY subject, finished_ns", [run_id]
+        )
         return [_decode(r) for r in rows]

@@ -43,6 +43,14 @@ def chunk_file(loaded: LoadedFile, tokenizer, max_tokens: int, overlap: int) -> 
         for begin, end in windows:
             text = section.text[begin:end]
             if text.strip():
-                chunks.append(Chunk(text.strip(), section.start + begin, section.start + end, section.headings,
-                                    section.page, hashlib.sha256(text.strip().encode()).hexdigest()))  # fmt: skip
+                chunks.append(
+                    Chunk(
+                        text.strip(),
+                        section.start + begin,
+                        section.start + end,
+                        section.headings,
+                        section.page,
+                        hashlib.sha256(text.strip().encode()).hexdigest(),
+                    )
+                )
     return chunks

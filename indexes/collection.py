@@ -22,8 +22,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class Collections:
-    def __init__(self, workspace: Workspace, tracer: Tracer, config: DocumentsConfig,
-                 find_model: Callable[[str], tuple[str, str, Path]]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workspace: Workspace,
+        tracer: Tracer,
+        config: DocumentsConfig,
+        find_model: Callable[[str], tuple[str, str, Path]],
+    ) -> None:
         """``find_model(name)`` gives (alias, kind, path) of a model in the workspace catalog."""
         self.workspace, self.tracer, self.config, self.find_model = workspace, tracer, config, find_model
         self._db = None
@@ -46,15 +51,20 @@ class Collections:
         try:
             return json.loads(self.meta_path(name).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise CollectionError(f"no collection named '{name}'",
-                                  "see `workbench collections list`, or ingest into it first") from None  # fmt: skip
+            raise CollectionError(
+                f"no collection named '{name}'", "see `workbench collections list`, or ingest into it first"
+            ) from None
         except ValueError as exc:
-            raise CollectionError(f"{self.meta_path(name)} is damaged: {exc}",
-                                  "restore it from a backup, or delete the collection and ingest again") from None  # fmt: skip
+            raise CollectionError(
+                f"{self.meta_path(name)} is damaged: {exc}",
+                "restore it from a backup, or delete the collection and ingest again",
+            ) from None
 
     def names(self) -> list[str]:
-        return sorted(p.name.removesuffix(".collection.json")
-                      for p in self.workspace.lancedb_dir.glob("*.collection.json"))  # fmt: skip
+        return sorted(
+            p.name.removesuffix(".collection.json")
+            for p in self.workspace.lancedb_dir.glob("*.collection.json")
+        )
 
     def table(self, name: str):
         self.meta(name)
@@ -70,8 +80,12 @@ class Collections:
             table = self.table(name)
         except CollectionError:
             return info
-        info.update(rows=table.count_rows(), files=len(known_files(table)), version=table.version,
-                    indices=[f"{i.index_type} on {', '.join(i.columns)}" for i in table.list_indices()])  # fmt: skip
+        info.update(
+            rows=table.count_rows(),
+            files=len(known_files(table)),
+            version=table.version,
+            indices=[f"{i.index_type} on {', '.join(i.columns)}" for i in table.list_indices()],
+        )
         return info
 
     def versions(self, name: str) -> list[dict[str, Any]]:
@@ -83,8 +97,10 @@ class Collections:
         table = self.table(name)
         known = {v["version"] for v in table.list_versions()}
         if version not in known:
-            raise CollectionError(f"'{name}' has no version {version}",
-                                  f"pick one of {sorted(known)[-10:]} (`workbench collections versions {name}`)")  # fmt: skip
+            raise CollectionError(
+                f"'{name}' has no version {version}",
+                f"pick one of {sorted(known)[-10:]} (`workbench collections versions {name}`)",
+            )
         with self.lock(name):
             table.restore(version)
             self.build_indices(table, force_fts=True)
@@ -99,8 +115,14 @@ class Collections:
         alias, kind, path = self.find_model(model or self.config.embedding_model)
         if kind != "embedding":
             raise CollectionError(f"{alias} is not an embedding model", "pick a sentence-transformers model")
-        meta = {"model": alias, "model_path": str(path), "chunk_tokens": self.config.chunk_tokens,
-                "chunk_overlap": self.config.chunk_overlap, "redact": redact, "created": time.time()}  # fmt: skip
+        meta = {
+            "model": alias,
+            "model_path": str(path),
+            "chunk_tokens": self.config.chunk_tokens,
+            "chunk_overlap": self.config.chunk_overlap,
+            "redact": redact,
+            "created": time.time(),
+        }
         self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return meta
 
@@ -121,14 +143,26 @@ class Collections:
             if rows >= self.config.ann_index_rows and (force_fts or "IVF_PQ" not in existing):
                 from lancedb.index import IvfPq
 
-                table.create_index("vector", config=IvfPq(distance_type="cosine", num_partitions=max(1, int(rows**0.5)),
-                                                          num_sub_vectors=48))  # fmt: skip
+                table.create_index(
+                    "vector",
+                    config=IvfPq(
+                        distance_type="cosine", num_partitions=max(1, int(rows**0.5)), num_sub_vectors=48
+                    ),
+                )
 
     # -- retrieval ------------------------------------------------------------------------
 
-    def search(self, name: str, query: str, mode: str = "hybrid", k: int = 5, min_score: float | None = None,
-               path_glob: str | None = None, file_type: str | None = None,
-               version: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def search(
+        self,
+        name: str,
+        query: str,
+        mode: str = "hybrid",
+        k: int = 5,
+        min_score: float | None = None,
+        path_glob: str | None = None,
+        file_type: str | None = None,
+        version: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Ranked chunks; ``version`` searches an older version read-only (a checkout)."""
         from indexes.retrieval import search
 
@@ -139,18 +173,31 @@ class Collections:
         if version is not None:
             known = {v["version"] for v in table.list_versions()}
             if version not in known:
-                raise CollectionError(f"'{name}' has no version {version}",
-                                      f"see `workbench collections versions {name}`")  # fmt: skip
+                raise CollectionError(
+                    f"'{name}' has no version {version}", f"see `workbench collections versions {name}`"
+                )
             table = self.db.open_table(name)  # a handle of its own: the checkout must not stick
             table.checkout(version)
-        with self.tracer.span("retrieval", "retrieval", {"gen_ai.operation.name": "retrieval",
-                              "workbench.collection": name, "workbench.retrieval.mode": mode, "workbench.k": k,
-                              "workbench.collection.version": table.version,
-                              "gen_ai.request.model": meta["model"]}) as span:  # fmt: skip
+        with self.tracer.span(
+            "retrieval",
+            "retrieval",
+            {
+                "gen_ai.operation.name": "retrieval",
+                "workbench.collection": name,
+                "workbench.retrieval.mode": mode,
+                "workbench.k": k,
+                "workbench.collection.version": table.version,
+                "gen_ai.request.model": meta["model"],
+            },
+        ) as span:
             span.set_payload(query=query)
             hits = search(table, meta, query, mode, k, min_score, path_glob, file_type)
-            span.update({"workbench.retrieval.chunk_ids": [h["id"] for h in hits],
-                         "workbench.retrieval.top_score": hits[0]["score"] if hits else None})  # fmt: skip
+            span.update(
+                {
+                    "workbench.retrieval.chunk_ids": [h["id"] for h in hits],
+                    "workbench.retrieval.top_score": hits[0]["score"] if hits else None,
+                }
+            )
         for hit in hits:
             hit["trace_id"] = span.trace_id
         return hits
@@ -168,8 +215,9 @@ class _FileLock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.handle.close()
-            raise CollectionError(f"another ingest into '{self.name}' is running",
-                                  "wait for it to finish, then run this again") from None  # fmt: skip
+            raise CollectionError(
+                f"another ingest into '{self.name}' is running", "wait for it to finish, then run this again"
+            ) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -179,8 +227,10 @@ class _FileLock:
 
 def check_name(name: str) -> None:
     if not _NAME.match(name):
-        raise CollectionError(f"'{name}' is not a valid collection name",
-                              "use letters, digits, - and _ (up to 64, starting with a letter or digit)")  # fmt: skip
+        raise CollectionError(
+            f"'{name}' is not a valid collection name",
+            "use letters, digits, - and _ (up to 64, starting with a letter or digit)",
+        )
 
 
 def sql_literal(value: str) -> str:

@@ -20,8 +20,10 @@ _LOCK = threading.Lock()
 class Embedder:
     def __init__(self, path: Path) -> None:
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
-            raise CollectionError(f"{path} is not a sentence-transformers model folder",
-                                  "run `workbench models fetch minilm` or fix the collection's model")  # fmt: skip
+            raise CollectionError(
+                f"{path} is not a sentence-transformers model folder",
+                "run `workbench models fetch minilm` or fix the collection's model",
+            )
         import torch
         import transformers
         from sentence_transformers import SentenceTransformer
@@ -40,17 +42,21 @@ class Embedder:
     def tokenizer(self):
         return self.model.tokenizer
 
-    def encode(self, texts: list[str], batch_size: int = 64,
-               progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
+    def encode(
+        self, texts: list[str], batch_size: int = 64, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         """Vectors for ``texts``, float32, unit length; ``progress(n)`` after each batch."""
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         with self.lock:
             for begin in range(0, len(texts), batch_size):
                 batch = texts[begin : begin + batch_size]
                 out[begin : begin + len(batch)] = self.model.encode(
-                    batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                    batch,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
                     show_progress_bar=False,
-                )  # fmt: skip
+                )
                 if progress is not None:
                     progress(len(batch))
         return out
@@ -86,24 +92,33 @@ class IsolatedEmbedder:
         from indexes.embed_protocol import receive
 
         if not (path / "tokenizer.json").exists():
-            raise CollectionError(f"{path} is not a sentence-transformers model folder",
-                                  "run `workbench models fetch minilm` or fix the collection's model")  # fmt: skip
+            raise CollectionError(
+                f"{path} is not a sentence-transformers model folder",
+                "run `workbench models fetch minilm` or fix the collection's model",
+            )
         self.path = path
-        self.process = subprocess.Popen([sys.executable, "-m", "indexes.embed_worker", str(path)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "indexes.embed_worker", str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             info = receive(self.process.stdout)
         except EOFError:
-            raise CollectionError(f"the embedding process for {path} ended at start",
-                                  "run `workbench doctor`; try the ingest from the CLI to see its error") from None  # fmt: skip
+            raise CollectionError(
+                f"the embedding process for {path} ended at start",
+                "run `workbench doctor`; try the ingest from the CLI to see its error",
+            ) from None
         if "error" in info:
             raise CollectionError(info["error"], info["hint"])
         self.dimensions, self.max_tokens, self.device = info["dimensions"], info["max_tokens"], info["device"]
         self.tokenizer = _OffsetsTokenizer(path)
         self.lock = threading.Lock()
 
-    def encode(self, texts: list[str], batch_size: int = 64,
-               progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
+    def encode(
+        self, texts: list[str], batch_size: int = 64, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         from indexes.embed_protocol import receive, send
 
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
@@ -118,8 +133,10 @@ class IsolatedEmbedder:
             except (EOFError, BrokenPipeError):
                 with _LOCK:  # the next call starts a fresh process
                     _CACHE.pop((str(self.path.resolve()), True), None)
-                raise CollectionError(f"the embedding process for {self.path} ended (killed, or out of memory?)",
-                                      "run it again; nothing was written for this batch") from None  # fmt: skip
+                raise CollectionError(
+                    f"the embedding process for {self.path} ended (killed, or out of memory?)",
+                    "run it again; nothing was written for this batch",
+                ) from None
         return out
 
     def close(self) -> None:

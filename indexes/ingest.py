@@ -44,10 +44,13 @@ class IngestReport:
 
     def summary(self) -> str:
         masked = ", ".join(f"{n} {kind}" for kind, n in sorted(self.masked.items()))
-        return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-                f"{self.skipped} skipped, {len(self.failed)} failed; {self.chunks_added} chunks written "
-                f"({self.chunks_embedded} embedded), {self.rows} in {self.collection}"
-                + (f"; masked {masked}" if masked else "") + f" in {self.seconds:.1f} s")  # fmt: skip
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{self.skipped} skipped, {len(self.failed)} failed; {self.chunks_added} chunks written "
+            f"({self.chunks_embedded} embedded), {self.rows} in {self.collection}"
+            + (f"; masked {masked}" if masked else "")
+            + f" in {self.seconds:.1f} s"
+        )
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -56,9 +59,16 @@ Progress = Callable[[dict[str, Any]], None]
 Progress = Callable[[dict[str, Any]], None]
 
 
-def ingest(collections: Collections, name: str, source: str | Path, include: list[str] | None = None,
-           exclude: list[str] | None = None, redact: bool | None = None, model: str | None = None,
-           progress: Progress | None = None) -> IngestReport:  # fmt: skip
+def ingest(
+    collections: Collections,
+    name: str,
+    source: str | Path,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    redact: bool | None = None,
+    model: str | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
     """Ingest a file or folder into collection ``name`` (created on first use)."""
     return Ingest(collections).run(name, source, include, exclude, redact, model, progress)
 
@@ -67,30 +77,59 @@ class Ingest:
     def __init__(self, collections: Collections) -> None:
         self.collections = collections
 
-    def run(self, name: str, source: str | Path, include: list[str] | None = None,
-               exclude: list[str] | None = None, redact: bool | None = None, model: str | None = None,
-               progress: Progress | None = None) -> IngestReport:  # fmt: skip
+    def run(
+        self,
+        name: str,
+        source: str | Path,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        redact: bool | None = None,
+        model: str | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
         check_name(name)
         started = time.perf_counter()
         report = IngestReport(name)
-        with self.collections.lock(name), self.collections.tracer.span("ingest", "ingest", {
-                "gen_ai.operation.name": "ingest", "workbench.collection": name, "workbench.source": str(source)}) as span:  # fmt: skip
+        with (
+            self.collections.lock(name),
+            self.collections.tracer.span(
+                "ingest",
+                "ingest",
+                {
+                    "gen_ai.operation.name": "ingest",
+                    "workbench.collection": name,
+                    "workbench.source": str(source),
+                },
+            ) as span,
+        ):
             meta = (
-                self.collections.meta(name) if self.collections.meta_path(name).exists() else self.collections.create(name, model, bool(redact))
+                self.collections.meta(name)
+                if self.collections.meta_path(name).exists()
+                else self.collections.create(name, model, bool(redact))
             )
             if model and model != meta["model"]:
-                raise CollectionError(f"'{name}' is embedded with {meta['model']}, not {model}",
-                                      "ingest into a new collection to use another model")  # fmt: skip
+                raise CollectionError(
+                    f"'{name}' is embedded with {meta['model']}, not {model}",
+                    "ingest into a new collection to use another model",
+                )
             if redact is not None and redact != meta["redact"]:
                 meta["redact"] = redact
                 self.collections.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             report.trace_id = span.trace_id
             self._ingest(name, meta, Path(source), include, exclude, progress or (lambda event: None), report)
             report.seconds = time.perf_counter() - started
-            span.update({"workbench.ingest.added": len(report.added), "workbench.ingest.updated": len(report.updated),
-                         "workbench.ingest.removed": len(report.removed), "workbench.ingest.skipped": report.skipped,
-                         "workbench.ingest.failed": len(report.failed), "workbench.ingest.chunks": report.chunks_added,
-                         "workbench.ingest.masked": report.masked, "workbench.collection.version": report.version})  # fmt: skip
+            span.update(
+                {
+                    "workbench.ingest.added": len(report.added),
+                    "workbench.ingest.updated": len(report.updated),
+                    "workbench.ingest.removed": len(report.removed),
+                    "workbench.ingest.skipped": report.skipped,
+                    "workbench.ingest.failed": len(report.failed),
+                    "workbench.ingest.chunks": report.chunks_added,
+                    "workbench.ingest.masked": report.masked,
+                    "workbench.collection.version": report.version,
+                }
+            )
         return report
 
     def _ingest(self, name, meta, source, include, exclude, progress, report) -> None:
@@ -140,7 +179,9 @@ class Ingest:
         if doomed and table is not None:
             with self.collections.tracer.span("lancedb.delete", "io", {"workbench.files": len(doomed)}):
                 for begin in range(0, len(doomed), 500):
-                    table.delete("path IN (" + ", ".join(sql_literal(p) for p in doomed[begin : begin + 500]) + ")")
+                    table.delete(
+                        "path IN (" + ", ".join(sql_literal(p) for p in doomed[begin : begin + 500]) + ")"
+                    )
         report.removed = removed
         report.updated = [str(f.path) for f in changed]
         report.added = [str(loaded.path) for loaded, _ in pending if str(loaded.path) not in known]
@@ -161,11 +202,24 @@ class Ingest:
             if not chunks:
                 return
             fresh = [c for c in chunks if c.hash not in reuse]
-            with self.collections.tracer.span("embed.batch", "embedding", {"gen_ai.operation.name": "embeddings",
-                                  "gen_ai.request.model": meta["model"], "workbench.chunks": len(fresh),
-                                  "workbench.device": embedder.device}):  # fmt: skip
-                vectors = embedder.encode([c.text for c in fresh], progress=lambda n: progress(
-                    {"phase": "embed", "done": done + n, "total": total})) if fresh else []  # fmt: skip
+            with self.collections.tracer.span(
+                "embed.batch",
+                "embedding",
+                {
+                    "gen_ai.operation.name": "embeddings",
+                    "gen_ai.request.model": meta["model"],
+                    "workbench.chunks": len(fresh),
+                    "workbench.device": embedder.device,
+                },
+            ):
+                vectors = (
+                    embedder.encode(
+                        [c.text for c in fresh],
+                        progress=lambda n: progress({"phase": "embed", "done": done + n, "total": total}),
+                    )
+                    if fresh
+                    else []
+                )
             for chunk, vector in zip(fresh, vectors):
                 reuse[chunk.hash] = vector
             report.chunks_embedded += len(fresh)
@@ -197,8 +251,13 @@ class Ingest:
         unique = sorted(set(hashes))
         for begin in range(0, len(unique), 1000):
             part = unique[begin : begin + 1000]
-            rows = (table.search().where("chunk_hash IN (" + ", ".join(sql_literal(h) for h in part) + ")")
-                    .select(["chunk_hash", "vector"]).limit(len(part) * 50).to_arrow())  # fmt: skip
+            rows = (
+                table.search()
+                .where("chunk_hash IN (" + ", ".join(sql_literal(h) for h in part) + ")")
+                .select(["chunk_hash", "vector"])
+                .limit(len(part) * 50)
+                .to_arrow()
+            )
             for chunk_hash, vector in zip(
                 rows["chunk_hash"].to_pylist(), rows["vector"].to_numpy(zero_copy_only=False)
             ):
@@ -209,13 +268,25 @@ class Ingest:
 def _schema(dimensions: int):
     import pyarrow as pa
 
-    return pa.schema([
-        ("id", pa.string()), ("path", pa.string()), ("ext", pa.string()), ("kind", pa.string()),
-        ("title", pa.string()), ("headings", pa.string()), ("page", pa.int32()), ("start", pa.int64()),
-        ("end", pa.int64()), ("text", pa.string()), ("chunk_hash", pa.string()), ("file_hash", pa.string()),
-        ("model", pa.string()), ("ingested_at", pa.float64()),
-        ("vector", pa.list_(pa.float32(), dimensions)),
-    ])  # fmt: skip
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("path", pa.string()),
+            ("ext", pa.string()),
+            ("kind", pa.string()),
+            ("title", pa.string()),
+            ("headings", pa.string()),
+            ("page", pa.int32()),
+            ("start", pa.int64()),
+            ("end", pa.int64()),
+            ("text", pa.string()),
+            ("chunk_hash", pa.string()),
+            ("file_hash", pa.string()),
+            ("model", pa.string()),
+            ("ingested_at", pa.float64()),
+            ("vector", pa.list_(pa.float32(), dimensions)),
+        ]
+    )
 
 
 def _rows(batch, vectors, model: str) -> list[dict[str, Any]]:
@@ -225,11 +296,23 @@ def _rows(batch, vectors, model: str) -> list[dict[str, Any]]:
     for loaded, chunks in batch:
         path = str(loaded.path)
         for index, chunk in enumerate(chunks):
-            rows.append({
-                "id": hashlib.sha256(f"{path}\0{loaded.content_hash}\0{index}".encode()).hexdigest()[:16],
-                "path": path, "ext": loaded.path.suffix.lower(), "kind": loaded.kind, "title": loaded.title,
-                "headings": " > ".join(chunk.headings), "page": chunk.page, "start": chunk.start, "end": chunk.end,
-                "text": chunk.text, "chunk_hash": chunk.hash, "file_hash": loaded.content_hash, "model": model,
-                "ingested_at": now, "vector": vectors[chunk.hash],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "id": hashlib.sha256(f"{path}\0{loaded.content_hash}\0{index}".encode()).hexdigest()[:16],
+                    "path": path,
+                    "ext": loaded.path.suffix.lower(),
+                    "kind": loaded.kind,
+                    "title": loaded.title,
+                    "headings": " > ".join(chunk.headings),
+                    "page": chunk.page,
+                    "start": chunk.start,
+                    "end": chunk.end,
+                    "text": chunk.text,
+                    "chunk_hash": chunk.hash,
+                    "file_hash": loaded.content_hash,
+                    "model": model,
+                    "ingested_at": now,
+                    "vector": vectors[chunk.hash],
+                }
+            )
     return rows

@@ -19,8 +19,32 @@ TEXT = {".txt", ".text", ".log"}
 MARKDOWN = {".md", ".markdown"}
 RST = {".rst"}
 HTML = {".html", ".htm"}
-CODE = {".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cc", ".cpp", ".hpp",
-        ".cs", ".rb", ".php", ".kt", ".swift", ".scala", ".sh", ".sql", ".toml", ".yaml", ".yml"}  # fmt: skip
+CODE = {
+    ".py",
+    ".js",
+    ".jsx",
+    ".ts",
+    ".tsx",
+    ".go",
+    ".rs",
+    ".java",
+    ".c",
+    ".h",
+    ".cc",
+    ".cpp",
+    ".hpp",
+    ".cs",
+    ".rb",
+    ".php",
+    ".kt",
+    ".swift",
+    ".scala",
+    ".sh",
+    ".sql",
+    ".toml",
+    ".yaml",
+    ".yml",
+}
 DATA = {".json", ".jsonl", ".csv"}
 PDF = {".pdf"}
 FORMATS = TEXT | MARKDOWN | RST | HTML | CODE | DATA | PDF
@@ -66,14 +90,26 @@ def walk(root: Path, include: list[str] | None = None, exclude: list[str] | None
     includes = pathspec.PathSpec.from_lines("gitwildmatch", include) if include else None
     excludes = pathspec.PathSpec.from_lines("gitwildmatch", exclude or [])
     ignores: list[tuple[Path, pathspec.PathSpec]] = []
-    for folder, dirs, names in os.walk(root, followlinks=False, onerror=lambda e: result.failures.append(
-            LoadFailure(Path(e.filename or root), f"cannot list folder: {e.strerror}"))):  # fmt: skip
+    for folder, dirs, names in os.walk(
+        root,
+        followlinks=False,
+        onerror=lambda e: result.failures.append(
+            LoadFailure(Path(e.filename or root), f"cannot list folder: {e.strerror}")
+        ),
+    ):
         here = Path(folder)
         ignore_file = here / ".gitignore"
         if ignore_file.is_file():
             try:
-                ignores.append((here, pathspec.PathSpec.from_lines("gitwildmatch", ignore_file.read_text(
-                    encoding="utf-8", errors="replace").splitlines())))  # fmt: skip
+                ignores.append(
+                    (
+                        here,
+                        pathspec.PathSpec.from_lines(
+                            "gitwildmatch",
+                            ignore_file.read_text(encoding="utf-8", errors="replace").splitlines(),
+                        ),
+                    )
+                )
             except OSError:
                 pass
 
@@ -111,8 +147,10 @@ def load_file(path: Path, max_bytes: int, skip_hash: str | None = None) -> Loade
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return LoadFailure(path, f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB cap "
-                                     "([documents] max_file_mb)")  # fmt: skip
+            return LoadFailure(
+                path,
+                f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB cap ([documents] max_file_mb)",
+            )
         data = path.read_bytes()
     except PermissionError:
         return LoadFailure(path, "no permission to read it")

@@ -54,8 +54,16 @@ def _fts(table, query: str, limit: int, where: str | None) -> list[dict[str, Any
     return rows
 
 
-def search(table, meta, query: str, mode: str, k: int, min_score: float | None, path_glob: str | None,
-           file_type: str | None) -> list[dict[str, Any]]:  # fmt: skip
+def search(
+    table,
+    meta,
+    query: str,
+    mode: str,
+    k: int,
+    min_score: float | None,
+    path_glob: str | None,
+    file_type: str | None,
+) -> list[dict[str, Any]]:
     if mode not in MODES:
         raise CollectionError(f"unknown search mode '{mode}'", f"use one of {', '.join(MODES)}")
     if not 1 <= k <= 1000:
@@ -68,8 +76,10 @@ def search(table, meta, query: str, mode: str, k: int, min_score: float | None, 
     else:
         pool = max(k * 4, 20)
         ranked: dict[str, dict[str, Any]] = {}
-        for source, rows in (("vector", _vector(table, meta, query, pool, where)),
-                             ("fts", _fts(table, query, pool, where))):  # fmt: skip
+        for source, rows in (
+            ("vector", _vector(table, meta, query, pool, where)),
+            ("fts", _fts(table, query, pool, where)),
+        ):
             for rank, row in enumerate(rows, start=1):
                 entry = ranked.setdefault(row["id"], {**row, "score": 0.0, "ranks": {}})
                 entry["score"] += 1.0 / (_RRF_K + rank)

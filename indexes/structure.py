@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 __all__ = ["Section", "iter_lines", "markdown", "rst", "html", "code"]
 
+
 @dataclass
 class Section:
     """A run of text under one heading path (or one PDF page), with its offset in the file's text."""
@@ -18,7 +19,6 @@ class Section:
     start: int
     headings: tuple[str, ...] = ()
     page: int | None = None
-
 
 
 def iter_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -149,8 +149,14 @@ def code(text: str, suffix: str) -> list[Section]:
     for i, (offset, line) in enumerate(lines):
         if not line or line[0].isspace():
             continue
-        match = _PY_DEF.match(line) if suffix == ".py" else (_BRACE_DEF.match(line) or (
-            _C_FUNC.match(line) if suffix in {".c", ".h", ".cc", ".cpp", ".hpp"} else None))  # fmt: skip
+        match = (
+            _PY_DEF.match(line)
+            if suffix == ".py"
+            else (
+                _BRACE_DEF.match(line)
+                or (_C_FUNC.match(line) if suffix in {".c", ".h", ".cc", ".cpp", ".hpp"} else None)
+            )
+        )
         if not match:
             continue
         start = offset

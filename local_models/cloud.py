@@ -75,9 +75,11 @@ class _Breaker:
         with self.lock:
             if time.monotonic() < self.open_until:
                 wait = self.open_until - time.monotonic()
-                raise CloudError(f"endpoint {name} failed {self.failures} times in a row; "
-                                 f"not calling it for another {wait:.0f} s",
-                                 "check the endpoint, or use a local model meanwhile")  # fmt: skip
+                raise CloudError(
+                    f"endpoint {name} failed {self.failures} times in a row; "
+                    f"not calling it for another {wait:.0f} s",
+                    "check the endpoint, or use a local model meanwhile",
+                )
 
     def record(self, ok: bool) -> None:
         with self.lock:
@@ -90,8 +92,13 @@ class _Breaker:
 
 
 class CloudClient:
-    def __init__(self, config: WorkbenchConfig, tracer: Tracer, offline: bool = False,
-                 policy: RetryPolicy = RetryPolicy()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: WorkbenchConfig,
+        tracer: Tracer,
+        offline: bool = False,
+        policy: RetryPolicy = RetryPolicy(),
+    ) -> None:
         self.config = config
         self.tracer = tracer
         self.offline = offline
@@ -106,8 +113,9 @@ class CloudClient:
     def endpoint(self, name: str) -> CloudEndpoint:
         endpoint = self.config.cloud.get(name)
         if endpoint is None:
-            raise CloudError(f"no cloud endpoint named '{name}'",
-                             "add it under [cloud.NAME] in workbench.toml")  # fmt: skip
+            raise CloudError(
+                f"no cloud endpoint named '{name}'", "add it under [cloud.NAME] in workbench.toml"
+            )
         return endpoint
 
     def price(self, endpoint: CloudEndpoint, model: str, input_tokens: int, output_tokens: int) -> float:
@@ -129,20 +137,33 @@ class CloudClient:
                 self._spend_day, self._spend_usd = today, 0.0
             self._spend_usd += cost
 
-    def chat(self, endpoint_name: str, model: str, messages: list[dict[str, str]],
-             params: GenerationParams = GenerationParams(),
-             on_text: Callable[[str], None] | None = None,
-             cancel: threading.Event | None = None) -> GenerationResult:  # fmt: skip
+    def chat(
+        self,
+        endpoint_name: str,
+        model: str,
+        messages: list[dict[str, str]],
+        params: GenerationParams = GenerationParams(),
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
         endpoint = self.endpoint(endpoint_name)
         params.validate()
         if self.offline and not is_loopback(endpoint.base_url):
-            raise CloudError(f"offline mode: {endpoint_name} ({urlparse(endpoint.base_url).hostname}) "
-                             "is not on this machine", "turn offline mode off, or use a local model")  # fmt: skip
+            raise CloudError(
+                f"offline mode: {endpoint_name} ({urlparse(endpoint.base_url).hostname}) "
+                "is not on this machine",
+                "turn offline mode off, or use a local model",
+            )
         headers = self._headers(endpoint_name, endpoint)
         breaker = self._breakers.setdefault(endpoint_name, _Breaker(self.policy))
-        attributes = {A.OPERATION: "chat", A.PROVIDER: endpoint.kind, A.REQUEST_MODEL: f"{endpoint_name}/{model}",
-                      "server.address": urlparse(endpoint.base_url).hostname or "",
-                      "gen_ai.request.temperature": params.temperature, "gen_ai.request.max_tokens": params.max_tokens}  # fmt: skip
+        attributes = {
+            A.OPERATION: "chat",
+            A.PROVIDER: endpoint.kind,
+            A.REQUEST_MODEL: f"{endpoint_name}/{model}",
+            "server.address": urlparse(endpoint.base_url).hostname or "",
+            "gen_ai.request.temperature": params.temperature,
+            "gen_ai.request.max_tokens": params.max_tokens,
+        }
         with self.tracer.span("llm.chat", "llm", attributes) as span:
             span.set_payload(messages=messages)
             delivered: list[str] = []
@@ -154,17 +175,25 @@ class CloudClient:
                     delivered.append(piece)
                     on_text(piece)
 
-            result = self._with_retries(endpoint_name, endpoint, model, messages, params, headers,
-                                        breaker, deliver, delivered, cancel)  # fmt: skip
+            result = self._with_retries(
+                endpoint_name, endpoint, model, messages, params, headers, breaker, deliver, delivered, cancel
+            )
             result.cost_usd = self.price(endpoint, model, result.input_tokens, result.output_tokens)
             self._record_spend(result.cost_usd)
             result.model = f"{endpoint_name}/{model}"  # the name the user addresses it by
             result.trace_id = span.trace_id
-            span.update({A.INPUT_TOKENS: result.input_tokens, A.OUTPUT_TOKENS: result.output_tokens,
-                         A.FINISH_REASONS: [result.finish_reason], A.TIME_TO_FIRST_TOKEN: result.ttft_s,
-                         A.COST_USD: result.cost_usd, "workbench.tokens_per_s": round(result.tokens_per_s, 2),
-                         "workbench.attempts": result.extra.get("attempts", 1),
-                         "workbench.usage_estimated": result.extra.get("usage_estimated", False)})  # fmt: skip
+            span.update(
+                {
+                    A.INPUT_TOKENS: result.input_tokens,
+                    A.OUTPUT_TOKENS: result.output_tokens,
+                    A.FINISH_REASONS: [result.finish_reason],
+                    A.TIME_TO_FIRST_TOKEN: result.ttft_s,
+                    A.COST_USD: result.cost_usd,
+                    "workbench.tokens_per_s": round(result.tokens_per_s, 2),
+                    "workbench.attempts": result.extra.get("attempts", 1),
+                    "workbench.usage_estimated": result.extra.get("usage_estimated", False),
+                }
+            )
             span.set_payload(output=result.text)
         return result
 
@@ -174,8 +203,10 @@ class CloudClient:
         if endpoint.api_key_env:
             key = os.environ.get(endpoint.api_key_env)
             if not key:
-                raise CloudError(f"endpoint {name} needs a key in ${endpoint.api_key_env}, which is not set",
-                                 f"export {endpoint.api_key_env}=... before running")  # fmt: skip
+                raise CloudError(
+                    f"endpoint {name} needs a key in ${endpoint.api_key_env}, which is not set",
+                    f"export {endpoint.api_key_env}=... before running",
+                )
         if endpoint.kind == "anthropic":
             headers["anthropic-version"] = "2023-06-01"
             if key:
@@ -184,8 +215,9 @@ class CloudClient:
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def _with_retries(self, name, endpoint, model, messages, params, headers, breaker, deliver,
-                      delivered, cancel=None) -> GenerationResult:  # fmt: skip
+    def _with_retries(
+        self, name, endpoint, model, messages, params, headers, breaker, deliver, delivered, cancel=None
+    ) -> GenerationResult:
         last = ""
         for attempt in range(1, self.policy.attempts + 1):
             breaker.check(name)
@@ -200,15 +232,19 @@ class CloudClient:
                     span.fail(exc.reason)
                     last = exc.reason
                     if delivered:  # text already reached the caller: a retry would repeat it
-                        raise CloudError(f"{name}: {exc.reason} after {len(''.join(delivered))} characters "
-                                         "had arrived", "ask again") from None  # fmt: skip
+                        raise CloudError(
+                            f"{name}: {exc.reason} after {len(''.join(delivered))} characters had arrived",
+                            "ask again",
+                        ) from None
                     if attempt == self.policy.attempts:
                         break
                     delay = self.policy.delay(attempt, exc.delay)
                     span.set("workbench.retry_in_s", round(delay, 3))
                     time.sleep(delay)
-        raise CloudError(f"{name}: {last} ({self.policy.attempts} attempts)",
-                         "check the endpoint and its status, or use a local model")  # fmt: skip
+        raise CloudError(
+            f"{name}: {last} ({self.policy.attempts} attempts)",
+            "check the endpoint and its status, or use a local model",
+        )
 
     def _attempt(self, endpoint, model, messages, params, headers, deliver, cancel=None) -> GenerationResult:
         anthropic = endpoint.kind == "anthropic"
@@ -226,8 +262,10 @@ class CloudClient:
                     raise _Retryable(f"HTTP {response.status_code}", retry_after)
                 if response.status_code >= 400:
                     response.read()
-                    raise CloudError(f"HTTP {response.status_code} from {url}: {_error_text(response)}",
-                                     "check the model name, the key and the request")  # fmt: skip
+                    raise CloudError(
+                        f"HTTP {response.status_code} from {url}: {_error_text(response)}",
+                        "check the model name, the key and the request",
+                    )
                 parse = _anthropic_events if anthropic else _openai_events
                 for piece in parse(response.iter_lines(), result):
                     if result.ttft_s is None:
@@ -272,27 +310,42 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def _openai_body(model, messages, params: GenerationParams) -> dict:
-    body = {"model": model, "messages": messages, "stream": True, "temperature": params.temperature,
-            "top_p": params.top_p, "max_tokens": params.max_tokens,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "stream_options": {"include_usage": True},
+    }
     if params.seed is not None:
         body["seed"] = params.seed
     if params.stop:
         body["stop"] = list(params.stop)
     if params.json_schema is not None:
-        body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}  # fmt: skip
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
+        }
     return body
 
 
 def _anthropic_body(model, messages, params: GenerationParams) -> dict:
     if params.json_schema is not None:
-        raise CloudError("JSON-schema output is not supported on Anthropic endpoints yet",
-                         "use an OpenAI-compatible endpoint or a local model for it")  # fmt: skip
+        raise CloudError(
+            "JSON-schema output is not supported on Anthropic endpoints yet",
+            "use an OpenAI-compatible endpoint or a local model for it",
+        )
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
-    body = {"model": model, "max_tokens": params.max_tokens, "stream": True,
-            "messages": [m for m in messages if m["role"] != "system"],
-            "temperature": min(params.temperature, 1.0), "top_p": params.top_p}  # fmt: skip
+    body = {
+        "model": model,
+        "max_tokens": params.max_tokens,
+        "stream": True,
+        "messages": [m for m in messages if m["role"] != "system"],
+        "temperature": min(params.temperature, 1.0),
+        "top_p": params.top_p,
+    }
     if system:
         body["system"] = system
     if params.stop:

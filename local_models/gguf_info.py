@@ -20,14 +20,52 @@ __all__ = ["GGUFInfo", "read_gguf_info", "FILE_TYPES"]
 
 # llama_ftype as written in general.file_type
 FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
-    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
-    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
-}  # fmt: skip
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
-            11: "<q", 12: "<d"}  # fmt: skip
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 _MAX_COUNT = 1 << 24  # more keys, tensors or dims than this is a lying header
 # Arrays worth keeping (small); others (vocabularies) are skipped.
@@ -65,8 +103,10 @@ class _Cursor:
         self.data, self.pos, self.path = data, 0, path
 
     def fail(self, what: str) -> ModelError:
-        return ModelError(f"{self.path} is not a valid GGUF file: {what} at byte {self.pos}",
-                          "download it again; the file is truncated or damaged")  # fmt: skip
+        return ModelError(
+            f"{self.path} is not a valid GGUF file: {what} at byte {self.pos}",
+            "download it again; the file is truncated or damaged",
+        )
 
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
@@ -121,8 +161,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         with path.open("rb") as handle:
             size = path.stat().st_size
             if size < 24:
-                raise ModelError(f"{path} is not a valid GGUF file: only {size} bytes",
-                                 "download it again")  # fmt: skip
+                raise ModelError(f"{path} is not a valid GGUF file: only {size} bytes", "download it again")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 return _parse(_Cursor(data, path), path, size)
     except OSError as exc:

@@ -250,8 +250,11 @@ class LocalModel:
 
         def count(llm) -> int:
             formatted = self._formatter(messages=messages)
-            return len(llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
-                                    special=True))  # fmt: skip
+            return len(
+                llm.tokenize(
+                    formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+                )
+            )
 
         return self.call(count)
 
@@ -271,8 +274,9 @@ class LocalModel:
                 verbose=False,
             )
         except ValueError as exc:
-            raise ModelError(f"llama.cpp could not load {self.path}: {exc}",
-                             "check that it is a valid GGUF file") from None  # fmt: skip
+            raise ModelError(
+                f"llama.cpp could not load {self.path}: {exc}", "check that it is a valid GGUF file"
+            ) from None
         model = self._llm._model
         metadata = self._llm.metadata
         template = metadata.get("tokenizer.chat_template") or _fallback_template(
@@ -298,14 +302,23 @@ class LocalModel:
             from llama_cpp import LlamaGrammar
 
             grammar = LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
-            C.llama_sampler_chain_add(chain, C.llama_sampler_init_grammar(
-                self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")))  # fmt: skip
+            C.llama_sampler_chain_add(
+                chain,
+                C.llama_sampler_init_grammar(
+                    self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+                ),
+            )
         if params.temperature == 0.0:
             C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
         else:
-            for sampler in (C.llama_sampler_init_top_k(40), C.llama_sampler_init_typical(1.0, 1),
-                            C.llama_sampler_init_top_p(params.top_p, 1), C.llama_sampler_init_min_p(0.05, 1),
-                            C.llama_sampler_init_temp(params.temperature), C.llama_sampler_init_dist(seed)):  # fmt: skip
+            for sampler in (
+                C.llama_sampler_init_top_k(40),
+                C.llama_sampler_init_typical(1.0, 1),
+                C.llama_sampler_init_top_p(params.top_p, 1),
+                C.llama_sampler_init_min_p(0.05, 1),
+                C.llama_sampler_init_temp(params.temperature),
+                C.llama_sampler_init_dist(seed),
+            ):
                 C.llama_sampler_chain_add(chain, sampler)
         return chain
 
@@ -335,12 +348,15 @@ class LocalModel:
         llm, params, ctx, vocab = self._llm, request.params, self._ctx, self._vocab
         start = time.perf_counter()
         formatted = self._formatter(messages=request.messages)
-        prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
-                              special=True)  # fmt: skip
+        prompt = llm.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
         room = llm.n_ctx() - len(prompt)
         if room < 1:
-            raise ModelError(f"the prompt has {len(prompt)} tokens; {self.alias} holds {llm.n_ctx()}",
-                             "shorten it or load the model with a larger --ctx")  # fmt: skip
+            raise ModelError(
+                f"the prompt has {len(prompt)} tokens; {self.alias} holds {llm.n_ctx()}",
+                "shorten it or load the model with a larger --ctx",
+            )
         max_tokens = min(params.max_tokens, room)
         stops = [
             *params.stop,
@@ -354,9 +370,13 @@ class LocalModel:
         text, sent, count, finish, next_put = "", 0, 0, "length", 0.0
         buffer = ctypes.create_string_buffer(256)
         one = (C.llama_token * 1)()
-        sample, is_eog, to_piece, decode, get_one = (C.llama_sampler_sample, C.llama_vocab_is_eog,
-                                                     C.llama_token_to_piece, C.llama_decode,
-                                                     C.llama_batch_get_one)  # fmt: skip
+        sample, is_eog, to_piece, decode, get_one = (
+            C.llama_sampler_sample,
+            C.llama_vocab_is_eog,
+            C.llama_token_to_piece,
+            C.llama_decode,
+            C.llama_batch_get_one,
+        )
         logprob = _TokenLogprob(ctx, vocab) if params.logprobs else None
         logprob_sum = 0.0
         wanted = BACKEND_SAMPLING == "on" or (BACKEND_SAMPLING == "auto" and bool(self.options.n_gpu_layers))

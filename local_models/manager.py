@@ -38,6 +38,9 @@ class ModelManager:
         self.workspace = workspace
         self.tracer = tracer
         self._models: OrderedDict[str, LocalModel] = OrderedDict()
+        # The options each model was asked for: what it runs with has its GPU layers filled in
+        # by the planner, so comparing against that reloaded it on every request.
+        self._requested: dict[str, LoadOptions] = {}
         self._lock = threading.Lock()
         # Local models on the CPU take turns: two generating at once on 2 cores ran at 24 and
         # 19 tok/s where one alone ran at 130 (each spins a thread per core). GPU models overlap.
@@ -53,15 +56,17 @@ class ModelManager:
             raise ModelError(f"{info.alias} is an embedding model", "pick a GGUF chat model")
         with self._lock:
             model = self._models.get(info.alias)
-            if model is not None and (options is None or model.options == options):
+            if model is not None and (options is None or self._requested.get(info.alias) == options):
                 self._models.move_to_end(info.alias)
                 return model
             if model is not None:
                 self._unload_locked(info.alias)
+            self._requested[info.alias] = options or LoadOptions()
             options = self._with_gpu_layers(info, options or LoadOptions())
             self._make_room(info.size_bytes)
-            with self.tracer.span("model.load", "model", {A.REQUEST_MODEL: info.alias,
-                                                          A.PROVIDER: "llama.cpp"}) as span:  # fmt: skip
+            with self.tracer.span(
+                "model.load", "model", {A.REQUEST_MODEL: info.alias, A.PROVIDER: "llama.cpp"}
+            ) as span:
                 model = LocalModel(info.alias, info.path, options)
                 span.set("workbench.hardware", model.hardware)
             self._models[info.alias] = model
@@ -71,8 +76,9 @@ class ModelManager:
         info = resolve_model(self.workspace, name)
         if info.kind != "gguf":
             raise ModelError(f"{info.alias} is an embedding model", "plan a GGUF model")
-        return plan_fit(read_gguf_info(info.path), n_ctx, gpu_offload_supported(), gpu_memory(),
-                        available_memory_bytes())  # fmt: skip
+        return plan_fit(
+            read_gguf_info(info.path), n_ctx, gpu_offload_supported(), gpu_memory(), available_memory_bytes()
+        )
 
     def _with_gpu_layers(self, info, options: LoadOptions) -> LoadOptions:
         """Offload as many layers as the planner says fit, when llama.cpp can offload at all."""
@@ -99,6 +105,7 @@ class ModelManager:
             return names
 
     def _unload_locked(self, alias: str) -> None:
+        self._requested.pop(alias, None)
         self._models.pop(alias).close()
 
     def chat(
@@ -131,7 +138,9 @@ class ModelManager:
             turn = self._cpu_turn if not model.options.n_gpu_layers else contextlib.nullcontext()
             with turn:
                 if cancel is not None and cancel.is_set():  # cancelled while waiting for its turn
-                    cancelled = GenerationResult(model.alias, finish_reason="cancelled", hardware=model.hardware)
+                    cancelled = GenerationResult(
+                        model.alias, finish_reason="cancelled", hardware=model.hardware
+                    )
                     cancelled.trace_id = span.trace_id
                     span.set(A.FINISH_REASONS, ["cancelled"])
                     return cancelled
@@ -149,15 +158,17 @@ class ModelManager:
                     if timer is not None:
                         timer.cancel()
             result.trace_id = span.trace_id
-            span.update({
-                A.INPUT_TOKENS: result.input_tokens,
-                A.OUTPUT_TOKENS: result.output_tokens,
-                A.FINISH_REASONS: [result.finish_reason],
-                A.TIME_TO_FIRST_TOKEN: result.ttft_s,
-                A.COST_USD: 0.0,
-                "workbench.tokens_per_s": round(result.tokens_per_s, 2),
-                "workbench.queue_wait_s": round(time.perf_counter() - queued - result.duration_s, 6),
-            })  # fmt: skip
+            span.update(
+                {
+                    A.INPUT_TOKENS: result.input_tokens,
+                    A.OUTPUT_TOKENS: result.output_tokens,
+                    A.FINISH_REASONS: [result.finish_reason],
+                    A.TIME_TO_FIRST_TOKEN: result.ttft_s,
+                    A.COST_USD: 0.0,
+                    "workbench.tokens_per_s": round(result.tokens_per_s, 2),
+                    "workbench.queue_wait_s": round(time.perf_counter() - queued - result.duration_s, 6),
+                }
+            )
             if result.mean_logprob is not None:
                 span.set("workbench.mean_logprob", round(result.mean_logprob, 4))
             span.set_payload(output=result.text)

@@ -58,8 +58,9 @@ def gpu_memory() -> int | None:
     return devices[0][2] if devices else None
 
 
-def plan_fit(info: GGUFInfo, n_ctx: int, gpu_offload: bool, gpu_free: int | None,
-             ram_free: int | None) -> FitPlan:  # fmt: skip
+def plan_fit(
+    info: GGUFInfo, n_ctx: int, gpu_offload: bool, gpu_free: int | None, ram_free: int | None
+) -> FitPlan:
     layers = info.block_count or 1
     heads_kv = info.head_count_kv or info.head_count or 1
     head_dim = info.key_length or ((info.embedding_length or 0) // max(info.head_count or 1, 1))
@@ -75,8 +76,15 @@ def plan_fit(info: GGUFInfo, n_ctx: int, gpu_offload: bool, gpu_free: int | None
         room = gpu_free - _MARGIN - compute
         gpu_layers = max(0, min(layers + 1, int(room // per_layer))) if room > 0 else 0
     return FitPlan(
-        model=info.name, n_ctx=n_ctx, weights_bytes=weights, kv_bytes=kv, compute_bytes=compute,
-        layers=layers, gpu_offload=gpu_offload, gpu_free_bytes=gpu_free, ram_free_bytes=ram_free,
+        model=info.name,
+        n_ctx=n_ctx,
+        weights_bytes=weights,
+        kv_bytes=kv,
+        compute_bytes=compute,
+        layers=layers,
+        gpu_offload=gpu_offload,
+        gpu_free_bytes=gpu_free,
+        ram_free_bytes=ram_free,
         gpu_layers=gpu_layers,
         fits_in_ram=ram_free is None or weights + kv + compute <= ram_free,
-    )  # fmt: skip
+    )

@@ -36,18 +36,36 @@ class RoutedResult:
 
 
 class Router:
-    def __init__(self, config: RouterConfig, models: ModelManager, cloud: CloudClient, tracer: Tracer,
-                 store: TraceStore) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: RouterConfig,
+        models: ModelManager,
+        cloud: CloudClient,
+        tracer: Tracer,
+        store: TraceStore,
+    ) -> None:
         self.config, self.models, self.cloud, self.tracer, self.store = config, models, cloud, tracer, store
 
-    def ask(self, messages: list[dict[str, str]], params: GenerationParams = GenerationParams(),
-            check: Check | None = None, on_text: Callable[[str], None] | None = None,
-            cancel: threading.Event | None = None) -> RoutedResult:  # fmt: skip
+    def ask(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams = GenerationParams(),
+        check: Check | None = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RoutedResult:
         if not self.config.local:
-            raise ConfigError("no [router] local model is configured",
-                                 'set [router] local = "smollm2" in workbench.toml')  # fmt: skip
-        with self.tracer.span("router.ask", "router", {"workbench.router.local": self.config.local,
-                                                       "workbench.router.cloud": self.config.escalate_to or ""}) as span:  # fmt: skip
+            raise ConfigError(
+                "no [router] local model is configured", 'set [router] local = "smollm2" in workbench.toml'
+            )
+        with self.tracer.span(
+            "router.ask",
+            "router",
+            {
+                "workbench.router.local": self.config.local,
+                "workbench.router.cloud": self.config.escalate_to or "",
+            },
+        ) as span:
             local, reason = self._try_local(messages, params, check, on_text, cancel)
             if reason is None:
                 span.update({"workbench.route": "local"})
@@ -63,11 +81,15 @@ class Router:
                     refused = exc.one_line()
             span.update({"workbench.route": "local", "workbench.escalation_refused": refused})
             if local is None:
-                raise ModelError(f"the local model could not answer ({reason}) and escalation was refused: "
-                                 f"{refused}", "fix the cause above, then ask again")  # fmt: skip
+                raise ModelError(
+                    f"the local model could not answer ({reason}) and escalation was refused: {refused}",
+                    "fix the cause above, then ask again",
+                )
             return RoutedResult(local, "local", reason, refused)
 
-    def _try_local(self, messages, params, check, on_text, cancel) -> tuple[GenerationResult | None, str | None]:
+    def _try_local(
+        self, messages, params, check, on_text, cancel
+    ) -> tuple[GenerationResult | None, str | None]:
         try:
             model = self.models.load(self.config.local)
             needed = model.prompt_tokens(messages)
@@ -81,7 +103,12 @@ class Router:
                 params = replace(params, logprobs=True)
             # Stream local text to the caller only once it passes: a failed answer is replaced.
             result = self.models.chat(
-                self.config.local, messages, params, None, timeout_s=self.config.local_timeout_s, cancel=cancel
+                self.config.local,
+                messages,
+                params,
+                None,
+                timeout_s=self.config.local_timeout_s,
+                cancel=cancel,
             )
         except ModelError as exc:
             return None, f"the local call failed: {exc.message}"
@@ -96,8 +123,10 @@ class Router:
             and result.mean_logprob is not None
             and result.mean_logprob < floor
         ):
-            reason = (f"the local answer's mean token log-probability {result.mean_logprob:.2f} is under "
-                      f"[router] min_mean_logprob {floor:g}")  # fmt: skip
+            reason = (
+                f"the local answer's mean token log-probability {result.mean_logprob:.2f} is under "
+                f"[router] min_mean_logprob {floor:g}"
+            )
         if reason is None and on_text is not None:
             on_text(result.text)
         return result, reason
@@ -113,8 +142,10 @@ class Router:
         if budget is not None:
             spent = self.spent_today()
             if spent >= budget:
-                return (f"today's cloud spend ${spent:.4f} has reached the daily budget ${budget:.2f} "
-                        "(raise [router] daily_budget_usd or wait until tomorrow)")  # fmt: skip
+                return (
+                    f"today's cloud spend ${spent:.4f} has reached the daily budget ${budget:.2f} "
+                    "(raise [router] daily_budget_usd or wait until tomorrow)"
+                )
         return None
 
     def spent_today(self) -> float:

@@ -33,8 +33,9 @@ def tracer(workspace):
     sink.close()
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 120,
-            input: str | None = None):  # fmt: skip
+def run_cli(
+    *args: str, env: dict | None = None, check: bool = False, timeout: float = 120, input: str | None = None
+):
     """Run the installed `workbench` console script as a user would."""
     result = subprocess.run(
         [str(BIN / "workbench"), *args],
@@ -94,7 +95,7 @@ def local_and_cloud(model_workspace, cloud):
 
     model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
     service = Service(model_workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
+    service.generation.use_cloud(CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1)))
     yield service
     service.models.close()
 
@@ -107,9 +108,25 @@ def llama_server(model: Path, alias: str):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                               "--port", str(port), "--model_alias", alias, "--n_ctx", "2048"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model_alias",
+            alias,
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -83,8 +83,27 @@ def main() -> int:
         workspace = prepare(root)
         session = f"wb-e2e-{os.getpid()}"
         env = {"WORKBENCH_HOME": str(workspace)}
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", "env", "-u", "COLUMNS", "-u", "LINES",
-                        *[f"{k}={v}" for k, v in env.items()], str(BIN / "workbench")], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                session,
+                "-x",
+                "200",
+                "-y",
+                "50",
+                "env",
+                "-u",
+                "COLUMNS",
+                "-u",
+                "LINES",
+                *[f"{k}={v}" for k, v in env.items()],
+                str(BIN / "workbench"),
+            ],
+            check=True,
+        )
         screen = Screen(session)
         try:
             run_steps(screen, root, workspace)

@@ -96,19 +96,31 @@ class FakeCloud:
 
 
 def _openai(pieces: list[str], model: str) -> list[str]:
-    chunks = [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}], "model": model}
-              for p in pieces]  # fmt: skip
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}], "model": model}
+        for p in pieces
+    ]
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "model": model})
     chunks.append({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(pieces)}})
     return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
 
 
 def _anthropic(pieces: list[str]) -> list[str]:
-    events = [{"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}},
-              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}]  # fmt: skip
-    events += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
-               for p in pieces]  # fmt: skip
-    events += [{"type": "content_block_stop", "index": 0},
-               {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(pieces)}},
-               {"type": "message_stop"}]  # fmt: skip
+    events = [
+        {"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    events += [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+        for p in pieces
+    ]
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": len(pieces)},
+        },
+        {"type": "message_stop"},
+    ]
     return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events]

@@ -139,7 +139,9 @@ def test_help_is_fast_and_light():
     start = time.perf_counter()
     run_cli("--help", check=True)
     assert time.perf_counter() - start < 5  # a guard against a heavy import, not a benchmark
-    code = ("import sys; from workbench.cli import cli; "
-            "print(sorted(m for m in ('torch', 'llama_cpp', 'duckdb', 'textual', 'lancedb') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys; from workbench.cli import cli; "
+        "print(sorted(m for m in ('torch', 'llama_cpp', 'duckdb', 'textual', 'lancedb') if m in sys.modules))"
+    )
     out = subprocess.run([str(Path(os.sys.executable)), "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]"

@@ -30,8 +30,8 @@ def configure(workspace, url: str, kind: str = "openai", offline: bool = False) 
 
 
 def client(service: Service, policy: RetryPolicy = FAST) -> CloudClient:
-    service._cloud = CloudClient(service.config, service.tracer, service.offline, policy)
-    return service._cloud
+    service.generation.use_cloud(CloudClient(service.config, service.tracer, service.offline, policy))
+    return service.cloud
 
 
 @pytest.fixture(autouse=True)
@@ -177,8 +177,12 @@ def test_llama_cpp_server_as_the_cloud(workspace, fetched_models):
     with llama_server(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", "smol") as url:
         service = configure(workspace, url)
         pieces: list[str] = []
-        result = service.ask("remote/smol", "Name a color.", params=GenerationParams(temperature=0, max_tokens=20),
-                             on_text=pieces.append)  # fmt: skip
+        result = service.ask(
+            "remote/smol",
+            "Name a color.",
+            params=GenerationParams(temperature=0, max_tokens=20),
+            on_text=pieces.append,
+        )
         assert result.text and "".join(pieces) == result.text
         assert result.input_tokens > 0 and 0 < result.output_tokens <= 20
         assert result.extra["usage_estimated"] is True  # llama.cpp's server streams no usage

@@ -12,9 +12,13 @@ from workbench.core.errors import WorkbenchError
 
 def test_local_and_cloud_side_by_side(local_and_cloud):
     streamed: dict[int, list[str]] = {0: [], 1: [], 2: []}
-    outcomes = local_and_cloud.compare(["smollm2", "remote/big", "nope"], "Capital of France?", None,
-                               GenerationParams(temperature=0, max_tokens=12),
-                               lambda index, piece: streamed[index].append(piece))  # fmt: skip
+    outcomes = local_and_cloud.compare(
+        ["smollm2", "remote/big", "nope"],
+        "Capital of France?",
+        None,
+        GenerationParams(temperature=0, max_tokens=12),
+        lambda index, piece: streamed[index].append(piece),
+    )
     local, cloud, missing = outcomes
     assert local.model == "smollm2" and local.output_tokens > 0 and "".join(streamed[0]) == local.text
     assert cloud.text == "".join(ANSWER) == "".join(streamed[1])

@@ -36,8 +36,17 @@ def test_every_format_with_provenance_and_bad_files_reported(service, corpus):
     root, bad = corpus
     report = service.ingest("kb", str(root))
     names = sorted(Path(p).name for p in report.added)
-    assert names == ["bakery.rst", "data.json", "garden.html", "greet.go", "manual.md", "notes.txt",
-                     "orbit.py", "report.pdf", "table.csv"]  # fmt: skip
+    assert names == [
+        "bakery.rst",
+        "data.json",
+        "garden.html",
+        "greet.go",
+        "manual.md",
+        "notes.txt",
+        "orbit.py",
+        "report.pdf",
+        "table.csv",
+    ]
     failed = {Path(p).name: reason for p, reason in report.failed}
     assert set(failed) == set(bad), failed
     for name, reason in bad.items():
@@ -116,12 +125,20 @@ def test_incremental_reingest(service, corpus):
 def test_redaction_masks_before_embedding_and_storage(service, tmp_path):
     folder = tmp_path / "pii"
     folder.mkdir()
-    (folder / "contacts.md").write_text("# Contacts\n\nWrite to ada@example.com or call +44 20 7946 0958. "
-                                        "Card 4111 1111 1111 1111, SSN 123-45-6789, key sk-abcdefghijklmnop1234.\n")  # fmt: skip
+    (folder / "contacts.md").write_text(
+        "# Contacts\n\nWrite to ada@example.com or call +44 20 7946 0958. "
+        "Card 4111 1111 1111 1111, SSN 123-45-6789, key sk-abcdefghijklmnop1234.\n"
+    )
     report = service.ingest("private", str(folder), redact=True)
     assert report.masked == {"email": 1, "phone": 1, "card": 1, "national_id": 1, "secret": 1}
-    stored = " ".join(service.collections.table("private").search().select(["text"]).limit(100)
-                      .to_arrow()["text"].to_pylist())  # fmt: skip
+    stored = " ".join(
+        service.collections.table("private")
+        .search()
+        .select(["text"])
+        .limit(100)
+        .to_arrow()["text"]
+        .to_pylist()
+    )
     for secret in ("ada@example.com", "7946", "4111", "123-45-6789", "sk-abcdefghijklmnop1234"):
         assert secret not in stored
     assert "[REDACTED:email]" in stored
@@ -164,8 +181,13 @@ Service(sys.argv[1]).ingest("kb", sys.argv[2], progress=progress)
 
 def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(service, corpus, model_workspace):
     root, _ = corpus
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_SECOND_ADD, str(model_workspace.root), str(root)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_SECOND_ADD, str(model_workspace.root), str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     partial = service.collection("kb")
     assert 0 < partial["rows"], "the adds before the kill are committed"

@@ -14,14 +14,16 @@ from workbench.core.errors import EvalError
 
 
 def test_jsonl_problems_name_their_lines():
-    text = "\n".join([
-        json.dumps({"id": "a", "input": "one", "expected": "1"}),
-        "{not json",
-        json.dumps({"id": "b"}),
-        json.dumps({"id": "a", "input": "again"}),
-        json.dumps({"input": "x", "colour": "red"}),
-        json.dumps({"input": "x", "expected": [1, 2]}),
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            json.dumps({"id": "a", "input": "one", "expected": "1"}),
+            "{not json",
+            json.dumps({"id": "b"}),
+            json.dumps({"id": "a", "input": "again"}),
+            json.dumps({"input": "x", "colour": "red"}),
+            json.dumps({"input": "x", "expected": [1, 2]}),
+        ]
+    )
     with pytest.raises(EvalError) as caught:
         parse_jsonl(text, "evals/d.jsonl")
     lines = caught.value.message.splitlines()
@@ -87,10 +89,22 @@ class _Scripted:
 
 
 def test_judge_failures_are_kept_not_zeroed():
-    judge = Judge("m", _Scripted('{"verdict": "correct", "reason": "same"}', '{"verdict": "correct", "reason": "cut',
-                                 '{"score": 4, "reason": "ok"}', '{"score": 9, "reason": "?"}'))  # fmt: skip
-    assert judge.correctness("q", ("a",), "a") == {"criterion": "correctness", "failed": False, "score": 1.0,
-                                                  "verdict": "correct", "reason": "same"}  # fmt: skip
+    judge = Judge(
+        "m",
+        _Scripted(
+            '{"verdict": "correct", "reason": "same"}',
+            '{"verdict": "correct", "reason": "cut',
+            '{"score": 4, "reason": "ok"}',
+            '{"score": 9, "reason": "?"}',
+        ),
+    )
+    assert judge.correctness("q", ("a",), "a") == {
+        "criterion": "correctness",
+        "failed": False,
+        "score": 1.0,
+        "verdict": "correct",
+        "reason": "same",
+    }
     failed = judge.correctness("q", ("a",), "a")
     assert failed == {
         "criterion": "correctness",
@@ -99,8 +113,10 @@ def test_judge_failures_are_kept_not_zeroed():
     }
     assert judge.groundedness("a", ["p"])["score"] == 0.75
     assert judge.groundedness("a", ["p"])["failed"] is True
-    rows = [{"metrics": {"correctness": 1.0}, "judge_failures": 0, "latency_s": 1.0},
-            {"metrics": {}, "judge_failures": 1, "latency_s": 3.0}]  # fmt: skip
+    rows = [
+        {"metrics": {"correctness": 1.0}, "judge_failures": 0, "latency_s": 1.0},
+        {"metrics": {}, "judge_failures": 1, "latency_s": 3.0},
+    ]
     summary = summarize(rows)
     assert (
         summary["correctness"] == 1.0 and summary["judge_failures"] == 1
@@ -108,8 +124,15 @@ def test_judge_failures_are_kept_not_zeroed():
 
 
 def _rows(subject: str, passes: list[int]) -> list[dict]:
-    return [{"subject": subject, "case_id": f"c{i}", "metrics": {"contains": float(p), "f1": p * 0.8},
-             "output": str(p)} for i, p in enumerate(passes)]  # fmt: skip
+    return [
+        {
+            "subject": subject,
+            "case_id": f"c{i}",
+            "metrics": {"contains": float(p), "f1": p * 0.8},
+            "output": str(p),
+        }
+        for i, p in enumerate(passes)
+    ]
 
 
 def test_compare_paired_statistics_and_regressions():

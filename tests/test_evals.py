@@ -36,15 +36,16 @@ def evals(model_workspace, cloud):
     )
     (model_workspace.evals_dir / "small.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES))
     service = Service(model_workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
+    service.generation.use_cloud(CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1)))
     yield service
     service.models.close()
 
 
 def test_a_run_scores_each_subject_and_each_case_is_a_trace(evals):
     seen: list[tuple] = []
-    run_id = evals.evals.run("small", ["smollm2", "remote/big"], max_tokens=24,
-                             progress=lambda *event: seen.append(event))  # fmt: skip
+    run_id = evals.evals.run(
+        "small", ["smollm2", "remote/big"], max_tokens=24, progress=lambda *event: seen.append(event)
+    )
     shown = evals.evals.show(run_id)
     assert shown["run"]["status"] == "done" and len(shown["results"]) == 8
     assert sorted(seen)[-1] == ("smollm2", 4, 4) and ("remote/big", 4, 4) in seen
@@ -88,7 +89,7 @@ def test_workflow_subject_with_a_judge_records_verdicts_or_failures(evals, tmp_p
                 "sources": ["tea.md"],
             }
         )
-        + "\n"  # fmt: skip
+        + "\n"
     )
     run_id = evals.evals.run("tea", ["smollm2"], workflow="rag", judge="smollm2", max_tokens=48)
     row = evals.evals.results(run_id)[0]
@@ -109,8 +110,12 @@ def test_killed_run_resumes_and_gate_fails_on_regression(evals):
     assert baseline.returncode == 0, baseline.stderr
     baseline_id = json.loads(baseline.stdout)["run_id"]
 
-    process = subprocess.Popen([str(BIN / "workbench"), "eval", "run", "small", "-m", "smollm2", "--max-tokens", "200"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [str(BIN / "workbench"), "eval", "run", "small", "-m", "smollm2", "--max-tokens", "200"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     run_id = None
     while time.monotonic() < deadline:
@@ -151,8 +156,8 @@ def test_cloud_faults_during_an_eval_are_retried_per_policy_and_marked(model_wor
     cases = [{"id": f"c{i}", "input": f"Question {i}?", "expected": "Paris"} for i in range(1, 9)]
     (model_workspace.evals_dir / "faults.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
     service = Service(model_workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, False,
-                                 RetryPolicy(attempts=3, base_delay_s=0.01, read_timeout_s=1.0))  # fmt: skip
+    policy = RetryPolicy(attempts=3, base_delay_s=0.01, read_timeout_s=1.0)
+    service.generation.use_cloud(CloudClient(service.config, service.tracer, False, policy))
     # one request at a time, in case order: each step below is one attempt
     cloud.script = ["429", "ok", "cut", "ok", "hang", "ok", "500", "500", "500", "malformed", "ok"]
     run_id = service.evals.run("faults", ["remote/big"], concurrency=1)
@@ -190,10 +195,10 @@ def test_cli_errors(evals):
     assert "invalid:" in listed.stdout and "small" in listed.stdout
     bad = run_cli("eval", "run", "bad", "-m", "smollm2")
     assert bad.returncode == 9 and "bad.jsonl:2: not JSON" in bad.stderr and "Traceback" not in bad.stderr
-    assert run_cli("eval", "run", "small", "-m", "smollm2", "--fail-on-regression", "0.1").returncode == 9
+    assert run_cli("eval", "run", "small", "-m", "smollm2", "--fail-on-regression", "0.1").returncode == 64
     assert "no eval run 'zzz'" in run_cli("eval", "show", "zzz").stderr
     retry = run_cli("eval", "run", "small", "-m", "remote/big", "--retry-errors")
-    assert retry.returncode == 9 and "--retry-errors goes with --resume" in retry.stderr
+    assert retry.returncode == 64 and "--retry-errors goes with --resume" in retry.stderr
     source = evals.workspace.root / "cases.csv"
     source.write_text('id,input,expected,tags\nk1,"Hello, there",hi|hello,greet\nk2,Bye,,\n')
     imported = run_cli("eval", "import", str(source), "--name", "greetings")

@@ -78,8 +78,11 @@ def test_langgraph_export_runs_to_the_same_answer_without_the_workbench(exportin
     config = validate_config_file(out / "langgraph.json")
     assert config["graphs"] == {"qa": "./qa_graph.py:graph"} and config["dependencies"] == ["."]
     assert "langgraph==1.2.22" in (out / "requirements.txt").read_text().split()
-    env = dict(line.split("=", 1) for line in (out / ".env.example").read_text().splitlines()
-               if line and not line.startswith("#"))  # fmt: skip
+    env = dict(
+        line.split("=", 1)
+        for line in (out / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
 
     with llama_server(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2") as url:
         # The workbench's own packages are made unimportable: the export must stand alone.
@@ -92,9 +95,19 @@ def test_langgraph_export_runs_to_the_same_answer_without_the_workbench(exportin
             "print(json.dumps({'answer': state['answer'], 'ids': [c['id'] for c in state['context']],"
             " 'nodes': sorted(graph.get_graph().nodes)}))\n"
         )
-        result = subprocess.run([sys.executable, "-c", script], cwd=out, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "WORKFLOW_LLM_BASE_URL": url, "LANCEDB_URI": env["LANCEDB_URI"],
-                                     "EMBEDDING_MODEL": env["EMBEDDING_MODEL"]})  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=out,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={
+                **os.environ,
+                "WORKFLOW_LLM_BASE_URL": url,
+                "LANCEDB_URI": env["LANCEDB_URI"],
+                "EMBEDDING_MODEL": env["EMBEDDING_MODEL"],
+            },
+        )
     assert result.returncode == 0, result.stderr[-2000:]
     theirs = json.loads(result.stdout.strip().splitlines()[-1])
     assert theirs["ids"] == [c["id"] for c in ours["context"]]
@@ -113,10 +126,16 @@ def test_litellm_vllm_and_otel_exports_parse_back(exporting):
 
     litellm = yaml.safe_load((files["litellm"] / "litellm.yaml").read_text())
     by_name = {m["model_name"]: m["litellm_params"] for m in litellm["model_list"]}
-    assert by_name["smollm2"] == {"model": "openai/smollm2", "api_base": "os.environ/SMOLLM2_BASE_URL",
-                                  "api_key": "none"}  # fmt: skip
-    assert by_name["openai/gpt-4o-mini"] == {"model": "openai/gpt-4o-mini", "api_base": "https://api.openai.com/v1",
-                                             "api_key": "os.environ/OPENAI_API_KEY"}  # fmt: skip
+    assert by_name["smollm2"] == {
+        "model": "openai/smollm2",
+        "api_base": "os.environ/SMOLLM2_BASE_URL",
+        "api_key": "none",
+    }
+    assert by_name["openai/gpt-4o-mini"] == {
+        "model": "openai/gpt-4o-mini",
+        "api_base": "https://api.openai.com/v1",
+        "api_key": "os.environ/OPENAI_API_KEY",
+    }
     assert litellm["litellm_settings"]["fallbacks"] == [{"smollm2": ["openai/gpt-4o-mini"]}]
 
     kserve = yaml.safe_load((files["vllm"] / "kserve.yaml").read_text())
@@ -197,9 +216,17 @@ def test_otel_ship_script_posts_the_traces_as_otlp(exporting, tmp_path):
         assert script.name == "ship-traces.sh"
         from tests.conftest import BIN
 
-        done = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
-                                   "COLLECTOR": f"http://127.0.0.1:{server.server_address[1]}"})  # fmt: skip
+        done = subprocess.run(
+            ["sh", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                **os.environ,
+                "PATH": f"{BIN}:{os.environ['PATH']}",
+                "COLLECTOR": f"http://127.0.0.1:{server.server_address[1]}",
+            },
+        )
     finally:
         server.shutdown()
     assert done.returncode == 0, done.stderr

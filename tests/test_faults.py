@@ -33,12 +33,22 @@ SMALL_COMMITS = (
 )
 
 
-def killed_after(args: list[str], seconds: float, env: dict, command: list[str] | None = None,
-                 ready: Callable[[], bool] | None = None):  # fmt: skip
+def killed_after(
+    args: list[str],
+    seconds: float,
+    env: dict,
+    command: list[str] | None = None,
+    ready: Callable[[], bool] | None = None,
+):
     """Start `workbench ARGS`, SIGKILL it ``seconds`` after it started (or after ``ready()`` first
     held), unless it ended before."""
-    process = subprocess.Popen([*(command or [str(BIN / "workbench")]), *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    process = subprocess.Popen(
+        [*(command or [str(BIN / "workbench")]), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while ready is not None and process.poll() is None and not ready() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -118,8 +128,12 @@ def test_eval_killed_at_random_points_resumes_to_every_case_once(model_workspace
                 killed_after(["eval", "run", "--resume", run_id], at, env)
             else:  # however slow the start, the first kill lands once the run is recorded
                 at = rng.uniform(0.0, 2.0)
-                killed_after(["eval", "run", "kills", "-m", "remote/big"], at, env,
-                             ready=lambda: bool(Service(model_workspace.root).evals.runs()))  # fmt: skip
+                killed_after(
+                    ["eval", "run", "kills", "-m", "remote/big"],
+                    at,
+                    env,
+                    ready=lambda: bool(Service(model_workspace.root).evals.runs()),
+                )
             where = f"seed {SEED}, trial {trial}, killed at {at:.2f} s"
             service = Service(model_workspace.root)  # the workspace opens
             runs = service.evals.runs()
@@ -149,8 +163,9 @@ def test_eval_killed_at_random_points_resumes_to_every_case_once(model_workspace
 def killed_at_line(args: list[str], line: int, extra: float, env: dict) -> str:
     """Start `workbench ARGS`, SIGKILL it ``extra`` seconds after its ``line``-th line of progress
     on stderr (unless it ended before); returns what it printed."""
-    process = subprocess.Popen([str(BIN / "workbench"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)  # fmt: skip
+    process = subprocess.Popen(
+        [str(BIN / "workbench"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     seen = [process.stderr.readline() for _ in range(line)]
     time.sleep(extra)
     process.send_signal(signal.SIGKILL)

@@ -35,15 +35,25 @@ node_types = st.sampled_from(
 )
 nodes = st.dictionaries(
     st.sampled_from(["a", "b", "c", "end", "x y"]),
-    st.fixed_dictionaries({"type": node_types}, optional={
-        "next": st.sampled_from(["a", "b", "c", "end", "zz"]), "model": st.text(max_size=8),
-        "collection": st.text(max_size=8), "prompt": st.fixed_dictionaries({"id": st.text(max_size=4), "template": text}),
-        "routes": st.lists(st.fixed_dictionaries({"if": text, "goto": st.sampled_from(["a", "b", "end"])}), max_size=3),
-        "prompt_from": st.sampled_from(["a", "b"]), "check": st.sampled_from(["redact", "injection", "nope"]),
-        "tools": st.lists(st.text(max_size=8), max_size=3), "block": st.lists(text, max_size=2), "k": json_values,
-    }),
+    st.fixed_dictionaries(
+        {"type": node_types},
+        optional={
+            "next": st.sampled_from(["a", "b", "c", "end", "zz"]),
+            "model": st.text(max_size=8),
+            "collection": st.text(max_size=8),
+            "prompt": st.fixed_dictionaries({"id": st.text(max_size=4), "template": text}),
+            "routes": st.lists(
+                st.fixed_dictionaries({"if": text, "goto": st.sampled_from(["a", "b", "end"])}), max_size=3
+            ),
+            "prompt_from": st.sampled_from(["a", "b"]),
+            "check": st.sampled_from(["redact", "injection", "nope"]),
+            "tools": st.lists(st.text(max_size=8), max_size=3),
+            "block": st.lists(text, max_size=2),
+            "k": json_values,
+        },
+    ),
     max_size=4,
-)  # fmt: skip
+)
 
 
 @FUZZ
@@ -56,8 +66,16 @@ def test_spec_from_any_text(source):
 
 
 @FUZZ
-@given(st.fixed_dictionaries({"name": st.sampled_from(["ok", "bad name", ""]), "start": st.sampled_from(["a", "b", "zz"]),
-                              "nodes": nodes}, optional={"max_steps": json_values}))  # fmt: skip
+@given(
+    st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["ok", "bad name", ""]),
+            "start": st.sampled_from(["a", "b", "zz"]),
+            "nodes": nodes,
+        },
+        optional={"max_steps": json_values},
+    )
+)
 def test_spec_from_spec_like_documents(document):
     try:
         spec = parse_spec(yaml.safe_dump(document), "fuzz.yaml")
@@ -106,11 +124,18 @@ def _gguf_header(version: int, tensors: int, keys: int, tail: bytes) -> bytes:
 
 
 @FUZZ
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.builds(_gguf_header, st.sampled_from([1, 2, 3, 99]), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
-              st.binary(max_size=200)),
-))  # fmt: skip
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            _gguf_header,
+            st.sampled_from([1, 2, 3, 99]),
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**64 - 1),
+            st.binary(max_size=200),
+        ),
+    )
+)
 def test_gguf_header_truncated_or_lying(raw):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.gguf"
@@ -122,9 +147,15 @@ def test_gguf_header_truncated_or_lying(raw):
 
 
 @FUZZ
-@given(st.sampled_from([".md", ".txt", ".html", ".rst", ".py", ".json", ".jsonl", ".csv", ".pdf"]),
-       st.one_of(st.binary(max_size=600), text.map(lambda t: t.encode("utf-8")), text.map(lambda t: t.encode("utf-16")),
-                 st.just(b"x" * 5000 + b"\n" + b"y" * 20000)))  # fmt: skip
+@given(
+    st.sampled_from([".md", ".txt", ".html", ".rst", ".py", ".json", ".jsonl", ".csv", ".pdf"]),
+    st.one_of(
+        st.binary(max_size=600),
+        text.map(lambda t: t.encode("utf-8")),
+        text.map(lambda t: t.encode("utf-16")),
+        st.just(b"x" * 5000 + b"\n" + b"y" * 20000),
+    ),
+)
 def test_document_of_any_bytes_loads_or_says_why(suffix, raw):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"doc{suffix}"

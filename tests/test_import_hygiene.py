@@ -38,8 +38,15 @@ def _layers() -> list[str]:
 def test_the_walk_finds_the_modules_of_every_layer():
     # A walk that found nothing would make every test below pass.
     assert len(ALL_MODULES) > 80
-    for expected in ("workbench.core.errors", "workbench.services.facade", "workbench.cli.models",
-                     "evals.storage", "indexes.ingest", "agents.checks", "tui.screens.playground"):  # fmt: skip
+    for expected in (
+        "workbench.core.errors",
+        "workbench.services.facade",
+        "workbench.cli.models",
+        "evals.storage",
+        "indexes.ingest",
+        "agents.checks",
+        "tui.screens.playground",
+    ):
         assert expected in ALL_MODULES
 
 
@@ -47,7 +54,9 @@ def test_every_module_belongs_to_one_layer():
     layers = _layers()
     # The root `workbench` package holds only the version: it belongs to no layer and imports nothing.
     unplaced = [
-        m for m in ALL_MODULES if m != "workbench" and not any(m == layer or m.startswith(layer + ".") for layer in layers)
+        m
+        for m in ALL_MODULES
+        if m != "workbench" and not any(m == layer or m.startswith(layer + ".") for layer in layers)
     ]
     assert unplaced == []
     assert (ROOT / "workbench" / "__init__.py").read_text().count("import") == 0
@@ -71,3 +80,25 @@ def test_headless_module_does_not_import_textual(module):
     code = f"import sys, importlib; importlib.import_module({module!r}); print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_error_a_user_can_see_is_defined_in_the_error_module():
+    from workbench.core import errors
+
+    defined_elsewhere = []
+    for module in HEADLESS:
+        namespace = vars(importlib.import_module(module))
+        for value in namespace.values():
+            if isinstance(value, type) and issubclass(value, errors.WorkbenchError):
+                if value.__module__ != errors.__name__:
+                    defined_elsewhere.append(f"{value.__module__}.{value.__qualname__}")
+                else:
+                    assert value.__name__ in errors.__all__
+    assert defined_elsewhere == []
+    # Usage mistakes have an exit code of their own, apart from every other error's.
+    codes = [
+        cls.exit_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and cls is not errors.UsageError and issubclass(cls, errors.WorkbenchError)
+    ]
+    assert errors.UsageError.exit_code not in codes

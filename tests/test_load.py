@@ -75,8 +75,10 @@ def test_the_app_a_cli_ingest_and_a_1000_case_eval_at_once(model_workspace, tmp_
         model_workspace.config_path.write_text(
             f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n'
         )
-        cases = [{"id": f"q{i:04d}", "input": f"Question {i}: what is the capital of France?", "expected": "Paris"}
-                 for i in range(1000)]  # fmt: skip
+        cases = [
+            {"id": f"q{i:04d}", "input": f"Question {i}: what is the capital of France?", "expected": "Paris"}
+            for i in range(1000)
+        ]
         (model_workspace.evals_dir / "load.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
         corpus = tmp_path / "corpus"
         corpus.mkdir()
@@ -86,12 +88,28 @@ def test_the_app_a_cli_ingest_and_a_1000_case_eval_at_once(model_workspace, tmp_
                 f"## Later\n\nShips passed by: {', '.join(str(n) for n in range(i % 40))}.\n"
             )
         env = {**os.environ, "WORKBENCH_HOME": str(model_workspace.root)}
-        app = subprocess.Popen([sys.executable, "-m", "tests.proc_helpers", "app", str(model_workspace.root)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        ingest = subprocess.Popen([str(BIN / "workbench"), "ingest", str(corpus), "-c", "notes", "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        evaluation = subprocess.Popen([str(BIN / "workbench"), "eval", "run", "load", "-m", "remote/big", "--json"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        app = subprocess.Popen(
+            [sys.executable, "-m", "tests.proc_helpers", "app", str(model_workspace.root)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        ingest = subprocess.Popen(
+            [str(BIN / "workbench"), "ingest", str(corpus), "-c", "notes", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        evaluation = subprocess.Popen(
+            [str(BIN / "workbench"), "eval", "run", "load", "-m", "remote/big", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         ingested, ingest_err = ingest.communicate(timeout=600)
         evaluated, eval_err = evaluation.communicate(timeout=600)
         (model_workspace.root / "stop-app").touch()
@@ -111,8 +129,10 @@ def test_the_app_a_cli_ingest_and_a_1000_case_eval_at_once(model_workspace, tmp_
     assert len(results) == 1000 and len({r["case_id"] for r in results}) == 1000
     assert service.evals.run_row(run_id)["status"] == "done"
     assert service.evals.show(run_id)["summary"]["remote/big"]["contains"] == 1.0
-    traces = service.sql(f"SELECT count(DISTINCT trace_id) FROM spans WHERE name = 'eval.case' "
-                         f"AND json_extract_string(attributes, '$.\"workbench.eval.run_id\"') = '{run_id}'")[1]  # fmt: skip
+    traces = service.sql(
+        f"SELECT count(DISTINCT trace_id) FROM spans WHERE name = 'eval.case' "
+        f"AND json_extract_string(attributes, '$.\"workbench.eval.run_id\"') = '{run_id}'"
+    )[1]
     assert traces == [(1000,)], "every case is a trace, none lost"
     assert len({r["trace_id"] for r in results}) == 1000
 

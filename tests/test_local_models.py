@@ -42,10 +42,12 @@ def test_same_answer_as_llama_cpp_python_itself(service, model_workspace):
     import llama_cpp
 
     ours = service.ask("smollm2", QUESTION, params=GREEDY)
-    llm = llama_cpp.Llama(str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
-                          n_ctx=4096, verbose=False)  # fmt: skip
-    theirs = llm.create_chat_completion([{"role": "user", "content": QUESTION}], temperature=0.0,
-                                        max_tokens=48, seed=7)  # fmt: skip
+    llm = llama_cpp.Llama(
+        str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=4096, verbose=False
+    )
+    theirs = llm.create_chat_completion(
+        [{"role": "user", "content": QUESTION}], temperature=0.0, max_tokens=48, seed=7
+    )
     assert ours.text == theirs["choices"][0]["message"]["content"]
     assert ours.input_tokens == theirs["usage"]["prompt_tokens"]
     assert ours.output_tokens == theirs["usage"]["completion_tokens"]
@@ -56,10 +58,20 @@ def test_mean_logprob_matches_llama_cpp_python(service, model_workspace):
     import llama_cpp
 
     ours = service.ask("smollm2", QUESTION, params=replace(GREEDY, logprobs=True))
-    llm = llama_cpp.Llama(str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
-                          n_ctx=4096, logits_all=True, verbose=False)  # fmt: skip
-    theirs = llm.create_chat_completion([{"role": "user", "content": QUESTION}], temperature=0.0,
-                                        max_tokens=48, seed=7, logprobs=True, top_logprobs=1)  # fmt: skip
+    llm = llama_cpp.Llama(
+        str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        n_ctx=4096,
+        logits_all=True,
+        verbose=False,
+    )
+    theirs = llm.create_chat_completion(
+        [{"role": "user", "content": QUESTION}],
+        temperature=0.0,
+        max_tokens=48,
+        seed=7,
+        logprobs=True,
+        top_logprobs=1,
+    )
     llm.close()
     tokens = theirs["choices"][0]["logprobs"]["content"]
     assert ours.text == theirs["choices"][0]["message"]["content"]
@@ -74,16 +86,25 @@ def test_max_tokens_and_stop_sequences(service):
         "smollm2", "Count from 1 to 30.", params=GenerationParams(temperature=0, max_tokens=5)
     )
     assert short.output_tokens == 5 and short.finish_reason == "length"
-    stopped = service.ask("smollm2", "Count from 1 to 30, separated by commas.",
-                          params=GenerationParams(temperature=0, max_tokens=100, stop=("5",)))  # fmt: skip
+    stopped = service.ask(
+        "smollm2",
+        "Count from 1 to 30, separated by commas.",
+        params=GenerationParams(temperature=0, max_tokens=100, stop=("5",)),
+    )
     assert stopped.finish_reason == "stop" and "5" not in stopped.text and "4" in stopped.text
 
 
 def test_json_schema_constrained_output(service):
-    schema = {"type": "object", "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
-              "required": ["color", "count"]}  # fmt: skip
-    result = service.ask("smollm2", "Describe the sky as JSON.",
-                         params=GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema))  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["color", "count"],
+    }
+    result = service.ask(
+        "smollm2",
+        "Describe the sky as JSON.",
+        params=GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema),
+    )
     value = json.loads(result.text)
     assert isinstance(value["color"], str) and isinstance(value["count"], int)
 
@@ -188,10 +209,16 @@ def test_sampling_in_the_graph_gives_the_same_tokens(service, monkeypatch):
         monkeypatch.setattr(backend, "BACKEND_SAMPLING", "on")
         graph = service.ask("smollm2", QUESTION, params=params)
         assert graph.text == host.text and graph.output_tokens == host.output_tokens
-    schema = {"type": "object", "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
-              "required": ["color", "count"]}  # fmt: skip
-    constrained = service.ask("smollm2", "Describe the sky as JSON.",
-                              params=GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema))  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["color", "count"],
+    }
+    constrained = service.ask(
+        "smollm2",
+        "Describe the sky as JSON.",
+        params=GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema),
+    )
     assert isinstance(json.loads(constrained.text)["count"], int), (
         "a grammar still constrains (host sampling)"
     )

@@ -11,13 +11,28 @@ from workbench.core.tracing import TraceStore
 from workbench.core.tracing.migrations import LATEST, MIGRATIONS, migrate
 
 SPAN_COLUMNS = [
-    ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"), ("parent_id", "VARCHAR"), ("name", "VARCHAR"),
-    ("kind", "VARCHAR"), ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("status", "VARCHAR"),
-    ("error", "VARCHAR"), ("operation", "VARCHAR"), ("provider", "VARCHAR"), ("model", "VARCHAR"),
-    ("input_tokens", "BIGINT"), ("output_tokens", "BIGINT"), ("ttft_s", "DOUBLE"),
-    ("cost_usd", "DOUBLE"), ("template_id", "VARCHAR"), ("template_version", "VARCHAR"),
-    ("attributes", "JSON"), ("payload", "JSON"), ("process", "VARCHAR"),
-]  # fmt: skip
+    ("trace_id", "VARCHAR"),
+    ("span_id", "VARCHAR"),
+    ("parent_id", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("kind", "VARCHAR"),
+    ("start_ns", "BIGINT"),
+    ("end_ns", "BIGINT"),
+    ("status", "VARCHAR"),
+    ("error", "VARCHAR"),
+    ("operation", "VARCHAR"),
+    ("provider", "VARCHAR"),
+    ("model", "VARCHAR"),
+    ("input_tokens", "BIGINT"),
+    ("output_tokens", "BIGINT"),
+    ("ttft_s", "DOUBLE"),
+    ("cost_usd", "DOUBLE"),
+    ("template_id", "VARCHAR"),
+    ("template_version", "VARCHAR"),
+    ("attributes", "JSON"),
+    ("payload", "JSON"),
+    ("process", "VARCHAR"),
+]
 
 
 def columns(con, table):
@@ -31,11 +46,36 @@ def test_blank_database_gets_every_migration(tmp_path):
     assert [c for c, _ in columns(con, "segments")] == ["name", "spans", "ingested_at"]
     assert "duration_ms" in [c for c, _ in columns(con, "traces")]
     assert [c for c, _ in columns(con, "eval_runs")] == [
-        "run_id", "dataset", "dataset_sha256", "subjects", "settings", "reproducibility", "status", "created_ns",
-        "finished_ns", "wall_s"]  # fmt: skip
+        "run_id",
+        "dataset",
+        "dataset_sha256",
+        "subjects",
+        "settings",
+        "reproducibility",
+        "status",
+        "created_ns",
+        "finished_ns",
+        "wall_s",
+    ]
     assert [c for c, _ in columns(con, "eval_results")] == [
-        "run_id", "subject", "case_id", "output", "error", "metrics", "judge", "retrieved", "latency_s", "model_s",
-        "ttft_s", "input_tokens", "output_tokens", "cost_usd", "judge_failures", "trace_id", "finished_ns"]  # fmt: skip
+        "run_id",
+        "subject",
+        "case_id",
+        "output",
+        "error",
+        "metrics",
+        "judge",
+        "retrieved",
+        "latency_s",
+        "model_s",
+        "ttft_s",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "judge_failures",
+        "trace_id",
+        "finished_ns",
+    ]
     recorded = con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
     assert recorded == [(v, n) for v, n, _ in MIGRATIONS]
     assert migrate(con) == []  # idempotent
@@ -44,12 +84,16 @@ def test_blank_database_gets_every_migration(tmp_path):
 def test_old_database_is_migrated_and_keeps_its_rows(tmp_path):
     path = tmp_path / "traces.duckdb"
     con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")  # fmt: skip
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
     con.execute(MIGRATIONS[0][2])
     con.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'spans and segment ledger')")
-    con.execute("INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status) "
-                "VALUES ('ab', 'cd', 'old', 'internal', 1, 2, 'ok')")  # fmt: skip
+    con.execute(
+        "INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status) "
+        "VALUES ('ab', 'cd', 'old', 'internal', 1, 2, 'ok')"
+    )
     con.close()
     store = TraceStore(tmp_path)
     (tmp_path / "spool").mkdir()
@@ -62,8 +106,7 @@ def test_old_database_is_migrated_and_keeps_its_rows(tmp_path):
 def test_newer_schema_is_refused_clearly(workspace):
     con = duckdb.connect(str(workspace.traces_path))
     migrate(con)
-    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')",
-                [LATEST + 1])  # fmt: skip
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')", [LATEST + 1])
     con.close()
     with pytest.raises(TraceStoreError, match="newer workbench"):
         TraceStore(workspace.root).stats()

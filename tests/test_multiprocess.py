@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def child(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.proc_helpers", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.proc_helpers", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_three_writers_and_a_reader_count_exactly(workspace):
@@ -36,8 +41,9 @@ def test_three_writers_and_a_reader_count_exactly(workspace):
     assert int(out.strip().split("=")[1]) > 0, "the reader read while the writers wrote"
     store = TraceStore(workspace.root)
     assert store.stats()["spans"] == 30_000
-    columns, rows = store.sql("SELECT model, count(*) FROM spans WHERE model IS NOT NULL "
-                              "GROUP BY model ORDER BY model")  # fmt: skip
+    columns, rows = store.sql(
+        "SELECT model, count(*) FROM spans WHERE model IS NOT NULL GROUP BY model ORDER BY model"
+    )
     assert rows == [("w0", 9000), ("w1", 9000), ("w2", 9000)]
     assert store.sql("SELECT count(DISTINCT span_id) FROM spans")[1] == [(30_000,)]
 

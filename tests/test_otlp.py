@@ -29,9 +29,17 @@ def parse_otlp(document: dict) -> ExportTraceServiceRequest:
 def test_export_parses_as_an_otlp_request(workspace):
     service = Service(workspace.root)
     with service.tracer.span("rag.answer", "workflow") as root:
-        with service.tracer.span("llm.chat", "llm", {A.OPERATION: "chat", A.REQUEST_MODEL: "smollm2",
-                                                     A.INPUT_TOKENS: 7, A.TIME_TO_FIRST_TOKEN: 0.25,
-                                                     A.FINISH_REASONS: ["stop"]}) as llm:  # fmt: skip
+        with service.tracer.span(
+            "llm.chat",
+            "llm",
+            {
+                A.OPERATION: "chat",
+                A.REQUEST_MODEL: "smollm2",
+                A.INPUT_TOKENS: 7,
+                A.TIME_TO_FIRST_TOKEN: 0.25,
+                A.FINISH_REASONS: ["stop"],
+            },
+        ) as llm:
             llm.set_payload(messages=[{"role": "user", "content": "hi"}], output="hello")
         try:
             with service.tracer.span("grade", "llm"):

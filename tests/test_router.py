@@ -24,8 +24,8 @@ def routed(workspace, url: str, extra: str = "", offline: bool = False) -> Servi
         f'[router]\nlocal = "smollm2"\nescalate_to = "remote/big"\n{extra}'
     )
     service = Service(workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, service.offline,
-                                 RetryPolicy(attempts=1, read_timeout_s=2))  # fmt: skip
+    policy = RetryPolicy(attempts=1, read_timeout_s=2)
+    service.generation.use_cloud(CloudClient(service.config, service.tracer, service.offline, policy))
     return service
 
 
@@ -97,8 +97,18 @@ def test_local_failure_without_escalation_is_clear(model_workspace):
 
 def test_cli_shows_the_route(model_workspace, cloud):
     routed(model_workspace, cloud.url)
-    result = run_cli("ask", "-m", "auto", "-t", "0", "--max-tokens", "3", "--schema", str(schema_file(model_workspace)),
-                     "Capital of France?")  # fmt: skip
+    result = run_cli(
+        "ask",
+        "-m",
+        "auto",
+        "-t",
+        "0",
+        "--max-tokens",
+        "3",
+        "--schema",
+        str(schema_file(model_workspace)),
+        "Capital of France?",
+    )
     assert result.returncode == 0, result.stderr
     assert "".join(ANSWER) in result.stdout
     assert (

@@ -26,8 +26,15 @@ def rows() -> list[tuple]:
         name = Text(f"demo[/run{i}] [b]x[/b]" if i % 3 else "日本語のトレース 🚀")
         if i % 4 == 0:
             name.stylize("bold", 0, 4)  # a span inside the text, beside the base style
-        note = ("a plain str cell" if i % 7 == 0 else Text("two\nlines") if i % 11 == 0
-                else Text("tab\there") if i % 13 == 0 else Text(""))  # fmt: skip
+        note = (
+            "a plain str cell"
+            if i % 7 == 0
+            else Text("two\nlines")
+            if i % 11 == 0
+            else Text("tab\there")
+            if i % 13 == 0
+            else Text("")
+        )
         out.append((Text(f"11-23 10:{i:02d}"), name, status, Text(str(i)), note))
     return out
 
@@ -36,8 +43,10 @@ class Tables(App):
     CSS = "DataTable { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
-        for table in (Table(id="fast", cursor_type="row", zebra_stripes=True),
-                      DataTable(id="plain", cursor_type="row", zebra_stripes=True)):  # fmt: skip
+        for table in (
+            Table(id="fast", cursor_type="row", zebra_stripes=True),
+            DataTable(id="plain", cursor_type="row", zebra_stripes=True),
+        ):
             table.add_columns(*COLUMNS)
             for index, row in enumerate(rows()):
                 table.add_row(*row, key=str(index))

@@ -17,11 +17,22 @@ from workbench.core.tracing import attributes as A
 
 def record_chat(tracer, model="smollm2", fail=False):
     with tracer.span("workflow.run", "workflow") as root:
-        with tracer.span("llm.chat", "llm", {A.OPERATION: "chat", A.PROVIDER: "llama.cpp",
-                                             A.REQUEST_MODEL: model, A.INPUT_TOKENS: 12,
-                                             A.OUTPUT_TOKENS: 30, A.FINISH_REASONS: ["stop"],
-                                             A.TIME_TO_FIRST_TOKEN: 0.05, A.COST_USD: 0.0001,
-                                             A.TEMPLATE_ID: "qa", A.TEMPLATE_VERSION: "3"}) as llm:  # fmt: skip
+        with tracer.span(
+            "llm.chat",
+            "llm",
+            {
+                A.OPERATION: "chat",
+                A.PROVIDER: "llama.cpp",
+                A.REQUEST_MODEL: model,
+                A.INPUT_TOKENS: 12,
+                A.OUTPUT_TOKENS: 30,
+                A.FINISH_REASONS: ["stop"],
+                A.TIME_TO_FIRST_TOKEN: 0.05,
+                A.COST_USD: 0.0001,
+                A.TEMPLATE_ID: "qa",
+                A.TEMPLATE_VERSION: "3",
+            },
+        ) as llm:
             llm.set_payload(messages=[{"role": "user", "content": "Mail me at jo@example.com"}], output="ok")
         if fail:
             with pytest.raises(RuntimeError), tracer.span("tool.call", "tool"):
@@ -108,18 +119,36 @@ def test_pages_agree_with_the_traces_view(workspace, tracer):
     store = TraceStore(workspace.root)
     store.compact()
     # a trace whose root span was lost (a killed process): named after its first span
-    store.write([("DELETE FROM spans WHERE parent_id IS NULL AND trace_id = "
-                  "(SELECT min(trace_id) FROM spans WHERE model = 'smollm2')", [])])  # fmt: skip
-    filters = [{}, {"name": "workflow"}, {"name": "TOOL"}, {"model": "gemma"}, {"model": "big"},
-               {"status": "error"}, {"status": "ok"}, {"status": "nonsense"}, {"name": "workflow", "status": "error"},
-               {"model": "smollm2", "status": "ok"}]  # fmt: skip
+    store.write(
+        [
+            (
+                "DELETE FROM spans WHERE parent_id IS NULL AND trace_id = "
+                "(SELECT min(trace_id) FROM spans WHERE model = 'smollm2')",
+                [],
+            )
+        ]
+    )
+    filters = [
+        {},
+        {"name": "workflow"},
+        {"name": "TOOL"},
+        {"model": "gemma"},
+        {"model": "big"},
+        {"status": "error"},
+        {"status": "ok"},
+        {"status": "nonsense"},
+        {"name": "workflow", "status": "error"},
+        {"model": "smollm2", "status": "ok"},
+    ]
     every = store.query("SELECT * FROM traces ORDER BY start_ns DESC, trace_id")
     assert any(r["name"] == "llm.chat" for r in every) and any(r["name"] == "tool.call" for r in every)
 
     def matches(row, f):
-        return (("name" not in f or f["name"].lower() in row["name"].lower())
-                and ("model" not in f or f["model"].lower() in (row["models"] or "").lower())
-                and ("status" not in f or f["status"] == row["status"]))  # fmt: skip
+        return (
+            ("name" not in f or f["name"].lower() in row["name"].lower())
+            and ("model" not in f or f["model"].lower() in (row["models"] or "").lower())
+            and ("status" not in f or f["status"] == row["status"])
+        )
 
     for f in filters:
         expected = [r for r in every if matches(r, f)]

@@ -43,8 +43,9 @@ def seed(service: Service, count: int = 3) -> list[str]:
     ids = []
     for i in range(count):
         with service.tracer.span(f"demo.run{i}", "workflow") as root:
-            with service.tracer.span("llm.chat", "llm", {A.REQUEST_MODEL: "gemma" if i == 0 else "smollm2",
-                                                         A.INPUT_TOKENS: 5}) as llm:  # fmt: skip
+            with service.tracer.span(
+                "llm.chat", "llm", {A.REQUEST_MODEL: "gemma" if i == 0 else "smollm2", A.INPUT_TOKENS: 5}
+            ) as llm:
                 llm.set_payload(output=f"answer {i}")
         ids.append(root.trace_id)
     service.flush_traces()

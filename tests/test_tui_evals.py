@@ -58,8 +58,15 @@ def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
             assert f"{second}" in diff and "paired cases" in diff and "contains" in diff
 
             # a case that ended in an error (the cloud failed every attempt) is run again by ctrl+e
-            evals.store.write([("UPDATE eval_results SET error = 'remote: HTTP 500 (3 attempts)', output = NULL "
-                                "WHERE run_id = ? AND case_id = 'c2'", [first])])  # fmt: skip
+            evals.store.write(
+                [
+                    (
+                        "UPDATE eval_results SET error = 'remote: HTTP 500 (3 attempts)', output = NULL "
+                        "WHERE run_id = ? AND case_id = 'c2'",
+                        [first],
+                    )
+                ]
+            )
             app.screen.show_run(first)
             await settle(app, pilot)
             summary = app.screen.query_one("#ev-summary", DataTable)
@@ -74,5 +81,26 @@ def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
             await pilot.press("escape", "ctrl+t")
             await settle(app, pilot)
             assert isinstance(app.screen, TracesScreen)
+
+    run(scenario())
+
+
+def test_a_running_eval_stops_from_the_screen_and_resumes_later(evals):  # noqa: F811
+    async def scenario():
+        app = WorkbenchApp(evals)
+        async with app.run_test(size=(200, 55)) as pilot:
+            await pilot.press("6")
+            await settle(app, pilot)
+            await type_into(pilot, app, "#ev-models", "smollm2")
+            await pilot.press("enter", "escape", "ctrl+s")
+            await settle(app, pilot)
+            shown = app.screen.shown
+            assert shown["run"]["status"] == "stopped"
+            assert len(shown["results"]) < 4, "the run stopped before its last case"
+            await pilot.press("escape", "ctrl+e")
+            await settle(app, pilot)
+            shown = app.screen.shown
+            assert shown["run"]["status"] == "done" and len(shown["results"]) == 4
+            assert len({r["case_id"] for r in shown["results"]}) == 4
 
     run(scenario())

@@ -201,3 +201,37 @@ def test_documents_screen_ingests_with_progress_and_searches(model_workspace, tm
             assert any("does not exist" in n.message for n in app._notifications), "an error, not a crash"
 
     run(scenario())
+
+
+def test_a_new_request_in_the_playground_cancels_the_one_in_flight(local_and_cloud):
+    import json
+
+    async def scenario():
+        app = WorkbenchApp(local_and_cloud)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            screen = app.screen
+            screen.query_one("#chat-temperature", Input).value = "0"
+            screen.query_one("#chat-max-tokens", Input).value = "400"
+            await type_into(pilot, app, "#chat-input", "Count from one to two hundred.")
+            await pilot.press("enter")
+            for _ in range(600):  # until the first answer streams
+                await pilot.pause(0.05)
+                if screen.answer:
+                    break
+            assert screen.answer, "the first answer never started"
+            await type_into(pilot, app, "#chat-input", "Hi")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            turns = screen.history
+            assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant"]
+            assert turns[2]["content"] == "Hi" and turns[3]["content"].strip()
+            assert "Hi" not in turns[1]["content"] and turns[3]["content"] in text_of(app, "#chat-transcript")
+
+    run(scenario())
+    local_and_cloud.flush_traces()
+    _, rows = local_and_cloud.sql("SELECT attributes FROM spans WHERE name = 'llm.chat' ORDER BY start_ns")
+    finished = [json.loads(attributes)["gen_ai.response.finish_reasons"] for (attributes,) in rows]
+    assert finished[0] == ["cancelled"], "the first answer stopped decoding when the second was sent"
+    assert finished[1] != ["cancelled"] and len(finished) == 2

@@ -63,8 +63,11 @@ def test_edge_to_a_missing_node():
 
 
 def test_missing_start_and_unknown_field():
-    found = problems(GOOD.replace("start: find", "start: nowhere").replace("k: 4", "").replace(
-        "collection: demo", "collection: demo\n    colour: red"))  # fmt: skip
+    found = problems(
+        GOOD.replace("start: find", "start: nowhere")
+        .replace("k: 4", "")
+        .replace("collection: demo", "collection: demo\n    colour: red")
+    )
     assert any("workflows/x.yaml:7: unknown field `colour`" in p for p in found)
     found = problems(GOOD.replace("start: find", "start: nowhere"))
     assert found[0].startswith("workflows/x.yaml:2: start node 'nowhere' does not exist")
@@ -127,8 +130,12 @@ def test_calculator_is_arithmetic_only():
     assert calculator("17 * 23") == "391"
     assert calculator("(2 + 3) ^ 2 =") == "25"
     assert calculator("7 / 2") == "3.5"
-    for bad, reason in [("__import__('os')", "only numbers"), ("9 ** 9 ** 9", "too large"), ("1/0", "zero"),
-                        ("2 +", "not an arithmetic")]:  # fmt: skip
+    for bad, reason in [
+        ("__import__('os')", "only numbers"),
+        ("9 ** 9 ** 9", "too large"),
+        ("1/0", "zero"),
+        ("2 +", "not an arithmetic"),
+    ]:
         with pytest.raises(ToolFailed, match=reason):
             calculator(bad)
 
@@ -146,8 +153,13 @@ def test_read_file_stays_in_its_folder(tmp_path):
 
 def test_sql_tool_refuses_writes():
     assert check_select("SELECT count(*) FROM spans;") == "SELECT count(*) FROM spans"
-    for bad in ["DELETE FROM spans", "SELECT 1; DROP TABLE spans", "WITH x AS (SELECT 1) INSERT INTO spans "
-                "SELECT * FROM x", "ATTACH 'x.db'", "COPY spans TO 'out.csv'"]:  # fmt: skip
+    for bad in [
+        "DELETE FROM spans",
+        "SELECT 1; DROP TABLE spans",
+        "WITH x AS (SELECT 1) INSERT INTO spans SELECT * FROM x",
+        "ATTACH 'x.db'",
+        "COPY spans TO 'out.csv'",
+    ]:
         with pytest.raises(ToolFailed):
             check_select(bad)
     assert check_select("SELECT name FROM spans WHERE name = 'delete me'")  # a word inside a string is fine

@@ -35,7 +35,7 @@ def wf(model_workspace, cloud, tmp_path):
     )
     (corpus / "evil.md").write_text(f"# Compare screen tips\n\n{INJECTION}\n")
     service = Service(model_workspace.root)
-    service._cloud = CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1))
+    service.generation.use_cloud(CloudClient(service.config, service.tracer, False, RetryPolicy(attempts=1)))
     service.ingest("demo", str(corpus))
     yield service
     service.models.close()
@@ -87,8 +87,10 @@ def test_rag_traces_every_node_and_escalates_when_the_grade_is_low(wf, cloud):
     escalate = next(s for s in spans if s["name"] == "node.escalate")
     reason = json.loads(escalate["attributes"])["workbench.escalation_reason"]
     assert reason.startswith("grade.score = ") and reason.endswith("grade.score <= 1.0")
-    assert any(s["name"] == "llm.chat" and s["provider"] == "openai" and s["parent_id"] == escalate["span_id"]
-               for s in spans)  # fmt: skip
+    assert any(
+        s["name"] == "llm.chat" and s["provider"] == "openai" and s["parent_id"] == escalate["span_id"]
+        for s in spans
+    )
 
 
 def test_router_and_agent_templates_run(wf):
@@ -140,8 +142,12 @@ def test_tool_node_keeps_to_its_allow_list_and_folders(wf):
 
 def test_a_killed_run_resumes_without_redoing_finished_nodes(wf):
     wf.workflows.new("rag", "rag")
-    process = subprocess.Popen([str(BIN / "workbench"), "run", "rag", "-i", "What does the Compare screen show?"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [str(BIN / "workbench"), "run", "rag", "-i", "What does the Compare screen show?"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = ""
     deadline = time.monotonic() + 120
     while "> answer" not in seen and time.monotonic() < deadline:

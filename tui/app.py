@@ -132,8 +132,12 @@ class WorkbenchApp(App):
         if isinstance(error, WorkbenchError):
             self.notify(error.one_line(), title=error.title, severity="error", timeout=10)
         else:
-            self.notify(f"{type(error).__name__}: {error} (a bug: please report it)",
-                        title="Unexpected error", severity="error", timeout=10)  # fmt: skip
+            self.notify(
+                f"{type(error).__name__}: {error} (a bug: please report it)",
+                title="Unexpected error",
+                severity="error",
+                timeout=10,
+            )
 
 
 def run_app(service) -> None:

@@ -53,16 +53,32 @@ class Table(DataTable):
             column.content_width = width
         total_width = sum(column.get_render_width(self) for column in self.columns.values())
         header_height = self.header_height if self.show_header else 0
-        self.virtual_size = Size(total_width + self._row_label_column_width,
-                                 self._total_row_height + header_height)  # fmt: skip
+        self.virtual_size = Size(
+            total_width + self._row_label_column_width, self._total_row_height + header_height
+        )
 
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False):  # fmt: skip
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ):
         if row_index < self.fixed_rows or column_index < self.fixed_columns:  # header, labels too
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
-        cache_key = (row_key, self._column_locations.get_key(column_index), base_style, cursor, hover,
-                     self._show_hover_cursor, self._update_count, self._pseudo_class_state)  # fmt: skip
+        cache_key = (
+            row_key,
+            self._column_locations.get_key(column_index),
+            base_style,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
         lines = self._cell_render_cache.get(cache_key)
         if lines is not None:
             return lines
@@ -71,9 +87,16 @@ class Table(DataTable):
         if self.rows[row_key].height != 1 or not _plain_line(cell) or cell.cell_len > room:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         component_style, post_style = self._get_styles_to_render_cell(
-            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
-            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css",
-        )  # fmt: skip
+            False,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
         pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
         if cell.style:  # as Rich does when it lays out a line: the base style covers the text only
             cell = Text(cell.plain, spans=[Span(0, len(cell.plain), cell.style), *cell.spans])

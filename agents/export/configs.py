@@ -30,8 +30,10 @@ def _refs(spec: Spec, context: ExportContext) -> list[ModelRef]:
     for name in models_used(spec, context.router_local, escalate_to) + context.escalation:
         ref = context.models.get(name)
         if ref is None:
-            raise WorkflowError(f"model {name!r} of {spec.name} is not in this workspace",
-                                "see `workbench models list`, or fix the spec")  # fmt: skip
+            raise WorkflowError(
+                f"model {name!r} of {spec.name} is not in this workspace",
+                "see `workbench models list`, or fix the spec",
+            )
         if ref not in refs:
             refs.append(ref)
     return refs
@@ -49,8 +51,11 @@ def write_litellm(spec: Spec, context: ExportContext, writer: Writer) -> None:
     model_list = []
     for ref in refs:
         if ref.kind == "local":
-            params = {"model": f"openai/{ref.name}", "api_base": f"os.environ/{_env_name(ref.name)}",
-                      "api_key": "none"}  # fmt: skip
+            params = {
+                "model": f"openai/{ref.name}",
+                "api_base": f"os.environ/{_env_name(ref.name)}",
+                "api_key": "none",
+            }
         elif ref.provider == "anthropic":
             params = {"model": f"anthropic/{ref.remote_model}", "api_base": ref.base_url}
         else:
@@ -93,37 +98,75 @@ never written here. Point the langgraph export at it with WORKFLOW_LLM_BASE_URL=
 
 def _serve_args(ref: ModelRef) -> list[str]:
     file = PurePath(ref.path or "model.gguf").name
-    return ["--model", f"/models/{file}", "--served-model-name", ref.name, "--host", "0.0.0.0", "--port", "8000",
-            "--max-model-len", "8192"]  # fmt: skip
+    return [
+        "--model",
+        f"/models/{file}",
+        "--served-model-name",
+        ref.name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--max-model-len",
+        "8192",
+    ]
 
 
 def write_vllm(spec: Spec, context: ExportContext, writer: Writer) -> None:
     locals_ = [ref for ref in _refs(spec, context) if ref.kind == "local"]
     if not locals_:
-        raise WorkflowError(f"{spec.name} uses no local model: nothing for vLLM to serve",
-                            "export --target litellm for its cloud models")  # fmt: skip
-    lines = ["#!/bin/sh", "# One OpenAI-compatible server per local model of the workflow; GGUF files in /models.",
-             "set -e", ""]  # fmt: skip
+        raise WorkflowError(
+            f"{spec.name} uses no local model: nothing for vLLM to serve",
+            "export --target litellm for its cloud models",
+        )
+    lines = [
+        "#!/bin/sh",
+        "# One OpenAI-compatible server per local model of the workflow; GGUF files in /models.",
+        "set -e",
+        "",
+    ]
     for ref in locals_:
         args = _serve_args(ref)
         lines.append(f"# {ref.name}: vLLM (GPU); pass --tokenizer <the base model> for the best tokenizer")
         lines.append(shlex.join(["vllm", "serve", args[1], *args[2:]]) + " &")
         lines.append("# or llama.cpp's server (CPU or GPU), same API:")
-        lines.append("# " + shlex.join(["python", "-m", "llama_cpp.server", "--model", args[1], "--model_alias", ref.name,
-                                         "--host", "0.0.0.0", "--port", "8000"]))  # fmt: skip
+        lines.append(
+            "# "
+            + shlex.join(
+                [
+                    "python",
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    args[1],
+                    "--model_alias",
+                    ref.name,
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    "8000",
+                ]
+            )
+        )
     lines.append("wait")
     writer.write("serve.sh", "\n".join(lines) + "\n", mode=0o755)
 
     manifests = [_inference_service(ref) for ref in locals_]
     writer.write("kserve.yaml", "---\n".join(_dump(m) for m in manifests))
 
-    services = {service_name(ref.name): {
-        "image": "vllm/vllm-openai:v0.11.0",
-        "command": ["vllm", "serve", *_serve_args(ref)[1:2], *_serve_args(ref)[2:]],
-        "volumes": ["./models:/models:ro"],
-        "deploy": {"resources": {"reservations": {"devices": [{"driver": "nvidia", "count": 1,
-                                                               "capabilities": ["gpu"]}]}}},
-    } for ref in locals_}  # fmt: skip
+    services = {
+        service_name(ref.name): {
+            "image": "vllm/vllm-openai:v0.11.0",
+            "command": ["vllm", "serve", *_serve_args(ref)[1:2], *_serve_args(ref)[2:]],
+            "volumes": ["./models:/models:ro"],
+            "deploy": {
+                "resources": {
+                    "reservations": {"devices": [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]}
+                }
+            },
+        }
+        for ref in locals_
+    }
     services["litellm"] = {
         "image": "ghcr.io/berriai/litellm:main-stable",
         "command": ["--config", "/app/litellm.yaml", "--port", "4000"],
@@ -138,7 +181,7 @@ def write_vllm(spec: Spec, context: ExportContext, writer: Writer) -> None:
         "environment": {
             "WORKFLOW_LLM_BASE_URL": "http://litellm:4000/v1",
             "WORKFLOW_LLM_API_KEY": "${LITELLM_MASTER_KEY}",
-        },  # fmt: skip
+        },
         "depends_on": ["litellm"],
     }
     writer.write("compose.yaml", _dump({"name": f"workbench-{spec.name}", "services": services}))
@@ -163,20 +206,26 @@ def _inference_service(ref: ModelRef) -> dict:
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": service_name(ref.name), "labels": {"app.kubernetes.io/part-of": "workbench"}},
-        "spec": {"predictor": {
-            "containers": [{
-                "name": "kserve-container",
-                "image": "vllm/vllm-openai:v0.11.0",
-                "command": ["vllm", "serve"],
-                "args": [_serve_args(ref)[1], *_serve_args(ref)[2:]],
-                "ports": [{"containerPort": 8000, "protocol": "TCP"}],
-                "resources": {"limits": {"nvidia.com/gpu": "1", "memory": "8Gi"},
-                              "requests": {"cpu": "2", "memory": "4Gi"}},
-                "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
-            }],
-            "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "workbench-models"}}],
-        }},
-    }  # fmt: skip
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": "vllm/vllm-openai:v0.11.0",
+                        "command": ["vllm", "serve"],
+                        "args": [_serve_args(ref)[1], *_serve_args(ref)[2:]],
+                        "ports": [{"containerPort": 8000, "protocol": "TCP"}],
+                        "resources": {
+                            "limits": {"nvidia.com/gpu": "1", "memory": "8Gi"},
+                            "requests": {"cpu": "2", "memory": "4Gi"},
+                        },
+                        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+                    }
+                ],
+                "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "workbench-models"}}],
+            }
+        },
+    }
 
 
 # -- OpenTelemetry collector --------------------------------------------------------------------
@@ -184,27 +233,47 @@ def _inference_service(ref: ModelRef) -> dict:
 
 def write_otel(spec: Spec, context: ExportContext, writer: Writer) -> None:
     config = {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"},
-                                             "http": {"endpoint": "0.0.0.0:4318"}}}},  # fmt: skip
+        "receivers": {
+            "otlp": {
+                "protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}
+            }
+        },
         "processors": {
             "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
             # Prompts and answers stay home unless OTLP_SHIP_PAYLOADS is set up otherwise: payload
             # attributes are dropped before export.
-            "attributes/drop_payloads": {"actions": [
-                {"pattern": r"^workbench\.payload\..*", "action": "delete"},
-                {"pattern": r"^gen_ai\.(input|output)\.messages$", "action": "delete"},
-            ]},
-            "resource/workflow": {"attributes": [
-                {"key": "service.name", "value": f"workbench-{spec.name}", "action": "upsert"}]},
+            "attributes/drop_payloads": {
+                "actions": [
+                    {"pattern": r"^workbench\.payload\..*", "action": "delete"},
+                    {"pattern": r"^gen_ai\.(input|output)\.messages$", "action": "delete"},
+                ]
+            },
+            "resource/workflow": {
+                "attributes": [{"key": "service.name", "value": f"workbench-{spec.name}", "action": "upsert"}]
+            },
             "batch": {"send_batch_size": 1024, "timeout": "5s"},
         },
-        "exporters": {"otlphttp": {"endpoint": "${env:OTLP_ENDPOINT}",
-                                   "headers": {"authorization": "${env:OTLP_AUTHORIZATION}"}}},
-        "service": {"pipelines": {"traces": {
-            "receivers": ["otlp"],
-            "processors": ["memory_limiter", "attributes/drop_payloads", "resource/workflow", "batch"],
-            "exporters": ["otlphttp"]}}},
-    }  # fmt: skip
+        "exporters": {
+            "otlphttp": {
+                "endpoint": "${env:OTLP_ENDPOINT}",
+                "headers": {"authorization": "${env:OTLP_AUTHORIZATION}"},
+            }
+        },
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": [
+                        "memory_limiter",
+                        "attributes/drop_payloads",
+                        "resource/workflow",
+                        "batch",
+                    ],
+                    "exporters": ["otlphttp"],
+                }
+            }
+        },
+    }
     writer.write("otel-collector.yaml", _dump(config))
     writer.write(
         "ship-traces.sh",

@@ -44,8 +44,10 @@ class Writer:
     def write(self, relative: str, text: str, mode: int | None = None) -> Path:
         target = (self.root / relative).resolve()
         if not target.is_relative_to(self.root):
-            raise WorkflowError(f"refusing to write {relative!r}: it is outside {self.root}",
-                                "this is a bug in the export; please report it")  # fmt: skip
+            raise WorkflowError(
+                f"refusing to write {relative!r}: it is outside {self.root}",
+                "this is a bug in the export; please report it",
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(text, encoding="utf-8")

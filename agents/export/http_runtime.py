@@ -41,9 +41,17 @@ class _NoSpan:
 
 
 class HttpRuntime:
-    def __init__(self, base_url: str, api_key: str | None = None, router_model: str | None = None,
-                 escalate_model: str | None = None, lancedb_uri: str | None = None,
-                 embedding_model: str | None = None, data_dir: str | None = None, timeout_s: float = 120.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        router_model: str | None = None,
+        escalate_model: str | None = None,
+        lancedb_uri: str | None = None,
+        embedding_model: str | None = None,
+        data_dir: str | None = None,
+        timeout_s: float = 120.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.router_model, self.escalate_model = router_model, escalate_model
@@ -70,16 +78,23 @@ class HttpRuntime:
         yield _NoSpan()  # the LangGraph server traces runs itself; see the otel export for shipping
 
     def _complete(self, model: str, messages, params: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": False,
-                                "temperature": params.get("temperature", 0.0),
-                                "max_tokens": params.get("max_tokens", 256)}  # fmt: skip
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": False,
+            "temperature": params.get("temperature", 0.0),
+            "max_tokens": params.get("max_tokens", 256),
+        }
         if params.get("seed") is not None:
             body["seed"] = params["seed"]
         if params.get("json_schema") is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "answer", "schema": params["json_schema"], "strict": True}}  # fmt: skip
-        response = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=self.headers,
-                              timeout=self.timeout_s)  # fmt: skip
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": params["json_schema"], "strict": True},
+            }
+        response = httpx.post(
+            f"{self.base_url}/chat/completions", json=body, headers=self.headers, timeout=self.timeout_s
+        )
         response.raise_for_status()
         data = response.json()
         return {"text": data["choices"][0]["message"]["content"] or "", "model": data.get("model", model)}
@@ -119,8 +134,13 @@ class HttpRuntime:
 
         def vector(limit: int) -> list[dict[str, Any]]:
             query_vector = self._embedder.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
-            rows = (table.search(query_vector, vector_column_name="vector").distance_type("cosine")
-                    .select([*columns, "_distance"]).limit(limit).to_list())  # fmt: skip
+            rows = (
+                table.search(query_vector, vector_column_name="vector")
+                .distance_type("cosine")
+                .select([*columns, "_distance"])
+                .limit(limit)
+                .to_list()
+            )
             return [{**r, "score": 1.0 - float(r.pop("_distance"))} for r in rows]
 
         def fts(limit: int) -> list[dict[str, Any]]:
@@ -142,8 +162,10 @@ class HttpRuntime:
                     entry = ranked.setdefault(row["id"], {**row, "score": 0.0})
                     entry["score"] += 1.0 / (_RRF_K + rank)
             hits = sorted(ranked.values(), key=lambda r: r["score"], reverse=True)[:k]
-        return [{"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
-                for h in hits]  # fmt: skip
+        return [
+            {"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
+            for h in hits
+        ]
 
     def tool(self, name: str, text: str) -> str:
         if name == "calculator":

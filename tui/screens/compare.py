@@ -38,8 +38,9 @@ class CompareScreen(BaseScreen):
             placeholder="models, comma separated (2 to 4), e.g. smollm2, gemma3-270m", id="cmp-models"
         )
         yield Input(placeholder="prompt (enter to compare)", id="cmp-prompt")
-        yield Horizontal(Static("Results stream here, one column per model.", id="cmp-empty"),
-                         id="cmp-columns")  # fmt: skip
+        yield Horizontal(
+            Static("Results stream here, one column per model.", id="cmp-empty"), id="cmp-columns"
+        )
 
     def on_mount(self) -> None:
         self.prefill()
@@ -68,7 +69,7 @@ class CompareScreen(BaseScreen):
                 Static("waiting for its turn...", id=f"cmp-fig-{index}", classes="cmp-figures"),
                 classes="cmp-column",
                 id=f"cmp-col-{index}",
-            )  # fmt: skip
+            )
             for index, name in enumerate(models)
         )
         self.models = models
@@ -77,8 +78,13 @@ class CompareScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare")
     def run_compare(self, run: int, models: list[str], prompt: str) -> None:
-        outcomes = self.service.compare(models, prompt, None, {"max_tokens": 256},
-                                        lambda index, piece: self.post_message(self.Piece(run, index, piece)))  # fmt: skip
+        outcomes = self.service.compare(
+            models,
+            prompt,
+            None,
+            {"max_tokens": 256},
+            lambda index, piece: self.post_message(self.Piece(run, index, piece)),
+        )
         self.post_message(self.Finished(run, outcomes))
 
     def on_compare_screen_piece(self, message: Piece) -> None:
@@ -102,6 +108,8 @@ class CompareScreen(BaseScreen):
             self.query_one(f"#cmp-text-{index}", Static).update(
                 f"[b]{escape(self.models[index])}[/b]\n{escape(outcome.text)}"
             )
-            figures.update(f"TTFT {(outcome.ttft_s or 0) * 1000:.0f} ms · {outcome.tokens_per_s:.1f} tok/s · "
-                           f"{outcome.input_tokens}/{outcome.output_tokens} tokens · ${outcome.cost_usd:.5f} · "
-                           f"{outcome.finish_reason}")  # fmt: skip
+            figures.update(
+                f"TTFT {(outcome.ttft_s or 0) * 1000:.0f} ms · {outcome.tokens_per_s:.1f} tok/s · "
+                f"{outcome.input_tokens}/{outcome.output_tokens} tokens · ${outcome.cost_usd:.5f} · "
+                f"{outcome.finish_reason}"
+            )

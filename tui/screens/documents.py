@@ -54,8 +54,12 @@ class DocumentsScreen(BaseScreen):
         yield Static("", id="ingest-report")
         with Horizontal(id="search-form"):
             yield Input(placeholder="search (enter)", id="search-query")
-            yield Select([(m, m) for m in ("hybrid", "vector", "fts")], value="hybrid", allow_blank=False,
-                         id="search-mode")  # fmt: skip
+            yield Select(
+                [(m, m) for m in ("hybrid", "vector", "fts")],
+                value="hybrid",
+                allow_blank=False,
+                id="search-mode",
+            )
         with Horizontal(id="search-results"):
             hits = Table(id="hits", cursor_type="row")
             hits.add_columns("#", "score", "path", "heading", "page")
@@ -82,8 +86,15 @@ class DocumentsScreen(BaseScreen):
         table = self.query_one("#collections", DataTable)
         table.clear()
         for row in message.collections:
-            table.add_row(row["name"], row["rows"], row["files"], row["version"], row["model"],
-                          "yes" if row["redact"] else "", key=row["name"])  # fmt: skip
+            table.add_row(
+                row["name"],
+                row["rows"],
+                row["files"],
+                row["version"],
+                row["model"],
+                "yes" if row["redact"] else "",
+                key=row["name"],
+            )
         if not message.collections:
             self.query_one("#ingest-report", Static).update(
                 "No collections yet: give a folder and a collection name above, then enter."
@@ -119,8 +130,9 @@ class DocumentsScreen(BaseScreen):
     def on_documents_screen_progressed(self, message: Progressed) -> None:
         event = message.event
         if "total" in event:
-            self.query_one("#ingest-progress", ProgressBar).update(total=max(1, event["total"]),
-                                                                   progress=event["done"])  # fmt: skip
+            self.query_one("#ingest-progress", ProgressBar).update(
+                total=max(1, event["total"]), progress=event["done"]
+            )
             self.query_one("#ingest-report", Static).update(
                 f"{event['phase']}: {event['done']} of {event['total']}"
             )

@@ -114,8 +114,12 @@ class EvalsScreen(BaseScreen):
         datasets = self.query_one("#ev-datasets", DataTable)
         datasets.clear()
         for row in message.datasets:
-            datasets.add_row(row["name"], row["cases"] if row["problem"] is None else "invalid", row["tags"],
-                             key=row["name"])  # fmt: skip
+            datasets.add_row(
+                row["name"],
+                row["cases"] if row["problem"] is None else "invalid",
+                row["tags"],
+                key=row["name"],
+            )
         if message.datasets and self.dataset is None:
             self.dataset = message.datasets[0]["name"]
         runs = self.query_one("#ev-runs", DataTable)
@@ -174,7 +178,7 @@ class EvalsScreen(BaseScreen):
 
     def action_stop(self) -> None:
         """Stop the running eval after the cases in flight; ctrl+e on it later finishes it."""
-        if not any(w.is_running for w in self.workers if w.group == "ev-run"):
+        if all(w.is_finished for w in self.workers if w.group == "ev-run"):
             self.notify("No eval is running.", severity="warning")
             return
         self.stop_event.set()
@@ -182,16 +186,28 @@ class EvalsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval resume")
     def resume_eval(self, run_id: str, stop: threading.Event) -> None:
-        self.service.evals.run(resume=run_id, retry_errors=True, stop=stop,
-                               progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
+        self.service.evals.run(
+            resume=run_id,
+            retry_errors=True,
+            stop=stop,
+            progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)),
+        )
         self.post_message(self._shown(run_id))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval run")
-    def run_eval(self, dataset: str, models: list[str], workflow: str | None, judge: str | None,
-                 stop: threading.Event) -> None:  # fmt: skip
-        run_id = self.service.evals.run(dataset, models, workflow, judge=judge, max_tokens=64, stop=stop,
-                                        progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)))  # fmt: skip
+    def run_eval(
+        self, dataset: str, models: list[str], workflow: str | None, judge: str | None, stop: threading.Event
+    ) -> None:
+        run_id = self.service.evals.run(
+            dataset,
+            models,
+            workflow,
+            judge=judge,
+            max_tokens=64,
+            stop=stop,
+            progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)),
+        )
         self.post_message(self._shown(run_id))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
@@ -245,8 +261,15 @@ class EvalsScreen(BaseScreen):
                 await asyncio.sleep(0.01)
             metrics = row["metrics"] or {}
             judge = "failed" if row["judge_failures"] else _fmt(metrics.get("correctness"))
-            table.add_row(row["case_id"], row["subject"], _fmt(metrics.get("contains")), _fmt(metrics.get("f1")),
-                          judge, _fmt(row["latency_s"]), key=str(index))  # fmt: skip
+            table.add_row(
+                row["case_id"],
+                row["subject"],
+                _fmt(metrics.get("contains")),
+                _fmt(metrics.get("f1")),
+                judge,
+                _fmt(row["latency_s"]),
+                key=str(index),
+            )
             if index == 0:
                 self._case(0)
 
@@ -276,9 +299,14 @@ class EvalsScreen(BaseScreen):
                 "\n[b]retrieved[/b] " + escape(", ".join(p.rsplit("/", 1)[-1] for p in row["retrieved"]))
             )
         for verdict in row["judge"] or []:
-            lines.append(f"[b]judge {verdict['criterion']}[/b]: " + (
-                f"[red]failed[/red], raw: {escape(str(verdict['raw'])[:200])}" if verdict["failed"]
-                else f"{verdict['score']:.2f} {escape(verdict.get('reason', ''))}"))  # fmt: skip
+            lines.append(
+                f"[b]judge {verdict['criterion']}[/b]: "
+                + (
+                    f"[red]failed[/red], raw: {escape(str(verdict['raw'])[:200])}"
+                    if verdict["failed"]
+                    else f"{verdict['score']:.2f} {escape(verdict.get('reason', ''))}"
+                )
+            )
         metrics = ", ".join(f"{k} {v:.2f}" for k, v in (row["metrics"] or {}).items())
         lines.append(
             f"\n[dim]{escape(metrics)}\ntrace {(row['trace_id'] or '-')[:16]} (ctrl+t opens it)[/dim]"
@@ -317,13 +345,17 @@ class EvalsScreen(BaseScreen):
 
     def on_evals_screen_compared(self, message: Compared) -> None:
         comparison = message.comparison
-        lines = [f"[b]{escape(message.run_id)}[/b] against [b]{escape(message.baseline)}[/b]: "
-                 f"{comparison['pairs']} paired cases\n"]  # fmt: skip
+        lines = [
+            f"[b]{escape(message.run_id)}[/b] against [b]{escape(message.baseline)}[/b]: "
+            f"{comparison['pairs']} paired cases\n"
+        ]
         for m in comparison["metrics"]:
             colour = "red" if m["delta"] < 0 else "green" if m["delta"] > 0 else "white"
             p = f", McNemar p {m['p_mcnemar']:.3g}" if "p_mcnemar" in m else ""
-            lines.append(f"{m['metric']:>13} {m['a']:.3f} -> {m['b']:.3f} [{colour}]{m['delta']:+.3f}[/{colour}] "
-                         f"(95% CI {m['ci_low']:+.3f}..{m['ci_high']:+.3f}, p {m['p_bootstrap']:.3g}{p})")  # fmt: skip
+            lines.append(
+                f"{m['metric']:>13} {m['a']:.3f} -> {m['b']:.3f} [{colour}]{m['delta']:+.3f}[/{colour}] "
+                f"(95% CI {m['ci_low']:+.3f}..{m['ci_high']:+.3f}, p {m['p_bootstrap']:.3g}{p})"
+            )
         lines.append(f"\n[b]{len(comparison['changed'])} cases changed[/b]")
         for case in comparison["changed"][:30]:
             moved = ", ".join(f"{k} {a:g}->{b:g}" for k, (a, b) in case["metrics"].items()) or "error"

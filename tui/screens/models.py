@@ -37,8 +37,9 @@ class ModelsScreen(BaseScreen):
         yield Static("", id="gpu-status")
         with Horizontal(id="models-main"):
             table = Table(id="models", cursor_type="row")
-            table.add_columns("alias", "kind", "present", "loaded", "size MB", "arch", "quant", "params",
-                              "ctx", "path")  # fmt: skip
+            table.add_columns(
+                "alias", "kind", "present", "loaded", "size MB", "arch", "quant", "params", "ctx", "path"
+            )
             yield table
             with Vertical(id="model-side"):
                 yield Static("Select a model to see its fit plan.", id="model-plan")
@@ -66,8 +67,13 @@ class ModelsScreen(BaseScreen):
         for model in self.service.list_models():
             info = self.service.model_info(model.alias) if model.present and model.kind == "gguf" else None
             rows.append((model, info))
-        catalog = {"models": rows, "loaded": self.service.loaded_models(), "gpu": self.service.gpu_status(),
-                   "cloud": self.service.cloud_endpoints(), "offline": self.service.offline}  # fmt: skip
+        catalog = {
+            "models": rows,
+            "loaded": self.service.loaded_models(),
+            "gpu": self.service.gpu_status(),
+            "cloud": self.service.cloud_endpoints(),
+            "offline": self.service.offline,
+        }
         self.post_message(self.Loaded(catalog))
 
     def on_models_screen_loaded(self, message: Loaded) -> None:
@@ -88,9 +94,16 @@ class ModelsScreen(BaseScreen):
                     info.parameters_label,
                     str(info.context_length or "-"),
                 )
-            table.add_row(model.alias, model.kind, "yes" if model.present else "no",
-                          "yes" if model.alias in catalog["loaded"] else "", f"{model.size_bytes / 1e6:.1f}",
-                          *meta, str(model.path), key=model.alias)  # fmt: skip
+            table.add_row(
+                model.alias,
+                model.kind,
+                "yes" if model.present else "no",
+                "yes" if model.alias in catalog["loaded"] else "",
+                f"{model.size_bytes / 1e6:.1f}",
+                *meta,
+                str(model.path),
+                key=model.alias,
+            )
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
         cloud = self.query_one("#cloud", DataTable)
@@ -121,10 +134,12 @@ class ModelsScreen(BaseScreen):
             text = f"{alias}: " + ("an embedding model" if info and info.kind != "gguf" else "not present")
         else:
             plan = self.service.plan(alias)
-            text = (f"[b]{alias}[/b] at {plan.n_ctx} tokens of context\n"
-                    f"weights  {mib(plan.weights_bytes)}\nKV cache {mib(plan.kv_bytes)}\n"
-                    f"compute  {mib(plan.compute_bytes)}\ntotal    {mib(plan.total_bytes)}\n"
-                    f"free VRAM {mib(plan.gpu_free_bytes)}, RAM {mib(plan.ram_free_bytes)}\n{plan.summary}")  # fmt: skip
+            text = (
+                f"[b]{alias}[/b] at {plan.n_ctx} tokens of context\n"
+                f"weights  {mib(plan.weights_bytes)}\nKV cache {mib(plan.kv_bytes)}\n"
+                f"compute  {mib(plan.compute_bytes)}\ntotal    {mib(plan.total_bytes)}\n"
+                f"free VRAM {mib(plan.gpu_free_bytes)}, RAM {mib(plan.ram_free_bytes)}\n{plan.summary}"
+            )
         self.post_message(self.Planned(text))
 
     def on_models_screen_planned(self, message: Planned) -> None:

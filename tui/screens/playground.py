@@ -111,7 +111,11 @@ class PlaygroundScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="playground", exit_on_error=False, description="chat")
     def generate(self, request: int, model: str, messages: list[dict[str, str]], params, cancel) -> None:
         result = self.service.chat(
-            model, messages, params, lambda piece: self.post_message(self.Piece(request, piece)), cancel=cancel
+            model,
+            messages,
+            params,
+            lambda piece: self.post_message(self.Piece(request, piece)),
+            cancel=cancel,
         )
         self.post_message(self.Answered(request, result))
 
@@ -129,15 +133,19 @@ class PlaygroundScreen(BaseScreen):
         self.answer = result.text
         self.history.append({"role": "assistant", "content": result.text})
         self._show_transcript(pending=False)
-        figures = (f"{result.model} on {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
-                   f"TTFT {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "
-                   f"${result.cost_usd:.5f}, {result.finish_reason}, trace {(result.trace_id or '')[:16]}")  # fmt: skip
+        figures = (
+            f"{result.model} on {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
+            f"TTFT {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "
+            f"${result.cost_usd:.5f}, {result.finish_reason}, trace {(result.trace_id or '')[:16]}"
+        )
         route = result.extra.get("route")
         if route == "cloud":
             figures += f"\n[b]escalated to the cloud[/b] because {escape(result.extra['escalation_reason'])}"
         elif result.extra.get("escalation_refused"):
-            figures += (f"\nwanted to escalate because {escape(result.extra['escalation_reason'])}, but "
-                        f"{escape(result.extra['escalation_refused'])}")  # fmt: skip
+            figures += (
+                f"\nwanted to escalate because {escape(result.extra['escalation_reason'])}, but "
+                f"{escape(result.extra['escalation_refused'])}"
+            )
         self.query_one("#chat-figures", Static).update(figures)
 
     def _show_transcript(self, pending: bool) -> None:

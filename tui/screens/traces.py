@@ -76,8 +76,7 @@ class TracesScreen(BaseScreen):
 
     # -- loading (in workers: DuckDB never runs on the UI thread) ----------------------------
 
-    @work(thread=True, exclusive=True, group="traces-page", exit_on_error=False,
-          description="load traces")  # fmt: skip
+    @work(thread=True, exclusive=True, group="traces-page", exit_on_error=False, description="load traces")
     def load_page(self) -> None:
         offset = self.page_offset
         rows, total = self.service.list_traces(PAGE_SIZE, offset, self.filters())
@@ -96,11 +95,16 @@ class TracesScreen(BaseScreen):
             status = Text(row["status"], style="red" if row["status"] == "error" else "green")
             table.add_row(
                 time.strftime("%m-%d %H:%M:%S", time.localtime(row["start_ns"] / 1e9)),
-                row["name"], status, str(row["spans"]), f"{row['duration_ms']:.1f}",
-                row["models"] or "-", f"{row['input_tokens'] or 0}/{row['output_tokens'] or 0}",
+                row["name"],
+                status,
+                str(row["spans"]),
+                f"{row['duration_ms']:.1f}",
+                row["models"] or "-",
+                f"{row['input_tokens'] or 0}/{row['output_tokens'] or 0}",
                 f"{row['cost_usd']:.5f}" if row["cost_usd"] else "-",
-                row["trace_id"][:16], key=row["trace_id"],
-            )  # fmt: skip
+                row["trace_id"][:16],
+                key=row["trace_id"],
+            )
         last = min(message.offset + PAGE_SIZE, message.total)
         first = message.offset + 1 if message.total else 0
         self.query_one("#page", Static).update(f"{first:,}-{last:,} of {message.total:,}  [ ] {{ }}")

@@ -97,8 +97,12 @@ class WorkflowsScreen(BaseScreen):
         table = self.query_one("#workflows", DataTable)
         table.clear()
         for row in message.rows:
-            table.add_row(row["name"], row["nodes"] or "-", "yes" if row["valid"] else f"no ({row['problems']})",
-                          key=row["name"])  # fmt: skip
+            table.add_row(
+                row["name"],
+                row["nodes"] or "-",
+                "yes" if row["valid"] else f"no ({row['problems']})",
+                key=row["name"],
+            )
         if not message.rows:
             self.query_one("#wf-graph", Static).update(
                 "No workflows yet: type a name under the list, pick a template (rag, router, agent), enter."
@@ -193,8 +197,10 @@ class WorkflowsScreen(BaseScreen):
         lines = [escape(answer if isinstance(answer, str) else str(answer))]
         if state.get("escalation_reason"):
             to = state.get("escalated_to")
-            lines.append(f"\n[yellow]{'escalated to ' + escape(to) if to else 'not escalated'}: "
-                         f"{escape(state['escalation_reason'])}[/yellow]")  # fmt: skip
+            lines.append(
+                f"\n[yellow]{'escalated to ' + escape(to) if to else 'not escalated'}: "
+                f"{escape(state['escalation_reason'])}[/yellow]"
+            )
         lines.append(
             f"\n[dim]thread {escape(outcome['thread_id'])} - trace {self.trace_id[:16]} (ctrl+t opens it)[/dim]"
         )

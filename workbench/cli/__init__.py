@@ -20,8 +20,6 @@ from workbench.core.errors import WorkbenchError, WorkspaceError
 __all__ = ["main", "cli"]
 
 
-
-
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--workspace",
@@ -81,8 +79,6 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _exit)
 
 
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one line and an exit code, never a traceback."""
     _install_signal_handlers()
@@ -102,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence: report, do not dump
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (this is a bug; run with "
-                   f"WORKBENCH_DEBUG=1 for details and report it)", err=True)  # fmt: skip
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (this is a bug; run with "
+            f"WORKBENCH_DEBUG=1 for details and report it)",
+            err=True,
+        )
         sys.exit(70)

@@ -31,7 +31,6 @@ def format_when(ns: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9)) if ns else "-"
 
 
-
 def write(piece: str) -> None:
     sys.stdout.write(piece)
     sys.stdout.flush()

@@ -18,17 +18,29 @@ __all__ = ["ingest", "search", "collections"]
 @click.option("--collection", "-c", required=True, help="Collection name (created on first ingest).")
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable), e.g. '*.md'.")
 @click.option("--exclude", multiple=True, help="Skip files or folders matching this glob (repeatable).")
-@click.option("--redact/--no-redact", default=None,
-              help="Mask e-mails, phones, cards, IBANs, national ids and API keys before embedding.")  # fmt: skip
+@click.option(
+    "--redact/--no-redact",
+    default=None,
+    help="Mask e-mails, phones, cards, IBANs, national ids and API keys before embedding.",
+)
 @click.option("--model", help="Embedding model of a new collection (default: [documents] embedding_model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def ingest(obj: Context, path: str, collection: str, include: tuple[str, ...], exclude: tuple[str, ...],
-           redact: bool | None, model: str | None, as_json: bool) -> None:  # fmt: skip
+def ingest(
+    obj: Context,
+    path: str,
+    collection: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    redact: bool | None,
+    model: str | None,
+    as_json: bool,
+) -> None:
     """Ingest a file or folder into a collection; re-running skips unchanged files."""
     bar = _Progress(enabled=not as_json and sys.stderr.isatty())
-    report = obj.service.ingest(collection, path, list(include) or None, list(exclude) or None, redact, model,
-                                bar.update)  # fmt: skip
+    report = obj.service.ingest(
+        collection, path, list(include) or None, list(exclude) or None, redact, model, bar.update
+    )
     bar.close()
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2, default=str))
@@ -77,8 +89,18 @@ class _Progress:
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(obj: Context, query: str, collection: str, mode: str, k: int, min_score: float | None,
-           path_glob: str | None, file_type: str | None, version: int | None, as_json: bool) -> None:  # fmt: skip
+def search(
+    obj: Context,
+    query: str,
+    collection: str,
+    mode: str,
+    k: int,
+    min_score: float | None,
+    path_glob: str | None,
+    file_type: str | None,
+    version: int | None,
+    as_json: bool,
+) -> None:
     """Search a collection; each hit with its score and where it came from."""
     hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type, version)
     if as_json:

@@ -10,6 +10,7 @@ import click
 
 from workbench.cli._context import Context
 from workbench.cli._output import format_when, render_table
+from workbench.core.errors import UsageError
 
 __all__ = ["eval_group"]
 
@@ -66,34 +67,69 @@ def eval_import(obj: Context, csv_file: str, name: str | None) -> None:
     "--retry-errors", is_flag=True, help="With --resume: run the cases that ended in an error again."
 )
 @click.option("--baseline", metavar="RUN_ID", help="Compare against this run when done.")
-@click.option("--fail-on-regression", type=float, metavar="DROP",
-              help="With --baseline: exit 10 if a metric's mean falls by more than DROP (e.g. 0.02).")  # fmt: skip
+@click.option(
+    "--fail-on-regression",
+    type=float,
+    metavar="DROP",
+    help="With --baseline: exit 10 if a metric's mean falls by more than DROP (e.g. 0.02).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_run(obj: Context, dataset: str | None, models: tuple[str, ...], workflow: str | None, template: str,
-             system: str | None, judge: str | None, max_tokens: int, concurrency: int, limit: int | None,
-             resume: str | None, retry_errors: bool, baseline: str | None, fail_on_regression: float | None,
-             as_json: bool) -> None:  # fmt: skip
+def eval_run(
+    obj: Context,
+    dataset: str | None,
+    models: tuple[str, ...],
+    workflow: str | None,
+    template: str,
+    system: str | None,
+    judge: str | None,
+    max_tokens: int,
+    concurrency: int,
+    limit: int | None,
+    resume: str | None,
+    retry_errors: bool,
+    baseline: str | None,
+    fail_on_regression: float | None,
+    as_json: bool,
+) -> None:
     """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces."""
-    from workbench.core.errors import EvalError
-
     if fail_on_regression is not None and not baseline:
-        raise EvalError("--fail-on-regression needs --baseline RUN_ID", "name the run to compare against")
+        raise UsageError("--fail-on-regression needs --baseline RUN_ID", "name the run to compare against")
     if "{input}" not in template:
-        raise EvalError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
+        raise UsageError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
     bars = _Bars(enabled=not as_json and sys.stderr.isatty())
-    run_id = obj.service.evals.run(dataset, list(models), workflow, template, system, judge, max_tokens, concurrency,
-                                   limit, resume, bars.update, retry_errors=retry_errors)  # fmt: skip
+    run_id = obj.service.evals.run(
+        dataset,
+        list(models),
+        workflow,
+        template,
+        system,
+        judge,
+        max_tokens,
+        concurrency,
+        limit,
+        resume,
+        bars.update,
+        retry_errors=retry_errors,
+    )
     bars.close()
     shown = obj.service.evals.show(run_id)
     errors = sum(1 for r in shown["results"] if r["error"])
     if errors:
-        click.echo(f"{errors} case(s) ended in an error (see `workbench eval show {run_id} --cases`); run them "
-                   f"again with: workbench eval run --resume {run_id} --retry-errors", err=True)  # fmt: skip
+        click.echo(
+            f"{errors} case(s) ended in an error (see `workbench eval show {run_id} --cases`); run them "
+            f"again with: workbench eval run --resume {run_id} --retry-errors",
+            err=True,
+        )
     comparison = obj.service.evals.compare(baseline, run_id) if baseline else None
     if as_json:
-        click.echo(json.dumps({"run_id": run_id, "summary": shown["summary"], "comparison": comparison},
-                              indent=2, default=str))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {"run_id": run_id, "summary": shown["summary"], "comparison": comparison},
+                indent=2,
+                default=str,
+            )
+        )
     else:
         click.echo(f"run {run_id}: {shown['run']['status']}, {len(shown['results'])} results")
         _print_summary(shown["summary"], obj.service.evals.figures())
@@ -125,7 +161,9 @@ class _Bars:
 
 
 def _print_summary(summary: dict[str, dict[str, Any]], figures: list[tuple[str, str]]) -> None:
-    present = [(key, label) for key, label in figures if any(s.get(key) is not None for s in summary.values())]
+    present = [
+        (key, label) for key, label in figures if any(s.get(key) is not None for s in summary.values())
+    ]
     rows = [
         {"subject": subject, **{label: s.get(key) for key, label in present}}
         for subject, s in summary.items()
@@ -136,10 +174,21 @@ def _print_summary(summary: dict[str, dict[str, Any]], figures: list[tuple[str, 
 def _print_comparison(comparison: dict[str, Any], changed: int) -> None:
     rows = []
     for m in comparison["metrics"]:
-        rows.append({"metric": m["metric"], "n": m["n"], "a": m["a"], "b": m["b"], "delta": f"{m['delta']:+.3f}",
-                     "95% ci": f"{m['ci_low']:+.3f}..{m['ci_high']:+.3f}", "p (bootstrap)": m["p_bootstrap"],
-                     "p (mcnemar)": m.get("p_mcnemar")})  # fmt: skip
-    click.echo(render_table(rows, ["metric", "n", "a", "b", "delta", "95% ci", "p (bootstrap)", "p (mcnemar)"]))
+        rows.append(
+            {
+                "metric": m["metric"],
+                "n": m["n"],
+                "a": m["a"],
+                "b": m["b"],
+                "delta": f"{m['delta']:+.3f}",
+                "95% ci": f"{m['ci_low']:+.3f}..{m['ci_high']:+.3f}",
+                "p (bootstrap)": m["p_bootstrap"],
+                "p (mcnemar)": m.get("p_mcnemar"),
+            }
+        )
+    click.echo(
+        render_table(rows, ["metric", "n", "a", "b", "delta", "95% ci", "p (bootstrap)", "p (mcnemar)"])
+    )
     cases = comparison["changed"]
     if cases:
         click.echo(
@@ -170,7 +219,9 @@ def eval_list(obj: Context, limit: int, as_json: bool) -> None:
         row["started"] = format_when(row["created_ns"])
         row["subjects"] = ", ".join(row["subjects"])
         row["status"] = "interrupted" if row["status"] == "running" else row["status"]
-    click.echo(render_table(rows, ["run_id", "dataset", "subjects", "status", "results", "started", "wall_s"]))
+    click.echo(
+        render_table(rows, ["run_id", "dataset", "subjects", "status", "results", "started", "wall_s"])
+    )
 
 
 @eval_group.command("show")
@@ -196,8 +247,14 @@ def eval_show(obj: Context, run_id: str, cases: bool, as_json: bool) -> None:
             )
             click.echo(f"  {_short(row['output'] or row['error'])}")
             for verdict in row["judge"] or []:
-                click.echo(f"  judge {verdict['criterion']}: " + (f"FAILED, raw: {_short(verdict['raw'], 80)}"
-                           if verdict["failed"] else f"{verdict['score']:.2f} ({_short(verdict.get('reason'), 70)})"))  # fmt: skip
+                click.echo(
+                    f"  judge {verdict['criterion']}: "
+                    + (
+                        f"FAILED, raw: {_short(verdict['raw'], 80)}"
+                        if verdict["failed"]
+                        else f"{verdict['score']:.2f} ({_short(verdict.get('reason'), 70)})"
+                    )
+                )
 
 
 @eval_group.command("compare")
@@ -208,8 +265,15 @@ def eval_show(obj: Context, run_id: str, cases: bool, as_json: bool) -> None:
 @click.option("--changed", default=10, show_default=True, help="How many changed cases to show.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_compare(obj: Context, run_a: str, run_b: str, subject_a: str | None, subject_b: str | None, changed: int,
-                 as_json: bool) -> None:  # fmt: skip
+def eval_compare(
+    obj: Context,
+    run_a: str,
+    run_b: str,
+    subject_a: str | None,
+    subject_b: str | None,
+    changed: int,
+    as_json: bool,
+) -> None:
     """RUN_B against RUN_A: per-metric deltas with paired tests, and the cases that changed."""
     comparison = obj.service.evals.compare(run_a, run_b, subject_a, subject_b)
     if as_json:

@@ -11,8 +11,10 @@ from workbench.cli._context import Context
 from workbench.cli._output import render_table, report, write
 from workbench.core.errors import UsageError, WorkbenchError
 
-_MODEL_HELP = ("Alias or unique prefix (see `models list`), ENDPOINT/MODEL for a cloud model, "
-               "or auto for the [router] policy (local first, escalate when needed).")  # fmt: skip
+_MODEL_HELP = (
+    "Alias or unique prefix (see `models list`), ENDPOINT/MODEL for a cloud model, "
+    "or auto for the [router] policy (local first, escalate when needed)."
+)
 
 
 def _generation_options(command):
@@ -29,7 +31,7 @@ def _generation_options(command):
             "--schema",
             type=click.Path(exists=True, dir_okay=False),
             help="JSON schema file: the answer is JSON valid against it.",
-        ),  # fmt: skip
+        ),
         click.option("--ctx", default=4096, show_default=True, help="Context size in tokens."),
         click.option("--threads", type=int, help="CPU threads (default: all cores)."),
         click.option(
@@ -49,8 +51,14 @@ def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads
                 json_schema = json.load(handle)
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{schema} is not valid JSON: {exc}", "fix the schema file") from None
-    params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed, "stop": stop,
-              "json_schema": json_schema}  # fmt: skip
+    params = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "stop": stop,
+        "json_schema": json_schema,
+    }
     return params, {"n_ctx": ctx, "n_threads": threads, "n_gpu_layers": gpu_layers}
 
 
@@ -134,8 +142,16 @@ def chat(obj: Context, model: str, system: str | None, **generation) -> None:
 @click.option("--seed", type=int)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def compare(obj: Context, models: tuple[str, ...], prompt: str, system: str | None, max_tokens: int,
-            temperature: float, seed: int | None, as_json: bool) -> None:  # fmt: skip
+def compare(
+    obj: Context,
+    models: tuple[str, ...],
+    prompt: str,
+    system: str | None,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    as_json: bool,
+) -> None:
     """One PROMPT to several models at once, side by side with their figures."""
     params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     if not as_json:
@@ -146,11 +162,20 @@ def compare(obj: Context, models: tuple[str, ...], prompt: str, system: str | No
         if isinstance(outcome, Exception):
             rows.append({"model": name, "error": outcome.one_line()})
         else:
-            rows.append({"model": name, "text": outcome.text, "ttft_ms": round((outcome.ttft_s or 0) * 1000),
-                         "tok_s": round(outcome.tokens_per_s, 1), "tokens_in": outcome.input_tokens,
-                         "tokens_out": outcome.output_tokens, "cost_usd": outcome.cost_usd,
-                         "finish": outcome.finish_reason, "hardware": outcome.hardware,
-                         "trace_id": outcome.trace_id})  # fmt: skip
+            rows.append(
+                {
+                    "model": name,
+                    "text": outcome.text,
+                    "ttft_ms": round((outcome.ttft_s or 0) * 1000),
+                    "tok_s": round(outcome.tokens_per_s, 1),
+                    "tokens_in": outcome.input_tokens,
+                    "tokens_out": outcome.output_tokens,
+                    "cost_usd": outcome.cost_usd,
+                    "finish": outcome.finish_reason,
+                    "hardware": outcome.hardware,
+                    "trace_id": outcome.trace_id,
+                }
+            )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -160,6 +185,10 @@ def compare(obj: Context, models: tuple[str, ...], prompt: str, system: str | No
         click.echo()
     figures = [r for r in rows if "error" not in r]
     if figures:
-        click.echo(render_table(figures, ["model", "ttft_ms", "tok_s", "tokens_in", "tokens_out", "cost_usd", "finish",
-                                    "hardware"]))  # fmt: skip
+        click.echo(
+            render_table(
+                figures,
+                ["model", "ttft_ms", "tok_s", "tokens_in", "tokens_out", "cost_usd", "finish", "hardware"],
+            )
+        )
         click.echo(f"trace {figures[0]['trace_id']}")

@@ -23,14 +23,27 @@ def models_list(obj: Context, as_json: bool) -> None:
     """Models of this workspace."""
     rows = []
     for m in obj.service.list_models():
-        row = {"alias": m.alias, "kind": m.kind, "present": "yes" if m.present else "no",
-               "size_mb": round(m.size_bytes / 1e6, 1), "arch": None, "quant": None, "params": None,
-               "ctx": None, "source": m.source, "path": str(m.path)}  # fmt: skip
+        row = {
+            "alias": m.alias,
+            "kind": m.kind,
+            "present": "yes" if m.present else "no",
+            "size_mb": round(m.size_bytes / 1e6, 1),
+            "arch": None,
+            "quant": None,
+            "params": None,
+            "ctx": None,
+            "source": m.source,
+            "path": str(m.path),
+        }
         if m.present and m.kind == "gguf":
             try:
                 info = obj.service.model_info(m.alias)
-                row.update(arch=info.architecture, quant=info.file_type, params=info.parameters_label,
-                           ctx=info.context_length)  # fmt: skip
+                row.update(
+                    arch=info.architecture,
+                    quant=info.file_type,
+                    params=info.parameters_label,
+                    ctx=info.context_length,
+                )
             except WorkbenchError as exc:
                 row["arch"] = f"unreadable: {exc.message}"
         rows.append(row)
@@ -80,8 +93,9 @@ def models_plan(obj: Context, name: str, ctx: int, as_json: bool) -> None:
     """Estimate memory (weights + KV cache + compute) and the GPU layers that fit."""
     plan = obj.service.plan(name, ctx)
     if as_json:
-        click.echo(json.dumps({**plan.__dict__, "total_bytes": plan.total_bytes, "summary": plan.summary},
-                              indent=2))  # fmt: skip
+        click.echo(
+            json.dumps({**plan.__dict__, "total_bytes": plan.total_bytes, "summary": plan.summary}, indent=2)
+        )
         return
 
     def mib(value: int | None) -> str:
@@ -108,8 +122,10 @@ def models_load(obj: Context, name: str, ctx: int, threads: int | None, gpu_laye
     A CLI run ends with its process, and the model with it: the app (Models screen, l/u) and
     `workbench chat` keep models loaded between requests."""
     loaded = obj.service.load_model(name, {"n_ctx": ctx, "n_threads": threads, "n_gpu_layers": gpu_layers})
-    click.echo(f"{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}, "
-               f"context {loaded['n_ctx']} tokens")  # fmt: skip
+    click.echo(
+        f"{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}, "
+        f"context {loaded['n_ctx']} tokens"
+    )
 
 
 @models.command("register")

@@ -23,8 +23,15 @@ def traces() -> None:
 @click.option("--status", type=click.Choice(["ok", "error"]))
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def traces_list(obj: Context, limit: int, offset: int, name: str | None, model: str | None,
-                status: str | None, as_json: bool) -> None:  # fmt: skip
+def traces_list(
+    obj: Context,
+    limit: int,
+    offset: int,
+    name: str | None,
+    model: str | None,
+    status: str | None,
+    as_json: bool,
+) -> None:
     """Recent traces, newest first."""
     filters = {"name": name, "model": model, "status": status}
     rows, total = obj.service.list_traces(limit, offset, {k: v for k, v in filters.items() if v})
@@ -34,8 +41,18 @@ def traces_list(obj: Context, limit: int, offset: int, name: str | None, model: 
     for row in rows:
         row["start"] = format_when(row["start_ns"])
         row["trace_id"] = row["trace_id"][:16]
-    columns = ["trace_id", "start", "name", "status", "spans", "duration_ms", "models",
-               "input_tokens", "output_tokens", "cost_usd"]  # fmt: skip
+    columns = [
+        "trace_id",
+        "start",
+        "name",
+        "status",
+        "spans",
+        "duration_ms",
+        "models",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+    ]
     click.echo(render_table(rows, columns) if rows else "no traces yet")
     click.echo(f"{len(rows)} of {total} traces")
 
@@ -80,8 +97,7 @@ def traces_show(obj: Context, trace_id: str, as_json: bool) -> None:
 )
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
 @click.pass_obj
-def traces_export(obj: Context, trace_ids: tuple[str, ...], fmt: str, limit: int,
-                  out: str | None) -> None:  # fmt: skip
+def traces_export(obj: Context, trace_ids: tuple[str, ...], fmt: str, limit: int, out: str | None) -> None:
     """Export traces as OTLP JSON (for an OpenTelemetry collector, Langfuse or Phoenix)."""
     document = json.dumps(obj.service.export_otlp(list(trace_ids), limit))
     if out:

@@ -62,8 +62,13 @@ def workflows_validate(obj: Context, name: str) -> None:
 
 @workflows.command("new")
 @click.argument("name")
-@click.option("--from", "template", required=True, type=click.Choice(["rag", "router", "agent"]),
-              help="The template to copy.")  # fmt: skip
+@click.option(
+    "--from",
+    "template",
+    required=True,
+    type=click.Choice(["rag", "router", "agent"]),
+    help="The template to copy.",
+)
 @click.pass_obj
 def workflows_new(obj: Context, name: str, template: str) -> None:
     """Create workflow NAME from a template; edit the YAML it writes."""
@@ -122,8 +127,12 @@ def run(
     if reason:
         to = state.get("escalated_to")
         click.echo(f"[escalated to {to}: {reason}]" if to else f"[not escalated: {reason}]", err=True)
-    click.echo(f"[thread {outcome['thread_id']}, trace {outcome['trace_id'][:16]}"
-               + (f", resumed; skipped {', '.join(outcome['skipped'])}" if outcome["resumed"] else "") + "]", err=True)  # fmt: skip
+    click.echo(
+        f"[thread {outcome['thread_id']}, trace {outcome['trace_id'][:16]}"
+        + (f", resumed; skipped {', '.join(outcome['skipped'])}" if outcome["resumed"] else "")
+        + "]",
+        err=True,
+    )
 
 
 def _answer_text(answer: Any) -> str:
@@ -182,8 +191,12 @@ class _Events:
 @click.command()
 @click.argument("name")
 @click.option("--target", "-t", required=True, type=click.Choice(["langgraph", "litellm", "vllm", "otel"]))
-@click.option("--out", "-o", type=click.Path(file_okay=False),
-              help="Folder to write into (default: <workspace>/exports/NAME/TARGET).")  # fmt: skip
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Folder to write into (default: <workspace>/exports/NAME/TARGET).",
+)
 @click.pass_obj
 def export(obj: Context, name: str, target: str, out: str | None) -> None:
     """Export workflow NAME to a production config: langgraph, litellm, vllm or otel."""

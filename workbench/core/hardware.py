@@ -11,8 +11,16 @@ from importlib import metadata
 
 __all__ = ["Check", "system_checks", "PACKAGES"]
 
-PACKAGES = ("textual", "duckdb", "lancedb", "llama-cpp-python", "sentence-transformers", "torch",
-            "langgraph", "pydantic")  # fmt: skip
+PACKAGES = (
+    "textual",
+    "duckdb",
+    "lancedb",
+    "llama-cpp-python",
+    "sentence-transformers",
+    "torch",
+    "langgraph",
+    "pydantic",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,10 @@ def gpus_raw() -> list[tuple[str, int, int]]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     found = []
@@ -73,8 +83,10 @@ def gpus_raw() -> list[tuple[str, int, int]]:
 
 def gpus() -> list[str]:
     """GPUs as nvidia-smi names them, with memory; empty where there is none or no driver."""
-    return [f"{name} ({total // 1024**2} MiB total, {free // 1024**2} MiB free)"
-            for name, total, free in gpus_raw()]  # fmt: skip
+    return [
+        f"{name} ({total // 1024**2} MiB total, {free // 1024**2} MiB free)"
+        for name, total, free in gpus_raw()
+    ]
 
 
 def system_checks() -> list[Check]:

@@ -66,7 +66,9 @@ def _lancedb_check(service: Service) -> Check:
     try:
         import lancedb
 
-        tables = lancedb.connect(str(service.workspace.lancedb_dir)).table_names()
+        tables = list(lancedb.connect(str(service.workspace.lancedb_dir)).table_names())
     except Exception as exc:  # noqa: BLE001
         return Check("workspace", "lancedb", "fail", f"{type(exc).__name__}: {exc}")
-    return Check("workspace", "lancedb", "ok", f"{len(tables)} collections in {service.workspace.lancedb_dir}")
+    return Check(
+        "workspace", "lancedb", "ok", f"{len(tables)} collections in {service.workspace.lancedb_dir}"
+    )

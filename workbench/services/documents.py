@@ -35,7 +35,9 @@ class Documents:
             info = resolve_model(self.service.workspace, name)
             return info.alias, info.kind, info.path
 
-        return Collections(self.service.workspace, self.service.tracer, self.service.config.documents, find_model)
+        return Collections(
+            self.service.workspace, self.service.tracer, self.service.config.documents, find_model
+        )
 
     def ingest(
         self,

@@ -14,17 +14,29 @@ from typing import Any
 
 from evals.datasets import NAME, Case, Dataset, csv_to_cases, load_dataset
 from evals.storage import EvalStore
-from workbench.core.errors import EvalError, RegressionError, WorkbenchError
+from workbench.core.errors import EvalError, RegressionError, UsageError, WorkbenchError
 
 __all__ = ["Evals"]
 
 # Every figure of a run's summary, in the order the app and the CLI show them, with a short
 # label: the quality metrics in evals.metrics.QUALITY order (the one list), then speed and cost.
-_LABELS = {"json_valid": "json", "recall_at_k": "recall@k", "correctness": "correct", "groundedness": "grounded"}
+_LABELS = {
+    "json_valid": "json",
+    "recall_at_k": "recall@k",
+    "correctness": "correct",
+    "groundedness": "grounded",
+}
 _OPERATIONAL = (
-    ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"), ("ttft_p50_s", "ttft s"), ("tokens_per_s", "tok/s"),
-    ("cost_usd", "cost $"), ("model_size_mb", "MB"), ("errors", "errors"), ("judge_failures", "judge fails"),
-)  # fmt: skip
+    ("latency_p50_s", "p50 s"),
+    ("latency_p95_s", "p95 s"),
+    ("ttft_p50_s", "ttft s"),
+    ("tokens_per_s", "tok/s"),
+    ("cost_usd", "cost $"),
+    ("model_size_mb", "MB"),
+    ("errors", "errors"),
+    ("judge_failures", "judge fails"),
+)
+
 
 def _figures() -> list[tuple[str, str]]:
     from evals.metrics import QUALITY
@@ -60,8 +72,10 @@ class Evals:
         path = self.path(name)
         if not path.is_file():
             known = ", ".join(p.stem for p in sorted(self.dir.glob("*.jsonl"))) or "none yet"
-            raise EvalError(f"no dataset {name!r} in {self.dir} (datasets: {known})",
-                            f"add {path}, or `workbench eval import FILE.csv --name {name}`")  # fmt: skip
+            raise EvalError(
+                f"no dataset {name!r} in {self.dir} (datasets: {known})",
+                f"add {path}, or `workbench eval import FILE.csv --name {name}`",
+            )
         return load_dataset(path)
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -103,11 +117,22 @@ class Evals:
 
     # -- runs -----------------------------------------------------------------------------------
 
-    def run(self, dataset: str | None = None, models: list[str] | None = None, workflow: str | None = None,
-            template: str = "{input}", system: str | None = None, judge: str | None = None, max_tokens: int = 128,
-            concurrency: int = 4, limit: int | None = None, resume: str | None = None,
-            progress: Callable[[str, int, int], None] | None = None,
-            stop: threading.Event | None = None, retry_errors: bool = False) -> str:  # fmt: skip
+    def run(
+        self,
+        dataset: str | None = None,
+        models: list[str] | None = None,
+        workflow: str | None = None,
+        template: str = "{input}",
+        system: str | None = None,
+        judge: str | None = None,
+        max_tokens: int = 128,
+        concurrency: int = 4,
+        limit: int | None = None,
+        resume: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        stop: threading.Event | None = None,
+        retry_errors: bool = False,
+    ) -> str:
         """Run (or resume) an eval; returns its run id. Results are written as cases finish.
         ``retry_errors`` with ``resume``: cases that ended in an error (a cloud outage, a timeout)
         run again; their old rows go first, so a kill meanwhile leaves them to the next resume."""
@@ -118,31 +143,46 @@ class Evals:
             settings, run_id = run["settings"], run["run_id"]
             data = self.dataset(run["dataset"])
             if data.sha256 != run["dataset_sha256"]:
-                raise EvalError(f"dataset {run['dataset']} changed since run {run_id} started",
-                                "start a new run; a resumed one must see the same cases")  # fmt: skip
+                raise EvalError(
+                    f"dataset {run['dataset']} changed since run {run_id} started",
+                    "start a new run; a resumed one must see the same cases",
+                )
             if retry_errors:
                 self.storage.forget_errors(run_id)
             done = self.storage.finished_cases(run_id)
         else:
             if retry_errors:
-                raise EvalError(
+                raise UsageError(
                     "--retry-errors goes with --resume RUN_ID",
                     "workbench eval run --resume RUN_ID --retry-errors",
                 )
             if not dataset or not models:
-                raise EvalError(
+                raise UsageError(
                     "an eval needs a dataset and at least one model", "workbench eval run DATASET -m MODEL"
                 )
             data = self.dataset(dataset)
-            settings = {"models": list(dict.fromkeys(models)), "workflow": workflow, "template": template,
-                        "system": system, "judge": judge, "max_tokens": max_tokens, "limit": limit}  # fmt: skip
+            settings = {
+                "models": list(dict.fromkeys(models)),
+                "workflow": workflow,
+                "template": template,
+                "system": system,
+                "judge": judge,
+                "max_tokens": max_tokens,
+                "limit": limit,
+            }
             run_id = f"{data.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
             done = set()
         cases = data.cases[: settings["limit"]] if settings.get("limit") else data.cases
         subjects = self._subjects(run_id, settings)
         if not resume:
-            self.storage.create_run(run_id, data.name, data.sha256, [s.label for s in subjects], settings,
-                                    self._reproducibility(settings, data))  # fmt: skip
+            self.storage.create_run(
+                run_id,
+                data.name,
+                data.sha256,
+                [s.label for s in subjects],
+                settings,
+                self._reproducibility(settings, data),
+            )
         judge_ = self._judge(settings["judge"])
         writer = self.storage.writer(run_id)
         started = time.perf_counter()
@@ -172,8 +212,15 @@ class Evals:
                         f"{model} is not a chat model in this workspace", "see `workbench models list`"
                     )
             label = f"{settings['workflow']}@{model}" if spec else model
-            subjects.append(Subject(label, model, settings["workflow"], self.service.is_local(model),
-                                    self._runner(run_id, label, model, spec, settings)))  # fmt: skip
+            subjects.append(
+                Subject(
+                    label,
+                    model,
+                    settings["workflow"],
+                    self.service.is_local(model),
+                    self._runner(run_id, label, model, spec, settings),
+                )
+            )
         return subjects
 
     def _runner(self, run_id: str, label: str, model: str, spec, settings: dict[str, Any]):
@@ -190,16 +237,26 @@ class Evals:
 
         def run(case: Case) -> Outcome:
             usage: list = []
-            attributes = {"workbench.eval.run_id": run_id, "workbench.eval.case_id": case.id,
-                          "workbench.eval.subject": label}  # fmt: skip
+            attributes = {
+                "workbench.eval.run_id": run_id,
+                "workbench.eval.case_id": case.id,
+                "workbench.eval.subject": label,
+            }
             with self.service.tracer.span("eval.case", "eval", attributes) as span:
                 span.set_payload(input=case.input)
                 if spec is not None:
                     state, _ = self.service.workflows.invoke(spec, case.input, usage)
                     answer = state.get("answer")
                     output = answer if isinstance(answer, str) else json.dumps(answer)
-                    retrieved = [{"path": c["path"], "text": c["text"]} for c in state.get("context") or []
-                                 if isinstance(c, dict) and "path" in c] if "context" in state else None  # fmt: skip
+                    retrieved = (
+                        [
+                            {"path": c["path"], "text": c["text"]}
+                            for c in state.get("context") or []
+                            if isinstance(c, dict) and "path" in c
+                        ]
+                        if "context" in state
+                        else None
+                    )
                 else:
                     messages = (
                         [{"role": "system", "content": settings["system"]}] if settings["system"] else []
@@ -219,8 +276,12 @@ class Evals:
         from local_models.types import GenerationParams
 
         def chat(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
-            generation = GenerationParams(temperature=params["temperature"], max_tokens=params["max_tokens"],
-                                          seed=params["seed"], json_schema=params["json_schema"])  # fmt: skip
+            generation = GenerationParams(
+                temperature=params["temperature"],
+                max_tokens=params["max_tokens"],
+                seed=params["seed"],
+                json_schema=params["json_schema"],
+            )
             return self.service.chat(name, messages, generation).text
 
         return Judge(model, chat)
@@ -265,8 +326,11 @@ class Evals:
                     ]
         else:
             record["prompts"] = {"template": settings["template"], "system": settings["system"]}
-        config_text = self.service.workspace.config_path.read_text(encoding="utf-8") \
-            if self.service.workspace.config_path.exists() else ""  # fmt: skip
+        config_text = (
+            self.service.workspace.config_path.read_text(encoding="utf-8")
+            if self.service.workspace.config_path.exists()
+            else ""
+        )
         record["config_sha256"] = hashlib.sha256(config_text.encode()).hexdigest()
         record["generation"] = {"temperature": 0.0, "seed": 0, "max_tokens": settings["max_tokens"]}
         return record
@@ -305,8 +369,9 @@ class Evals:
         except WorkbenchError:
             return None
 
-    def compare(self, run_a: str, run_b: str, subject_a: str | None = None,
-                subject_b: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def compare(
+        self, run_a: str, run_b: str, subject_a: str | None = None, subject_b: str | None = None
+    ) -> dict[str, Any]:
         """Run b against run a (the baseline); ``subject_*`` picks one subject of a run."""
         from evals.compare import compare_rows
 
@@ -320,8 +385,10 @@ class Evals:
                 rows[:] = kept
         comparison = compare_rows(rows_a, rows_b)
         if not comparison["pairs"]:
-            raise EvalError(f"runs {run_a} and {run_b} share no cases of the same subject",
-                            "compare runs over the same dataset; pick one subject of each with --subject-a/--subject-b")  # fmt: skip
+            raise EvalError(
+                f"runs {run_a} and {run_b} share no cases of the same subject",
+                "compare runs over the same dataset; pick one subject of each with --subject-a/--subject-b",
+            )
         return comparison
 
     def gate(self, run_id: str, baseline: str, threshold: float) -> dict[str, Any]:
@@ -331,8 +398,10 @@ class Evals:
         comparison = self.compare(baseline, run_id)
         fallen = regressions(comparison, threshold)
         if fallen:
-            raise RegressionError(f"run {run_id} regressed against {baseline} by more than {threshold:g}: "
-                                  + "; ".join(fallen), "see `workbench eval compare` for the cases that changed")  # fmt: skip
+            raise RegressionError(
+                f"run {run_id} regressed against {baseline} by more than {threshold:g}: " + "; ".join(fallen),
+                "see `workbench eval compare` for the cases that changed",
+            )
         return comparison
 
 
@@ -340,9 +409,13 @@ def _usage(results: list) -> dict[str, Any]:
     if not results:
         return {}
     ttfts = [r.ttft_s for r in results if r.ttft_s is not None]
-    return {"model_s": sum(r.duration_s for r in results), "ttft_s": ttfts[0] if ttfts else None,
-            "input_tokens": sum(r.input_tokens for r in results), "output_tokens": sum(r.output_tokens for r in results),
-            "cost_usd": sum(r.cost_usd for r in results)}  # fmt: skip
+    return {
+        "model_s": sum(r.duration_s for r in results),
+        "ttft_s": ttfts[0] if ttfts else None,
+        "input_tokens": sum(r.input_tokens for r in results),
+        "output_tokens": sum(r.output_tokens for r in results),
+        "cost_usd": sum(r.cost_usd for r in results),
+    }
 
 
 _HASHES: dict[tuple, str] = {}

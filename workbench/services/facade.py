@@ -100,7 +100,7 @@ class Service:
     def flush_traces(self) -> None:
         """Make every span of this process so far visible to readers (blocking)."""
         if "tracer" in self._parts:
-            self.tracer.sink.flush(compact=True, blocking=True)
+            self.tracer.flush()
 
     def close(self) -> None:
         """Unload the models of this process and write its last spans."""
@@ -129,7 +129,9 @@ class Service:
     def list_models(self):
         return self.generation.list_models()
 
-    def fetch_models(self, aliases: list[str] | None = None, progress: Callable[[str, str], None] | None = None):
+    def fetch_models(
+        self, aliases: list[str] | None = None, progress: Callable[[str, str], None] | None = None
+    ):
         from local_models.fetch import fetch_models
 
         with self.tracer.span("models.fetch_all", "io"):
@@ -183,20 +185,37 @@ class Service:
 
     # -- prompts (params: a GenerationParams or a mapping of its fields) -------------------------
 
-    def ask(self, model: str, prompt: str, system: str | None = None, params=None, on_text=None, options=None,
-            cancel: threading.Event | None = None):  # fmt: skip
+    def ask(
+        self,
+        model: str,
+        prompt: str,
+        system: str | None = None,
+        params=None,
+        on_text=None,
+        options=None,
+        cancel: threading.Event | None = None,
+    ):
         """One prompt to one model, streamed to ``on_text``; returns the GenerationResult."""
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
         ]
         return self.generation.chat(model, messages, params, on_text, options, cancel)
 
-    def chat(self, model: str, messages: list[dict[str, str]], params=None, on_text=None, options=None,
-             cancel: threading.Event | None = None):  # fmt: skip
+    def chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        params=None,
+        on_text=None,
+        options=None,
+        cancel: threading.Event | None = None,
+    ):
         """A conversation to a local model (alias), a cloud one (ENDPOINT/MODEL) or ``auto``."""
         return self.generation.chat(model, messages, params, on_text, options, cancel)
 
-    def compare(self, models: list[str], prompt: str, system: str | None = None, params=None, on_text=None) -> list:
+    def compare(
+        self, models: list[str], prompt: str, system: str | None = None, params=None, on_text=None
+    ) -> list:
         return self.generation.compare(models, prompt, system, params, on_text)
 
     # -- documents ------------------------------------------------------------------------------
@@ -204,13 +223,29 @@ class Service:
     def isolate_heavy_work(self) -> None:
         self.documents.isolate_heavy_work()
 
-    def ingest(self, collection: str, source: str, include=None, exclude=None, redact: bool | None = None,
-               model: str | None = None, progress=None):  # fmt: skip
+    def ingest(
+        self,
+        collection: str,
+        source: str,
+        include=None,
+        exclude=None,
+        redact: bool | None = None,
+        model: str | None = None,
+        progress=None,
+    ):
         return self.documents.ingest(collection, source, include, exclude, redact, model, progress)
 
-    def search(self, collection: str, query: str, mode: str = "hybrid", k: int = 5, min_score=None,
-               path_glob: str | None = None, file_type: str | None = None,
-               version: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def search(
+        self,
+        collection: str,
+        query: str,
+        mode: str = "hybrid",
+        k: int = 5,
+        min_score=None,
+        path_glob: str | None = None,
+        file_type: str | None = None,
+        version: int | None = None,
+    ) -> list[dict[str, Any]]:
         return self.documents.search(collection, query, mode, k, min_score, path_glob, file_type, version)
 
     def list_collections(self) -> list[dict[str, Any]]:

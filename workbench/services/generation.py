@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from workbench.core.errors import ModelError, UsageError, WorkbenchError
@@ -91,8 +92,13 @@ class Generation:
                 if self._router is None:
                     from local_models.router import Router
 
-                    self._router = Router(self.service.config.router, self.models, self.cloud,
-                                          self.service.tracer, self.service.store)  # fmt: skip
+                    self._router = Router(
+                        self.service.config.router,
+                        self.models,
+                        self.cloud,
+                        self.service.tracer,
+                        self.service.store,
+                    )
         return self._router
 
     def loaded(self) -> list[str]:
@@ -167,12 +173,19 @@ class Generation:
     def model_choices(self) -> list[str]:
         """Every name a chat can be addressed to: local GGUF aliases, cloud models, auto."""
         names = [m.alias for m in self.list_models() if m.kind == "gguf" and m.present]
-        names += [f"{name}/{model}" for name, endpoint in self.service.config.cloud.items() for model in endpoint.models]
+        names += [
+            f"{name}/{model}"
+            for name, endpoint in self.service.config.cloud.items()
+            for model in endpoint.models
+        ]
         if self.service.config.router.local:
             names.append("auto")
         return names
 
     # -- prompts --------------------------------------------------------------------------------
+
+    def _load_quietly(self, name: str) -> None:
+        self.models.load(name)
 
     def chat(
         self,
@@ -218,7 +231,7 @@ class Generation:
         outcomes: list[GenerationResult | WorkbenchError | None] = [None] * len(models)
         for index, name in enumerate(models):  # load up front, one at a time: loads compete for memory
             if self.is_local(name):
-                outcomes[index] = _guarded(name, lambda name=name: self.models.load(name) and None)
+                outcomes[index] = _guarded(name, partial(self._load_quietly, name))
         with self.service.tracer.span("compare", "compare", {"workbench.compare.models": models}) as root:
 
             def run(index: int, name: str) -> None:
@@ -229,7 +242,9 @@ class Generation:
 
             # Each thread runs in a copy of this context, so its spans are children of this one.
             threads = [
-                threading.Thread(target=contextvars.copy_context().run, args=(run, i, name), name=f"compare:{name}")
+                threading.Thread(
+                    target=contextvars.copy_context().run, args=(run, i, name), name=f"compare:{name}"
+                )
                 for i, name in enumerate(models)
             ]
             for thread in threads:

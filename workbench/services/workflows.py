@@ -4,6 +4,7 @@ exports. The LangGraph side lives in agents/; this module is the Runtime it runs
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from agents.spec import (
     Spec,
     SpecError,
 )
-from workbench.core.errors import WorkbenchError, WorkflowError
+from workbench.core.errors import UsageError, WorkbenchError, WorkflowError
 from workbench.core.tracing import current_span
 
 __all__ = ["Workflows", "WorkbenchRuntime", "TEMPLATES", "describe_update"]
@@ -47,8 +48,11 @@ class WorkbenchRuntime:
         result = self.service.chat(model, messages, _generation(params), on_text)
         if self.usage is not None:
             self.usage.append(result)
-        return {"text": result.text, "model": result.model,
-                "escalation_reason": result.extra.get("escalation_reason")}  # fmt: skip
+        return {
+            "text": result.text,
+            "model": result.model,
+            "escalation_reason": result.extra.get("escalation_reason"),
+        }
 
     def escalate(self, model: str | None, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
         from workbench.core.errors import CloudError
@@ -69,10 +73,12 @@ class WorkbenchRuntime:
             self.usage.append(result)
         return {"text": result.text, "model": result.model}
 
-    def retrieve(self, collection: str, query: str, k: int, mode: str) -> list[dict[str, Any]]:
+    def retrieve(self, collection: str, query: str, k: int, mode: str) -> builtins.list[dict[str, Any]]:
         hits = self.service.search(collection, query, mode=mode, k=k)
-        return [{"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
-                for h in hits]  # fmt: skip
+        return [
+            {"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
+            for h in hits
+        ]
 
     def tool(self, name: str, text: str) -> str:
         from agents import tools
@@ -125,8 +131,12 @@ def describe_update(update: dict[str, Any]) -> str:
 def _generation(params: dict[str, Any]):
     from local_models.types import GenerationParams
 
-    return GenerationParams(temperature=params.get("temperature", 0.0), max_tokens=params.get("max_tokens", 256),
-                            seed=params.get("seed"), json_schema=params.get("json_schema"))  # fmt: skip
+    return GenerationParams(
+        temperature=params.get("temperature", 0.0),
+        max_tokens=params.get("max_tokens", 256),
+        seed=params.get("seed"),
+        json_schema=params.get("json_schema"),
+    )
 
 
 class Workflows:
@@ -140,14 +150,16 @@ class Workflows:
         path = self.dir / f"{name}.yaml"
         if not path.is_file():
             known = ", ".join(self.names()) or "none yet"
-            raise WorkflowError(f"no workflow {name!r} in {self.dir} (workflows: {known})",
-                                f"create one with `workbench workflows new {name} --from rag`")  # fmt: skip
+            raise WorkflowError(
+                f"no workflow {name!r} in {self.dir} (workflows: {known})",
+                f"create one with `workbench workflows new {name} --from rag`",
+            )
         return path
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return sorted(p.stem for p in self.dir.glob("*.yaml")) if self.dir.is_dir() else []
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         rows = []
         for name in self.names():
             problems = self.check(name)
@@ -156,8 +168,15 @@ class Workflows:
                 description, nodes = spec.description.strip(), len(spec.nodes)
             except SpecError:
                 description, nodes = "", None
-            rows.append({"name": name, "nodes": nodes, "valid": not problems, "problems": len(problems),
-                         "description": description})  # fmt: skip
+            rows.append(
+                {
+                    "name": name,
+                    "nodes": nodes,
+                    "valid": not problems,
+                    "problems": len(problems),
+                    "description": description,
+                }
+            )
         return rows
 
     def load(self, name: str) -> Spec:
@@ -198,7 +217,7 @@ class Workflows:
         tmp.replace(target)
         return target
 
-    def check(self, name: str) -> list[Problem]:
+    def check(self, name: str) -> builtins.list[Problem]:
         """Every problem of the spec: its own, then what this workspace lacks (models, collections)."""
         try:
             spec = self.load(name)
@@ -206,7 +225,7 @@ class Workflows:
             return exc.problems
         return self._workspace_problems(spec, str(self.path(name)))
 
-    def _workspace_problems(self, spec: Spec, file: str) -> list[Problem]:
+    def _workspace_problems(self, spec: Spec, file: str) -> builtins.list[Problem]:
         problems = []
         models = set(self.service.model_choices()) | {"auto"}
         collections = set(self.service.collections.names())
@@ -220,12 +239,24 @@ class Workflows:
                 used.append(("model", node.model))
             for field, model in used:
                 if model not in models and not self._resolves(model):
-                    problems.append(Problem(file, None, f"nodes.{name}.{field}",
-                                            f"model {model!r} is not in this workspace (`workbench models list`)"))  # fmt: skip
+                    problems.append(
+                        Problem(
+                            file,
+                            None,
+                            f"nodes.{name}.{field}",
+                            f"model {model!r} is not in this workspace (`workbench models list`)",
+                        )
+                    )
             if isinstance(node, RetrieveNode) and node.collection not in collections:
-                problems.append(Problem(file, None, f"nodes.{name}.collection",
-                                        f"collection {node.collection!r} does not exist yet "
-                                        f"(`workbench ingest PATH -c {node.collection}`)"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        file,
+                        None,
+                        f"nodes.{name}.collection",
+                        f"collection {node.collection!r} does not exist yet "
+                        f"(`workbench ingest PATH -c {node.collection}`)",
+                    )
+                )
         return problems
 
     def _resolves(self, model: str) -> bool:
@@ -244,32 +275,45 @@ class Workflows:
             raise SpecError(problems)
         return self.load(name)
 
-    def run(self, name: str | None, text: str | None, thread_id: str | None = None,
-            emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    def run(
+        self,
+        name: str | None,
+        text: str | None,
+        thread_id: str | None = None,
+        emit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Run workflow ``name`` on ``text``, or resume run ``thread_id``. One trace per call."""
         from agents.run import Runs, execute
 
         spec_text = None
         if thread_id is None:
             if not name or text is None:
-                raise WorkflowError("a run needs a workflow and --input", "or --resume THREAD_ID")
+                raise UsageError("a run needs a workflow and --input", "or --resume THREAD_ID")
             if not text.strip():
-                raise WorkflowError("the input is empty", 'pass --input "your question"')
+                raise UsageError("the input is empty", 'pass --input "your question"')
             self.validate(name)
             spec_text = self.text(name)
         runs = Runs(self.service.workspace.root / "checkpoints.sqlite")
         attributes = {"workbench.workflow": name or "", "workbench.resumed": thread_id is not None}
         with self.service.tracer.span("workflow.run", "workflow", attributes) as root:
             root.set_payload(input=text)
-            outcome = execute(runs, WorkbenchRuntime(self.service, root), name, spec_text, text, thread_id,
-                              emit, root.trace_id)  # fmt: skip
+            outcome = execute(
+                runs,
+                WorkbenchRuntime(self.service, root),
+                name,
+                spec_text,
+                text,
+                thread_id,
+                emit,
+                root.trace_id,
+            )
             state = outcome["state"]
             root.update(
                 {
                     "workbench.workflow": outcome["workflow"],
                     "workbench.thread_id": outcome["thread_id"],
                     "workbench.skipped_nodes": outcome["skipped"],
-                }  # fmt: skip
+                }
             )
             if state.get("escalation_reason"):
                 root.set("workbench.escalation_reason", state["escalation_reason"])
@@ -277,7 +321,7 @@ class Workflows:
         self.service.flush_traces()
         return {**outcome, "trace_id": root.trace_id}
 
-    def invoke(self, spec: Spec, text: str, usage: list | None = None) -> tuple[dict[str, Any], str]:
+    def invoke(self, spec: Spec, text: str, usage: builtins.list | None = None) -> tuple[dict[str, Any], str]:
         """Run a spec once, with no checkpoints (evals resume case by case); (state, trace id)."""
         from agents.graph import build_graph, initial_state
 
@@ -288,19 +332,21 @@ class Workflows:
             try:
                 state = graph.invoke(initial_state(text), {"recursion_limit": spec.max_steps})
             except GraphRecursionError:
-                raise WorkflowError(f"{spec.name} stopped after {spec.max_steps} node steps (its max_steps)",
-                                    "a loop did not reach its exit") from None  # fmt: skip
+                raise WorkflowError(
+                    f"{spec.name} stopped after {spec.max_steps} node steps (its max_steps)",
+                    "a loop did not reach its exit",
+                ) from None
             root.set_payload(answer=state.get("answer"))
         return state, root.trace_id
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> builtins.list[dict[str, Any]]:
         from agents.run import Runs
 
         return Runs(self.service.workspace.root / "checkpoints.sqlite").list(limit)
 
     # -- export ---------------------------------------------------------------------------------
 
-    def export(self, name: str, target: str, out: str | Path | None = None) -> list[Path]:
+    def export(self, name: str, target: str, out: str | Path | None = None) -> builtins.list[Path]:
         """Write ``target``'s files for workflow ``name`` into ``out`` (default
         <workspace>/exports/NAME/TARGET); returns the files written."""
         from agents.export import TARGETS, export
@@ -332,9 +378,15 @@ class Workflows:
             else:
                 endpoint_name, _, remote = model.partition("/")
                 endpoint = config.cloud[endpoint_name]
-                models[model] = ModelRef(model, "cloud", endpoint=endpoint_name, provider=endpoint.kind,
-                                         base_url=endpoint.base_url, remote_model=remote,
-                                         api_key_env=endpoint.api_key_env)  # fmt: skip
+                models[model] = ModelRef(
+                    model,
+                    "cloud",
+                    endpoint=endpoint_name,
+                    provider=endpoint.kind,
+                    base_url=endpoint.base_url,
+                    remote_model=remote,
+                    api_key_env=endpoint.api_key_env,
+                )
         collections = {}
         for node in spec.nodes.values():
             if isinstance(node, RetrieveNode):

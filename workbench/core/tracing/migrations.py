@@ -99,10 +99,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 LATEST = MIGRATIONS[-1][0]
 
 SPAN_COLUMNS = (
-    "trace_id", "span_id", "parent_id", "name", "kind", "start_ns", "end_ns", "status", "error",
-    "operation", "provider", "model", "input_tokens", "output_tokens", "ttft_s", "cost_usd",
-    "template_id", "template_version", "attributes", "payload", "process",
-)  # fmt: skip
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "status",
+    "error",
+    "operation",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "ttft_s",
+    "cost_usd",
+    "template_id",
+    "template_version",
+    "attributes",
+    "payload",
+    "process",
+)
 
 
 def current_version(con) -> int:

@@ -55,6 +55,7 @@ class Span:
         attributes: dict[str, Any] | None,
         parent: Span | None,
     ) -> None:
+        self.span_id: str = f"{_getrandbits(64):016x}"
         if parent is None:
             self.trace_id = f"{_getrandbits(128):032x}"
             self.parent_id = None
@@ -63,7 +64,6 @@ class Span:
             self.trace_id = parent.trace_id
             self.parent_id = parent.span_id
             self.sampled = parent.sampled
-        self.span_id = f"{_getrandbits(64):016x}"
         self.name = name
         self.kind = kind
         self.attributes = attributes if attributes is not None else {}
@@ -129,6 +129,13 @@ class Tracer:
     def __init__(self, sink: SpanSink | None = None, payload_sample_rate: float = 1.0) -> None:
         self.sink: SpanSink = sink if sink is not None else _NullSink()
         self.sample_rate = payload_sample_rate
+
+    def flush(self) -> None:
+        """Write every span emitted so far into the store, waiting for the store's lock (a
+        sink that keeps nothing, or writes at once, has nothing to do)."""
+        flush = getattr(self.sink, "flush", None)
+        if flush is not None:
+            flush(compact=True, blocking=True)
 
     def span(
         self,

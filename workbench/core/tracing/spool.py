@@ -32,8 +32,20 @@ __all__ = ["SpoolWriter", "SEGMENT_COLUMNS", "SEGMENT_SCHEMA", "encode_spans"]
 _STR, _I64 = pa.string(), pa.int64()
 # Segments hold what the caller gave; the promoted GenAI columns are extracted by DuckDB at
 # compaction (vectorised C++), which measured cheaper than doing it per span in Python.
-SEGMENT_COLUMNS = ("trace_id", "span_id", "parent_id", "name", "kind", "start_ns", "end_ns",
-                   "status", "error", "attributes", "payload", "process")  # fmt: skip
+SEGMENT_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "status",
+    "error",
+    "attributes",
+    "payload",
+    "process",
+)
 SEGMENT_SCHEMA = pa.schema(
     [(name, _I64 if name in ("start_ns", "end_ns") else _STR) for name in SEGMENT_COLUMNS]
 )
@@ -63,8 +75,19 @@ def span_row(span: Span, redact: bool = False) -> tuple:
         from workbench.core.redaction import redact_value
 
         payload = redact_value(payload)
-    return (span.trace_id, span.span_id, span.parent_id, span.name, span.kind, span.start_ns,
-            span.end_ns, span.status, span.error, _dumps(span.attributes), _dumps(payload))  # fmt: skip
+    return (
+        span.trace_id,
+        span.span_id,
+        span.parent_id,
+        span.name,
+        span.kind,
+        span.start_ns,
+        span.end_ns,
+        span.status,
+        span.error,
+        _dumps(span.attributes),
+        _dumps(payload),
+    )
 
 
 def encode_rows(rows: list[tuple], process: str) -> pa.Table:

@@ -289,7 +289,7 @@ class TraceStore:
 
     def stats(self) -> dict[str, Any]:
         with self.reader() as con:
-            spans, traces = con.execute("SELECT count(*), count(DISTINCT trace_id) FROM spans").fetchone()
+            spans, traces = _one(con.execute("SELECT count(*), count(DISTINCT trace_id) FROM spans"))
             version = current_version(con)
         return {
             "spans": spans,
@@ -310,7 +310,7 @@ class TraceStore:
         having, params = _having(filters or {})
         matching = f"SELECT trace_id, min(start_ns) AS start_ns FROM spans GROUP BY trace_id {having}"
         with self.reader() as con:
-            total = con.execute(f"SELECT count(*) FROM ({matching})", params).fetchone()[0]
+            total = _one(con.execute(f"SELECT count(*) FROM ({matching})", params))[0]
             cursor = con.execute(
                 f"""WITH page AS ({matching} ORDER BY start_ns DESC, trace_id LIMIT ? OFFSET ?)
                 SELECT {_TRACE_SUMMARY} FROM spans WHERE trace_id IN (SELECT trace_id FROM page)
@@ -402,3 +402,10 @@ def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _one(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The one row an aggregate query returns."""
+    row = cursor.fetchone()
+    assert row is not None, "an aggregate without GROUP BY returns one row"
+    return row
