@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.metrics import normalize
 from workbench.core.errors import EvalError
 
 __all__ = ["Case", "Dataset", "load_dataset", "parse_jsonl", "csv_to_cases", "NAME"]
@@ -79,10 +80,17 @@ def _case(data: Any, default_id: str) -> Case:
     schema = data.get("schema")
     if schema is not None and not isinstance(schema, dict):
         raise ValueError("`schema` must be a JSON schema object")
+    expected = _strings(data.get("expected"), "expected")
+    for answer in expected:
+        if not normalize(answer):
+            raise ValueError(
+                f"expected answer {answer!r} has no words once normalised (lowercase, no punctuation, "
+                "no articles): it would match every output; write the answer, or leave `expected` out"
+            )
     return Case(
         str(case_id),
         text,
-        _strings(data.get("expected"), "expected"),
+        expected,
         _strings(data.get("sources"), "sources"),
         _strings(data.get("tags"), "tags"),
         schema,

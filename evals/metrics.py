@@ -1,7 +1,10 @@
 """Metrics of one case, and of a run's cases together.
 
 Quality metrics are in [0, 1], higher is better; a metric that does not apply to a case (no
-expected answer, no expected sources, no schema) is absent, never zero.
+expected answer, no expected sources, no schema) is absent, never zero. Each one equals its
+reference implementation (tests/test_metrics_reference.py): the official SQuAD evaluation for
+exact and f1, pytrec_eval (trec_eval) for recall@k, MRR and nDCG@k. docs/metrics.md states
+every convention.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ import string
 from collections import Counter
 from typing import Any
 
-__all__ = ["normalize", "answer_metrics", "retrieval_metrics", "percentile", "QUALITY", "BINARY"]
+__all__ = [
+    "normalize",
+    "normalize_path",
+    "answer_metrics",
+    "retrieval_metrics",
+    "percentile",
+    "QUALITY",
+    "BINARY",
+]
 
 QUALITY = (
     "exact",
@@ -30,6 +41,7 @@ BINARY = {"exact", "contains", "json_valid"}  # paired as 0/1 outcomes (McNemar)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+_SLASHES = re.compile(r"/{2,}")
 
 
 def normalize(text: str) -> str:
@@ -49,12 +61,23 @@ def _f1(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _contains(output: list[str], expected: list[str]) -> bool:
+    """Whether the expected tokens stand in the output as a run of whole tokens: "art" is not in
+    "party", "1" is not in "in 2019"."""
+    size = len(expected)
+    return any(output[start : start + size] == expected for start in range(len(output) - size + 1))
+
+
 def answer_metrics(output: str, expected: tuple[str, ...], schema: dict | None) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    if expected:
-        metrics["exact"] = float(any(normalize(output) == normalize(e) for e in expected))
-        metrics["contains"] = float(any(normalize(e) in normalize(output) for e in expected))
-        metrics["f1"] = max(_f1(output, e) for e in expected)
+    # An answer with no words once normalised would match every output: datasets refuse it
+    # (evals/datasets.py); here it is only left out.
+    answers = [e for e in expected if normalize(e)]
+    if answers:
+        tokens = normalize(output).split()
+        metrics["exact"] = float(any(normalize(output) == normalize(e) for e in answers))
+        metrics["contains"] = float(any(_contains(tokens, normalize(e).split()) for e in answers))
+        metrics["f1"] = max(_f1(output, e) for e in answers)
     if schema is not None:
         import jsonschema
 
@@ -66,29 +89,49 @@ def answer_metrics(output: str, expected: tuple[str, ...], schema: dict | None) 
     return metrics
 
 
-def _relevant(path: str, sources: tuple[str, ...]) -> bool:
-    path = path.replace("\\", "/")
-    return any(path == s or path.endswith("/" + s.lstrip("/")) for s in sources)
+def normalize_path(path: str) -> str:
+    """A path as sources are matched: forward slashes, no `./` in front, no doubled slashes."""
+    path = path.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return _SLASHES.sub("/", path)
+
+
+def _source_of(path: str, sources: tuple[str, ...]) -> str | None:
+    """The expected source a retrieved path is: the path itself, or a source it ends in after a
+    `/` (a source may name a file relative to the corpus); the longest such source wins."""
+    best = None
+    for source in sources:
+        if path == source or path.endswith("/" + source.lstrip("/")):
+            if best is None or len(source) > len(best):
+                best = source
+    return best
 
 
 def retrieval_metrics(
     retrieved: list[str], sources: tuple[str, ...], k: int | None = None
 ) -> dict[str, float]:
-    """recall@k, MRR and nDCG@k of the retrieved paths (best first) against the expected sources;
-    a source counts once however many of its chunks were retrieved."""
-    if not sources:
+    """recall@k, MRR@k and nDCG@k (binary relevance) of the retrieved chunks' paths, best first,
+    against the expected sources. docs/metrics.md states the conventions: k counts retrieved
+    chunks (default: all of them); ranks count distinct files; each source is credited once,
+    to the first file that matches it; no sources, no metrics."""
+    expected = tuple(dict.fromkeys(normalize_path(s) for s in sources if s.strip()))
+    if not expected:
         return {}
-    ranked: list[str] = []
-    for path in retrieved[: k or len(retrieved)]:
-        if path not in ranked:
-            ranked.append(path)
-    found = [s for s in sources if any(_relevant(p, (s,)) for p in ranked)]
-    first = next((rank for rank, p in enumerate(ranked, start=1) if _relevant(p, sources)), None)
-    gains = [1.0 if _relevant(p, sources) else 0.0 for p in ranked]
-    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
-    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(sources), len(ranked)) or 1))
+    cutoff = len(retrieved) if k is None else k
+    ranked = list(dict.fromkeys(normalize_path(p) for p in retrieved[:cutoff]))
+    credited: set[str] = set()
+    gains = []
+    for path in ranked:
+        source = _source_of(path, expected)
+        gains.append(1.0 if source is not None and source not in credited else 0.0)
+        if source is not None:
+            credited.add(source)
+    first = next((rank for rank, gain in enumerate(gains, start=1) if gain), None)
+    dcg = sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, start=1))
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(expected), cutoff) + 1))
     return {
-        "recall_at_k": len(found) / len(sources),
+        "recall_at_k": len(credited) / len(expected),
         "mrr": 1.0 / first if first else 0.0,
         "ndcg": dcg / ideal if ideal else 0.0,
     }

@@ -18,8 +18,10 @@ ANSWER = ["The ", "capital ", "of ", "France ", "is ", "Paris."]
 
 
 class FakeCloud:
-    def __init__(self, script: list[str] | None = None, delay: float = 0.0) -> None:
+    def __init__(self, script: list[str] | None = None, delay: float = 0.0, answer=None) -> None:
+        """``answer(body)``, when given, chooses the text pieces of each answer from the request."""
         self.script = list(script or [])
+        self.answer = answer
         self.delay = delay
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -74,7 +76,8 @@ class FakeCloud:
                     time.sleep(10)
                     return
                 anthropic = self.path.endswith("/messages")
-                events = _anthropic(ANSWER) if anthropic else _openai(ANSWER, body.get("model", "?"))
+                pieces = cloud.answer(body) if cloud.answer else ANSWER
+                events = _anthropic(pieces) if anthropic else _openai(pieces, body.get("model", "?"))
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("connection", "close")

@@ -3,6 +3,8 @@ drill into a case, diff two runs."""
 
 from __future__ import annotations
 
+import json
+
 from textual.widgets import DataTable, ProgressBar
 
 from tests.test_evals import evals  # noqa: F401 - the fixture
@@ -87,21 +89,31 @@ def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
 
 
 def test_a_running_eval_stops_from_the_screen_and_resumes_later(evals):  # noqa: F811
+    # Twelve cases of about a second each: the stop lands long before the last one.
+    cases = [
+        {"id": f"s{i}", "input": f"Count from one to {20 + i}.", "expected": "twenty"} for i in range(12)
+    ]
+    (evals.workspace.evals_dir / "long.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+
     async def scenario():
         app = WorkbenchApp(evals)
         async with app.run_test(size=(200, 55)) as pilot:
             await pilot.press("6")
             await settle(app, pilot)
+            datasets = app.screen.query_one("#ev-datasets", DataTable)
+            datasets.move_cursor(row=[cells(datasets, i)[0] for i in range(datasets.row_count)].index("long"))
+            await pilot.pause()
+            assert app.screen.dataset == "long"
             await type_into(pilot, app, "#ev-models", "smollm2")
             await pilot.press("enter", "escape", "ctrl+s")
             await settle(app, pilot)
             shown = app.screen.shown
             assert shown["run"]["status"] == "stopped"
-            assert len(shown["results"]) < 4, "the run stopped before its last case"
+            assert len(shown["results"]) < 12, "the run stopped before its last case"
             await pilot.press("escape", "ctrl+e")
             await settle(app, pilot)
             shown = app.screen.shown
-            assert shown["run"]["status"] == "done" and len(shown["results"]) == 4
-            assert len({r["case_id"] for r in shown["results"]}) == 4
+            assert shown["run"]["status"] == "done" and len(shown["results"]) == 12
+            assert len({r["case_id"] for r in shown["results"]}) == 12
 
     run(scenario())

@@ -351,10 +351,9 @@ class EvalsScreen(BaseScreen):
         ]
         for m in comparison["metrics"]:
             colour = "red" if m["delta"] < 0 else "green" if m["delta"] > 0 else "white"
-            p = f", McNemar p {m['p_mcnemar']:.3g}" if "p_mcnemar" in m else ""
             lines.append(
                 f"{m['metric']:>13} {m['a']:.3f} -> {m['b']:.3f} [{colour}]{m['delta']:+.3f}[/{colour}] "
-                f"(95% CI {m['ci_low']:+.3f}..{m['ci_high']:+.3f}, p {m['p_bootstrap']:.3g}{p})"
+                f"(n {m['n']}, 95% CI {m['ci_low']:+.3f}..{m['ci_high']:+.3f}, p {m['p_text']}, {m['test']})"
             )
         lines.append(f"\n[b]{len(comparison['changed'])} cases changed[/b]")
         for case in comparison["changed"][:30]:

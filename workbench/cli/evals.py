@@ -48,6 +48,38 @@ def eval_import(obj: Context, csv_file: str, name: str | None) -> None:
     click.echo(f"imported {count} cases into {path}")
 
 
+def _gate_options(command):
+    """The regression gate's options, shared by `eval run --baseline` and `eval compare`."""
+    options = [
+        click.option(
+            "--fail-on-regression",
+            type=float,
+            metavar="DROP",
+            help="Exit 10 when a metric fell by DROP or more (e.g. 0.02) and the fall is real (see --alpha).",
+        ),
+        click.option(
+            "--alpha",
+            type=float,
+            default=0.05,
+            show_default=True,
+            help="With --fail-on-regression: a fall counts only when the one-sided paired test's p is under this.",
+        ),
+        click.option(
+            "--min-cases",
+            type=int,
+            default=10,
+            show_default=True,
+            help="With --fail-on-regression: fewer paired cases fail the gate as 'not enough cases'.",
+        ),
+        click.option(
+            "--allow-small", is_flag=True, help="Judge a gate with fewer than --min-cases cases anyway."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @eval_group.command("run")
 @click.argument("dataset", required=False)
 @click.option(
@@ -67,12 +99,7 @@ def eval_import(obj: Context, csv_file: str, name: str | None) -> None:
     "--retry-errors", is_flag=True, help="With --resume: run the cases that ended in an error again."
 )
 @click.option("--baseline", metavar="RUN_ID", help="Compare against this run when done.")
-@click.option(
-    "--fail-on-regression",
-    type=float,
-    metavar="DROP",
-    help="With --baseline: exit 10 if a metric's mean falls by more than DROP (e.g. 0.02).",
-)
+@_gate_options
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def eval_run(
@@ -90,6 +117,9 @@ def eval_run(
     retry_errors: bool,
     baseline: str | None,
     fail_on_regression: float | None,
+    alpha: float,
+    min_cases: int,
+    allow_small: bool,
     as_json: bool,
 ) -> None:
     """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces."""
@@ -121,7 +151,12 @@ def eval_run(
             f"again with: workbench eval run --resume {run_id} --retry-errors",
             err=True,
         )
-    comparison = obj.service.evals.compare(baseline, run_id) if baseline else None
+    if baseline and fail_on_regression is not None:
+        comparison = obj.service.evals.gate(
+            run_id, baseline, fail_on_regression, alpha, min_cases, allow_small
+        )
+    else:
+        comparison = obj.service.evals.compare(baseline, run_id) if baseline else None
     if as_json:
         click.echo(
             json.dumps(
@@ -136,9 +171,8 @@ def eval_run(
         if comparison:
             click.echo(f"\nagainst {baseline}:")
             _print_comparison(comparison, changed=5)
-    if fail_on_regression is not None:
-        obj.service.evals.gate(run_id, baseline, fail_on_regression)  # raises RegressionError: exit 10
-        click.echo(f"no metric fell by more than {fail_on_regression:g} against {baseline}", err=True)
+    if fail_on_regression is not None and comparison is not None:
+        _enforce(obj, comparison, run_id, baseline)
 
 
 class _Bars:
@@ -171,24 +205,39 @@ def _print_summary(summary: dict[str, dict[str, Any]], figures: list[tuple[str, 
     click.echo(render_table(rows, ["subject"] + [label for _, label in present]))
 
 
+def _enforce(obj: Context, gated: dict[str, Any], run_id: str, baseline: str) -> None:
+    if gated["failed"]:
+        raise obj.service.evals.regression(gated, run_id, baseline)  # exit 10
+    click.echo(
+        f"gate passed: no metric fell by {gated['threshold']:g} or more for real against {baseline}", err=True
+    )
+
+
 def _print_comparison(comparison: dict[str, Any], changed: int) -> None:
     rows = []
+    gated = "failed" in comparison
     for m in comparison["metrics"]:
-        rows.append(
-            {
-                "metric": m["metric"],
-                "n": m["n"],
-                "a": m["a"],
-                "b": m["b"],
-                "delta": f"{m['delta']:+.3f}",
-                "95% ci": f"{m['ci_low']:+.3f}..{m['ci_high']:+.3f}",
-                "p (bootstrap)": m["p_bootstrap"],
-                "p (mcnemar)": m.get("p_mcnemar"),
-            }
-        )
-    click.echo(
-        render_table(rows, ["metric", "n", "a", "b", "delta", "95% ci", "p (bootstrap)", "p (mcnemar)"])
+        row = {
+            "metric": m["metric"],
+            "n": m["n"],
+            "a": m["a"],
+            "b": m["b"],
+            "delta": f"{m['delta']:+.3f}",
+            "95% ci": f"{m['ci_low']:+.3f}..{m['ci_high']:+.3f}",
+            "p": m["p_text"],
+            "test": m["test"],
+        }
+        if gated:
+            row.update(verdict=m["verdict"].upper(), why=m["why"])
+        rows.append(row)
+    columns = ["metric", "n", "a", "b", "delta", "95% ci", "p", "test"] + (
+        ["verdict", "why"] if gated else []
     )
+    click.echo(render_table(rows, columns))
+    for name in comparison.get("missing_metrics", []):
+        click.echo(f"{name}: in the baseline, absent from the new run", err=True)
+    if comparison.get("missing_cases"):
+        click.echo(f"{comparison['missing_cases']} baseline case(s) are missing from the new run", err=True)
     cases = comparison["changed"]
     if cases:
         click.echo(
@@ -263,6 +312,7 @@ def eval_show(obj: Context, run_id: str, cases: bool, as_json: bool) -> None:
 @click.option("--subject-a", help="One subject of run A (when it has several).")
 @click.option("--subject-b", help="One subject of run B.")
 @click.option("--changed", default=10, show_default=True, help="How many changed cases to show.")
+@_gate_options
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def eval_compare(
@@ -272,12 +322,24 @@ def eval_compare(
     subject_a: str | None,
     subject_b: str | None,
     changed: int,
+    fail_on_regression: float | None,
+    alpha: float,
+    min_cases: int,
+    allow_small: bool,
     as_json: bool,
 ) -> None:
-    """RUN_B against RUN_A: per-metric deltas with paired tests, and the cases that changed."""
-    comparison = obj.service.evals.compare(run_a, run_b, subject_a, subject_b)
+    """RUN_B against RUN_A: per-metric deltas with paired tests, and the cases that changed;
+    with --fail-on-regression, the gate's verdict per metric (exit 10 on a regression)."""
+    if fail_on_regression is None:
+        comparison = obj.service.evals.compare(run_a, run_b, subject_a, subject_b)
+    else:
+        comparison = obj.service.evals.gate(
+            run_b, run_a, fail_on_regression, alpha, min_cases, allow_small, subject_a, subject_b
+        )
     if as_json:
         click.echo(json.dumps(comparison, indent=2, default=str))
-        return
-    click.echo(f"{comparison['pairs']} paired cases")
-    _print_comparison(comparison, changed)
+    else:
+        click.echo(f"{comparison['pairs']} paired cases")
+        _print_comparison(comparison, changed)
+    if fail_on_regression is not None:
+        _enforce(obj, comparison, run_b, run_a)

@@ -391,18 +391,45 @@ class Evals:
             )
         return comparison
 
-    def gate(self, run_id: str, baseline: str, threshold: float) -> dict[str, Any]:
-        """The comparison against the baseline; RegressionError when a metric fell too far."""
-        from evals.compare import regressions
+    def gate(
+        self,
+        run_id: str,
+        baseline: str,
+        threshold: float,
+        alpha: float | None = None,
+        min_cases: int | None = None,
+        allow_small: bool = False,
+        subject_a: str | None = None,
+        subject_b: str | None = None,
+    ) -> dict[str, Any]:
+        """The comparison of ``run_id`` against ``baseline`` and, per metric, the gate's verdict
+        and why (evals/compare.py: a fall of at least ``threshold`` that the one-sided paired
+        test at ``alpha`` calls real). ``failed`` lists the metrics that fail it."""
+        from evals.compare import ALPHA, MIN_CASES, gate
 
-        comparison = self.compare(baseline, run_id)
-        fallen = regressions(comparison, threshold)
-        if fallen:
-            raise RegressionError(
-                f"run {run_id} regressed against {baseline} by more than {threshold:g}: " + "; ".join(fallen),
-                "see `workbench eval compare` for the cases that changed",
+        if threshold < 0 or not 0 < (alpha if alpha is not None else ALPHA) < 1:
+            raise UsageError(
+                f"threshold {threshold:g} / alpha {alpha} out of range", "use a DROP >= 0, 0 < alpha < 1"
             )
-        return comparison
+        comparison = self.compare(baseline, run_id, subject_a, subject_b)
+        verdicts = gate(
+            comparison,
+            threshold,
+            ALPHA if alpha is None else alpha,
+            MIN_CASES if min_cases is None else min_cases,
+            allow_small,
+        )
+        failed = [v["metric"] for v in verdicts if v["verdict"] == "fail"]
+        return {**comparison, "metrics": verdicts, "failed": failed, "threshold": threshold}
+
+    @staticmethod
+    def regression(result: dict[str, Any], run_id: str, baseline: str) -> RegressionError:
+        """The error a failed gate exits with (code 10), naming each failed metric and why."""
+        reasons = "; ".join(f"{v['metric']}: {v['why']}" for v in result["metrics"] if v["verdict"] == "fail")
+        return RegressionError(
+            f"run {run_id} regressed against {baseline}: {reasons}",
+            "see the table above, and `workbench eval compare` for the cases that changed",
+        )
 
 
 def _usage(results: list) -> dict[str, Any]:
