@@ -243,3 +243,23 @@ def test_segment_already_ingested_is_not_ingested_twice(workspace, tracer):
     segment.write_bytes(copy)  # as if killed after the commit, before the delete
     assert store.compact() == 0
     assert store.stats()["spans"] == 2
+
+
+def test_a_segment_that_cannot_be_written_keeps_its_spans_for_the_next_flush(workspace, tracer, monkeypatch):
+    for index in range(30):
+        with tracer.span(f"op{index}", "internal"):
+            pass
+    sink = tracer.sink
+    write = sink._write_segment
+
+    def disk_full(table):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sink, "_write_segment", disk_full)
+    with pytest.raises(OSError):
+        sink.flush()
+    assert len(sink._buffer) == 30, "the spans of the failed write are still buffered"
+    monkeypatch.setattr(sink, "_write_segment", write)
+    assert sink.flush(compact=True, blocking=True) == 30
+    rows, total = TraceStore(workspace.root).list_traces(limit=50)
+    assert total == 30 and sorted(r["name"] for r in rows) == sorted(f"op{i}" for i in range(30))

@@ -10,6 +10,12 @@ traces.duckdb. Row-by-row INSERT ran at ~800 spans/s here; batches run at ~10^5-
 from __future__ import annotations
 
 import atexit
+
+# pyarrow imports pandas, when it is installed, the first time it converts Python values, and
+# pandas imports concurrent.futures.thread, which registers an exit hook: at interpreter exit
+# (our last flush) that registration raises, and the segment was lost. Imported here, the
+# registration happens at start-up, where it is allowed (tests/test_multiprocess.py).
+import concurrent.futures.thread  # noqa: F401
 import itertools
 import os
 import threading
@@ -159,7 +165,11 @@ class SpoolWriter:
             buffer = self._buffer
             while buffer:
                 batch = [buffer.popleft() for _ in range(min(len(buffer), 100_000))]
-                self._write_segment(encode_rows(batch, self.process))
+                try:
+                    self._write_segment(encode_rows(batch, self.process))
+                except BaseException:
+                    buffer.extendleft(reversed(batch))  # kept for the next flush, in order
+                    raise
                 written += len(batch)
         if compact and self.store is not None:
             now = time.monotonic()
