@@ -68,6 +68,15 @@ def test_an_expected_answer_without_words_is_a_dataset_error_on_its_line():
     assert "data.jsonl:3: expected answer 'The' has no words" in caught.value.message
 
 
+def test_the_shipped_demo_dataset_is_valid():
+    from pathlib import Path
+
+    from evals.datasets import load_dataset
+
+    demo = load_dataset(Path(__file__).resolve().parent.parent / "evals" / "data" / "demo.jsonl")
+    assert len(demo.cases) == 33 and all(case.expected for case in demo.cases)
+
+
 def test_contains_matches_whole_tokens():
     assert answer_metrics("a party", ("art",), None)["contains"] == 0.0
     assert answer_metrics("founded in 2019", ("1",), None)["contains"] == 0.0
