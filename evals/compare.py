@@ -80,6 +80,7 @@ def _metric(name: str, pairs: list[tuple[dict, dict | None]], absent: bool) -> d
         "p_fall": fall.p,
         "p_floor": two.floor,
         "p_text": format_p(two.p, two.floor),
+        "p_fall_text": format_p(fall.p, fall.floor),
         "test": test,
         "failed_cases": failures,
     }
@@ -146,7 +147,7 @@ def gate(
         fall = -m["delta"]
         material = fall + _TOLERANCE >= threshold
         significant = m["p_fall"] < alpha
-        p_text = format_p(m["p_fall"], m["p_floor"])
+        p_text = m["p_fall_text"]
         if m["metric"] in comparison.get("missing_metrics", []):
             verdict, why = "fail", "in the baseline but absent from the new run"
         elif m["n"] < min_cases and not allow_small:

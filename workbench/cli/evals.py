@@ -228,11 +228,10 @@ def _print_comparison(comparison: dict[str, Any], changed: int) -> None:
             "test": m["test"],
         }
         if gated:
-            row.update(verdict=m["verdict"].upper(), why=m["why"])
+            row.update({"p (fall)": m["p_fall_text"], "verdict": m["verdict"].upper(), "why": m["why"]})
         rows.append(row)
-    columns = ["metric", "n", "a", "b", "delta", "95% ci", "p", "test"] + (
-        ["verdict", "why"] if gated else []
-    )
+    columns = ["metric", "n", "a", "b", "delta", "95% ci", "p", "test"]
+    columns += ["p (fall)", "verdict", "why"] if gated else []
     click.echo(render_table(rows, columns))
     for name in comparison.get("missing_metrics", []):
         click.echo(f"{name}: in the baseline, absent from the new run", err=True)
