@@ -25,6 +25,7 @@ HELP = """\
 
 [b]Playground[/b]  pick a model (or auto: local first, cloud when needed), type, enter
   ctrl+l   new chat; the line under the chat shows TTFT, tok/s, cost and any escalation
+  sending again while a model answers stops that answer (what it said so far stays in the chat)
 
 [b]Compare[/b]  models comma separated (2 to 4), a prompt, enter: all stream side by side
 
@@ -39,7 +40,8 @@ HELP = """\
   a progress bar per model; then the figures per model, the cases, and a case's drill-down
   ctrl+b   make the selected run the baseline; picking another run shows the diff
   ctrl+o   Results / Quality vs cost chart / Diff          ctrl+t  open the case's trace
-  ctrl+e   finish the selected run: cases it never ran (killed) and cases that ended in an error
+  ctrl+s   stop the running eval after the cases in flight (ctrl+e later finishes it)
+  ctrl+e   finish the selected run: cases it never ran (stopped, killed) and cases that ended in an error
 
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)
