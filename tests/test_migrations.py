@@ -76,6 +76,16 @@ def test_blank_database_gets_every_migration(tmp_path):
         "trace_id",
         "finished_ns",
     ]
+    assert columns(con, "scores") == [
+        ("trace_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("value", "DOUBLE"),
+        ("note", "VARCHAR"),
+        ("source", "VARCHAR"),
+        ("author", "VARCHAR"),
+        ("created_ns", "BIGINT"),
+    ]
+    assert [c for c, _ in columns(con, "traces")][-2:] == ["feedback_up", "feedback_down"]
     recorded = con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
     assert recorded == [(v, n) for v, n, _ in MIGRATIONS]
     assert migrate(con) == []  # idempotent
@@ -100,7 +110,9 @@ def test_old_database_is_migrated_and_keeps_its_rows(tmp_path):
     assert store.compact() == 0
     assert store.schema_version() == LATEST
     rows, total = store.list_traces()
-    assert total == 1 and rows[0]["name"] == "old"
+    assert total == 1 and rows[0]["name"] == "old" and rows[0]["feedback_up"] == 0
+    store.add_score("ab", "feedback", 1.0, "kept from before", "cli", "tester")  # migrated: scores exist
+    assert store.list_traces()[0][0]["feedback_up"] == 1
 
 
 def test_newer_schema_is_refused_clearly(workspace):

@@ -46,6 +46,7 @@ HELP = """\
 [b]Traces[/b]
   type in the filters to narrow by name, model or status (ok / error)
   enter    open the selected trace: its span tree, attributes and payloads
+  + / -    rate the highlighted trace's answer up or down (the feedback column counts them)
   ] / \\[    next / previous page     }} / {{  last / first page     r  refresh
 
 [b]From the shell[/b]

@@ -18,7 +18,18 @@ from tui.screens.base import BaseScreen
 from tui.table import Table
 
 PAGE_SIZE = 100
-COLUMNS = ("start", "name", "status", "spans", "ms", "models", "tokens in/out", "cost $", "trace id")
+COLUMNS = (
+    "start",
+    "name",
+    "status",
+    "spans",
+    "ms",
+    "models",
+    "tokens in/out",
+    "cost $",
+    "feedback",
+    "trace id",
+)
 
 
 class TracesScreen(BaseScreen):
@@ -30,6 +41,8 @@ class TracesScreen(BaseScreen):
         Binding("right_curly_bracket", "last_page", "Last page", show=False),
         Binding("r", "refresh", "Refresh"),
         Binding("slash", "focus_filter", "Filter"),
+        Binding("plus", "rate('up')", "Rate up"),
+        Binding("minus", "rate('down')", "Rate down"),
     ]
 
     class PageLoaded(Message):
@@ -46,6 +59,7 @@ class TracesScreen(BaseScreen):
         super().__init__()
         self.page_offset = 0
         self.trace_total = 0
+        self.trace_id: str | None = None  # the highlighted trace
         self._filter_timer = None
 
     def compose_body(self) -> ComposeResult:
@@ -82,6 +96,14 @@ class TracesScreen(BaseScreen):
         rows, total = self.service.list_traces(PAGE_SIZE, offset, self.filters())
         self.post_message(self.PageLoaded(rows, total, offset))
 
+    @work(thread=True, group="rate", exit_on_error=False, description="rate trace")
+    def rate(self, trace_id: str, verdict: str) -> None:
+        feedback = self.service.rate_trace(trace_id, verdict, source="traces")
+        self.app.call_from_thread(
+            self.notify, f"rated {verdict}: {feedback['up']} up, {feedback['down']} down", title="Feedback"
+        )
+        self.load_page()
+
     @work(thread=True, exclusive=True, group="trace", exit_on_error=False, description="load trace")
     def load_trace(self, trace_id: str) -> None:
         self.post_message(self.TraceLoaded(self.service.get_trace(trace_id)))
@@ -102,6 +124,9 @@ class TracesScreen(BaseScreen):
                 row["models"] or "-",
                 f"{row['input_tokens'] or 0}/{row['output_tokens'] or 0}",
                 f"{row['cost_usd']:.5f}" if row["cost_usd"] else "-",
+                f"+{row['feedback_up']}/-{row['feedback_down']}"
+                if row["feedback_up"] or row["feedback_down"]
+                else "",
                 row["trace_id"][:16],
                 key=row["trace_id"],
             )
@@ -135,6 +160,7 @@ class TracesScreen(BaseScreen):
     @on(DataTable.RowHighlighted, "#traces")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value:
+            self.trace_id = event.row_key.value
             self.load_trace(event.row_key.value)
 
     @on(DataTable.RowSelected, "#traces")
@@ -188,6 +214,13 @@ class TracesScreen(BaseScreen):
 
     def action_refresh(self) -> None:
         self.load_page()
+
+    def action_rate(self, verdict: str) -> None:
+        """Rate the highlighted trace's answer (+ up, - down); the feedback column shows it."""
+        if self.trace_id is None:
+            self.notify("Highlight a trace first.", severity="warning")
+            return
+        self.rate(self.trace_id, verdict)
 
     def action_focus_filter(self) -> None:
         self.query_one("#f-name", Input).focus()

@@ -41,6 +41,8 @@ def traces_list(
     for row in rows:
         row["start"] = format_when(row["start_ns"])
         row["trace_id"] = row["trace_id"][:16]
+        up, down = row.get("feedback_up") or 0, row.get("feedback_down") or 0
+        row["feedback"] = f"+{up}/-{down}" if up or down else ""
     columns = [
         "trace_id",
         "start",
@@ -52,6 +54,7 @@ def traces_list(
         "input_tokens",
         "output_tokens",
         "cost_usd",
+        "feedback",
     ]
     click.echo(render_table(rows, columns) if rows else "no traces yet")
     click.echo(f"{len(rows)} of {total} traces")
@@ -87,6 +90,23 @@ def traces_show(obj: Context, trace_id: str, as_json: bool) -> None:
 
     for root in children.get(None, []):
         show(root, 0)
+    for rating in obj.service.trace_feedback(spans[0]["trace_id"])["ratings"]:
+        verdict = "up" if rating["value"] > 0 else "down"
+        note = f": {rating['note']}" if rating["note"] else ""
+        click.echo(
+            f"rated {verdict} by {rating['author']} ({rating['source']}, {format_when(rating['created_ns'])}){note}"
+        )
+
+
+@traces.command("rate")
+@click.argument("trace_id")
+@click.argument("verdict", type=click.Choice(["up", "down"]))
+@click.option("--note", help="Why: kept with the rating (and with an eval case made from it).")
+@click.pass_obj
+def traces_rate(obj: Context, trace_id: str, verdict: str, note: str | None) -> None:
+    """Rate the answer of a trace up or down (an id prefix is enough); a trace keeps every rating."""
+    feedback = obj.service.rate_trace(trace_id, verdict, note, source="cli")
+    click.echo(f"rated {feedback['trace_id'][:16]} {verdict}: {feedback['up']} up, {feedback['down']} down")
 
 
 @traces.command("export")

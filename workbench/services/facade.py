@@ -269,13 +269,46 @@ class Service:
         return self.store.get_trace(trace_id)
 
     def export_otlp(self, trace_ids: list[str] | None = None, limit: int = 100) -> dict[str, Any]:
+        """Traces as OTLP JSON; each one's feedback rides on its root span as events."""
         from workbench.core.tracing.otlp import to_otlp_json
 
         if trace_ids:
             full_ids = [self.get_trace(trace_id)[0]["trace_id"] for trace_id in trace_ids]
         else:
             full_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
-        return to_otlp_json(self.store.spans_of(full_ids))
+        return to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
+
+    def rate_trace(
+        self, trace_id: str, verdict: str, note: str | None = None, source: str = "cli"
+    ) -> dict[str, Any]:
+        """Record a user's verdict ("up" or "down", with an optional note) on a trace: who, when
+        and from where. A trace keeps every rating; returns its feedback so far."""
+        import getpass
+
+        from workbench.core.errors import UsageError
+
+        values = {"up": 1.0, "down": -1.0}
+        if verdict not in values:
+            raise UsageError(
+                f"a rating is up or down, not {verdict!r}", "workbench traces rate TRACE up|down"
+            )
+        full_id = self.get_trace(trace_id)[0]["trace_id"]
+        author = os.environ.get("WORKBENCH_USER") or getpass.getuser()
+        self.store.add_score(
+            full_id, "feedback", values[verdict], (note or "").strip() or None, source, author
+        )
+        return self.trace_feedback(full_id)
+
+    def trace_feedback(self, trace_id: str) -> dict[str, Any]:
+        """A trace's ratings: the counts, and each one with its note, author, source and time."""
+        full_id = self.get_trace(trace_id)[0]["trace_id"]
+        ratings = [s for s in self.store.scores_of([full_id]) if s["name"] == "feedback"]
+        return {
+            "trace_id": full_id,
+            "up": sum(1 for s in ratings if s["value"] > 0),
+            "down": sum(1 for s in ratings if s["value"] < 0),
+            "ratings": ratings,
+        }
 
     def sql(self, query: str, limit: int = 10_000):
         return self.store.sql(query, limit)

@@ -54,8 +54,38 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_otlp_json(rows: list[dict[str, Any]], service_name: str = "workbench") -> dict[str, Any]:
-    """One ExportTraceServiceRequest holding the given span rows."""
+def _feedback_events(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "timeUnixNano": str(score["created_ns"]),
+            "name": f"workbench.{score['name']}",
+            "attributes": [
+                {"key": key, "value": _value(value)}
+                for key, value in (
+                    ("workbench.feedback.value", float(score["value"])),
+                    ("workbench.feedback.note", score.get("note")),
+                    ("workbench.feedback.author", score["author"]),
+                    ("workbench.feedback.source", score["source"]),
+                )
+                if value is not None
+            ],
+        }
+        for score in scores
+    ]
+
+
+def to_otlp_json(
+    rows: list[dict[str, Any]], service_name: str = "workbench", scores: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One ExportTraceServiceRequest holding the given span rows; ``scores`` (user feedback)
+    become events of their trace's root span."""
+    spans = [_span(row) for row in rows]
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for score in scores or []:
+        by_trace.setdefault(score["trace_id"], []).append(score)
+    for span, row in zip(spans, rows):
+        if not row.get("parent_id") and row["trace_id"] in by_trace:
+            span["events"] = _feedback_events(by_trace.pop(row["trace_id"]))
     return {
         "resourceSpans": [
             {
@@ -63,7 +93,7 @@ def to_otlp_json(rows: list[dict[str, Any]], service_name: str = "workbench") ->
                 "scopeSpans": [
                     {
                         "scope": {"name": "workbench", "version": __version__},
-                        "spans": [_span(row) for row in rows],
+                        "spans": spans,
                     }
                 ],
             }

@@ -312,9 +312,15 @@ class TraceStore:
         with self.reader() as con:
             total = _one(con.execute(f"SELECT count(*) FROM ({matching})", params))[0]
             cursor = con.execute(
-                f"""WITH page AS ({matching} ORDER BY start_ns DESC, trace_id LIMIT ? OFFSET ?)
-                SELECT {_TRACE_SUMMARY} FROM spans WHERE trace_id IN (SELECT trace_id FROM page)
-                GROUP BY trace_id ORDER BY start_ns DESC, trace_id""",
+                f"""WITH page AS ({matching} ORDER BY start_ns DESC, trace_id LIMIT ? OFFSET ?),
+                summary AS (SELECT {_TRACE_SUMMARY} FROM spans WHERE trace_id IN (SELECT trace_id FROM page)
+                            GROUP BY trace_id),
+                feedback AS (SELECT trace_id, count(*) FILTER (WHERE value > 0) AS up,
+                                    count(*) FILTER (WHERE value < 0) AS down
+                             FROM scores WHERE name = 'feedback' AND trace_id IN (SELECT trace_id FROM page)
+                             GROUP BY trace_id)
+                SELECT summary.*, coalesce(feedback.up, 0) AS feedback_up, coalesce(feedback.down, 0) AS feedback_down
+                FROM summary LEFT JOIN feedback USING (trace_id) ORDER BY start_ns DESC, trace_id""",
                 [*params, limit, offset],
             )
             return _dicts(cursor), total
@@ -342,6 +348,29 @@ class TraceStore:
             if not spans:
                 raise QueryError(f"no trace {trace_id}", "list traces with `workbench traces list`")
             return spans
+
+    def add_score(
+        self, trace_id: str, name: str, value: float, note: str | None, source: str, author: str
+    ) -> None:
+        """Record a score (a user's verdict on an answer, say) on a trace; a trace keeps them all."""
+        self.write(
+            [
+                (
+                    "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [trace_id, name, value, note, source, author, time.time_ns()],
+                )
+            ]
+        )
+
+    def scores_of(self, trace_ids: list[str]) -> list[dict[str, Any]]:
+        """Every score of the given full trace ids, oldest first."""
+        with self.reader() as con:
+            cursor = con.execute(
+                "SELECT * FROM scores WHERE list_contains(?, trace_id) ORDER BY trace_id, created_ns",
+                [trace_ids],
+            )
+            return _dicts(cursor)
 
     def spans_of(self, trace_ids: list[str]) -> list[dict[str, Any]]:
         """Every span of the given full trace ids, in one query (for exports)."""
