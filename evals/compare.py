@@ -49,11 +49,11 @@ def _metric(name: str, pairs: list[tuple[dict, dict | None]], absent: bool) -> d
     for a, b in pairs:
         if name not in (a.get("metrics") or {}):
             continue
-        if absent or _failed(b):
+        if absent or b is None or b.get("error"):
             values.append((a["metrics"][name], 0.0))
             failures.append(a["case_id"])
-        elif name in (b.get("metrics") or {}):  # type: ignore[union-attr]
-            values.append((a["metrics"][name], b["metrics"][name]))  # type: ignore[index]
+        elif name in (b.get("metrics") or {}):
+            values.append((a["metrics"][name], b["metrics"][name]))
     if not values:
         return None
     before = np.array([v[0] for v in values], dtype=float)
@@ -89,7 +89,9 @@ def _metric(name: str, pairs: list[tuple[dict, dict | None]], absent: bool) -> d
 def compare_rows(rows_a: list[dict], rows_b: list[dict]) -> dict[str, Any]:
     """Run b against the baseline a."""
     pairs = pair_rows(rows_a, rows_b)
-    in_b = {name for _, b in pairs if not _failed(b) for name in (b.get("metrics") or {})}  # type: ignore[union-attr]
+    in_b = {
+        name for _, b in pairs if b is not None and not b.get("error") for name in (b.get("metrics") or {})
+    }
     in_a = {name for a, _ in pairs for name in (a.get("metrics") or {})}
     # A metric of the baseline that no answered case of the new run has (its schema or sources
     # were dropped, say): every case counts as 0 and the gate fails it.
