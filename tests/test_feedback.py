@@ -27,7 +27,9 @@ def test_rate_from_the_cli_list_show_and_export(workspace, monkeypatch):
     trace_id = answered(Service(workspace.root))
     first = run_cli("traces", "rate", trace_id[:10], "up", "--note", "right and short", check=True)
     assert first.stdout.strip() == f"rated {trace_id[:16]} up: 1 up, 0 down"
-    assert run_cli("traces", "rate", trace_id[:10], "down", check=True).stdout.strip().endswith("1 up, 1 down")
+    assert (
+        run_cli("traces", "rate", trace_id[:10], "down", check=True).stdout.strip().endswith("1 up, 1 down")
+    )
 
     listing = run_cli("traces", "list", check=True).stdout
     assert "FEEDBACK" in listing and "+1/-1" in listing

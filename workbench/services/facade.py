@@ -300,8 +300,9 @@ class Service:
         return self.trace_feedback(full_id)
 
     def trace_feedback(self, trace_id: str) -> dict[str, Any]:
-        """A trace's ratings: the counts, and each one with its note, author, source and time."""
-        full_id = self.get_trace(trace_id)[0]["trace_id"]
+        """A trace's ratings: the counts, and each one with its note, author, source and time.
+        A whole trace id is read as it is; a prefix is resolved first (a scan of the spans)."""
+        full_id = trace_id if len(trace_id) == 32 else self.get_trace(trace_id)[0]["trace_id"]
         ratings = [s for s in self.store.scores_of([full_id]) if s["name"] == "feedback"]
         return {
             "trace_id": full_id,
