@@ -148,14 +148,6 @@ class CloudClient:
     ) -> GenerationResult:
         endpoint = self.endpoint(endpoint_name)
         params.validate()
-        if self.offline and not is_loopback(endpoint.base_url):
-            raise CloudError(
-                f"offline mode: {endpoint_name} ({urlparse(endpoint.base_url).hostname}) "
-                "is not on this machine",
-                "turn offline mode off, or use a local model",
-            )
-        headers = self._headers(endpoint_name, endpoint)
-        breaker = self._breakers.setdefault(endpoint_name, _Breaker(self.policy))
         attributes = {
             A.OPERATION: "chat",
             A.PROVIDER: endpoint.kind,
@@ -163,8 +155,21 @@ class CloudClient:
             "server.address": urlparse(endpoint.base_url).hostname or "",
             "gen_ai.request.temperature": params.temperature,
             "gen_ai.request.max_tokens": params.max_tokens,
+            # The key a call is billed to, by the name of the variable holding it (never the key):
+            # `workbench usage --by key` groups by it.
+            "workbench.key": endpoint.api_key_env or "",
         }
         with self.tracer.span("llm.chat", "llm", attributes) as span:
+            if self.offline and not is_loopback(endpoint.base_url):
+                # Refused inside the span, so that usage counts the refusals (offline, budget).
+                span.set("workbench.refused", "offline")
+                raise CloudError(
+                    f"offline mode: {endpoint_name} ({urlparse(endpoint.base_url).hostname}) "
+                    "is not on this machine",
+                    "turn offline mode off, or use a local model",
+                )
+            headers = self._headers(endpoint_name, endpoint)
+            breaker = self._breakers.setdefault(endpoint_name, _Breaker(self.policy))
             span.set_payload(messages=messages)
             delivered: list[str] = []
 

@@ -32,6 +32,16 @@ SPAN_COLUMNS = [
     ("attributes", "JSON"),
     ("payload", "JSON"),
     ("process", "VARCHAR"),
+    ("hardware", "VARCHAR"),
+    ("key_name", "VARCHAR"),
+    ("queue_wait_s", "DOUBLE"),
+    ("workflow", "VARCHAR"),
+    ("node_type", "VARCHAR"),
+    ("route", "VARCHAR"),
+    ("escalation_reason", "VARCHAR"),
+    ("escalation_refused", "VARCHAR"),
+    ("escalated_to", "VARCHAR"),
+    ("refused", "VARCHAR"),
 ]
 
 
@@ -113,6 +123,30 @@ def test_old_database_is_migrated_and_keeps_its_rows(tmp_path):
     assert total == 1 and rows[0]["name"] == "old" and rows[0]["feedback_up"] == 0
     store.add_score("ab", "feedback", 1.0, "kept from before", "cli", "tester")  # migrated: scores exist
     assert store.list_traces()[0][0]["feedback_up"] == 1
+
+
+def test_usage_attributes_of_old_spans_become_columns(tmp_path):
+    """Migration 5 fills the new columns from the attributes of the spans already stored."""
+    con = duckdb.connect(str(tmp_path / "traces.duckdb"))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    for version, name, sql in MIGRATIONS[:4]:
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.execute(
+        "INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status, attributes) VALUES "
+        """('ab', 'cd', 'router.ask', 'router', 1, 2, 'ok', '{"workbench.route": "cloud", '
+        '"workbench.escalation_reason": "the local answer was empty", "workbench.queue_wait_s": 0.25}')"""
+    )
+    con.close()
+    store = TraceStore(tmp_path)
+    (tmp_path / "spool").mkdir()
+    assert store.schema_version() == LATEST
+    with store.reader() as con:
+        row = con.execute("SELECT route, escalation_reason, queue_wait_s, hardware FROM spans").fetchone()
+    assert row == ("cloud", "the local answer was empty", 0.25, None)
 
 
 def test_newer_schema_is_refused_clearly(workspace):

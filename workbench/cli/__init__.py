@@ -13,7 +13,7 @@ import sys
 import click
 
 from workbench import __version__
-from workbench.cli import documents, evals, generation, models, traces, workflows, workspace
+from workbench.cli import documents, evals, generation, models, traces, usage, workflows, workspace
 from workbench.cli._context import Context
 from workbench.core.errors import WorkbenchError, WorkspaceError
 
@@ -65,6 +65,7 @@ for _command in (
     evals.eval_group,
     traces.traces,
     traces.sql,
+    usage.usage,
 ):
     cli.add_command(_command)
 

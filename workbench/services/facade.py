@@ -1,8 +1,8 @@
 """The service facade shared by the app, the CLI and (later) the server. Widgets and commands
 call this and only this; it knows nothing of Textual or of the terminal, and hands back plain
-types. Each area lives in a module of its own (generation, documents, workflows, evals, doctor);
-this class opens them on first use, once, under a lock, since the app calls it from several
-worker threads at once."""
+types. Each area lives in a module of its own (generation, documents, workflows, evals, usage,
+doctor); this class opens them on first use, once, under a lock, since the app calls it from
+several worker threads at once."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from workbench.services.documents import Documents
     from workbench.services.evals import Evals
     from workbench.services.generation import Generation
+    from workbench.services.usage import Usage
     from workbench.services.workflows import Workflows
 
 __all__ = ["Service", "init_workspace"]
@@ -79,6 +80,13 @@ class Service:
         from workbench.services.evals import Evals
 
         return self._part("evals", lambda: Evals(self))
+
+    @property
+    def usage(self) -> Usage:
+        """Cost, latency, escalation and feedback over a window, each a SQL over spans."""
+        from workbench.services.usage import Usage
+
+        return self._part("usage", lambda: Usage(self))
 
     @property
     def models(self):

@@ -11,6 +11,16 @@ TIME_TO_FIRST_TOKEN = "gen_ai.server.time_to_first_token"  # seconds
 COST_USD = "gen_ai.usage.cost"  # USD, the name Langfuse reads
 TEMPLATE_ID = "workbench.prompt.template_id"
 TEMPLATE_VERSION = "workbench.prompt.template_version"
+HARDWARE = "workbench.hardware"  # where a local model ran: cpu:N threads, gpu:all layers
+KEY = "workbench.key"  # the name of the variable holding the API key a cloud call was billed to
+QUEUE_WAIT_S = "workbench.queue_wait_s"  # time a local call waited for its turn on the model
+WORKFLOW = "workbench.workflow"
+NODE_TYPE = "workbench.node_type"
+ROUTE = "workbench.route"  # local or cloud: what the router chose
+ESCALATION_REASON = "workbench.escalation_reason"
+ESCALATION_REFUSED = "workbench.escalation_refused"
+ESCALATED_TO = "workbench.escalated_to"
+REFUSED = "workbench.refused"  # a call refused before it was made (offline)
 
 # Attributes copied into columns of their own so that filters and sums stay fast.
 PROMOTED = (
@@ -23,4 +33,16 @@ PROMOTED = (
     (COST_USD, "cost_usd"),
     (TEMPLATE_ID, "template_id"),
     (TEMPLATE_VERSION, "template_version"),
+    # Since migration 5, for `workbench usage`: reading them out of the JSON took 70 ms per
+    # figure at a million spans; as columns the whole report stays within 300 ms.
+    (HARDWARE, "hardware"),
+    (KEY, "key_name"),
+    (QUEUE_WAIT_S, "queue_wait_s"),
+    (WORKFLOW, "workflow"),
+    (NODE_TYPE, "node_type"),
+    (ROUTE, "route"),
+    (ESCALATION_REASON, "escalation_reason"),
+    (ESCALATION_REFUSED, "escalation_refused"),
+    (ESCALATED_TO, "escalated_to"),
+    (REFUSED, "refused"),
 )

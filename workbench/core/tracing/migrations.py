@@ -130,6 +130,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) f USING (trace_id);
         """,
     ),
+    (
+        5,
+        "usage attributes as columns",
+        """
+        ALTER TABLE spans ADD COLUMN hardware VARCHAR;
+        ALTER TABLE spans ADD COLUMN key_name VARCHAR;
+        ALTER TABLE spans ADD COLUMN queue_wait_s DOUBLE;
+        ALTER TABLE spans ADD COLUMN workflow VARCHAR;
+        ALTER TABLE spans ADD COLUMN node_type VARCHAR;
+        ALTER TABLE spans ADD COLUMN route VARCHAR;
+        ALTER TABLE spans ADD COLUMN escalation_reason VARCHAR;
+        ALTER TABLE spans ADD COLUMN escalation_refused VARCHAR;
+        ALTER TABLE spans ADD COLUMN escalated_to VARCHAR;
+        ALTER TABLE spans ADD COLUMN refused VARCHAR;
+        UPDATE spans SET
+            hardware = json_extract_string(attributes, '$."workbench.hardware"'),
+            key_name = json_extract_string(attributes, '$."workbench.key"'),
+            queue_wait_s = TRY_CAST(json_extract_string(attributes, '$."workbench.queue_wait_s"') AS DOUBLE),
+            workflow = json_extract_string(attributes, '$."workbench.workflow"'),
+            node_type = json_extract_string(attributes, '$."workbench.node_type"'),
+            route = json_extract_string(attributes, '$."workbench.route"'),
+            escalation_reason = json_extract_string(attributes, '$."workbench.escalation_reason"'),
+            escalation_refused = json_extract_string(attributes, '$."workbench.escalation_refused"'),
+            escalated_to = json_extract_string(attributes, '$."workbench.escalated_to"'),
+            refused = json_extract_string(attributes, '$."workbench.refused"')
+        WHERE attributes IS NOT NULL;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
@@ -156,6 +184,17 @@ SPAN_COLUMNS = (
     "attributes",
     "payload",
     "process",
+    # migration 5
+    "hardware",
+    "key_name",
+    "queue_wait_s",
+    "workflow",
+    "node_type",
+    "route",
+    "escalation_reason",
+    "escalation_refused",
+    "escalated_to",
+    "refused",
 )
 
 

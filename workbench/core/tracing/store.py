@@ -27,7 +27,13 @@ __all__ = ["TraceStore"]
 LOCK_TIMEOUT_S = 30.0
 _STALE_TMP_S = 3600.0
 _COLUMNS = ", ".join(SPAN_COLUMNS)
-_CASTS = {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "ttft_s": "DOUBLE", "cost_usd": "DOUBLE"}
+_CASTS = {
+    "input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "ttft_s": "DOUBLE",
+    "cost_usd": "DOUBLE",
+    "queue_wait_s": "DOUBLE",
+}
 
 
 def _segment_select() -> str:
