@@ -250,3 +250,40 @@ def test_windows():
     assert parse_since("2026-12-01", now) == int(datetime(2026, 12, 1).timestamp() * 1e9)
     with pytest.raises(UsageError):
         parse_since("7 weeks", now)
+
+
+def test_usage_screen_shows_the_figures_the_service_computes(history):
+    from textual.widgets import DataTable, Select
+
+    from tests.test_tui import cells, run, settle, text_of
+    from tui.app import WorkbenchApp
+    from tui.screens.usage import UsageScreen
+
+    service, _, _ = history
+    expected = service.usage.report("7d", by="model")
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(180, 60)) as pilot:
+            await pilot.press("0")
+            await settle(app, pilot)
+            assert isinstance(app.screen, UsageScreen)
+            headline = text_of(app, "#usage-headline")
+            assert f"{expected.one('totals')['requests']:,} (" in headline
+            assert "routing decisions escalated" in headline and "liked" in headline
+            assert text_of(app, "#usage-status").startswith("computed in ")
+            by = app.screen.query_one("#usage-by", DataTable)
+            assert str(by.ordered_columns[0].label) == "day"
+            app.screen.query_one("#usage-group", Select).value = "model"
+            await settle(app, pilot)
+            by = app.screen.query_one("#usage-by", DataTable)
+            assert str(by.ordered_columns[0].label) == "model"
+            first = expected.figures["by"].rows[0]
+            assert cells(by, 0)[:3] == [first["model"], f"{first['requests']:,}", f"{first['calls']:,}"]
+            latency = app.screen.query_one("#usage-latency", DataTable)
+            assert latency.row_count == len(expected.figures["latency"].rows)
+            await pilot.press("s")
+            assert app.screen.query_one("#usage-sql").display
+            assert "FROM spans WHERE name = 'llm.chat'" in text_of(app, "#usage-sql")
+
+    run(scenario())

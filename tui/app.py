@@ -24,6 +24,7 @@ from tui.screens.home import HomeScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.playground import PlaygroundScreen
 from tui.screens.traces import TracesScreen
+from tui.screens.usage import UsageScreen
 from tui.screens.workflows import WorkflowsScreen
 from workbench.core.errors import WorkbenchError
 
@@ -63,6 +64,7 @@ class WorkbenchApp(App):
         "traces": TracesScreen,
         "models": ModelsScreen,
         "export": ExportScreen,
+        "usage": UsageScreen,
     }
     BINDINGS = [
         *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),

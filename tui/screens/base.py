@@ -16,6 +16,7 @@ NAVIGATION = (
     ("7", "traces", "Traces"),
     ("8", "models", "Models"),
     ("9", "export", "Export"),
+    ("0", "usage", "Usage"),
 )
 
 

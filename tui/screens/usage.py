@@ -1,0 +1,136 @@
+"""Usage: what the stack cost and how it behaved over a window, from the spans (services/usage.py).
+
+The report runs in a worker (a few hundred ms at a million spans); the screen shows the headline
+figures, cost per day as a chart, and one table per figure. `s` shows the SQL behind them.
+"""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Select, Static
+from textual_plotext import PlotextPlot
+
+from tui.screens.base import BaseScreen
+from tui.table import Table
+
+WINDOWS = (("24 hours", "24h"), ("7 days", "7d"), ("30 days", "30d"), ("90 days", "90d"))
+GROUPINGS = ("day", "model", "endpoint", "workflow", "key")
+TABLES = ("by", "latency", "escalation_reasons", "refusals", "errors", "workflows", "compute")
+_HIDDEN = ("failed_traces", "all_traces")
+
+
+class UsageScreen(BaseScreen):
+    MODE = "usage"
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh"),
+        Binding("s", "toggle_sql", "SQL"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, report) -> None:
+            super().__init__()
+            self.report = report
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report = None
+        self.showing_sql = False
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="usage-form"):
+            yield Select(WINDOWS, value="7d", allow_blank=False, id="usage-since")
+            yield Select(
+                [(f"by {g}", g) for g in GROUPINGS], value="day", allow_blank=False, id="usage-group"
+            )
+            yield Static("", id="usage-status")
+        with Horizontal(id="usage-top"):
+            yield Static("loading...", id="usage-headline")
+            yield PlotextPlot(id="usage-chart")
+        with VerticalScroll(id="usage-tables"):
+            for name in TABLES:
+                yield Static("", id=f"usage-title-{name}", classes="usage-title")
+                yield Table(id=f"usage-{name}", zebra_stripes=True, cursor_type="row")
+            yield Static("", id="usage-sql")
+
+    def on_mount(self) -> None:
+        self.query_one("#usage-sql", Static).display = False
+        self.load()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    @on(Select.Changed)
+    def _changed(self, event: Select.Changed) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="usage", exit_on_error=False, description="usage report")
+    def load(self) -> None:
+        since = self.query_one("#usage-since", Select).value
+        by = self.query_one("#usage-group", Select).value
+        self.app.call_from_thread(self.query_one("#usage-status", Static).update, "computing...")
+        report = self.service.usage.report(str(since), str(by))
+        self.post_message(self.Loaded(report))
+
+    def on_usage_screen_loaded(self, message: Loaded) -> None:
+        from workbench.services.usage import headline
+
+        report = self.report = message.report
+        lines = [f"[b]{label:<10}[/b] {escape(text)}" for label, text in headline(report)]
+        lines += [f"[yellow]warning: {escape(w)}[/yellow]" for w in report.warnings]
+        self.query_one("#usage-headline", Static).update("\n".join(lines))
+        self.query_one("#usage-status", Static).update(f"computed in {report.elapsed_ms:.0f} ms")
+        for name in TABLES:
+            figure = report.figures[name]
+            self.query_one(f"#usage-title-{name}", Static).update(f"[b]{escape(figure.title)}[/b]")
+            table = self.query_one(f"#usage-{name}", DataTable)
+            table.clear(columns=True)
+            columns = [c for c in figure.columns if c not in _HIDDEN]
+            table.add_columns(*columns)
+            for row in figure.rows:
+                table.add_row(*(_cell(row[c]) for c in columns))
+            if not figure.rows:
+                table.add_row(*(["-"] * len(columns)))
+        self._chart(report)
+        self.query_one("#usage-sql", Static).update(
+            "\n\n".join(f"-- {escape(f.title)}\n{escape(f.sql)};" for f in report.figures.values())
+        )
+
+    def _chart(self, report) -> None:
+        """Cost per day, cloud and local, as bars."""
+        chart = self.query_one("#usage-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        rows = report.figures["cost_per_day"].rows
+        days = [str(r["day"])[5:] for r in rows]
+        cloud = [float(r["cloud_cost_usd"]) for r in rows]
+        local = [float(r["local_cost_usd"]) for r in rows]
+        if any(local):  # local models are free unless priced: one series is then the whole story
+            plt.stacked_bar(days, [cloud, local], labels=["cloud", "local"])
+        elif rows:
+            plt.bar(days, cloud)
+        plt.title("cloud cost per day (USD)" if not any(local) else "cost per day (USD)")
+        chart.refresh()
+
+    def action_toggle_sql(self) -> None:
+        """Show the SQL behind every figure instead of the tables (and back)."""
+        self.showing_sql = not self.showing_sql
+        for name in TABLES:
+            self.query_one(f"#usage-title-{name}").display = not self.showing_sql
+            self.query_one(f"#usage-{name}").display = not self.showing_sql
+        self.query_one("#usage-sql", Static).display = self.showing_sql
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
