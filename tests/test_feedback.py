@@ -68,13 +68,14 @@ def test_rate_the_highlighted_trace_in_the_traces_screen(workspace):
             table = app.screen.query_one("#traces", DataTable)
             feedback = COLUMNS.index("feedback")
             assert cells(table, 0)[feedback] == ""
-            await pilot.press("plus")
+            await pilot.press("plus", *"right", "enter")
             await settle(app, pilot)
             assert cells(table, 0)[feedback] == "+1/-0"
-            await pilot.press("minus", "minus")
+            await pilot.press("minus", "enter", "minus", "enter", "minus", "escape")  # the last one dropped
             await settle(app, pilot)
             assert cells(table, 0)[feedback] == "+1/-2"
 
     run(scenario())
     ratings = service.trace_feedback(trace_id)["ratings"]
     assert [r["value"] for r in ratings] == [1.0, -1.0, -1.0] and {r["source"] for r in ratings} == {"traces"}
+    assert [r["note"] for r in ratings] == ["right", None, None]

@@ -94,6 +94,7 @@ def test_blank_database_gets_every_migration(tmp_path):
         ("source", "VARCHAR"),
         ("author", "VARCHAR"),
         ("created_ns", "BIGINT"),
+        ("subject", "VARCHAR"),
     ]
     assert [c for c, _ in columns(con, "traces")][-2:] == ["feedback_up", "feedback_down"]
     recorded = con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()

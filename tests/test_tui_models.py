@@ -8,6 +8,7 @@ from textual.widgets import DataTable, Input, Select
 from tests.fake_cloud import ANSWER
 from tests.test_tui import cells, run, settle, text_of
 from tui.app import WorkbenchApp
+from tui.rating import RateNote
 from tui.screens.compare import CompareScreen
 from tui.screens.playground import PlaygroundScreen
 from workbench.services import Service
@@ -38,6 +39,22 @@ def test_playground_streams_a_chat_with_its_figures(local_and_cloud):
             assert "you: Hi" in transcript and answer["content"].strip()[:20] in transcript
             figures = text_of(app, "#chat-figures")
             assert "smollm2 on cpu" in figures and "tok/s" in figures and "trace " in figures
+
+            # + on the empty chat line rates the answer, with a note; inside a question it is text.
+            await pilot.press("plus")
+            await pilot.pause()
+            assert isinstance(app.screen, RateNote)
+            await pilot.press(*"to the point", "enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, PlaygroundScreen)
+            first_trace = app.screen.trace_id
+            ratings = local_and_cloud.trace_feedback(first_trace)["ratings"]
+            assert [(r["value"], r["note"], r["source"]) for r in ratings] == [
+                (1.0, "to the point", "playground")
+            ]
+            await type_into(pilot, app, "#chat-input", "1+1-1")
+            assert app.screen.query_one("#chat-input", Input).value == "1+1-1"
+            app.screen.query_one("#chat-input", Input).value = ""
 
             # A second turn carries the first one; then the cloud model answers the same chat.
             select.value = "remote/big"
@@ -77,6 +94,19 @@ def test_compare_streams_side_by_side_and_shows_errors_in_place(local_and_cloud)
             assert cloud == "remote/big\n" + "".join(ANSWER)
             assert "tok/s" in text_of(app, "#cmp-fig-0") and "tok/s" in text_of(app, "#cmp-fig-1")
             assert "no model named 'nope'" in text_of(app, "#cmp-fig-2")
+
+            # Out of the prompt field, - rates one model's answer, chosen in the dialog.
+            await pilot.press("escape", "minus")
+            await pilot.pause()
+            assert isinstance(app.screen, RateNote)
+            app.screen.query_one("#rate-subject", Select).value = "remote/big"
+            app.screen.query_one("#rate-note", Input).focus()
+            await pilot.press(*"too long", "enter")
+            await settle(app, pilot)
+            ratings = local_and_cloud.trace_feedback(app.screen.trace_id)["ratings"]
+            assert [(r["value"], r["subject"], r["note"], r["source"]) for r in ratings] == [
+                (-1.0, "remote/big", "too long", "compare")
+            ]
 
             models.value = "smollm2"
             await type_into(pilot, app, "#cmp-prompt", "!")

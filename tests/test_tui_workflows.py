@@ -54,6 +54,10 @@ def test_workflows_screen_creates_shows_and_runs_a_workflow(model_workspace):
             assert "> redact" in log and "> classify" in log and "finished" in log
             answer = text_of(app, "#wf-answer")
             assert "trace " in answer and app.screen.trace_id
+            await pilot.press("escape", "plus", "enter")  # rate the run's answer, no note
+            await settle(app, pilot)
+            ratings = service.trace_feedback(app.screen.trace_id)["ratings"]
+            assert [(r["value"], r["note"], r["source"]) for r in ratings] == [(1.0, None, "workflows")]
             await pilot.press("escape", "ctrl+t")
             await settle(app, pilot)
             assert isinstance(app.screen, TracesScreen)

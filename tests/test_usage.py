@@ -37,7 +37,14 @@ def history(tmp_path, monkeypatch):
         [s[k] for k in ("trace_id", "name", "value", "note", "source", "author", "created_ns")]
         for s in scores + old_scores
     ]
-    service.store.write([("INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
+    service.store.write(
+        [
+            (
+                "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        ]
+    )
     return service, [_row(s) for s in inside], scores
 
 

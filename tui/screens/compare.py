@@ -9,13 +9,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 
 COLUMNS = 4
 
 
-class CompareScreen(BaseScreen):
+class CompareScreen(Rating, BaseScreen):
     MODE = "compare"
+    RATING_SOURCE = "compare"
+    BINDINGS = RATING_BINDINGS
 
     class Piece(Message):
         def __init__(self, run: int, index: int, text: str) -> None:
@@ -32,6 +35,8 @@ class CompareScreen(BaseScreen):
         self.texts: list[str] = []
         self.models: list[str] = []
         self.run = 0  # messages from an earlier comparison still streaming are dropped
+        self.trace_id: str | None = None  # the finished comparison's trace (all answers in it)
+        self.answered: list[str] = []  # the models that answered it
 
     def compose_body(self) -> ComposeResult:
         yield Input(
@@ -73,6 +78,7 @@ class CompareScreen(BaseScreen):
             for index, name in enumerate(models)
         )
         self.models = models
+        self.trace_id, self.answered = None, []
         self.run += 1
         self.run_compare(self.run, models, prompt)
 
@@ -108,8 +114,15 @@ class CompareScreen(BaseScreen):
             self.query_one(f"#cmp-text-{index}", Static).update(
                 f"[b]{escape(self.models[index])}[/b]\n{escape(outcome.text)}"
             )
+            self.trace_id = outcome.trace_id or self.trace_id
+            self.answered.append(self.models[index])
             figures.update(
                 f"TTFT {(outcome.ttft_s or 0) * 1000:.0f} ms · {outcome.tokens_per_s:.1f} tok/s · "
                 f"{outcome.input_tokens}/{outcome.output_tokens} tokens · ${outcome.cost_usd:.5f} · "
                 f"{outcome.finish_reason}"
             )
+
+    def rating_target(self) -> tuple[str | None, str, list[str] | None]:
+        """`+`/`-` (out of the prompt field: escape first) rate one model's answer: asked in the
+        note dialog, stored as the score's subject on the comparison's trace."""
+        return self.trace_id, "an answer of this comparison", self.answered

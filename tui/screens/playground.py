@@ -13,12 +13,14 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Select, Static
 
+from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 
 
-class PlaygroundScreen(BaseScreen):
+class PlaygroundScreen(Rating, BaseScreen):
     MODE = "playground"
-    BINDINGS = [Binding("ctrl+l", "clear", "New chat")]
+    RATING_SOURCE = "playground"
+    BINDINGS = [Binding("ctrl+l", "clear", "New chat"), *RATING_BINDINGS]
 
     # Messages carry the number of the request they belong to: one that was cancelled by a newer
     # request may still post a last piece, which is then dropped.
@@ -39,6 +41,7 @@ class PlaygroundScreen(BaseScreen):
         self.request = 0  # the number of the newest request; older ones are stale
         self.pending = False  # whether the newest request is still answering
         self.cancel = threading.Event()
+        self.trace_id: str | None = None  # the last answer's trace
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
@@ -48,7 +51,10 @@ class PlaygroundScreen(BaseScreen):
         with VerticalScroll(id="chat-log"):
             yield Static("Pick a model, type below and press enter.", id="chat-transcript")
         yield Static("", id="chat-figures")
-        yield Input(placeholder="ask something (enter to send, ctrl+l for a new chat)", id="chat-input")
+        yield Input(
+            placeholder="ask something (enter sends, ctrl+l starts a new chat, + or - rates the answer)",
+            id="chat-input",
+        )
 
     def on_mount(self) -> None:
         self.load_models()
@@ -132,6 +138,7 @@ class PlaygroundScreen(BaseScreen):
         result = message.result
         self.answer = result.text
         self.history.append({"role": "assistant", "content": result.text})
+        self.trace_id = result.trace_id
         self._show_transcript(pending=False)
         figures = (
             f"{result.model} on {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
@@ -158,8 +165,11 @@ class PlaygroundScreen(BaseScreen):
         self.query_one("#chat-transcript", Static).update("\n\n".join(lines))
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
+    def rating_target(self) -> tuple[str | None, str, list[str] | None]:
+        return (None if self.pending else self.trace_id), "the last answer", None
+
     def action_clear(self) -> None:
         self.stop_answer()
-        self.history, self.answer = [], ""
+        self.history, self.answer, self.trace_id = [], "", None
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")

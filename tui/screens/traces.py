@@ -14,6 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, Select, Static, Tree
 
+from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table
 
@@ -32,8 +33,9 @@ COLUMNS = (
 )
 
 
-class TracesScreen(BaseScreen):
+class TracesScreen(Rating, BaseScreen):
     MODE = "traces"
+    RATING_SOURCE = "traces"
     BINDINGS = [
         Binding("right_square_bracket", "page(1)", "Next page"),
         Binding("left_square_bracket", "page(-1)", "Prev page"),
@@ -41,8 +43,7 @@ class TracesScreen(BaseScreen):
         Binding("right_curly_bracket", "last_page", "Last page", show=False),
         Binding("r", "refresh", "Refresh"),
         Binding("slash", "focus_filter", "Filter"),
-        Binding("plus", "rate('up')", "Rate up"),
-        Binding("minus", "rate('down')", "Rate down"),
+        *RATING_BINDINGS,
     ]
 
     class PageLoaded(Message):
@@ -95,14 +96,6 @@ class TracesScreen(BaseScreen):
         offset = self.page_offset
         rows, total = self.service.list_traces(PAGE_SIZE, offset, self.filters())
         self.post_message(self.PageLoaded(rows, total, offset))
-
-    @work(thread=True, group="rate", exit_on_error=False, description="rate trace")
-    def rate(self, trace_id: str, verdict: str) -> None:
-        feedback = self.service.rate_trace(trace_id, verdict, source="traces")
-        self.app.call_from_thread(
-            self.notify, f"rated {verdict}: {feedback['up']} up, {feedback['down']} down", title="Feedback"
-        )
-        self.load_page()
 
     @work(thread=True, exclusive=True, group="trace", exit_on_error=False, description="load trace")
     def load_trace(self, trace_id: str) -> None:
@@ -215,12 +208,12 @@ class TracesScreen(BaseScreen):
     def action_refresh(self) -> None:
         self.load_page()
 
-    def action_rate(self, verdict: str) -> None:
-        """Rate the highlighted trace's answer (+ up, - down); the feedback column shows it."""
-        if self.trace_id is None:
-            self.notify("Highlight a trace first.", severity="warning")
-            return
-        self.rate(self.trace_id, verdict)
+    def rating_target(self) -> tuple[str | None, str, list[str] | None]:
+        """`+`/`-` rate the highlighted trace's answer; the feedback column shows it."""
+        return self.trace_id, "this trace's answer", None
+
+    def after_rating(self) -> None:
+        self.load_page()
 
     def action_focus_filter(self) -> None:
         self.query_one("#f-name", Input).focus()

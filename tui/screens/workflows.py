@@ -11,18 +11,21 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, RichLog, Select, Static
 
+from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table
 
 TEMPLATES = ("rag", "router", "agent")
 
 
-class WorkflowsScreen(BaseScreen):
+class WorkflowsScreen(Rating, BaseScreen):
     MODE = "workflows"
+    RATING_SOURCE = "workflows"
     BINDINGS = [
         Binding("ctrl+r", "refresh", "Refresh"),
         Binding("ctrl+n", "focus_new", "New"),
         Binding("ctrl+t", "open_trace", "Open trace"),
+        *RATING_BINDINGS,
     ]
 
     class Listed(Message):
@@ -202,7 +205,10 @@ class WorkflowsScreen(BaseScreen):
                 f"{escape(state['escalation_reason'])}[/yellow]"
             )
         lines.append(
-            f"\n[dim]thread {escape(outcome['thread_id'])} - trace {self.trace_id[:16]} (ctrl+t opens it)[/dim]"
+            f"\n[dim]thread {escape(outcome['thread_id'])} - trace {self.trace_id[:16]} (ctrl+t opens it; + or - rates the answer)[/dim]"
         )
         self.query_one("#wf-answer", Static).update("\n".join(lines))
         self.query_one("#wf-log", RichLog).write("[green]finished[/green]")
+
+    def rating_target(self) -> tuple[str | None, str, list[str] | None]:
+        return self.trace_id, "the run's answer", None

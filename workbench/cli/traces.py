@@ -93,9 +93,12 @@ def traces_show(obj: Context, trace_id: str, as_json: bool) -> None:
     for rating in obj.service.trace_feedback(spans[0]["trace_id"])["ratings"]:
         verdict = "up" if rating["value"] > 0 else "down"
         note = f": {rating['note']}" if rating["note"] else ""
-        click.echo(
-            f"rated {verdict} by {rating['author']} ({rating['source']}, {format_when(rating['created_ns'])}){note}"
+        where = ", ".join(
+            part
+            for part in (rating["source"], rating.get("subject"), format_when(rating["created_ns"]))
+            if part
         )
+        click.echo(f"rated {verdict} by {rating['author']} ({where}){note}")
 
 
 @traces.command("rate")

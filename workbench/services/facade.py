@@ -287,10 +287,16 @@ class Service:
         return to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
 
     def rate_trace(
-        self, trace_id: str, verdict: str, note: str | None = None, source: str = "cli"
+        self,
+        trace_id: str,
+        verdict: str,
+        note: str | None = None,
+        source: str = "cli",
+        subject: str | None = None,
     ) -> dict[str, Any]:
         """Record a user's verdict ("up" or "down", with an optional note) on a trace: who, when
-        and from where. A trace keeps every rating; returns its feedback so far."""
+        and from where, and which answer (``subject``: a model in a comparison). A trace keeps
+        every rating; returns its feedback so far."""
         import getpass
 
         from workbench.core.errors import UsageError
@@ -300,10 +306,11 @@ class Service:
             raise UsageError(
                 f"a rating is up or down, not {verdict!r}", "workbench traces rate TRACE up|down"
             )
+        self.flush_traces()  # an answer just given (Playground, a run) is rated at once
         full_id = self.get_trace(trace_id)[0]["trace_id"]
         author = os.environ.get("WORKBENCH_USER") or getpass.getuser()
         self.store.add_score(
-            full_id, "feedback", values[verdict], (note or "").strip() or None, source, author
+            full_id, "feedback", values[verdict], (note or "").strip() or None, source, author, subject
         )
         return self.trace_feedback(full_id)
 

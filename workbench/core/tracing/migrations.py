@@ -132,8 +132,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         5,
-        "usage attributes as columns",
+        "usage attributes as columns; the subject a score rates",
         """
+        ALTER TABLE scores ADD COLUMN subject VARCHAR;
         ALTER TABLE spans ADD COLUMN hardware VARCHAR;
         ALTER TABLE spans ADD COLUMN key_name VARCHAR;
         ALTER TABLE spans ADD COLUMN queue_wait_s DOUBLE;

@@ -66,6 +66,7 @@ def _feedback_events(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     ("workbench.feedback.note", score.get("note")),
                     ("workbench.feedback.author", score["author"]),
                     ("workbench.feedback.source", score["source"]),
+                    ("workbench.feedback.subject", score.get("subject")),
                 )
                 if value is not None
             ],

@@ -356,15 +356,23 @@ class TraceStore:
             return spans
 
     def add_score(
-        self, trace_id: str, name: str, value: float, note: str | None, source: str, author: str
+        self,
+        trace_id: str,
+        name: str,
+        value: float,
+        note: str | None,
+        source: str,
+        author: str,
+        subject: str | None = None,
     ) -> None:
-        """Record a score (a user's verdict on an answer, say) on a trace; a trace keeps them all."""
+        """Record a score (a user's verdict on an answer, say) on a trace; a trace keeps them all.
+        ``subject`` names which answer of the trace it rates, when it holds several (Compare)."""
         self.write(
             [
                 (
-                    "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [trace_id, name, value, note, source, author, time.time_ns()],
+                    "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns, subject) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [trace_id, name, value, note, source, author, time.time_ns(), subject],
                 )
             ]
         )

@@ -1,0 +1,97 @@
+"""Rating answers from any screen: `+` or `-`, then an optional note (and, in Compare, which
+model's answer), stored as a feedback score on the answer's trace (services: rate_trace).
+
+The keys are priority bindings, so they work while the chat input has focus, but only when
+that input is empty: a `+` or `-` inside a question is text.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Select, Static
+
+__all__ = ["RATING_BINDINGS", "Rating", "RateNote"]
+
+RATING_BINDINGS = [
+    Binding("plus", "rate('up')", "Rate up", priority=True),
+    Binding("minus", "rate('down')", "Rate down", priority=True),
+]
+
+
+class RateNote(ModalScreen[tuple[str | None, str] | None]):
+    """Asks for an optional note; enter saves the rating, escape drops it."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, verdict: str, what: str, subjects: list[str] | None = None) -> None:
+        super().__init__()
+        self.verdict, self.what, self.subjects = verdict, what, subjects or []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="rate-box"):
+            yield Static(f"Rate {self.what} [b]{self.verdict}[/b]", id="rate-title")
+            if self.subjects:
+                yield Select(
+                    [(s, s) for s in self.subjects],
+                    value=self.subjects[0],
+                    allow_blank=False,
+                    id="rate-subject",
+                )
+            yield Input(placeholder="a note (optional): enter saves, escape cancels", id="rate-note")
+
+    def on_mount(self) -> None:
+        self.query_one("#rate-note", Input).focus()
+
+    @on(Input.Submitted, "#rate-note")
+    def save(self, event: Input.Submitted) -> None:
+        subject = self.query_one("#rate-subject", Select).value if self.subjects else None
+        self.dismiss((subject if isinstance(subject, str) else None, event.value.strip()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Rating:
+    """Mixed into a screen that shows answers: says which trace (and answers) `+`/`-` rate."""
+
+    RATING_SOURCE = "app"
+
+    def rating_target(self) -> tuple[str | None, str, list[str] | None]:
+        """(trace id or None, what it is in words, the answers to choose from or None)."""
+        return None, "", None
+
+    def after_rating(self) -> None:
+        """Called on the UI thread once a rating is stored (a screen may reload)."""
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "rate":
+            focused = self.focused  # type: ignore[attr-defined]
+            return not (isinstance(focused, Input) and focused.value)
+        return super().check_action(action, parameters)  # type: ignore[misc]
+
+    def action_rate(self, verdict: str) -> None:
+        trace_id, what, subjects = self.rating_target()
+        if trace_id is None:
+            self.notify("Nothing to rate yet: rate an answer once it is there.", severity="warning")  # type: ignore[attr-defined]
+            return
+
+        def rated(answer: tuple[str | None, str] | None) -> None:
+            if answer is not None:
+                self.save_rating(trace_id, verdict, answer[1], answer[0])
+
+        self.app.push_screen(RateNote(verdict, what, subjects), rated)  # type: ignore[attr-defined]
+
+    @work(thread=True, group="rate", exit_on_error=False, description="rate answer")
+    def save_rating(self, trace_id: str, verdict: str, note: str, subject: str | None) -> None:
+        feedback = self.service.rate_trace(  # type: ignore[attr-defined]
+            trace_id, verdict, note or None, source=self.RATING_SOURCE, subject=subject
+        )
+        self.app.call_from_thread(self._rated, verdict, feedback)  # type: ignore[attr-defined]
+
+    def _rated(self, verdict: str, feedback: dict) -> None:
+        self.notify(f"rated {verdict}: {feedback['up']} up, {feedback['down']} down", title="Feedback")  # type: ignore[attr-defined]
+        self.after_rating()
