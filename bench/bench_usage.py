@@ -38,7 +38,14 @@ def main() -> None:
             [s[k] for k in ("trace_id", "name", "value", "note", "source", "author", "created_ns")]
             for s in scores
         ]
-        service.store.write([("INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
+        service.store.write(
+            [
+                (
+                    "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            ]
+        )
         count = len(spans)
         del spans
         timings: dict[str, list[float]] = {}

@@ -195,6 +195,9 @@ class Collections:
             span.update(
                 {
                     "workbench.retrieval.chunk_ids": [h["id"] for h in hits],
+                    # the files the answer could draw on: a trace turned into an eval case
+                    # expects them as its sources
+                    "workbench.retrieval.paths": [h["path"] for h in hits],
                     "workbench.retrieval.top_score": hits[0]["score"] if hits else None,
                 }
             )

@@ -14,6 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, Select, Static, Tree
 
+from tui.cases import CasesEditor
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table
@@ -44,6 +45,8 @@ class TracesScreen(Rating, BaseScreen):
         Binding("r", "refresh", "Refresh"),
         Binding("slash", "focus_filter", "Filter"),
         *RATING_BINDINGS,
+        Binding("space", "mark", "Mark"),
+        Binding("a", "add_cases", "To dataset"),
     ]
 
     class PageLoaded(Message):
@@ -61,6 +64,7 @@ class TracesScreen(Rating, BaseScreen):
         self.page_offset = 0
         self.trace_total = 0
         self.trace_id: str | None = None  # the highlighted trace
+        self.marked: list[str] = []  # traces picked (space) to become eval cases
         self._filter_timer = None
 
     def compose_body(self) -> ComposeResult:
@@ -96,6 +100,34 @@ class TracesScreen(Rating, BaseScreen):
         offset = self.page_offset
         rows, total = self.service.list_traces(PAGE_SIZE, offset, self.filters())
         self.post_message(self.PageLoaded(rows, total, offset))
+
+    @work(thread=True, group="cases", exit_on_error=False, description="draft cases")
+    def draft_cases(self, trace_ids: list[str]) -> None:
+        cases, problems = self.service.evals.cases_from_traces(trace_ids)
+        text = "".join(json.dumps(case, ensure_ascii=False) + "\n" for case in cases)
+        self.app.call_from_thread(self._edit_cases, text, len(cases), problems)
+
+    def _edit_cases(self, text: str, count: int, problems: list[str]) -> None:
+        if not count:
+            self.notify(
+                "; ".join(problems) or "no case to draft", title="Traces to dataset", severity="warning"
+            )
+            return
+        self.app.push_screen(CasesEditor(text, count, problems), self._cases_edited)
+
+    def _cases_edited(self, answer: tuple[str, list[dict]] | None) -> None:
+        if answer is not None:
+            self.save_cases(*answer)
+
+    @work(thread=True, group="cases", exit_on_error=False, description="add cases")
+    def save_cases(self, dataset: str, cases: list[dict]) -> None:
+        path, added, refused = self.service.evals.add_cases(dataset, cases)
+        message = f"added {len(added)} case{'s' * (len(added) != 1)} to {path.name}"
+        message += "".join(f"\nrefused: {reason}" for reason in refused)
+        self.app.call_from_thread(
+            self.notify, message, title="Traces to dataset", severity="warning" if refused else "information"
+        )
+        self.marked = []
 
     @work(thread=True, exclusive=True, group="trace", exit_on_error=False, description="load trace")
     def load_trace(self, trace_id: str) -> None:
@@ -214,6 +246,25 @@ class TracesScreen(Rating, BaseScreen):
 
     def after_rating(self) -> None:
         self.load_page()
+
+    def action_mark(self) -> None:
+        """Pick the highlighted trace (again: put it back) for `a`, which makes them eval cases."""
+        if self.trace_id is None:
+            return
+        if self.trace_id in self.marked:
+            self.marked.remove(self.trace_id)
+        else:
+            self.marked.append(self.trace_id)
+        self.notify(
+            f"{len(self.marked)} traces picked: a turns them into eval cases", title="Traces to dataset"
+        )
+
+    def action_add_cases(self) -> None:
+        picked = self.marked or ([self.trace_id] if self.trace_id else [])
+        if not picked:
+            self.notify("Highlight a trace first (space picks several).", severity="warning")
+            return
+        self.draft_cases(list(picked))
 
     def action_focus_filter(self) -> None:
         self.query_one("#f-name", Input).focus()

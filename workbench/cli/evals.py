@@ -48,6 +48,41 @@ def eval_import(obj: Context, csv_file: str, name: str | None) -> None:
     click.echo(f"imported {count} cases into {path}")
 
 
+@eval_group.command("add-traces")
+@click.argument("dataset")
+@click.argument("trace_ids", nargs=-1)
+@click.option("--where", help='Pick traces with SQL over the traces view, e.g. "feedback_up > 0".')
+@click.option("--edit", is_flag=True, help="Edit the cases in $EDITOR before they are saved.")
+@click.option("--dry-run", is_flag=True, help="Print the cases as JSONL; save nothing.")
+@click.pass_obj
+def eval_add_traces(
+    obj: Context, dataset: str, trace_ids: tuple[str, ...], where: str | None, edit: bool, dry_run: bool
+) -> None:
+    """Turn traces into eval cases of DATASET (created if new): the input as sent, the answer as
+    expected (a liked answer: a regression case; a disliked one: a case to fix, with no expected
+    answer until you write one), the retrieved files as expected sources."""
+    evals = obj.service.evals
+    cases, problems = evals.cases_from_traces(trace_ids, where)
+    for problem in problems:
+        click.echo(f"skipped: {problem}", err=True)
+    text = "".join(json.dumps(case, ensure_ascii=False) + "\n" for case in cases)
+    if dry_run:
+        click.echo(text, nl=False)
+        return
+    if edit and cases:
+        edited = click.edit(text, extension=".jsonl")
+        if edited is None:
+            click.echo("not saved: the editor was closed without saving", err=True)
+            return
+        cases = evals.parse_cases(edited, "the edited cases")
+    path, added, refused = evals.add_cases(dataset, cases)
+    for reason in refused:
+        click.echo(f"refused: {reason}", err=True)
+    click.echo(f"added {len(added)} case{'s' * (len(added) != 1)} to {path}")
+    if not added:
+        raise UsageError("no case was added", "see the reasons above")
+
+
 def _gate_options(command):
     """The regression gate's options, shared by `eval run --baseline` and `eval compare`."""
     options = [

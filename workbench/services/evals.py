@@ -115,6 +115,80 @@ class Evals:
         tmp.replace(target)
         return target, len(cases)
 
+    def cases_from_traces(
+        self, trace_ids: list[str] | tuple[str, ...] = (), where: str | None = None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Eval cases from traces (ids or prefixes, and/or those a SQL condition over the
+        `traces` view picks); returns (cases, why some traces gave none)."""
+        from evals.from_traces import case_from_trace
+
+        service = self.service
+        service.flush_traces()
+        ids = [service.get_trace(t)[0]["trace_id"] for t in trace_ids]
+        if where:
+            _, rows = service.sql(f"SELECT trace_id FROM traces WHERE {where} ORDER BY start_ns")
+            ids += [row[0] for row in rows if row[0] not in ids]
+        if not ids:
+            raise EvalError("no traces to add", "name trace ids, or pick some with --where")
+        spans: dict[str, list[dict[str, Any]]] = {}
+        for span in service.store.spans_of(ids):
+            spans.setdefault(span["trace_id"], []).append(span)
+        cases, problems = [], []
+        for trace_id in ids:
+            try:
+                cases.append(case_from_trace(spans[trace_id], service.trace_feedback(trace_id)))
+            except ValueError as exc:
+                problems.append(str(exc))
+        return cases, problems
+
+    @staticmethod
+    def parse_cases(text: str, what: str) -> list[dict[str, Any]]:
+        """Cases written as JSONL (edited by hand before saving): a bad line is reported with its
+        number, and then none is kept."""
+        from evals.datasets import parse_jsonl
+
+        parse_jsonl(text, what)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def add_cases(self, name: str, cases: list[dict[str, Any]]) -> tuple[Path, list[str], list[str]]:
+        """Append cases to dataset ``name`` (created if new); a case that asks what the dataset
+        already asks is refused, as is one that is not a valid case. Returns (path, the ids
+        added, why others were refused). The file is replaced whole, so a crash loses nothing."""
+        from evals.datasets import parse_jsonl
+        from evals.from_traces import same_input
+
+        path = self.path(name)
+        existing = self.dataset(name).cases if path.exists() else []
+        known = [(c.id, c.input) for c in existing]
+        lines, added, refused = [], [], []
+        for data in cases:
+            case_id, text = str(data.get("id", "")), str(data.get("input", ""))
+            twin = next((other for other, asked in known if same_input(asked, text)), None)
+            if twin is not None:
+                refused.append(f"{case_id}: {name} already asks this (case {twin})")
+                continue
+            if any(case_id == other for other, _ in known):
+                refused.append(f"{case_id}: {name} already has a case with this id")
+                continue
+            line = json.dumps(data, ensure_ascii=False)
+            try:
+                parse_jsonl(line, f"case {case_id}")
+            except EvalError as exc:
+                refused.append(exc.message.replace("\n  ", " "))
+                continue
+            lines.append(line + "\n")
+            known.append((case_id, text))
+            added.append(case_id)
+        if lines:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            before = path.read_text(encoding="utf-8") if path.exists() else ""
+            if before and not before.endswith("\n"):
+                before += "\n"
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(before + "".join(lines), encoding="utf-8")
+            tmp.replace(path)
+        return path, added, refused
+
     # -- runs -----------------------------------------------------------------------------------
 
     def run(
