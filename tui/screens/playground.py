@@ -1,5 +1,6 @@
 """Playground: a streaming chat with one model, its figures, and the escalation reason when the
-router hands a question to the cloud."""
+router hands a question to the cloud. With a collection chosen, each question retrieves passages
+and the answer cites them ([1], [2]); the cited passages are listed under it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ from tui.screens.base import BaseScreen
 class PlaygroundScreen(Rating, BaseScreen):
     MODE = "playground"
     RATING_SOURCE = "playground"
-    BINDINGS = [Binding("ctrl+l", "clear", "New chat"), *RATING_BINDINGS]
+    BINDINGS = [
+        Binding("ctrl+l", "clear", "New chat"),
+        Binding("ctrl+t", "open_trace", "Open trace"),
+        *RATING_BINDINGS,
+    ]
 
     # Messages carry the number of the request they belong to: one that was cancelled by a newer
     # request may still post a last piece, which is then dropped.
@@ -48,6 +53,14 @@ class PlaygroundScreen(Rating, BaseScreen):
             yield Select([], prompt="model", id="chat-model")
             yield Input("0.7", placeholder="temperature", id="chat-temperature", type="number")
             yield Input("256", placeholder="max tokens", id="chat-max-tokens", type="integer")
+            yield Select([], prompt="no collection", id="chat-collection")
+            yield Input("4", placeholder="k", id="chat-k", type="integer")
+            yield Select(
+                [("hybrid", "hybrid"), ("vector", "vector"), ("text", "text")],
+                value="hybrid",
+                allow_blank=False,
+                id="chat-mode",
+            )
         with VerticalScroll(id="chat-log"):
             yield Static("Pick a model, type below and press enter.", id="chat-transcript")
         yield Static("", id="chat-figures")
@@ -64,6 +77,10 @@ class PlaygroundScreen(Rating, BaseScreen):
     def load_models(self) -> None:
         choices = self.service.model_choices()
         self.app.call_from_thread(self._set_models, choices)
+        collections = [c["name"] for c in self.service.list_collections()]
+        self.app.call_from_thread(
+            self.query_one("#chat-collection", Select).set_options, [(name, name) for name in collections]
+        )
 
     def _set_models(self, choices: list[str]) -> None:
         select = self.query_one("#chat-model", Select)
@@ -94,7 +111,9 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.cancel = threading.Event()
         self._show_transcript(pending=True)
         self.query_one("#chat-figures", Static).update(f"{model} is answering...")
-        self.generate(self.request, model, list(self.history), self._params(), self.cancel)
+        self.generate(
+            self.request, model, list(self.history), self._params(), self.cancel, self._collection()
+        )
 
     def stop_answer(self) -> None:
         """Cancel the answer in flight (the model stops decoding); what it said so far stays in
@@ -114,15 +133,31 @@ class PlaygroundScreen(Rating, BaseScreen):
             temperature, max_tokens = 0.7, 256
         return {"temperature": temperature, "max_tokens": max_tokens}
 
+    def _collection(self) -> tuple[str, int, str] | None:
+        """(collection, k, mode) when the chat answers from a collection."""
+        name = self.query_one("#chat-collection", Select).value
+        if not isinstance(name, str):
+            return None
+        try:
+            k = max(1, min(int(self.query_one("#chat-k", Input).value or 4), 20))
+        except ValueError:
+            k = 4
+        return name, k, str(self.query_one("#chat-mode", Select).value)
+
     @work(thread=True, exclusive=True, group="playground", exit_on_error=False, description="chat")
-    def generate(self, request: int, model: str, messages: list[dict[str, str]], params, cancel) -> None:
-        result = self.service.chat(
-            model,
-            messages,
-            params,
-            lambda piece: self.post_message(self.Piece(request, piece)),
-            cancel=cancel,
-        )
+    def generate(
+        self, request: int, model: str, messages: list[dict[str, str]], params, cancel, grounded
+    ) -> None:
+        def stream(piece: str) -> None:
+            self.post_message(self.Piece(request, piece))
+
+        if grounded is None:
+            result = self.service.chat(model, messages, params, stream, cancel=cancel)
+        else:
+            collection, k, mode = grounded
+            result = self.service.chat_with_collection(
+                model, messages, collection, k, mode, params, stream, cancel=cancel
+            )
         self.post_message(self.Answered(request, result))
 
     def on_playground_screen_piece(self, message: Piece) -> None:
@@ -153,6 +188,7 @@ class PlaygroundScreen(Rating, BaseScreen):
                 f"\nwanted to escalate because {escape(result.extra['escalation_reason'])}, but "
                 f"{escape(result.extra['escalation_refused'])}"
             )
+        figures += _sources(result.extra)
         self.query_one("#chat-figures", Static).update(figures)
 
     def _show_transcript(self, pending: bool) -> None:
@@ -165,6 +201,13 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.query_one("#chat-transcript", Static).update("\n\n".join(lines))
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
+    def action_open_trace(self) -> None:
+        if self.trace_id is None:
+            self.notify("Ask something first.", severity="warning")
+            return
+        self.app.switch_mode("traces")
+        self.app.screen.load_trace(self.trace_id)
+
     def rating_target(self) -> tuple[str | None, str, list[str] | None]:
         return (None if self.pending else self.trace_id), "the last answer", None
 
@@ -173,3 +216,23 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.history, self.answer, self.trace_id = [], "", None
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")
+
+
+def _sources(extra: dict) -> str:
+    """The passages an answer from a collection cited (all it was given, when it cited none)."""
+    if "sources" not in extra:
+        return ""
+    sources = extra["sources"]
+    cited = [s for s in sources if s["cited"]]
+    lines = [f"\n[b]{'cited' if cited else 'retrieved (none cited)'}[/b] from {escape(extra['collection'])}:"]
+    for source in cited or sources:
+        heading = f" > {source['heading']}" if source["heading"] else ""
+        lines.append(f"  [{source['number']}] {escape(source['path'] + heading)}")
+    if not sources:
+        lines.append("  no passage matched")
+    lines += [
+        f"  [yellow]dropped {escape(d['path'])}: reads as a prompt injection[/yellow]"
+        for d in extra["dropped"]
+    ]
+    lines.append("[dim]ctrl+t opens the trace[/dim]")
+    return "\n".join(lines)

@@ -84,12 +84,20 @@ CHAT_HELP = "/reset starts over, /system TEXT sets the system prompt, /exit or c
 
 @click.command()
 @_generation_options
+@click.option("--collection", "-c", help="Answer from this collection, citing its passages as [1], [2].")
+@click.option("--k", "k", default=4, show_default=True, help="Passages retrieved per question (with -c).")
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "text"]), default="hybrid", show_default=True)
 @click.pass_obj
-def chat(obj: Context, model: str, system: str | None, **generation) -> None:
-    """A conversation with MODEL in the terminal; the model stays loaded between turns."""
+def chat(
+    obj: Context, model: str, system: str | None, collection: str | None, k: int, mode: str, **generation
+) -> None:
+    """A conversation with MODEL in the terminal; the model stays loaded between turns. With
+    --collection, each question retrieves passages and the answer cites them."""
     params, options = _generation(**generation)
     interactive = sys.stdin.isatty()
     history: list[dict[str, str]] = []
+    if collection is not None:
+        obj.service.collections.describe(collection)  # a wrong name fails before the first prompt
     if obj.service.is_local(model):  # load before the first prompt: a bad name fails at once
         loaded = obj.service.load_model(model, options)
         click.echo(
@@ -122,7 +130,12 @@ def chat(obj: Context, model: str, system: str | None, **generation) -> None:
         history.append({"role": "user", "content": text})
         messages = ([{"role": "system", "content": system}] if system else []) + history
         try:
-            result = obj.service.chat(model, messages, params, write, options)
+            if collection is None:
+                result = obj.service.chat(model, messages, params, write, options)
+            else:
+                result = obj.service.chat_with_collection(
+                    model, messages, collection, k, mode, params, write, options
+                )
         except WorkbenchError as exc:
             history.pop()  # the conversation goes on without the turn that failed
             click.echo(f"\n[{exc.one_line()}]", err=True)
@@ -130,7 +143,26 @@ def chat(obj: Context, model: str, system: str | None, **generation) -> None:
         history.append({"role": "assistant", "content": result.text})
         click.echo()
         sys.stdout.flush()
+        if collection is not None:
+            _sources(result.extra)
         report(result)
+
+
+def _sources(extra: dict) -> None:
+    """The passages the answer cited, with path and heading (all retrieved, when it cited none)."""
+    sources = extra.get("sources", [])
+    cited = [s for s in sources if s["cited"]]
+    if not sources:
+        click.echo(f"[no passage of {extra.get('collection')} matched]", err=True)
+    else:
+        click.echo("sources cited:" if cited else "sources given (none cited):")
+    for source in cited or sources:
+        heading = f" > {source['heading']}" if source["heading"] else ""
+        click.echo(f"  [{source['number']}] {source['path']}{heading}")
+    for dropped in extra.get("dropped", []):
+        click.echo(
+            f"[dropped {dropped['path']}: reads as a prompt injection ({dropped['phrase']})]", err=True
+        )
 
 
 @click.command()

@@ -221,6 +221,26 @@ class Service:
         """A conversation to a local model (alias), a cloud one (ENDPOINT/MODEL) or ``auto``."""
         return self.generation.chat(model, messages, params, on_text, options, cancel)
 
+    def chat_with_collection(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        collection: str,
+        k: int = 4,
+        mode: str = "hybrid",
+        params=None,
+        on_text=None,
+        options=None,
+        cancel: threading.Event | None = None,
+    ):
+        """A conversation whose answers come from ``collection`` and cite the passages they use
+        (services/collection_chat.py); the result lists the numbered sources."""
+        from workbench.services.collection_chat import chat_with_collection
+
+        return chat_with_collection(
+            self, model, messages, collection, k, mode, params, on_text, options, cancel
+        )
+
     def compare(
         self, models: list[str], prompt: str, system: str | None = None, params=None, on_text=None
     ) -> list:
