@@ -5,7 +5,8 @@
 On a fresh workspace: start, ingest a folder, search, ask in the Playground, compare two models,
 create and run the rag workflow, open the trace of its answer and find why it said what it said
 (prompt, retrieved chunks, model, parameters, route and escalation reason), run a small eval,
-export the workflow, quit. Each step waits for what the screen must show and fails with the
+rate the rag answer and turn its trace into an eval case, see both in Usage, export the
+workflow, quit. Each step waits for what the screen must show and fails with the
 screen it saw.
 """
 
@@ -187,6 +188,27 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.type("smollm2")
     screen.keys("Enter")
     screen.wait("contains", "smollm2", "latency", timeout=300, step="eval results")
+
+    step("rate the rag answer, turn its trace into an eval case, see both in Usage")
+    screen.keys("Escape", "7", "Escape", "/")  # the screen may come back with a field focused
+    screen.type("workflow.run")
+    screen.wait("1-1 of 1", step="traces filtered to the rag run")
+    screen.keys("Escape")  # out of the filter field: + and a act on the trace
+    screen.keys("+")
+    screen.wait("Rate this trace's answer", step="rating dialog")
+    screen.type("cites the versions section")
+    screen.keys("Enter")
+    screen.wait("rated up: 1 up, 0 down", step="rated")
+    screen.keys("a")
+    screen.wait("1 case from traces", step="case drafted")
+    screen.keys("C-s")
+    screen.wait("added 1 case to from-traces.jsonl", step="case added")
+    case = json.loads((workspace / "evals" / "from-traces.jsonl").read_text())
+    assert case["input"] == "How do I restore an older version of a collection?", case
+    assert case["tags"] == ["from-trace", "regression"] and case["expected"] and case["sources"], case
+    screen.keys("Escape", "0")
+    usage = screen.wait("1 up, 0 down", "routing decisions escalated", "Latency per model", step="usage")
+    assert "smollm2" in usage and "local" in usage, usage
 
     step("export the workflow")
     screen.keys("Escape", "9")

@@ -40,8 +40,8 @@ def test_playground_streams_a_chat_with_its_figures(local_and_cloud):
             figures = text_of(app, "#chat-figures")
             assert "smollm2 on cpu" in figures and "tok/s" in figures and "trace " in figures
 
-            # + on the empty chat line rates the answer, with a note; inside a question it is text.
-            await pilot.press("plus")
+            # Out of the chat field, + rates the answer, with a note; in the field it is text.
+            await pilot.press("escape", "plus")
             await pilot.pause()
             assert isinstance(app.screen, RateNote)
             await pilot.press(*"to the point", "enter")

@@ -1,8 +1,9 @@
 """Rating answers from any screen: `+` or `-`, then an optional note (and, in Compare, which
 model's answer), stored as a feedback score on the answer's trace (services: rate_trace).
 
-The keys are priority bindings, so they work while the chat input has focus, but only when
-that input is empty: a `+` or `-` inside a question is text.
+Out of a text field only (escape leaves one), as the digits that switch screens: a text field
+takes `+` and `-` as text. (Deciding by whether the field is empty raced in a real terminal: keys
+typed fast reach the app before the field has taken the ones before them.)
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from textual.widgets import Input, Select, Static
 __all__ = ["RATING_BINDINGS", "Rating", "RateNote"]
 
 RATING_BINDINGS = [
-    Binding("plus", "rate('up')", "Rate up", priority=True),
-    Binding("minus", "rate('down')", "Rate down", priority=True),
+    Binding("plus", "rate('up')", "Rate up"),
+    Binding("minus", "rate('down')", "Rate down"),
 ]
 
 
@@ -67,19 +68,18 @@ class Rating:
     def after_rating(self) -> None:
         """Called on the UI thread once a rating is stored (a screen may reload)."""
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "rate":
-            focused = self.focused  # type: ignore[attr-defined]
-            return not (isinstance(focused, Input) and focused.value)
-        return super().check_action(action, parameters)  # type: ignore[misc]
-
     def action_rate(self, verdict: str) -> None:
         trace_id, what, subjects = self.rating_target()
         if trace_id is None:
             self.notify("Nothing to rate yet: rate an answer once it is there.", severity="warning")  # type: ignore[attr-defined]
             return
 
+        focused = self.focused  # type: ignore[attr-defined]
+
         def rated(answer: tuple[str | None, str] | None) -> None:
+            # Back where the key was pressed: a resumed screen with nothing focused focuses its
+            # first field, which would take the next key press as text.
+            self.set_focus(focused)  # type: ignore[attr-defined]
             if answer is not None:
                 self.save_rating(trace_id, verdict, answer[1], answer[0])
 

@@ -65,7 +65,7 @@ class PlaygroundScreen(Rating, BaseScreen):
             yield Static("Pick a model, type below and press enter.", id="chat-transcript")
         yield Static("", id="chat-figures")
         yield Input(
-            placeholder="ask something (enter sends, ctrl+l starts a new chat, + or - rates the answer)",
+            placeholder="ask something (enter sends, ctrl+l starts a new chat; escape, then + or - rates the answer)",
             id="chat-input",
         )
 

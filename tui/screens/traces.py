@@ -37,6 +37,7 @@ COLUMNS = (
 class TracesScreen(Rating, BaseScreen):
     MODE = "traces"
     RATING_SOURCE = "traces"
+    AUTO_FOCUS = "#traces"  # the table, not the first filter field, when the screen comes back
     BINDINGS = [
         Binding("right_square_bracket", "page(1)", "Next page"),
         Binding("left_square_bracket", "page(-1)", "Prev page"),
@@ -65,6 +66,7 @@ class TracesScreen(Rating, BaseScreen):
         self.trace_total = 0
         self.trace_id: str | None = None  # the highlighted trace
         self.marked: list[str] = []  # traces picked (space) to become eval cases
+        self._focused_before = None
         self._filter_timer = None
 
     def compose_body(self) -> ComposeResult:
@@ -113,9 +115,11 @@ class TracesScreen(Rating, BaseScreen):
                 "; ".join(problems) or "no case to draft", title="Traces to dataset", severity="warning"
             )
             return
+        self._focused_before = self.focused
         self.app.push_screen(CasesEditor(text, count, problems), self._cases_edited)
 
     def _cases_edited(self, answer: tuple[str, list[dict]] | None) -> None:
+        self.set_focus(self._focused_before)
         if answer is not None:
             self.save_cases(*answer)
 
@@ -160,6 +164,11 @@ class TracesScreen(Rating, BaseScreen):
         self.query_one("#page", Static).update(f"{first:,}-{last:,} of {message.total:,}  [ ] {{ }}")
         if not message.rows:
             self.query_one("#spans", Tree).root.set_label("no traces match")
+        # What + / - and a act on is the row under the cursor now, not one a filter or a page
+        # change took off the table.
+        keys = [row["trace_id"] for row in message.rows]
+        if self.trace_id not in keys:
+            self.trace_id = keys[min(table.cursor_row, len(keys) - 1)] if keys else None
 
     def on_traces_screen_trace_loaded(self, message: TraceLoaded) -> None:
         tree = self.query_one("#spans", Tree)
