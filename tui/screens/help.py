@@ -26,12 +26,16 @@ HELP = """\
 [b]Playground[/b]  pick a model (or auto: local first, cloud when needed), type, enter
   ctrl+l   new chat; the line under the chat shows TTFT, tok/s, cost and any escalation
   sending again while a model answers stops that answer (what it said so far stays in the chat)
+  pick a collection (and k, mode): answers cite its passages [1], [2], listed under the answer
+  ctrl+t   open the answer's trace      escape, then + / -   rate the answer (a note is asked)
 
 [b]Compare[/b]  models comma separated (2 to 4), a prompt, enter: all stream side by side
+  escape, then + / -   rate one model's answer (chosen in the dialog, with a note)
 
 [b]Workflows[/b]  the list; the highlighted one shows its graph, or its problems with file:line
   enter on a workflow, type its input, enter: nodes stream into the log, the answer beside it
   ctrl+n   new workflow from a template (rag, router, agent)      ctrl+t  open the run's trace
+  escape, then + / -   rate the run's answer
 
 [b]Export[/b]  pick a workflow and a target (langgraph, litellm, vllm, otel): the files are
   previewed; ctrl+w writes them under <workspace>/exports/NAME/TARGET
@@ -47,13 +51,22 @@ HELP = """\
   type in the filters to narrow by name, model or status (ok / error)
   enter    open the selected trace: its span tree, attributes and payloads
   + / -    rate the highlighted trace's answer up or down (the feedback column counts them)
+  space    pick traces; a  turn the picked (or highlighted) traces into eval cases: edit the
+           drafted JSONL (the expected answer above all), ctrl+s adds them to a dataset
   ] / \\[    next / previous page     }} / {{  last / first page     r  refresh
+
+[b]Usage[/b]  requests, tokens, cost local vs cloud, latency and TTFT per model, escalation rate
+  and reasons, refusals, errors, workflow runs, GPU time, feedback, today's budget
+  pick the window and the grouping above; s  the SQL behind every figure      r  refresh
 
 [b]From the shell[/b]
   workbench traces list | show ID | export --format otlp-json
   workbench sql "SELECT name, count(*) FROM spans GROUP BY 1"
   workbench run rag --input "..."        workbench run --resume THREAD_ID
   workbench eval run demo -m smollm2 [--baseline RUN --fail-on-regression 0.02]
+  workbench usage [--since 7d] [--by model] [--sql]     workbench traces rate ID up --note "..."
+  workbench eval add-traces DATASET ID... [--where "feedback_down > 0"] [--edit]
+  workbench chat -m smollm2 -c demo
   workbench doctor        workbench models fetch
 
 Press escape to close.
