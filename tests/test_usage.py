@@ -157,9 +157,9 @@ def test_every_figure_equals_plain_python_over_the_spans(history):
     errors = [s for s in spans if s["status"] == "error"]
     by_kind = Counter((s["error"].split(":")[0], s["name"]) for s in errors)
     assert {(r["kind"], r["span"]): r["spans"] for r in report.figures["errors"].rows} == dict(by_kind)
-    first = report.figures["errors"].rows[0]
-    assert first["failed_traces"] == len({s["trace_id"] for s in errors})
-    assert first["all_traces"] == sum(s["parent"] is None for s in spans)
+    failures = report.one("failures")
+    assert failures["failed_traces"] == len({s["trace_id"] for s in errors})
+    assert failures["traces"] == sum(s["parent"] is None for s in spans)
 
     runs = [s for s in spans if s["name"] == "workflow.run"]
     got_runs = {

@@ -21,7 +21,6 @@ from tui.table import Table
 WINDOWS = (("24 hours", "24h"), ("7 days", "7d"), ("30 days", "30d"), ("90 days", "90d"))
 GROUPINGS = ("day", "model", "endpoint", "workflow", "key")
 TABLES = ("by", "latency", "escalation_reasons", "refusals", "errors", "workflows", "compute")
-_HIDDEN = ("failed_traces", "all_traces")
 
 
 class UsageScreen(BaseScreen):
@@ -89,7 +88,7 @@ class UsageScreen(BaseScreen):
             self.query_one(f"#usage-title-{name}", Static).update(f"[b]{escape(figure.title)}[/b]")
             table = self.query_one(f"#usage-{name}", DataTable)
             table.clear(columns=True)
-            columns = [c for c in figure.columns if c not in _HIDDEN]
+            columns = figure.columns
             table.add_columns(*columns)
             for row in figure.rows:
                 table.add_row(*(_cell(row[c]) for c in columns))

@@ -202,10 +202,13 @@ FROM m ORDER BY calls DESC, model""",
              error, start_ns, trace_id
       FROM spans WHERE status = 'error' AND {window})
 SELECT kind, name AS span, count(*) AS spans, count(DISTINCT trace_id) AS traces,
-       (SELECT count(DISTINCT trace_id) FROM e) AS failed_traces,
-       (SELECT count(*) FROM spans WHERE parent_id IS NULL AND {window}) AS all_traces,
        arg_max(error, start_ns) AS last_error
 FROM e GROUP BY kind, name ORDER BY spans DESC, kind, span""",
+        ),
+        "failures": (
+            "Traces with an error",
+            f"""SELECT (SELECT count(*) FROM spans WHERE parent_id IS NULL AND {window}) AS traces,
+       (SELECT count(DISTINCT trace_id) FROM spans WHERE status = 'error' AND {window}) AS failed_traces""",
         ),
         "escalation": (
             "Escalation",
@@ -321,9 +324,8 @@ def _share(part: float, whole: float) -> str:
 def headline(report: UsageReport) -> list[tuple[str, str]]:
     """The figures of the window as (label, text) lines: the same in the CLI and the app."""
     totals, escalation, feedback = report.one("totals"), report.one("escalation"), report.one("feedback")
-    errors = report.figures["errors"].rows
-    failed = errors[0]["failed_traces"] if errors else 0
-    all_traces = errors[0]["all_traces"] if errors else None
+    failures = report.one("failures")
+    failed, all_traces = failures.get("failed_traces") or 0, failures.get("traces") or 0
     requests = totals.get("requests") or 0
     lines = [
         (
@@ -346,8 +348,7 @@ def headline(report: UsageReport) -> list[tuple[str, str]]:
         ),
         (
             "Errors",
-            f"{failed:,} traces with an error"
-            + (f" of {all_traces:,} ({_share(failed, all_traces)})" if all_traces else ""),
+            f"{failed:,} of {all_traces:,} traces ended with an error ({_share(failed, all_traces)})",
         ),
         (
             "Feedback",
