@@ -84,10 +84,20 @@ def _cloud(tracer, parent, start, rng) -> Span:
     return span
 
 
+# Shares of local chats, cloud chats, `auto` requests, workflow runs and eval cases.
+MIXES = {
+    # chats first: about two spans per trace, the hardest case for counting requests
+    "chat": (0.35, 0.20, 0.25, 0.20, 0.0),
+    # a workspace that runs workflows and evals as well as chats: about five spans per trace
+    "typical": (0.12, 0.08, 0.10, 0.50, 0.20),
+}
+
+
 def generate(
-    tracer: Tracer, requests: int, start_ns: int, days: int = 7, seed: int = 7
+    tracer: Tracer, requests: int, start_ns: int, days: int = 7, seed: int = 7, mix: str = "chat"
 ) -> tuple[list[Span], list[dict]]:
     """``requests`` traces between start_ns and start_ns + days; returns (spans, feedback rows)."""
+    bounds = [sum(MIXES[mix][: i + 1]) for i in range(5)]
     rng = random.Random(seed)
     spans: list[Span] = []
     scores: list[dict] = []
@@ -95,12 +105,12 @@ def generate(
     for index in range(requests):
         start = start_ns + index * step + rng.randint(0, max(step // 2, 1))
         kind = rng.random()
-        if kind < 0.35:  # a local chat
+        if kind < bounds[0]:  # a local chat
             root = _local(tracer, None, start, rng)
             if rng.random() < 0.03:
                 root.fail("ModelError: the model ran out of context")
             spans.append(root)
-        elif kind < 0.55:  # a cloud chat, sometimes refused offline
+        elif kind < bounds[1]:  # a cloud chat, sometimes refused offline
             root = _cloud(tracer, None, start, rng)
             if rng.random() < 0.1:
                 root.attributes.pop(A.INPUT_TOKENS), root.attributes.pop(A.OUTPUT_TOKENS)
@@ -109,7 +119,7 @@ def generate(
                 root.status, root.error = "ok", None
                 root.fail("CloudError: offline mode: openai (api.openai.com) is not on this machine")
             spans.append(root)
-        elif kind < 0.8:  # model auto: the router decides
+        elif kind < bounds[2]:  # model auto: the router decides
             root = _span(
                 tracer, "router.ask", "router", {"workbench.router.local": "smollm2"}, None, start, 4000
             )
@@ -130,7 +140,10 @@ def generate(
                     spans.append(_cloud(tracer, root, local.end_ns + 1000, rng))
             else:
                 root.attributes["workbench.route"] = "local"
-        else:  # a workflow run: retrieve, answer, sometimes an escalate node
+        elif kind >= bounds[3]:  # an eval case: the model's answer and a judge's grade
+            root = _span(tracer, "eval.case", "eval", {"workbench.eval.case": f"q{index}"}, None, start, 3000)
+            spans += [root, _local(tracer, root, start + 10, rng), _local(tracer, root, start + 2000, rng)]
+        else:  # a workflow run: retrieve, screen, answer, grade, check, sometimes an escalate node
             workflow = rng.choice(["rag", "router", "agent"])
             root = _span(
                 tracer, "workflow.run", "workflow", {"workbench.workflow": workflow}, None, start, 6000
@@ -153,7 +166,18 @@ def generate(
                 start + 50,
                 3000,
             )
-            spans += [root, retrieve, answer, _local(tracer, answer, start + 60, rng)]
+            retrieval = _span(tracer, "retrieval", "retrieval", {"workbench.k": 4}, retrieve, start + 12, 25)
+            screen = _span(
+                tracer, "node.screen", "workflow", {"workbench.node_type": "guardrail"}, root, start + 45, 1
+            )
+            grade = _span(
+                tracer, "node.grade", "workflow", {"workbench.node_type": "grade"}, root, start + 3060, 20
+            )
+            check = _span(
+                tracer, "node.check", "workflow", {"workbench.node_type": "route"}, root, start + 3090, 1
+            )
+            spans += [root, retrieve, retrieval, screen, answer, _local(tracer, answer, start + 60, rng)]
+            spans += [grade, _local(tracer, grade, start + 3061, rng), check]
             if rng.random() < 0.3:
                 escalate = _span(
                     tracer,
