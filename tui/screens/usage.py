@@ -111,9 +111,13 @@ class UsageScreen(BaseScreen):
         local = [float(r["local_cost_usd"]) for r in rows]
         if any(local):  # local models are free unless priced: one series is then the whole story
             plt.stacked_bar(days, [cloud, local], labels=["cloud", "local"])
-        elif rows:
+            plt.title("cost per day (USD)")
+        elif any(cloud):
             plt.bar(days, cloud)
-        plt.title("cloud cost per day (USD)" if not any(local) else "cost per day (USD)")
+            plt.title("cloud cost per day (USD)")
+        elif rows:  # nothing spent: an axis of zeros says less than the work that was done
+            plt.bar(days, [int(r["calls"]) for r in rows])
+            plt.title("no cloud spend; model calls per day")
         chart.refresh()
 
     def action_toggle_sql(self) -> None:
