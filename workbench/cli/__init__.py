@@ -13,7 +13,7 @@ import sys
 import click
 
 from workbench import __version__
-from workbench.cli import documents, evals, generation, models, traces, usage, workflows, workspace
+from workbench.cli import documents, evals, generation, models, serve, traces, usage, workflows, workspace
 from workbench.cli._context import Context
 from workbench.core.errors import WorkbenchError, WorkspaceError
 
@@ -66,6 +66,7 @@ for _command in (
     traces.traces,
     traces.sql,
     usage.usage,
+    serve.serve,
 ):
     cli.add_command(_command)
 

@@ -19,6 +19,7 @@ __all__ = [
     "ModelEntry",
     "Price",
     "RouterConfig",
+    "ServerConfig",
     "TracingConfig",
     "WorkbenchConfig",
     "load_config",
@@ -106,6 +107,17 @@ class DocumentsConfig(_Strict):
     so ~10 ms near 8,000), IVF_PQ 3.5 ms (bench/bench_documents.py: 6.8 ms at 100,000)."""
 
 
+class ServerConfig(_Strict):
+    keys: list[str] = []
+    """Names of environment variables, each holding one client's API key (never the keys
+    themselves). With keys every request needs one; off loopback `serve` refuses to start
+    without them. The key's name tags the request's trace."""
+    requests_per_minute: int | None = Field(None, ge=1)
+    """Requests a key may make per minute; over it the gateway answers 429 with Retry-After."""
+    max_tokens: int = Field(4096, ge=1)
+    """The largest max_tokens a request may ask for."""
+
+
 class WorkbenchConfig(_Strict):
     offline: bool = False
     """When true no connection to a non-loopback address is opened."""
@@ -118,6 +130,8 @@ class WorkbenchConfig(_Strict):
     """Local first, escalate when needed: `workbench ask -m auto`."""
     documents: DocumentsConfig = DocumentsConfig()
     """Ingest and retrieval defaults."""
+    server: ServerConfig = ServerConfig()
+    """`workbench serve`: the OpenAI-compatible gateway."""
 
 
 DEFAULT_CONFIG_TEXT = """\

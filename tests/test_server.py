@@ -1,0 +1,188 @@
+"""`workbench serve`: the official OpenAI SDK (sync, async, streaming, JSON schema) against the
+gateway running as a user starts it, with SmolLM2 on llama.cpp; one trace per request, tagged
+with the key; Prometheus metrics; a client that goes away stops the decode; keys, limits and
+loopback safety."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import jsonschema
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import run_cli
+from workbench.services import Service
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gateway(model_workspace):
+    port = free_port()
+    started = run_cli("serve", "--port", str(port), "--background", check=True)
+    assert f"at http://127.0.0.1:{port}/v1" in started.stdout
+    yield f"http://127.0.0.1:{port}"
+    run_cli("serve", "--stop")
+
+
+def metric(url: str, name: str, **labels) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_the_openai_sdk_talks_to_the_gateway(gateway, model_workspace):
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+    assert {"smollm2", "gemma3-270m"} <= {m.id for m in client.models.list()}
+    messages = [{"role": "user", "content": "Name three colours."}]
+    plain = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16, temperature=0)
+    assert plain.choices[0].message.content and plain.usage.completion_tokens <= 16
+    assert plain.choices[0].finish_reason in ("stop", "length")
+
+    # The same question in process gives the same tokens (temperature 0).
+    here = run_cli("ask", "-m", "smollm2", "-t", "0", "--max-tokens", "16", "Name three colours.", check=True)
+    assert here.stdout.strip() == plain.choices[0].message.content.strip()
+
+    # Streaming, with the usage in the last chunk when asked.
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=messages,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens and not chunks[-1].choices
+
+    # A JSON schema constrains the answer (llama.cpp grammar).
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    shaped = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "A person with a name and an age."}],
+        max_tokens=60,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+    )
+    jsonschema.validate(json.loads(shaped.choices[0].message.content), schema)
+
+    async def concurrently() -> list[str]:
+        async_client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+
+        async def one(question: str) -> str:
+            stream = await async_client.chat.completions.create(
+                model="smollm2",
+                messages=[{"role": "user", "content": question}],
+                max_tokens=8,
+                temperature=0,
+                stream=True,
+            )
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+        return await asyncio.gather(one("Hi"), one("Hello"))
+
+    assert all(asyncio.run(concurrently()))
+
+    # Mistakes come back in OpenAI's error format, as the SDK's own exceptions.
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="nope", messages=messages)
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError, match="over this server's limit of 4096"):
+        client.chat.completions.create(model="smollm2", messages=messages, max_tokens=100_000)
+    with pytest.raises(openai.BadRequestError, match="role"):
+        client.chat.completions.create(model="smollm2", messages=[{"role": "robot", "content": "x"}])
+
+    # Every answered request is one trace, tagged with the key (none here: "local").
+    assert metric(gateway, "workbench_requests_total", model="smollm2", status="ok") == 5
+    assert metric(gateway, "workbench_tokens_total", model="smollm2", direction="output") > 0
+    assert metric(gateway, "workbench_errors_total", type="ModelError") == 1
+    service = Service(model_workspace.root)
+    deadline = time.monotonic() + 30  # the gateway's spans reach the store within its flush interval
+    while (
+        total := service.list_traces(filters={"name": "gateway.chat"})[1]
+    ) < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert total == 6  # five answers and the unknown model, which failed inside its trace
+    spans = service.get_trace(plain.model_extra["workbench"]["trace_id"])
+    names = [s["name"] for s in spans]
+    assert names[0] == "gateway.chat" and "llm.chat" in names  # and the first request's model.load
+    assert json.loads(spans[0]["attributes"])["workbench.key"] == "local"
+
+
+def test_a_client_that_goes_away_stops_the_decode(gateway, model_workspace):
+    body = {
+        "model": "smollm2",
+        "stream": True,
+        "max_tokens": 400,
+        "temperature": 0.7,
+        "messages": [{"role": "user", "content": "Write a long story about the sea."}],
+    }
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", json=body, timeout=60) as response:
+        trace_id = response.headers["x-workbench-trace-id"]
+        lines = response.iter_lines()
+        received = [line for _, line in zip(range(6), lines)]
+    assert any(line.startswith("data: {") for line in received)
+    service = Service(model_workspace.root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        service.store.compact()
+        calls = [s for s in service.store.spans_of([trace_id]) if s["name"] == "llm.chat"]
+        if calls:
+            break
+        time.sleep(0.5)
+    attributes = json.loads(calls[0]["attributes"])
+    assert attributes["gen_ai.response.finish_reasons"] == ["cancelled"]
+    assert attributes["gen_ai.usage.output_tokens"] < 400
+
+
+def test_keys_limits_and_loopback_safety(model_workspace, monkeypatch):
+    refused = run_cli("serve", "--host", "0.0.0.0")
+    assert (
+        refused.returncode == 64 and "without a key" in refused.stderr and "[server] keys" in refused.stderr
+    )
+
+    with open(model_workspace.config_path, "a") as config:
+        config.write('\n[server]\nkeys = ["WB_KEY_ADA"]\nrequests_per_minute = 3\n')
+    unset = run_cli("serve", "--port", str(free_port()))
+    assert unset.returncode == 64 and "WB_KEY_ADA, which is not set" in unset.stderr
+
+    port = free_port()
+    env = {"WB_KEY_ADA": "s3cret-token"}
+    run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="wrong", max_retries=0).models.list()
+        client = openai.OpenAI(base_url=url, api_key="s3cret-token", max_retries=0)
+        answer = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        client.models.list()
+        client.models.list()
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.models.list()
+        assert int(limited.value.response.headers["retry-after"]) >= 1
+    finally:
+        run_cli("serve", "--stop", env=env)  # its last spans are written as it stops
+    spans = Service(model_workspace.root).get_trace(answer.model_extra["workbench"]["trace_id"])
+    assert json.loads(spans[0]["attributes"])["workbench.key"] == "WB_KEY_ADA"
+    assert not (model_workspace.root / "server.json").exists()
