@@ -215,7 +215,7 @@ def test_each_grouping_adds_up_to_the_totals(history, by):
     keys = {r[by] for r in rows}
     expected = {
         "endpoint": {"local", "openai", "claude"},
-        "key": {"(local)", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"},
+        "key": {"WB_KEY_ADA", "WB_KEY_BOB", "(in process)"},
         "workflow": {"rag", "router", "agent", "(no workflow)"},
     }
     if by in expected:

@@ -105,11 +105,17 @@ def generate(
     for index in range(requests):
         start = start_ns + index * step + rng.randint(0, max(step // 2, 1))
         kind = rng.random()
-        if kind < bounds[0]:  # a local chat
-            root = _local(tracer, None, start, rng)
+        if kind < bounds[0]:  # a local chat, some through the gateway with a client's key
+            if rng.random() < 0.5:
+                key = rng.choice(["WB_KEY_ADA", "WB_KEY_BOB"])
+                root = _span(tracer, "gateway.chat", "server", {"workbench.key": key}, None, start, 3000)
+                call = _local(tracer, root, start + 1, rng)
+                spans += [root, call]
+            else:
+                root = call = _local(tracer, None, start, rng)
+                spans.append(root)
             if rng.random() < 0.03:
-                root.fail("ModelError: the model ran out of context")
-            spans.append(root)
+                call.fail("ModelError: the model ran out of context")
         elif kind < bounds[1]:  # a cloud chat, sometimes refused offline
             root = _cloud(tracer, None, start, rng)
             if rng.random() < 0.1:

@@ -97,7 +97,7 @@ def _group_key(by: str, day: str) -> str:
         "model": "coalesce(c.model, '(unknown)')",
         "endpoint": f"CASE WHEN c.{_LOCAL} THEN 'local' ELSE split_part(c.model, '/', 1) END",
         "workflow": "coalesce(w.workflow, '(no workflow)')",
-        "key": f"CASE WHEN c.{_LOCAL} THEN '(local)' ELSE coalesce(nullif(c.key_name, ''), '(no key)') END",
+        "key": "coalesce(w.key_name, '(in process)')",
     }[by]
 
 
@@ -124,12 +124,14 @@ def figure_sql(
     SELECT split_part(escalation_reason, '; escalation refused: ', 1), escalated_to IS NOT NULL,
            nullif(split_part(escalation_reason, '; escalation refused: ', 2), '')
     FROM spans WHERE node_type = 'escalate' AND kind = 'workflow' AND {window}"""
-    workflows = (
-        ",\nw AS (SELECT trace_id, min(workflow) AS workflow FROM spans "
-        f"WHERE name = 'workflow.run' AND {window} GROUP BY trace_id)"
-        if by == "workflow"
-        else ""
-    )
+    # Grouping by workflow or by key reads the trace's root: its workflow run, or the gateway
+    # request with the name of the client's key (`workbench serve`).
+    workflows = {
+        "workflow": ",\nw AS (SELECT trace_id, min(workflow) AS workflow FROM spans "
+        f"WHERE name = 'workflow.run' AND {window} GROUP BY trace_id)",
+        "key": ",\nw AS (SELECT trace_id, min(key_name) AS key_name FROM spans "
+        f"WHERE name = 'gateway.chat' AND {window} GROUP BY trace_id)",
+    }.get(by, "")
     # Days in the local time zone (its offset now): make_timestamp on integers ran 6 ms at a
     # million spans where strftime(to_timestamp(...)) took 37.
     day = f"CAST(make_timestamp((start_ns + {utc_offset_ns}) // 1000) AS DATE)"
@@ -159,7 +161,7 @@ FROM (SELECT count(*) AS requests, count(*) FILTER (WHERE NOT cloud) AS stayed_l
         ),
         "by": (
             f"By {by}",
-            f"""WITH c AS (SELECT {columns}, key_name FROM spans WHERE name = 'llm.chat' AND {window}){workflows}
+            f"""WITH c AS ({calls}){workflows}
 SELECT {_group_key(by, day)} AS "{by}",
        count(DISTINCT c.trace_id) AS requests,
        count(*) AS calls,
@@ -168,7 +170,7 @@ SELECT {_group_key(by, day)} AS "{by}",
        coalesce(sum(c.cost_usd), 0) AS cost_usd,
        count(*) FILTER (WHERE c.status = 'error') AS errors,
        quantile_cont((c.end_ns - c.start_ns) / 1e6, 0.5) FILTER (WHERE c.status = 'ok') AS p50_ms
-FROM c{" LEFT JOIN w USING (trace_id)" if by == "workflow" else ""}
+FROM c{" LEFT JOIN w USING (trace_id)" if workflows else ""}
 GROUP BY 1 ORDER BY {"1" if by == "day" else "cost_usd DESC, calls DESC, 1"}""",
         ),
         "cost_per_day": (
