@@ -155,8 +155,8 @@ class CloudClient:
             "server.address": urlparse(endpoint.base_url).hostname or "",
             "gen_ai.request.temperature": params.temperature,
             "gen_ai.request.max_tokens": params.max_tokens,
-            # The key a call is billed to, by the name of the variable holding it (never the key):
-            # `workbench usage --by key` groups by it.
+            # The key the call is billed to, by the name of the variable holding it (never the
+            # key itself); the gateway's requests carry their client's key name the same way.
             "workbench.key": endpoint.api_key_env or "",
         }
         with self.tracer.span("llm.chat", "llm", attributes) as span:

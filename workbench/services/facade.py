@@ -1,4 +1,4 @@
-"""The service facade shared by the app, the CLI and (later) the server. Widgets and commands
+"""The service facade shared by the app, the CLI and the gateway (workbench serve). Widgets and commands
 call this and only this; it knows nothing of Textual or of the terminal, and hands back plain
 types. Each area lives in a module of its own (generation, documents, workflows, evals, usage,
 doctor); this class opens them on first use, once, under a lock, since the app calls it from
