@@ -42,8 +42,10 @@ def serve(obj: Context, host: str, port: int, background: bool, stop: bool) -> N
             clear_state(root)
             click.echo("the gateway had already stopped")
             return
+        # Wait for the process to end, not just to stop answering: its last spans are written
+        # on the way out, and whoever reads the traces next expects them.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and alive(state, 0.2):
+        while time.monotonic() < deadline and _running(state["pid"]):
             time.sleep(0.1)
         click.echo(f"stopped the gateway at {state['url']} (pid {state['pid']})")
         return
@@ -114,3 +116,18 @@ def _start_background(obj: Context, host: str, port: int) -> None:
         time.sleep(0.1)
     process.terminate()
     raise UsageError("the gateway did not answer within 60 s", f"see {root / 'server.log'}")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie nobody has reaped yet has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
