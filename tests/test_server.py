@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 
@@ -53,8 +54,10 @@ def test_the_openai_sdk_talks_to_the_gateway(gateway, model_workspace):
     assert plain.choices[0].finish_reason in ("stop", "length")
 
     # The same question in process gives the same tokens (temperature 0).
-    here = run_cli("ask", "-m", "smollm2", "-t", "0", "--max-tokens", "16", "Name three colours.", check=True)
-    assert here.stdout.strip() == plain.choices[0].message.content.strip()
+    in_process = Service(model_workspace.root)
+    here = in_process.ask("smollm2", "Name three colours.", None, {"temperature": 0, "max_tokens": 16})
+    in_process.close()
+    assert here.text.strip() == plain.choices[0].message.content.strip()
 
     # Streaming, with the usage in the last chunk when asked.
     stream = client.chat.completions.create(
@@ -125,6 +128,17 @@ def test_the_openai_sdk_talks_to_the_gateway(gateway, model_workspace):
     spans = service.get_trace(plain.model_extra["workbench"]["trace_id"])
     names = [s["name"] for s in spans]
     assert names[0] == "gateway.chat" and "llm.chat" in names  # and the first request's model.load
+
+    # `workbench ask` goes through the workspace's running gateway: the same answer, and its
+    # figures and trace (a gateway request) on stderr.
+    via = run_cli("ask", "-m", "smollm2", "-t", "0", "--max-tokens", "16", "Name three colours.", check=True)
+    assert via.stdout.strip() == plain.choices[0].message.content.strip()
+    assert "[smollm2 cpu:" in via.stderr and "tok/s" in via.stderr
+    trace = re.search(r"trace ([0-9a-f]{16})", via.stderr)[1]
+    deadline = time.monotonic() + 30
+    while not service.list_traces(filters={"name": "gateway.chat"})[1] == 7 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert service.get_trace(trace)[0]["name"] == "gateway.chat"
     assert json.loads(spans[0]["attributes"])["workbench.key"] == "local"
 
 
@@ -186,3 +200,23 @@ def test_keys_limits_and_loopback_safety(model_workspace, monkeypatch):
     spans = Service(model_workspace.root).get_trace(answer.model_extra["workbench"]["trace_id"])
     assert json.loads(spans[0]["attributes"])["workbench.key"] == "WB_KEY_ADA"
     assert not (model_workspace.root / "server.json").exists()
+
+
+def test_a_stale_server_file_means_in_process(workspace):
+    """A gateway that died without cleaning up (SIGKILL) leaves server.json: commands run in
+    process then, with no message."""
+    from workbench.cli._gateway import running_gateway
+
+    (workspace.root / "server.json").write_text(
+        json.dumps(
+            {
+                "pid": 999_999,
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "url": f"http://127.0.0.1:{free_port()}",
+            }
+        )
+    )
+    assert running_gateway(str(workspace.root)) is None
+    (workspace.root / "server.json").write_text("not json")
+    assert running_gateway(str(workspace.root)) is None

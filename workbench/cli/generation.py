@@ -8,6 +8,8 @@ import sys
 import click
 
 from workbench.cli._context import Context
+from workbench.cli._gateway import ask as gateway_ask
+from workbench.cli._gateway import running_gateway
 from workbench.cli._output import render_table, report, write
 from workbench.core.errors import UsageError, WorkbenchError
 
@@ -68,15 +70,28 @@ def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result with usage and cost.")
 @click.pass_obj
 def ask(obj: Context, model: str, prompt: str, system: str | None, as_json: bool, **generation) -> None:
-    """Ask MODEL one PROMPT; the answer streams to stdout."""
+    """Ask MODEL one PROMPT; the answer streams to stdout (through the workspace's running
+    gateway when there is one: its models are loaded already)."""
     params, options = _generation(**generation)
-    result = obj.service.ask(model, prompt, system, params, None if as_json else write, options)
+    url = None if _loads_its_own(options) else running_gateway(obj.workspace)
+    if url is not None:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        result = gateway_ask(url, model, messages, params, None if as_json else write)
+    else:
+        result = obj.service.ask(model, prompt, system, params, None if as_json else write, options)
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        click.echo(json.dumps(dict(vars(result)), indent=2))
         return
     click.echo()
     sys.stdout.flush()
     report(result)
+
+
+def _loads_its_own(options: dict) -> bool:
+    """Whether the command asks for load options of its own (a gateway's model is loaded as it is)."""
+    return options["n_ctx"] != 4096 or options["n_threads"] is not None or options["n_gpu_layers"] is not None
 
 
 CHAT_HELP = "/reset starts over, /system TEXT sets the system prompt, /exit or ctrl+d leaves"

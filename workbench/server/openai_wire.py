@@ -140,11 +140,18 @@ def completion(result, completion_id: str, created: int | None = None) -> dict[s
 
 
 def _extra(result) -> dict[str, Any]:
+    """What the workbench knows of the answer beyond OpenAI's fields (the CLI prints it)."""
     return {
         "trace_id": result.trace_id,
+        "model": result.model,
         "cost_usd": result.cost_usd,
+        "hardware": result.hardware,
+        "ttft_s": result.ttft_s,
+        "tokens_per_s": result.tokens_per_s,
+        "finish_reason": result.finish_reason,
         "route": result.extra.get("route"),
         "escalation_reason": result.extra.get("escalation_reason"),
+        "escalation_refused": result.extra.get("escalation_refused"),
     }
 
 
