@@ -220,3 +220,24 @@ def test_a_stale_server_file_means_in_process(workspace):
     assert running_gateway(str(workspace.root)) is None
     (workspace.root / "server.json").write_text("not json")
     assert running_gateway(str(workspace.root)) is None
+
+
+def test_embeddings_from_the_workspace_models(gateway, model_workspace):
+    """/v1/embeddings answers with the workspace's MiniLM: the vectors sentence-transformers
+    gives in process, as floats or as the base64 the SDK asks for by default."""
+    import numpy as np
+
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+    texts = ["The sea has two high tides a day.", "Dough proves for an hour."]
+    assert "minilm" in {m.id for m in client.models.list()}
+    default = client.embeddings.create(model="minilm", input=texts)  # base64 on the wire
+    floats = client.embeddings.create(model="minilm", input=texts, encoding_format="float")
+    _, expected, tokens = Service(model_workspace.root).embed("minilm", texts)
+    for response in (default, floats):
+        got = np.array([d.embedding for d in response.data], dtype=np.float32)
+        assert got.shape == (2, 384) and np.allclose(got, expected, atol=1e-5)
+        assert response.usage.prompt_tokens == tokens
+    with pytest.raises(openai.BadRequestError, match="not an embedding model"):
+        client.embeddings.create(model="smollm2", input="x")
+    with pytest.raises(openai.BadRequestError, match="input"):
+        client.embeddings.create(model="minilm", input=[])

@@ -31,9 +31,11 @@ from workbench.server.openai_wire import (
     ChatRequest,
     chunk,
     completion,
+    embeddings_body,
     error_body,
     final_chunks,
     read_chat,
+    read_embeddings,
 )
 
 __all__ = ["create_app"]
@@ -148,7 +150,7 @@ def create_app(
             keys.key_name(request)
         except ApiError as exc:
             return _error_response(exc)
-        names = await run_in_threadpool(service.model_choices)
+        names = await run_in_threadpool(lambda: service.model_choices() + service.embedding_models())
         created = int(time.time())
         return JSONResponse(
             {
@@ -288,6 +290,54 @@ def create_app(
             cancel.set()
             metrics.in_flight.dec()
 
+    async def embeddings(request: Request) -> Response:
+        try:
+            key = keys.key_name(request)
+            raw = await request.body()
+            if len(raw) > MAX_REQUEST_BYTES:
+                raise ApiError(
+                    413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large"
+                )
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise ApiError(400, "the body is not JSON") from None
+            model, texts, encoding = read_embeddings(body)
+        except ApiError as exc:
+            failed(None, exc)
+            return _error_response(exc)
+
+        def embed():
+            with service.tracer.span(
+                "gateway.embeddings",
+                "server",
+                {
+                    "workbench.key": key,
+                    "gen_ai.operation.name": "embeddings",
+                    "gen_ai.request.model": model,
+                    "http.route": "/v1/embeddings",
+                    "workbench.inputs": len(texts),
+                },
+                parent=None,
+            ) as span:
+                alias, vectors, tokens = service.embed(model, texts)
+                span.update({"gen_ai.usage.input_tokens": tokens, "gen_ai.request.model": alias})
+                return alias, vectors, tokens, span.trace_id
+
+        metrics.in_flight.inc()
+        try:
+            alias, vectors, tokens, trace_id = await run_in_threadpool(embed)
+        except WorkbenchError as exc:
+            failed(None, exc)
+            status, kind, code = _status(exc)
+            return JSONResponse(error_body(exc.one_line(), kind, code), status)
+        finally:
+            metrics.in_flight.dec()
+        metrics.tokens.labels(alias, "input").inc(tokens)
+        return JSONResponse(
+            embeddings_body(alias, vectors, tokens, encoding), headers={"x-workbench-trace-id": trace_id}
+        )
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             error_body(f"no route {request.url.path}", "invalid_request_error", "not_found"), 404
@@ -299,6 +349,7 @@ def create_app(
             Route("/metrics", prometheus),
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
         ],
         exception_handlers={404: not_found},
     )

@@ -184,3 +184,48 @@ def final_chunks(result, completion_id: str, created: int, include_usage: bool) 
         usage["workbench"] = _extra(result)
         chunks.append(usage)
     return chunks
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def read_embeddings(body: Any) -> tuple[str, list[str], str]:
+    """(model, texts, encoding format) of an embeddings request."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "`model` is required", param="model")
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise ApiError(
+            400,
+            "`input` must be a non-empty string or list of strings (token arrays are not taken)",
+            param="input",
+        )
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise ApiError(400, f"at most {MAX_EMBEDDING_INPUTS} inputs a request", param="input")
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise ApiError(400, "`encoding_format` is float or base64", param="encoding_format")
+    return model, texts, encoding
+
+
+def embeddings_body(model: str, vectors, tokens: int, encoding: str) -> dict[str, Any]:
+    """The embeddings response; base64 is the float32 little-endian bytes (the OpenAI SDK asks for it)."""
+    import base64
+
+    import numpy as np
+
+    def encoded(vector):
+        if encoding == "base64":
+            return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+        return [float(x) for x in vector]
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

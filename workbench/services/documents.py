@@ -67,6 +67,27 @@ class Documents:
     ) -> list[dict[str, Any]]:
         return self.collections.search(collection, query, mode, k, min_score, path_glob, file_type, version)
 
+    def embed(self, model: str, texts: list[str]) -> tuple[str, Any, int]:
+        """Unit-length float32 vectors of ``texts`` from an embedding model of the workspace
+        (alias or prefix): (its alias, the vectors, the tokens read)."""
+        from indexes.embedder import get_embedder
+        from local_models.catalog import resolve_model
+        from workbench.core.errors import UsageError
+
+        info = resolve_model(self.service.workspace, model)
+        if info.kind != "embedding":
+            raise UsageError(
+                f"'{info.alias}' is not an embedding model", "see `workbench models list` (kind)"
+            )
+        embedder = get_embedder(info.path)
+        vectors = embedder.encode(texts)
+        # offsets: the one tokenizer call both embedders answer (the app's runs in a child process)
+        offsets = embedder.tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+        tokens = sum(len(o) for o in offsets)
+        return info.alias, vectors, tokens
+
     def list(self) -> list[dict[str, Any]]:
         return [self.collections.describe(name) for name in self.collections.names()]
 

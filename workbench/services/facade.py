@@ -276,6 +276,13 @@ class Service:
     ) -> list[dict[str, Any]]:
         return self.documents.search(collection, query, mode, k, min_score, path_glob, file_type, version)
 
+    def embed(self, model: str, texts: list[str]):
+        """Vectors of ``texts`` from a workspace embedding model: (alias, float32 array, tokens)."""
+        return self.documents.embed(model, texts)
+
+    def embedding_models(self) -> list[str]:
+        return [m.alias for m in self.list_models() if m.kind == "embedding" and m.present]
+
     def list_collections(self) -> list[dict[str, Any]]:
         return self.documents.list()
 
