@@ -17,11 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from figures import emit  # noqa: E402
 
-from tests.usage_data import DAY_NS, generate  # noqa: E402
-from workbench.core.tracing.spool import encode_spans  # noqa: E402
+from tests.usage_data import DAY_NS, generate, store  # noqa: E402
 from workbench.services import Service, init_workspace  # noqa: E402
 
 
@@ -31,22 +29,7 @@ def measure(mix: str, requests: int) -> None:
         init_workspace(root)
         service = Service(root)
         spans, scores = generate(service.tracer, requests, time.time_ns() - 7 * DAY_NS, days=7, mix=mix)
-        (root / "spool").mkdir(exist_ok=True)
-        pq.write_table(encode_spans(spans, "bench"), root / "spool" / "0000-bench.parquet")
-        service.store.compact()
-        rows = [
-            [s[k] for k in ("trace_id", "name", "value", "note", "source", "author", "created_ns")]
-            for s in scores
-        ]
-        service.store.write(
-            [
-                (
-                    "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            ]
-        )
+        store(service, spans, scores)
         count, traces = len(spans), requests
         del spans
         timings: dict[str, list[float]] = {}

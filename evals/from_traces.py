@@ -14,24 +14,22 @@ from typing import Any
 __all__ = ["case_from_trace", "same_input"]
 
 
-def _payload(span: dict[str, Any]) -> dict[str, Any]:
-    payload = span.get("payload")
-    if isinstance(payload, str):
+def _document(value: Any) -> dict[str, Any]:
+    """A span's attributes or payload as a dict (rows from the store hold them as JSON text)."""
+    if isinstance(value, str):
         try:
-            payload = json.loads(payload)
+            value = json.loads(value)
         except ValueError:
             return {}
-    return payload if isinstance(payload, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _payload(span: dict[str, Any]) -> dict[str, Any]:
+    return _document(span.get("payload"))
 
 
 def _attributes(span: dict[str, Any]) -> dict[str, Any]:
-    attributes = span.get("attributes")
-    if isinstance(attributes, str):
-        try:
-            attributes = json.loads(attributes)
-        except ValueError:
-            return {}
-    return attributes if isinstance(attributes, dict) else {}
+    return _document(span.get("attributes"))
 
 
 def _last_user_message(messages: Any) -> str | None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from local_models.cloud import CloudClient
 from local_models.manager import ModelManager
 from local_models.types import GenerationParams, GenerationResult
+from workbench.core.clock import local_midnight_ns
 from workbench.core.config import RouterConfig
 from workbench.core.errors import CloudError, ConfigError, ModelError
 from workbench.core.tracing import Tracer, TraceStore
@@ -152,7 +152,7 @@ class Router:
         """Today's cloud spend: this process's from memory (its spans may not be written yet),
         the other processes' from the store as it is, without compacting on the caller's
         thread (their own flush threads move their spans in within seconds)."""
-        midnight_ns = int(time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1)) * 1e9)
+        midnight_ns = local_midnight_ns()
         here = getattr(self.tracer.sink, "process", "")
         rows = self.store.query(
             "SELECT coalesce(sum(cost_usd), 0) AS spent FROM spans WHERE name = 'llm.chat' "

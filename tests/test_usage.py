@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.usage_data import DAY_NS, generate
+from tests.usage_data import DAY_NS, generate, store
 from workbench.core.errors import UsageError
 from workbench.services import Service, init_workspace
 from workbench.services.usage import parse_since
@@ -30,21 +30,7 @@ def history(tmp_path, monkeypatch):
     service = Service(root)
     inside, scores = generate(service.tracer, 1500, NOW - 6 * DAY_NS, days=6, seed=3)
     before, old_scores = generate(service.tracer, 300, NOW - 9 * DAY_NS, days=1, seed=4)
-    for span in inside + before:
-        service.tracer.sink.emit(span)
-    service.flush_traces()
-    rows = [
-        [s[k] for k in ("trace_id", "name", "value", "note", "source", "author", "created_ns")]
-        for s in scores + old_scores
-    ]
-    service.store.write(
-        [
-            (
-                "INSERT INTO scores (trace_id, name, value, note, source, author, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        ]
-    )
+    store(service, inside + before, scores + old_scores)
     return service, [_row(s) for s in inside], scores
 
 

@@ -219,3 +219,19 @@ def generate(
                 }
             )
     return spans, scores
+
+
+def store(service, spans: list[Span], scores: list[dict]) -> None:
+    """Write generated spans into the workspace's store as one spool segment (the way every
+    process hands its spans over), and the feedback scores in one transaction."""
+    import pyarrow.parquet as pq
+
+    from workbench.core.tracing.spool import encode_spans
+
+    spool = service.workspace.root / "spool"
+    spool.mkdir(exist_ok=True)
+    pq.write_table(encode_spans(spans, "generated"), spool / "0000-generated.parquet")
+    service.store.compact()
+    columns = ("trace_id", "name", "value", "note", "source", "author", "created_ns")
+    sql = f"INSERT INTO scores ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    service.store.write([(sql, [[score[c] for c in columns] for score in scores])])

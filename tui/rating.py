@@ -74,16 +74,11 @@ class Rating:
             self.notify("Nothing to rate yet: rate an answer once it is there.", severity="warning")  # type: ignore[attr-defined]
             return
 
-        focused = self.focused  # type: ignore[attr-defined]
-
         def rated(answer: tuple[str | None, str] | None) -> None:
-            # Back where the key was pressed: a resumed screen with nothing focused focuses its
-            # first field, which would take the next key press as text.
-            self.set_focus(focused)  # type: ignore[attr-defined]
             if answer is not None:
                 self.save_rating(trace_id, verdict, answer[1], answer[0])
 
-        self.app.push_screen(RateNote(verdict, what, subjects), rated)  # type: ignore[attr-defined]
+        self.push_keeping_focus(RateNote(verdict, what, subjects), rated)  # type: ignore[attr-defined]
 
     @work(thread=True, group="rate", exit_on_error=False, description="rate answer")
     def save_rating(self, trace_id: str, verdict: str, note: str, subject: str | None) -> None:

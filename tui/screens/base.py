@@ -49,3 +49,24 @@ class BaseScreen(Screen):
     @property
     def service(self):
         return self.app.service
+
+    def open_trace(self, trace_id: str | None, missing: str) -> None:
+        """Show ``trace_id`` in the Traces screen (ctrl+t on the screens that make answers), or
+        say what to do first."""
+        if not trace_id:
+            self.notify(missing, severity="warning")
+            return
+        self.app.switch_mode("traces")
+        self.app.screen.load_trace(trace_id)
+
+    def push_keeping_focus(self, screen, callback) -> None:
+        """Push a dialog; once it closes, focus goes back where it was before ``callback`` runs
+        (a resumed screen with nothing focused focuses its first field, which would take the
+        next key as text)."""
+        focused = self.focused
+
+        def closed(answer) -> None:
+            self.set_focus(focused)
+            callback(answer)
+
+        self.app.push_screen(screen, closed)

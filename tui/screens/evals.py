@@ -370,8 +370,4 @@ class EvalsScreen(BaseScreen):
         tabs.active = order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
 
     def action_open_trace(self) -> None:
-        if not self.trace_id:
-            self.notify("Pick a case first.", severity="warning")
-            return
-        self.app.switch_mode("traces")
-        self.app.screen.load_trace(self.trace_id)
+        self.open_trace(self.trace_id, "Pick a case first.")

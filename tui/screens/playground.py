@@ -202,11 +202,7 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
     def action_open_trace(self) -> None:
-        if self.trace_id is None:
-            self.notify("Ask something first.", severity="warning")
-            return
-        self.app.switch_mode("traces")
-        self.app.screen.load_trace(self.trace_id)
+        self.open_trace(self.trace_id, "Ask something first.")
 
     def rating_target(self) -> tuple[str | None, str, list[str] | None]:
         return (None if self.pending else self.trace_id), "the last answer", None

@@ -66,7 +66,6 @@ class TracesScreen(Rating, BaseScreen):
         self.trace_total = 0
         self.trace_id: str | None = None  # the highlighted trace
         self.marked: list[str] = []  # traces picked (space) to become eval cases
-        self._focused_before = None
         self._filter_timer = None
 
     def compose_body(self) -> ComposeResult:
@@ -115,11 +114,9 @@ class TracesScreen(Rating, BaseScreen):
                 "; ".join(problems) or "no case to draft", title="Traces to dataset", severity="warning"
             )
             return
-        self._focused_before = self.focused
-        self.app.push_screen(CasesEditor(text, count, problems), self._cases_edited)
+        self.push_keeping_focus(CasesEditor(text, count, problems), self._cases_edited)
 
     def _cases_edited(self, answer: tuple[str, list[dict]] | None) -> None:
-        self.set_focus(self._focused_before)
         if answer is not None:
             self.save_cases(*answer)
 

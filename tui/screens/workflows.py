@@ -86,11 +86,7 @@ class WorkflowsScreen(Rating, BaseScreen):
         self.query_one("#wf-new-name", Input).focus()
 
     def action_open_trace(self) -> None:
-        if self.trace_id is None:
-            self.notify("Run a workflow first.", severity="warning")
-            return
-        self.app.switch_mode("traces")
-        self.app.screen.load_trace(self.trace_id)
+        self.open_trace(self.trace_id, "Run a workflow first.")
 
     @work(thread=True, exclusive=True, group="workflows", exit_on_error=False, description="workflows")
     def list_workflows(self) -> None:

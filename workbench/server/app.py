@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import re
 import secrets
 import threading
 import time
@@ -199,16 +200,7 @@ def create_app(
         chat = None
         try:
             key = keys.key_name(request)
-            raw = await request.body()
-            if len(raw) > MAX_REQUEST_BYTES:
-                raise ApiError(
-                    413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large"
-                )
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                raise ApiError(400, "the body is not JSON") from None
-            chat = read_chat(body, max_tokens_limit)
+            chat = read_chat(await _body(request), max_tokens_limit)
         except ApiError as exc:
             failed(chat, exc)
             return _error_response(exc)
@@ -293,16 +285,7 @@ def create_app(
     async def embeddings(request: Request) -> Response:
         try:
             key = keys.key_name(request)
-            raw = await request.body()
-            if len(raw) > MAX_REQUEST_BYTES:
-                raise ApiError(
-                    413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large"
-                )
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                raise ApiError(400, "the body is not JSON") from None
-            model, texts, encoding = read_embeddings(body)
+            model, texts, encoding = read_embeddings(await _body(request))
         except ApiError as exc:
             failed(None, exc)
             return _error_response(exc)
@@ -355,6 +338,17 @@ def create_app(
     )
 
 
+async def _body(request: Request) -> Any:
+    """The request's JSON body, within the size limit."""
+    raw = await request.body()
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ApiError(413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the body is not JSON") from None
+
+
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -366,6 +360,4 @@ def _header(text: str) -> str:
 
 def _reason_kind(reason: str | None) -> str:
     """Escalation reasons carry numbers (token counts, scores): the label keeps their kind."""
-    import re
-
     return re.sub(r"-?[0-9]+([.][0-9]+)?", "N", reason or "unknown")[:120]

@@ -51,12 +51,18 @@ def _text(content: Any) -> str:
     raise ApiError(400, "message content must be a string or a list of text parts", param="messages")
 
 
-def read_chat(body: Any, max_tokens_limit: int) -> ChatRequest:
+def _model(body: Any) -> str:
+    """The model a request names (the body must be a JSON object)."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "`model` is required", param="model")
+    return model
+
+
+def read_chat(body: Any, max_tokens_limit: int) -> ChatRequest:
+    model = _model(body)
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "`messages` must be a non-empty list", param="messages")
@@ -191,11 +197,7 @@ MAX_EMBEDDING_INPUTS = 2048
 
 def read_embeddings(body: Any) -> tuple[str, list[str], str]:
     """(model, texts, encoding format) of an embeddings request."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "`model` is required", param="model")
+    model = _model(body)
     texts = body.get("input")
     texts = [texts] if isinstance(texts, str) else texts
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):

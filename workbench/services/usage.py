@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from workbench.core.clock import local_midnight_ns
 from workbench.core.errors import UsageError
 
 __all__ = ["Usage", "UsageReport", "Figure", "parse_since", "GROUPINGS"]
@@ -79,11 +80,6 @@ def parse_since(text: str, now: float | None = None) -> int:
         raise UsageError(
             f"'{text}' is not a window", "give --since as 7d, 24h, 30m or a date like 2026-12-01"
         ) from None
-
-
-def local_midnight_ns(now: float | None = None) -> int:
-    today = time.localtime(time.time() if now is None else now)
-    return int(time.mktime(today[:3] + (0, 0, 0, 0, 0, -1)) * 1e9)
 
 
 def _utc_offset_ns(now: float) -> int:
