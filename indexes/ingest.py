@@ -32,7 +32,9 @@ class IngestReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    skipped: int = 0
+    unchanged: int = 0
+    # left out by a rule, with the reason: type, size, hidden, --include/--exclude, .gitignore
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     chunks_embedded: int = 0  # chunks_added minus the vectors reused by chunk hash
@@ -46,14 +48,22 @@ class IngestReport:
         masked = ", ".join(f"{n} {kind}" for kind, n in sorted(self.masked.items()))
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-            f"{self.skipped} skipped, {len(self.failed)} failed; {self.chunks_added} chunks written "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed; "
+            f"{self.chunks_added} chunks written "
             f"({self.chunks_embedded} embedded), {self.rows} in {self.collection}"
             + (f"; masked {masked}" if masked else "")
             + f" in {self.seconds:.1f} s"
         )
 
-
-Progress = Callable[[dict[str, Any]], None]
+    def details(self, limit: int = 20) -> list[tuple[str, str, str]]:
+        """(what, path, reason) for the failed then the skipped files, ``limit`` of each; past
+        it, one line per reason with how many more it left out."""
+        lines = []
+        for what, entries in (("failed", self.failed), ("skipped", self.skipped)):
+            lines += [(what, path, reason) for path, reason in entries[:limit]]
+            rest = Counter(reason for _, reason in entries[limit:])
+            lines += [(what, f"... {n} more", reason) for reason, n in rest.most_common()]
+        return lines
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -123,7 +133,8 @@ class Ingest:
                     "workbench.ingest.added": len(report.added),
                     "workbench.ingest.updated": len(report.updated),
                     "workbench.ingest.removed": len(report.removed),
-                    "workbench.ingest.skipped": report.skipped,
+                    "workbench.ingest.unchanged": report.unchanged,
+                    "workbench.ingest.skipped": len(report.skipped),
                     "workbench.ingest.failed": len(report.failed),
                     "workbench.ingest.chunks": report.chunks_added,
                     "workbench.ingest.masked": report.masked,
@@ -133,11 +144,12 @@ class Ingest:
         return report
 
     def _ingest(self, name, meta, source, include, exclude, progress, report) -> None:
-        from indexes.chunking import chunk_file
+        from indexes.chunking import HEADER_TOKENS, chunk_file
         from indexes.embedder import get_embedder
 
         found = walk(source, include, exclude)
         report.failed += [(str(f.path), f.reason) for f in found.failures]
+        report.skipped += [(str(f.path), f.reason) for f in found.skipped]
         table = self.collections.open_or_none(name)
         known = known_files(table)  # path -> file hash
         # A file is known by its resolved path; a symlinked file by its own (absolute) path.
@@ -146,24 +158,29 @@ class Ingest:
         progress({"phase": "scan", "files": len(found.files)})
 
         embedder = get_embedder(Path(meta["model_path"]))
-        max_tokens = min(meta["chunk_tokens"], embedder.max_tokens)
+        # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
+        room = embedder.max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
+        max_tokens = min(meta["chunk_tokens"], room)
         overlap = min(meta["chunk_overlap"], max_tokens // 2)
         pending: list[tuple[LoadedFile, list]] = []
         masked: Counter[str] = Counter()
         for done, (path, key) in enumerate(zip(found.files, keys), start=1):
             loaded = load_file(path, int(self.collections.config.max_file_mb * 1e6), skip_hash=known.get(key))
             if loaded is None:
-                report.skipped += 1
+                report.unchanged += 1
             elif isinstance(loaded, LoadFailure):
-                report.failed.append((key, loaded.reason))
+                (report.skipped if loaded.skipped else report.failed).append((key, loaded.reason))
             else:
                 loaded.path = Path(key)
-                chunks = chunk_file(loaded, embedder.tokenizer, max_tokens, overlap)
+                chunks = chunk_file(
+                    loaded, embedder.tokenizer, max_tokens, overlap, headers=bool(meta.get("context_header"))
+                )
                 if meta["redact"]:
                     from workbench.core.redaction import redact as mask
 
                     for chunk in chunks:
                         chunk.text = mask(chunk.text, masked)
+                        chunk.embed_text = mask(chunk.embed_text, Counter())
                 pending.append((loaded, chunks))
             progress({"phase": "read", "done": done, "total": len(found.files), "file": key})
         report.masked = dict(masked)
@@ -214,7 +231,7 @@ class Ingest:
             ):
                 vectors = (
                     embedder.encode(
-                        [c.text for c in fresh],
+                        [c.embed_text for c in fresh],
                         progress=lambda n: progress({"phase": "embed", "done": done + n, "total": total}),
                     )
                     if fresh

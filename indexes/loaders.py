@@ -64,12 +64,14 @@ class LoadedFile:
 class LoadFailure:
     path: Path
     reason: str
+    skipped: bool = False  # left out by a rule (type, size, pattern), not broken
 
 
 @dataclass
 class WalkResult:
     files: list[Path] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
+    skipped: list[LoadFailure] = field(default_factory=list)  # a pruned folder is one entry
 
 
 def walk(root: Path, include: list[str] | None = None, exclude: list[str] | None = None) -> WalkResult:
@@ -113,23 +115,39 @@ def walk(root: Path, include: list[str] | None = None, exclude: list[str] | None
             except OSError:
                 pass
 
-        def ignored(path: Path, is_dir: bool) -> bool:
+        def ignored(path: Path, is_dir: bool) -> str | None:
+            """Why ``path`` is left out by a rule, or None."""
+            if path.name.startswith("."):
+                return "hidden (name starts with a dot)"
+            if is_dir and path.is_symlink():
+                return "symlinked folder (not followed, so a link loop cannot trap the walk)"
             relative = path.relative_to(root).as_posix() + ("/" if is_dir else "")
             if excludes.match_file(relative):
-                return True
+                return "matches an --exclude pattern"
             for base, spec in ignores:
                 if base == path or base not in path.parents:
                     continue
                 if spec.match_file(path.relative_to(base).as_posix() + ("/" if is_dir else "")):
-                    return True
-            return False
+                    return f"ignored by {base / '.gitignore'}"
+            if is_dir:
+                return None
+            if path.suffix.lower() not in FORMATS:
+                return f"unsupported type '{path.suffix or path.name}'"
+            if includes is not None and not includes.match_file(relative):
+                return "matches no --include pattern"
+            return None
 
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not ignored(here / d, True))
+        kept = []
+        for name in sorted(dirs):
+            if reason := ignored(here / name, True):
+                result.skipped.append(LoadFailure(here / name, reason, skipped=True))
+            else:
+                kept.append(name)
+        dirs[:] = kept
         for name in sorted(names):
             path = here / name
-            if name.startswith(".") or path.suffix.lower() not in FORMATS or ignored(path, False):
-                continue
-            if includes is not None and not includes.match_file(path.relative_to(root).as_posix()):
+            if reason := ignored(path, False):
+                result.skipped.append(LoadFailure(path, reason, skipped=True))
                 continue
             if path.is_symlink() and not path.exists():
                 result.failures.append(LoadFailure(path, "broken symlink"))
@@ -149,7 +167,9 @@ def load_file(path: Path, max_bytes: int, skip_hash: str | None = None) -> Loade
         if size > max_bytes:
             return LoadFailure(
                 path,
-                f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB cap ([documents] max_file_mb)",
+                f"too large: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB cap "
+                "([documents] max_file_mb)",
+                skipped=True,
             )
         data = path.read_bytes()
     except PermissionError:

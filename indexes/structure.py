@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-__all__ = ["Section", "iter_lines", "markdown", "rst", "html", "code"]
+__all__ = ["Section", "clean_heading", "iter_lines", "markdown", "rst", "html", "code"]
 
 
 @dataclass
@@ -29,8 +29,17 @@ def iter_lines(text: str) -> Iterator[tuple[int, str]]:
         offset += len(line)
 
 
-_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_ATX = re.compile(r"^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$")  # a closing run of # needs a space before it
 _FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+# Permalink signs that generators append to headings (Sphinx's ¶, anchors' # and 🔗, §).
+_PERMALINK = re.compile(r"(?:\s*[¶§\U0001F517]|\s+#)+\s*$")  # "C#" keeps its #
+
+
+def clean_heading(title: str) -> str:
+    """A heading as a reader sees it: one line, single spaces, no trailing permalink sign."""
+    return _PERMALINK.sub("", " ".join(title.split()))
 
 
 def _split(text: str, marks: list[tuple[int, int, str]]) -> list[Section]:
@@ -39,6 +48,7 @@ def _split(text: str, marks: list[tuple[int, int, str]]) -> list[Section]:
     bounds = [(0, 0, "")] + marks if not marks or marks[0][0] > 0 else marks
     for index, (start, level, title) in enumerate(bounds):
         end = bounds[index + 1][0] if index + 1 < len(bounds) else len(text)
+        title = clean_heading(title)
         if title:
             path = [h for h in path if h[0] < level] + [(level, title)]
         sections.append(Section(text[start:end], start, tuple(t for _, t in path)))
@@ -93,6 +103,7 @@ class _HTMLText(HTMLParser):
         self.parts: list[str] = []
         self.size = 0
         self.skipping = 0
+        self.open_skips: list[str] = []  # a permalink <a> is skipped like <script>
         self.heading: tuple[int, int] | None = None  # (level, offset of its text)
         self.marks: list[tuple[int, int, str]] = []
 
@@ -101,8 +112,9 @@ class _HTMLText(HTMLParser):
         self.size += len(text)
 
     def handle_starttag(self, tag, attrs) -> None:
-        if tag in self.SKIP:
+        if tag in self.SKIP or (tag == "a" and "headerlink" in (dict(attrs).get("class") or "").split()):
             self.skipping += 1
+            self.open_skips.append(tag)
         elif re.fullmatch(r"h[1-6]", tag):
             self._add("\n")
             self.heading = (int(tag[1]), self.size)
@@ -110,7 +122,8 @@ class _HTMLText(HTMLParser):
             self._add("\n")
 
     def handle_endtag(self, tag) -> None:
-        if tag in self.SKIP:
+        if self.open_skips and tag == self.open_skips[-1]:
+            self.open_skips.pop()
             self.skipping = max(0, self.skipping - 1)
         elif re.fullmatch(r"h[1-6]", tag) and self.heading:
             level, start = self.heading

@@ -110,11 +110,23 @@ def build(root: Path) -> dict[str, str]:
     (root / "ignored").mkdir()
     (root / "ignored" / "secret.md").write_text("# must not be ingested\n")
     (root / ".gitignore").write_text("ignored/\n")
+    (root / "random.bin").write_bytes(bytes(range(256)))  # a type ingest does not read
+    (root / ".draft.md").write_text("# hidden\n")
     return {
         "binary.txt": "binary content",
         "latin1.txt": "not UTF-8",
         "empty.md": "empty file",
         "broken.pdf": "corrupt or unreadable PDF",
-        "huge.txt": "over the 2.0 MB cap",
         "pipe.txt": "not a regular file",
     }
+
+
+# What ingest leaves out by a rule, each with (part of) the reason the report gives.
+SKIPPED = {
+    "huge.txt": "too large: 3.0 MB is over the 2.0 MB cap",
+    "random.bin": "unsupported type '.bin'",
+    ".draft.md": "hidden",
+    ".gitignore": "hidden",
+    "ignored": "ignored by ",
+    "loop": "symlinked folder",
+}

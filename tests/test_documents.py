@@ -51,6 +51,11 @@ def test_every_format_with_provenance_and_bad_files_reported(service, corpus):
     assert set(failed) == set(bad), failed
     for name, reason in bad.items():
         assert reason in failed[name]
+    skipped = {Path(p).name: reason for p, reason in report.skipped}
+    assert set(skipped) == set(docs_corpus.SKIPPED), skipped
+    for name, reason in docs_corpus.SKIPPED.items():
+        assert reason in skipped[name], (name, skipped[name])
+    assert "6 skipped, 5 failed" in report.summary()
     assert report.rows == report.chunks_added > 9 and report.version is not None
 
     manual = service.search("kb", "how often should the fog horn sound in a storm", "vector", k=1)[0]
@@ -99,7 +104,7 @@ def test_incremental_reingest(service, corpus):
     root, _ = corpus
     first = service.ingest("kb", str(root))
     again = service.ingest("kb", str(root))
-    assert again.skipped == len(first.added) and again.chunks_added == 0 and again.rows == first.rows
+    assert again.unchanged == len(first.added) and again.chunks_added == 0 and again.rows == first.rows
 
     manual = root / "docs" / "manual.md"
     manual.write_text(manual.read_text() + "\n## Visitors\n\nVisitors may climb the tower on Saturdays.\n")
@@ -192,7 +197,7 @@ def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(service, cor
     partial = service.collection("kb")
     assert 0 < partial["rows"], "the adds before the kill are committed"
     report = service.ingest("kb", str(root))
-    assert report.skipped == partial["files"] and report.added, "finished files are kept, the rest added"
+    assert report.unchanged == partial["files"] and report.added, "finished files are kept, the rest added"
     table = service.collections.table("kb")
     rows = table.search().select(["id", "path", "file_hash"]).limit(10_000).to_arrow()
     assert len(set(rows["id"].to_pylist())) == rows.num_rows, "no duplicate chunks"
@@ -220,7 +225,7 @@ def test_cli_ingest_search_collections(model_workspace, corpus):
     assert result.returncode == 0, result.stderr
     assert [Path(p).name for p in json.loads(result.stdout)["added"]] == ["manual.md"]
     plain = run_cli("ingest", str(root / "docs"), "-c", "kb", timeout=300)
-    assert plain.returncode == 0 and "2 added" in plain.stdout and "1 skipped" in plain.stdout
+    assert plain.returncode == 0 and "2 added" in plain.stdout and "1 unchanged" in plain.stdout
 
     hits = run_cli("search", "fog horn", "-c", "kb", "--json")
     assert hits.returncode == 0, hits.stderr

@@ -101,7 +101,7 @@ def test_ingest_killed_at_random_points_keeps_whole_files_and_completes(model_wo
         before = after
     finished = run_cli("ingest", str(corpus), "-c", "notes", "--json", timeout=300)
     assert finished.returncode == 0, finished.stderr
-    assert json.loads(finished.stdout)["skipped"] == len(before), (
+    assert json.loads(finished.stdout)["unchanged"] == len(before), (
         f"finished files are not redone (seed {SEED})"
     )
     after, repeated = chunks_per_file(Service(model_workspace.root), "notes")

@@ -141,10 +141,9 @@ class DocumentsScreen(BaseScreen):
         report = message.report
         lines = [report.summary()]
         lines += [
-            f"[red]failed[/red] {escape(path)}: {escape(reason)}" for path, reason in report.failed[:20]
+            f"[{'red' if what == 'failed' else 'yellow'}]{what}[/] {escape(path)}: {escape(reason)}"
+            for what, path, reason in report.details()
         ]
-        if len(report.failed) > 20:
-            lines.append(f"... and {len(report.failed) - 20} more failed files")
         bar = self.query_one("#ingest-progress", ProgressBar)
         bar.update(total=bar.total or 1, progress=bar.total or 1)
         self.query_one("#ingest-report", Static).update("\n".join(lines))

@@ -45,8 +45,8 @@ def ingest(
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2, default=str))
         return
-    for path_, reason in report.failed:
-        click.echo(f"failed   {path_}: {reason}", err=True)
+    for what, path_, reason in report.details():
+        click.echo(f"{what:<8} {path_}: {reason}", err=True)
     click.echo(report.summary())
 
 
@@ -81,7 +81,21 @@ class _Progress:
 @click.option("--collection", "-c", required=True)
 @click.option("--mode", type=click.Choice(["vector", "fts", "hybrid"]), default="hybrid", show_default=True)
 @click.option("-k", default=5, show_default=True, help="How many chunks.")
-@click.option("--min-score", type=float, help="Drop hits scoring under this (cosine, BM25 or RRF by mode).")
+@click.option(
+    "--min-score",
+    type=float,
+    help="Drop hits scoring under this (the last stage's score: cosine, BM25, fused or reranked).",
+)
+@click.option(
+    "--rerank",
+    "rerank",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[NAME]",
+    help="Rerank the candidates: a registered reranker's alias, 'sections' (built in), 'none'; "
+    "alone: a registered reranker if any, else 'sections'. Default: the collection's setting.",
+)
 @click.option("--path", "path_glob", help="Only files whose path matches this glob, e.g. 'docs/*'.")
 @click.option("--type", "file_type", help="Only this file type, e.g. md, py, pdf.")
 @click.option(
@@ -99,10 +113,11 @@ def search(
     path_glob: str | None,
     file_type: str | None,
     version: int | None,
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Search a collection; each hit with its score and where it came from."""
-    hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type, version)
+    hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type, version, rerank)
     if as_json:
         click.echo(json.dumps(hits, indent=2, default=str))
         return
@@ -113,6 +128,8 @@ def search(
         click.echo(click.style(f"{rank}. {hit['score']:.4f}  {where}", bold=True))
         if hit["headings"]:
             click.echo(f"   {hit['headings']}")
+        if len(hit.get("ranks", {})) > 1:
+            click.echo("   ranks: " + ", ".join(f"{stage} {rank}" for stage, rank in hit["ranks"].items()))
         preview = " ".join(hit["text"].split())
         click.echo(f"   {preview[:240]}{'...' if len(preview) > 240 else ''}")
     if hits:
@@ -143,6 +160,20 @@ def collections_list(obj: Context, as_json: bool) -> None:
 def collections_show(obj: Context, name: str) -> None:
     for key, value in obj.service.collection(name).items():
         click.echo(f"{key:<14} {value}")
+
+
+@collections.command("set")
+@click.argument("name")
+@click.option(
+    "--rerank",
+    required=True,
+    help="Rerank this collection's searches by default: none, sections, auto or a reranker's alias.",
+)
+@click.pass_obj
+def collections_set(obj: Context, name: str, rerank: str) -> None:
+    """Change a collection's search defaults."""
+    meta = obj.service.set_collection_defaults(name, rerank=rerank)
+    click.echo(f"{name}: rerank = {meta['rerank']}")
 
 
 @collections.command("versions")
