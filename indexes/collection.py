@@ -106,6 +106,41 @@ class Collections:
             self.build_indices(table, force_fts=True)
             return table.version
 
+    def _reranker_path(self, rerank: str) -> Path | None:
+        """The CrossEncoder folder ``rerank`` names; None for the built-in ones."""
+        if rerank in ("none", "sections"):
+            return None
+        alias, kind, path = self.find_model(rerank)
+        if kind != "reranker":
+            raise CollectionError(
+                f"{alias} is a {kind} model, not a reranker",
+                "use none, sections, or register a CrossEncoder: "
+                "`workbench models register PATH --kind reranker`",
+            )
+        return path
+
+    def reranker(self, rerank: str, meta: dict[str, Any]):
+        """The reranker named by ``rerank`` (None for "none"), loaded once per process."""
+        from indexes.rerank import get_reranker
+
+        if rerank == "none":
+            return None
+        path = self._reranker_path(rerank)
+        return (
+            get_reranker("cross-encoder", path)
+            if path
+            else get_reranker("sections", Path(meta["model_path"]))
+        )
+
+    def set_default(self, name: str, rerank: str | None = None) -> dict[str, Any]:
+        """Change a collection's search defaults (the reranker); the new metadata."""
+        meta = self.meta(name)
+        if rerank is not None:
+            self._reranker_path(rerank)  # refuse a name that does not resolve, before storing it
+            meta["rerank"] = rerank
+        self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return meta
+
     # -- what ingest builds on --------------------------------------------------------------
 
     def lock(self, name: str):
@@ -121,6 +156,9 @@ class Collections:
             "chunk_tokens": self.config.chunk_tokens,
             "chunk_overlap": self.config.chunk_overlap,
             "redact": redact,
+            # chunks are embedded with "title > headings" in front (indexes/chunking.py);
+            # collections made before this embed the bare text, and keep doing so
+            "context_header": True,
             "created": time.time(),
         }
         self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -162,13 +200,18 @@ class Collections:
         path_glob: str | None = None,
         file_type: str | None = None,
         version: int | None = None,
+        rerank: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Ranked chunks; ``version`` searches an older version read-only (a checkout)."""
-        from indexes.retrieval import search
+        """Ranked chunks; ``version`` searches an older version read-only (a checkout).
+        ``rerank``: "none", "sections" or a reranker's alias; None: the collection's default,
+        else [documents] rerank."""
+        from indexes.retrieval import Fusion, Stages, search
 
         if not query.strip():
             raise CollectionError("the query is empty", "type what you are looking for")
         meta = self.meta(name)
+        rerank = rerank or meta.get("rerank") or self.config.rerank
+        reranker = self.reranker(rerank, meta)
         table = self.table(name)
         if version is not None:
             known = {v["version"] for v in table.list_versions()}
@@ -188,12 +231,24 @@ class Collections:
                 "workbench.k": k,
                 "workbench.collection.version": table.version,
                 "gen_ai.request.model": meta["model"],
+                "workbench.retrieval.rerank": rerank,
+                "workbench.retrieval.fusion": self.config.fusion if mode == "hybrid" else None,
             },
         ) as span:
             span.set_payload(query=query)
-            hits = search(table, meta, query, mode, k, min_score, path_glob, file_type)
+            stages = Stages()
+            fusion = Fusion(
+                method=self.config.fusion,
+                vector_weight=self.config.fusion_vector_weight,
+                rrf_k=self.config.rrf_k,
+            )
+            hits = search(
+                table, meta, query, mode, k, min_score, path_glob, file_type, fusion, reranker, stages
+            )
             span.update(
                 {
+                    # each stage's ranking (chunk ids, best first): why a chunk made the cut
+                    "workbench.retrieval.stages": stages.ranked,
                     "workbench.retrieval.chunk_ids": [h["id"] for h in hits],
                     # the files the answer could draw on: a trace turned into an eval case
                     # expects them as its sources

@@ -71,7 +71,35 @@ def resolve_model(workspace: Workspace, name: str) -> ModelInfo:
     return model
 
 
-def detect_kind(path: Path) -> str:
+KINDS = ("gguf", "embedding", "reranker")
+
+
+def _is_cross_encoder(path: Path) -> bool:
+    """A transformers sequence-classification model (what sentence-transformers' CrossEncoder
+    loads), told by the architecture its config.json names."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+
+
+def detect_kind(path: Path, kind: str | None = None) -> str:
+    """The kind of model at ``path`` (checked against ``kind`` when the user names one)."""
+    if kind == "reranker":
+        if path.is_dir() and _is_cross_encoder(path):
+            return kind
+        raise ModelError(
+            f"{path} is not a cross-encoder folder (its config.json names no "
+            "...ForSequenceClassification architecture)",
+            "point at the folder of a sentence-transformers CrossEncoder (config.json, weights, tokenizer)",
+        )
+    if kind not in (None, "gguf", "embedding"):
+        raise ModelError(f"unknown model kind '{kind}'", f"use one of {', '.join(KINDS)}")
+    if path.is_dir() and kind is None and _is_cross_encoder(path):
+        return "reranker"
     if path.is_file():
         with path.open("rb") as handle:
             if handle.read(4) == GGUF_MAGIC:
@@ -90,9 +118,11 @@ def detect_kind(path: Path) -> str:
     raise ModelError(f"{path} does not exist", "check the path")
 
 
-def register_model(workspace: Workspace, raw_path: str, alias: str | None = None) -> ModelInfo:
+def register_model(
+    workspace: Workspace, raw_path: str, alias: str | None = None, kind: str | None = None
+) -> ModelInfo:
     path = Path(raw_path).expanduser().resolve()
-    kind = detect_kind(path)
+    kind = detect_kind(path, kind)
     alias = alias or re.sub(r"[^a-z0-9._-]+", "-", path.name.lower().removesuffix(".gguf")).strip("-")
     if any(m.alias == alias for m in list_models(workspace)):
         raise ModelError(f"the alias '{alias}' is taken", "choose another with --alias")

@@ -131,8 +131,13 @@ def models_load(obj: Context, name: str, ctx: int, threads: int | None, gpu_laye
 @models.command("register")
 @click.argument("path")
 @click.option("--alias", help="Short name (default: from the file name).")
+@click.option(
+    "--kind",
+    type=click.Choice(["gguf", "embedding", "reranker"]),
+    help="What it is (default: told from the files); reranker: a sentence-transformers CrossEncoder.",
+)
 @click.pass_obj
-def models_register(obj: Context, path: str, alias: str | None) -> None:
-    """Register a GGUF file or a sentence-transformers folder by PATH."""
-    model = obj.service.register_model(path, alias)
+def models_register(obj: Context, path: str, alias: str | None, kind: str | None) -> None:
+    """Register a GGUF file, a sentence-transformers folder or a CrossEncoder folder by PATH."""
+    model = obj.service.register_model(path, alias, kind)
     click.echo(f"registered {model.alias} ({model.kind}): {model.path}")

@@ -47,8 +47,9 @@ class TracingConfig(_Strict):
 class ModelEntry(_Strict):
     path: str
     """GGUF file or sentence-transformers folder; relative paths are inside the workspace."""
-    kind: Literal["gguf", "embedding"] = "gguf"
-    """'gguf' for llama.cpp models, 'embedding' for sentence-transformers folders."""
+    kind: Literal["gguf", "embedding", "reranker"] = "gguf"
+    """'gguf' for llama.cpp models, 'embedding' for sentence-transformers folders, 'reranker'
+    for sentence-transformers CrossEncoder folders."""
 
 
 class Price(_Strict):
@@ -100,7 +101,18 @@ class DocumentsConfig(_Strict):
     chunk_overlap: int = Field(32, ge=0)
     """Tokens shared by consecutive windows of a long section."""
     max_file_mb: float = Field(50.0, gt=0)
-    """Files larger than this are reported as failed, not read."""
+    """Files larger than this are skipped, with the reason in the ingest report."""
+    fusion: Literal["zscore", "rrf"] = "zscore"
+    """How hybrid search combines its legs: z-scores of each leg's scores, weighted (measured
+    best on a labelled set, see indexes/retrieval.py), or reciprocal-rank fusion."""
+    fusion_vector_weight: float = Field(3.0, ge=0)
+    """Weight of the vector leg against the full-text leg's 1 in hybrid search."""
+    rrf_k: int = Field(60, ge=1)
+    """The k of reciprocal-rank fusion (fusion = "rrf")."""
+    rerank: str = "none"
+    """Rerank search results by default: "none", "sections" (built in: heading paths, no extra
+    model) or the alias of a registered reranker (a CrossEncoder). A collection's own setting
+    (`workbench collections set NAME --rerank ...`) wins."""
     ann_index_rows: int = Field(8_000, ge=256)
     """Past this many chunks an ANN index (IVF_PQ) is built after ingest; below, exact scans are
     fast enough. Measured on 2 cores: an exact scan took 43 ms at 30,000 rows (~1.4 us a row,

@@ -64,8 +64,27 @@ class Documents:
         path_glob: str | None = None,
         file_type: str | None = None,
         version: int | None = None,
+        rerank: str | None = None,
     ) -> list[dict[str, Any]]:
-        return self.collections.search(collection, query, mode, k, min_score, path_glob, file_type, version)
+        if rerank == "auto":
+            rerank = self.default_reranker()
+        return self.collections.search(
+            collection, query, mode, k, min_score, path_glob, file_type, version, rerank
+        )
+
+    def default_reranker(self) -> str:
+        """A registered reranker (CrossEncoder) when there is one, else the built-in "sections"."""
+        from local_models.catalog import list_models
+
+        rerankers = [
+            m.alias for m in list_models(self.service.workspace) if m.kind == "reranker" and m.present
+        ]
+        return rerankers[0] if rerankers else "sections"
+
+    def set_collection_defaults(self, collection: str, rerank: str | None = None) -> dict[str, Any]:
+        if rerank == "auto":
+            rerank = self.default_reranker()
+        return self.collections.set_default(collection, rerank)
 
     def embed(self, model: str, texts: list[str]) -> tuple[str, Any, int]:
         """Unit-length float32 vectors of ``texts`` from an embedding model of the workspace

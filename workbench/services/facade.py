@@ -145,10 +145,10 @@ class Service:
         with self.tracer.span("models.fetch_all", "io"):
             return fetch_models(self.workspace.models_dir, aliases, progress, self.tracer)
 
-    def register_model(self, path: str, alias: str | None = None):
+    def register_model(self, path: str, alias: str | None = None, kind: str | None = None):
         from local_models.catalog import register_model
 
-        return register_model(self.workspace, path, alias)
+        return register_model(self.workspace, path, alias, kind)
 
     def load_model(self, name: str, options=None) -> dict[str, Any]:
         return self.generation.load_model(name, options)
@@ -273,8 +273,16 @@ class Service:
         path_glob: str | None = None,
         file_type: str | None = None,
         version: int | None = None,
+        rerank: str | None = None,
     ) -> list[dict[str, Any]]:
-        return self.documents.search(collection, query, mode, k, min_score, path_glob, file_type, version)
+        """Ranked chunks. ``rerank``: "none", "sections" (built in), a registered reranker's
+        alias, "auto" (a registered one, else "sections"); None: the collection's default."""
+        return self.documents.search(
+            collection, query, mode, k, min_score, path_glob, file_type, version, rerank
+        )
+
+    def set_collection_defaults(self, collection: str, rerank: str | None = None) -> dict[str, Any]:
+        return self.documents.set_collection_defaults(collection, rerank)
 
     def embed(self, model: str, texts: list[str]):
         """Vectors of ``texts`` from a workspace embedding model: (alias, float32 array, tokens)."""
