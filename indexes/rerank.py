@@ -70,8 +70,11 @@ class SectionReranker:
 class CrossEncoderReranker:
     def __init__(self, path: Path, window: int = _WINDOW) -> None:
         import torch
+        import transformers
         from sentence_transformers import CrossEncoder
 
+        transformers.utils.logging.disable_progress_bar()  # its bars would draw over the app
+        transformers.utils.logging.set_verbosity_error()
         self.name = path.name
         self.model = CrossEncoder(
             str(path), device="cuda" if torch.cuda.is_available() else "cpu", local_files_only=True

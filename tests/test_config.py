@@ -18,7 +18,7 @@ CASES = {
     "rate_too_high.toml": "tracing.payload_sample_rate: Input should be less than or equal to 1",
     "stored_key.toml": "cloud.openai.api_key: keys are never stored",
     "bad_env_name.toml": "cloud.openai.api_key_env: Value error, must be the NAME",
-    "bad_model_kind.toml": "models.mine.kind: Input should be 'gguf' or 'embedding'",
+    "bad_model_kind.toml": "models.mine.kind: Input should be 'gguf', 'embedding' or 'reranker'",
 }
 
 

@@ -224,6 +224,13 @@ def test_documents_screen_ingests_with_progress_and_searches(model_workspace, tm
             assert hits.row_count >= 1 and str(cells(hits, 0)[2]).endswith("manual.md")
             preview = text_of(app, "#hit-preview")
             assert "Lighthouse manual > Storm procedure" in preview and "fog horn" in preview
+            assert "ranks: vector #" in preview and "fusion #" in preview, "why it made the cut"
+            # Reranked with the built-in reranker: its rank is shown too.
+            app.screen.query_one("#search-rerank", Select).value = "sections"
+            app.screen.query_one("#search-query", Input).focus()
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert "rerank #1" in text_of(app, "#hit-preview")
 
             await type_into(pilot, app, "#ingest-path", "/nowhere")
             await pilot.press("enter")

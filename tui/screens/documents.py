@@ -60,6 +60,17 @@ class DocumentsScreen(BaseScreen):
                 allow_blank=False,
                 id="search-mode",
             )
+            yield Select(
+                [
+                    ("rerank: collection's", "default"),
+                    ("rerank: none", "none"),
+                    ("rerank: sections", "sections"),
+                    ("rerank: best installed", "auto"),
+                ],
+                value="default",
+                allow_blank=False,
+                id="search-rerank",
+            )
         with Horizontal(id="search-results"):
             hits = Table(id="hits", cursor_type="row")
             hits.add_columns("#", "score", "path", "heading", "page")
@@ -156,11 +167,17 @@ class DocumentsScreen(BaseScreen):
         if not event.value.strip() or not collection:
             self.notify("Pick a collection (above) and type a query.", severity="warning")
             return
-        self.search(collection, event.value, str(self.query_one("#search-mode", Select).value))
+        rerank = str(self.query_one("#search-rerank", Select).value)
+        self.search(
+            collection,
+            event.value,
+            str(self.query_one("#search-mode", Select).value),
+            None if rerank == "default" else rerank,
+        )
 
     @work(thread=True, exclusive=True, group="search", exit_on_error=False, description="search")
-    def search(self, collection: str, query: str, mode: str) -> None:
-        self.post_message(self.Found(self.service.search(collection, query, mode, k=10)))
+    def search(self, collection: str, query: str, mode: str, rerank: str | None = None) -> None:
+        self.post_message(self.Found(self.service.search(collection, query, mode, k=10, rerank=rerank)))
 
     def on_documents_screen_found(self, message: Found) -> None:
         self.hits = message.hits
@@ -187,6 +204,9 @@ class DocumentsScreen(BaseScreen):
             + (f", page {hit['page']}" if hit["page"] else "")
             + f", characters {hit['start']}-{hit['end']}"
         )
+        ranks = ", ".join(f"{stage} #{rank}" for stage, rank in hit.get("ranks", {}).items())
         self.query_one("#hit-preview", Static).update(
-            f"[b]{escape(hit['headings'] or hit['title'])}[/b]\n{escape(where)}\n\n{escape(hit['text'])}"
+            f"[b]{escape(hit['headings'] or hit['title'])}[/b]\n{escape(where)}"
+            + (f"\n[dim]ranks: {escape(ranks)}[/dim]" if ranks else "")
+            + f"\n\n{escape(hit['text'])}"
         )
