@@ -219,7 +219,7 @@ def main() -> None:
         "ms",
         "<= 50 ms",
         hybrid[3] <= 50,
-        note=f"with the default rerank {reranked[3]:.1f} ms",
+        note=f"with the sections rerank {reranked[3]:.1f} ms",
     )
 
 
