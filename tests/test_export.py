@@ -187,24 +187,23 @@ def test_exports_stay_in_their_folder(exporting, tmp_path):
     assert all(p.is_relative_to(tmp_path / "elsewhere") for p in written)
 
 
-def test_otel_ship_script_posts_the_traces_as_otlp(exporting, tmp_path):
-    import shutil
+def test_otel_ship_script_pushes_this_workflows_traces_as_otlp_protobuf(exporting, tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    if shutil.which("curl") is None:
-        pytest.skip("the ship script uses curl, which this machine lacks")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
     exporting.workflows.run("qa", "How hot for green tea?")
-    received: list[tuple[str, dict]] = []
+    exporting.workflows.run("rag", "How hot for green tea?")  # another workflow: not shipped
+    received: list[tuple[str, str, bytes]] = []
 
     class Collector(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["content-length"]))
-            received.append((self.path, json.loads(body)))
+            received.append((self.path, self.headers["content-type"], body))
             self.send_response(200)
-            self.send_header("content-length", "2")
+            self.send_header("content-length", "0")
             self.end_headers()
-            self.wfile.write(b"{}")
 
         def log_message(self, *args):
             pass
@@ -216,21 +215,25 @@ def test_otel_ship_script_posts_the_traces_as_otlp(exporting, tmp_path):
         assert script.name == "ship-traces.sh"
         from tests.conftest import BIN
 
-        done = subprocess.run(
-            ["sh", str(script)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={
-                **os.environ,
-                "PATH": f"{BIN}:{os.environ['PATH']}",
-                "COLLECTOR": f"http://127.0.0.1:{server.server_address[1]}",
-            },
-        )
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        runs = [
+            subprocess.run(
+                ["sh", str(script)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "COLLECTOR": collector},
+            )
+            for collector in (base, base + "/v1/traces")  # a base address, or the full path
+        ]
     finally:
         server.shutdown()
-    assert done.returncode == 0, done.stderr
-    path, document = received[0]
-    assert path == "/v1/traces"
-    spans = [s for r in document["resourceSpans"] for scope in r["scopeSpans"] for s in scope["spans"]]
-    assert {"workflow.run", "node.find", "node.answer"} <= {s["name"] for s in spans}
+    for done in runs:
+        assert done.returncode == 0 and "spans of 1 traces" in done.stdout, done.stderr
+    assert [path for path, _, _ in received] == ["/v1/traces", "/v1/traces"]
+    path, content_type, body = received[0]
+    assert content_type == "application/x-protobuf"
+    request = ExportTraceServiceRequest.FromString(body)
+    spans = [s for r in request.resource_spans for scope in r.scope_spans for s in scope.spans]
+    assert {"workflow.run", "node.find", "node.answer"} <= {s.name for s in spans}
+    assert "node.retrieve" not in {s.name for s in spans}, "only this workflow's traces"

@@ -59,7 +59,13 @@ def test_export_parses_as_an_otlp_request(workspace):
     assert attrs[A.INPUT_TOKENS].int_value == 7
     assert attrs[A.TIME_TO_FIRST_TOKEN].double_value == 0.25
     assert [v.string_value for v in attrs[A.FINISH_REASONS].array_value.values] == ["stop"]
-    assert json.loads(attrs["gen_ai.input.messages"].string_value)[0]["content"] == "hi"
+    # The GenAI conventions' message schema: a role and typed parts, the finish reason on output.
+    assert json.loads(attrs["gen_ai.input.messages"].string_value) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}]}
+    ]
+    assert json.loads(attrs["gen_ai.output.messages"].string_value) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "hello"}], "finish_reason": "stop"}
+    ]
     assert spans["grade"].status.code == Status.STATUS_CODE_ERROR
     assert spans["grade"].status.message == "ValueError: no verdict"
     assert spans["llm.chat"].end_time_unix_nano >= spans["llm.chat"].start_time_unix_nano > 0
@@ -76,3 +82,47 @@ def test_cli_export_to_file(workspace, tmp_path):
     run_cli("traces", "export", "--format", "otlp-json", "--out", str(out), check=True)
     request = parse_otlp(json.loads(out.read_text()))
     assert [s.name for s in request.resource_spans[0].scope_spans[0].spans] == ["one"]
+
+
+def test_only_genai_operations_carry_genai_attributes(workspace):
+    from workbench.core.tracing.otlp import to_otlp_protobuf
+
+    service = Service(workspace.root)
+    with service.tracer.span("eval.case", "eval") as case:
+        case.set_payload(input="2+2?", output="4")
+        with service.tracer.span(
+            "model.load", "model", {A.REQUEST_MODEL: "smollm2", A.PROVIDER: "llama.cpp"}
+        ):
+            pass
+    service.flush_traces()
+    document = service.export_otlp([case.trace_id])
+    request = parse_otlp(document)
+    assert to_otlp_protobuf(document) == request.SerializeToString(), "protobuf of the same request"
+    spans = {
+        s.name: {a.key: a.value for a in s.attributes} for s in request.resource_spans[0].scope_spans[0].spans
+    }
+    assert not [k for k in spans["model.load"] if k.startswith("gen_ai.")], "a model load is no model call"
+    assert spans["model.load"]["workbench.request.model"].string_value == "smollm2"
+    assert "gen_ai.output.messages" not in spans["eval.case"], "an eval case is no chat"
+    assert spans["eval.case"]["input.value"].string_value == "2+2?"
+    assert spans["eval.case"]["output.value"].string_value == "4"
+
+
+def test_push_addresses():
+    import pytest
+
+    from workbench.core.errors import UsageError
+    from workbench.services.push import parse_headers, traces_url
+
+    assert traces_url("http://127.0.0.1:6006") == "http://127.0.0.1:6006/v1/traces"
+    assert traces_url("http://127.0.0.1:6006/") == "http://127.0.0.1:6006/v1/traces"
+    assert traces_url("http://127.0.0.1:4318/v1/traces") == "http://127.0.0.1:4318/v1/traces"
+    assert (
+        traces_url("https://cloud.langfuse.com/api/public/otel")
+        == "https://cloud.langfuse.com/api/public/otel/v1/traces"
+    )
+    with pytest.raises(UsageError):
+        traces_url("127.0.0.1:6006")
+    assert parse_headers(["authorization=Basic a=b"]) == {"authorization": "Basic a=b"}
+    with pytest.raises(UsageError):
+        parse_headers(["no-value"])

@@ -277,13 +277,15 @@ def write_otel(spec: Spec, context: ExportContext, writer: Writer) -> None:
     writer.write("otel-collector.yaml", _dump(config))
     writer.write(
         "ship-traces.sh",
-        """\
+        f"""\
 #!/bin/sh
-# Send the workbench's traces of this workflow to the collector (OTLP/HTTP JSON on port 4318).
+# Send the workbench's traces of the workflow {spec.name} to an OTLP backend, as OTLP/HTTP
+# protobuf: the collector below (port 4318), or Phoenix (http://127.0.0.1:6006), Langfuse...
+# COLLECTOR is the backend's base address; /v1/traces is added unless it is there already.
+# SINCE picks the window (1h, 24h, 7d); it prints what was sent, or the backend's answer.
 set -e
-COLLECTOR=${COLLECTOR:-http://localhost:4318}
-workbench traces export --format otlp-json --limit ${LIMIT:-100} \\
-  | curl -sf -X POST "$COLLECTOR/v1/traces" -H 'content-type: application/json' --data-binary @-
+COLLECTOR=${{COLLECTOR:-http://localhost:4318}}
+exec workbench traces push --endpoint "$COLLECTOR" --workflow {spec.name} --since "${{SINCE:-24h}}" "$@"
 """,
         mode=0o755,
     )
@@ -297,6 +299,7 @@ names the service `workbench-{spec.name}` and exports to $OTLP_ENDPOINT (Langfus
 Tempo, Honeycomb...) with the header in $OTLP_AUTHORIZATION.
 
     OTLP_ENDPOINT=https://... OTLP_AUTHORIZATION='Bearer ...' otelcol-contrib --config otel-collector.yaml
-    ./ship-traces.sh      # the workbench's recent traces, as OTLP JSON, to the collector
+    ./ship-traces.sh      # this workflow's traces of the last 24 h, as OTLP protobuf, to the collector
+    COLLECTOR=http://127.0.0.1:6006 SINCE=7d ./ship-traces.sh   # or straight to Phoenix
 """,
     )

@@ -131,6 +131,50 @@ def traces_export(obj: Context, trace_ids: tuple[str, ...], fmt: str, limit: int
         click.echo(document)
 
 
+@traces.command("push")
+@click.option(
+    "--endpoint", required=True, help="The backend: http://127.0.0.1:6006 (Phoenix), a collector's :4318, ..."
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["http/protobuf", "http/json"]),
+    default="http/protobuf",
+    show_default=True,
+    help="OTLP/HTTP encoding; protobuf is what every backend takes.",
+)
+@click.option("--trace", "trace_ids", multiple=True, help="A trace id (or prefix); repeat for more.")
+@click.option("--since", help="Traces that started in this window: 1h, 7d, 30m or a date (YYYY-MM-DD).")
+@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--header", "headers", multiple=True, help="NAME=VALUE sent with the request (authorization).")
+@click.option(
+    "--limit", "-n", default=1000, show_default=True, help="At most this many traces, newest first."
+)
+@click.pass_obj
+def traces_push(
+    obj: Context,
+    endpoint: str,
+    protocol: str,
+    trace_ids: tuple[str, ...],
+    since: str | None,
+    workflow: str | None,
+    headers: tuple[str, ...],
+    limit: int,
+) -> None:
+    """Send traces to an OTLP backend (Phoenix, Langfuse, an OpenTelemetry collector)."""
+    from workbench.services.usage import parse_since
+
+    result = obj.service.push_traces(
+        endpoint,
+        protocol,
+        list(trace_ids),
+        parse_since(since) if since else None,
+        workflow,
+        list(headers),
+        limit,
+    )
+    click.echo(f"sent {result.spans} spans of {result.traces} traces to {result.url} ({result.status})")
+
+
 @click.command()
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True)

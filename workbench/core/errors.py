@@ -23,6 +23,7 @@ __all__ = [
     "SpecError",
     "EvalError",
     "RegressionError",
+    "PushError",
 ]
 
 
@@ -47,6 +48,13 @@ class UsageError(WorkbenchError):
 
     title = "Usage error"
     exit_code = 64  # EX_USAGE of sysexits.h
+
+
+class PushError(WorkbenchError):
+    """An OTLP backend refused pushed traces or could not be reached."""
+
+    title = "Push failed"
+    exit_code = 1
 
 
 class ConfigError(WorkbenchError):

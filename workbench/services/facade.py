@@ -321,6 +321,36 @@ class Service:
             full_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
         return to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
 
+    def push_traces(
+        self,
+        endpoint: str,
+        protocol: str = "http/protobuf",
+        trace_ids: list[str] | None = None,
+        since_ns: int | None = None,
+        workflow: str | None = None,
+        headers: list[str] | None = None,
+        limit: int = 1000,
+    ):
+        """Send traces to an OTLP/HTTP backend: the given ones, else the newest ``limit`` that
+        started after ``since_ns`` (and ran ``workflow``). A PushResult; PushError on refusal."""
+        from workbench.core.errors import UsageError
+        from workbench.core.tracing.otlp import to_otlp_json
+        from workbench.services.push import parse_headers, push
+
+        extra = parse_headers(headers or [])
+        if trace_ids:
+            full_ids = [self.get_trace(trace_id)[0]["trace_id"] for trace_id in trace_ids]
+        else:
+            self.flush_traces()
+            full_ids = self.store.trace_ids(since_ns, workflow, limit)
+        if not full_ids:
+            raise UsageError(
+                "no traces match" + (f" (workflow {workflow})" if workflow else ""),
+                "see `workbench traces list`; widen --since or run the workflow first",
+            )
+        document = to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
+        return push(document, endpoint, protocol, extra)
+
     def rate_trace(
         self,
         trace_id: str,

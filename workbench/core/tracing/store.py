@@ -386,6 +386,25 @@ class TraceStore:
             )
             return _dicts(cursor)
 
+    def trace_ids(
+        self, since_ns: int | None = None, workflow: str | None = None, limit: int = 1000
+    ) -> list[str]:
+        """Full ids of the newest traces that started after ``since_ns`` and, with ``workflow``,
+        ran that workflow."""
+        clauses, params = [], []
+        if since_ns is not None:
+            clauses.append("start_ns >= ?")
+            params.append(since_ns)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        having = "HAVING bool_or(workflow = ?)" if workflow else ""
+        with self.reader() as con:
+            cursor = con.execute(
+                f"SELECT trace_id FROM spans {where} GROUP BY trace_id {having} "
+                "ORDER BY min(start_ns) DESC LIMIT ?",
+                [*params, *([workflow] if workflow else []), limit],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
     def spans_of(self, trace_ids: list[str]) -> list[dict[str, Any]]:
         """Every span of the given full trace ids, in one query (for exports)."""
         with self.reader() as con:
