@@ -56,7 +56,7 @@ class SectionReranker:
             return np.stack([self._cache[h] for h in headers])
 
     def rerank(self, query: str, query_vector, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from indexes.retrieval import standardized
+        from indexes.fusion import standardized
 
         head, tail = hits[: self.window], hits[self.window :]
         headings = self._header_vectors([_header(h) for h in head]) @ query_vector

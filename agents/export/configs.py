@@ -73,22 +73,34 @@ def write_litellm(spec: Spec, context: ExportContext, writer: Writer) -> None:
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
     }
     writer.write("litellm.yaml", _dump(config))
-    envs = "\n".join(f"    {_env_name(name)}=http://{service_name(name)}:8000/v1" for name in locals_)
-    order = " -> ".join(locals_ + list(context.escalation)) or "none"
+    # The proxy reads these from its environment: each must be exported, not just set.
+    exports = [f"    export {_env_name(name)}=http://127.0.0.1:8000/v1" for name in locals_] + [
+        f"    export {ref.api_key_env}=..." for ref in refs if ref.kind == "cloud" and ref.api_key_env
+    ]
+    if fallbacks:
+        routing = (
+            f"and falls back in the escalation order: {' -> '.join(locals_ + list(context.escalation))}."
+        )
+    else:
+        routing = "with no fallback: the workflow escalates to no other model."
     writer.write(
         "README.md",
         f"""\
 # {spec.name}: LiteLLM proxy
 
-`litellm.yaml` serves every model the workflow calls under the name the workflow uses, and
-falls back in the escalation order: {order}.
+`litellm.yaml` serves every model the workflow calls under the name the workflow uses, {routing}
 
-    export LITELLM_MASTER_KEY=...  # and each cloud key named in the file
-{envs}
-    litellm --config litellm.yaml --port 4000
+    pip install 'litellm[proxy]==1.108.7'
+    export LITELLM_MASTER_KEY=sk-...   # clients send it as their API key
+{chr(10).join(exports)}
+    litellm --config litellm.yaml --host 127.0.0.1 --port 4000
 
-Local models are served by the `vllm` export; cloud keys are referenced as os.environ/NAME and
-never written here. Point the langgraph export at it with WORKFLOW_LLM_BASE_URL=http://HOST:4000/v1.
+Each local model's server is the vllm export's `serve.sh` (one per model: give each its own
+port and its variable above that address; in `compose.yaml` they are set for you).
+
+Cloud keys are referenced as os.environ/NAME and never written here. Point the langgraph export
+at the proxy with `export WORKFLOW_LLM_BASE_URL=http://127.0.0.1:4000/v1` and
+`export WORKFLOW_LLM_API_KEY=$LITELLM_MASTER_KEY`.
 """,
     )
 

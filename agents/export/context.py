@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.spec import EscalateNode, GenerateNode, GradeNode, RouteNode, Spec
+from indexes.fusion import Fusion
 from workbench.core.errors import WorkflowError
 
 __all__ = ["ExportContext", "ModelRef", "Writer", "models_used"]
@@ -34,6 +35,7 @@ class ExportContext:
     escalation: list[str]  # cloud models in the order to fall back to
     router_local: str | None
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"embedding_model": path}
+    fusion: Fusion = field(default_factory=Fusion)  # hybrid search's, from [documents]
 
 
 class Writer:

@@ -10,6 +10,8 @@ Settings come from the environment (see .env.example in the export):
   LANCEDB_URI             the LanceDB folder or object-store URI holding the collections
   EMBEDDING_MODEL         the sentence-transformers model folder the collections were built with
   DATA_DIR                the folder the read_file tool may read
+  WORKFLOW_FUSION, WORKFLOW_FUSION_VECTOR_WEIGHT, WORKFLOW_RRF_K
+                          hybrid search's fusion, as [documents] in the workbench's config
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ import httpx
 
 from agents import tools
 from agents.nodes import Refused
+from indexes.fusion import Fusion, fuse
 from workbench.core.redaction import redact
 
 __all__ = ["HttpRuntime"]
-
-_RRF_K = 60  # as in the workbench's hybrid search, so a deployment ranks passages the same way
 
 
 class _NoSpan:
@@ -51,12 +52,14 @@ class HttpRuntime:
         embedding_model: str | None = None,
         data_dir: str | None = None,
         timeout_s: float = 120.0,
+        fusion: Fusion | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.router_model, self.escalate_model = router_model, escalate_model
         self.lancedb_uri, self.embedding_model, self.data_dir = lancedb_uri, embedding_model, data_dir
         self.timeout_s = timeout_s
+        self.fusion = fusion or Fusion()  # the workbench's hybrid search, same code and settings
         self._db = self._embedder = None
 
     @classmethod
@@ -70,6 +73,11 @@ class HttpRuntime:
             "lancedb_uri": env("LANCEDB_URI"),
             "embedding_model": env("EMBEDDING_MODEL"),
             "data_dir": env("DATA_DIR"),
+            "fusion": Fusion(
+                method=env("WORKFLOW_FUSION") or Fusion.method,
+                vector_weight=float(env("WORKFLOW_FUSION_VECTOR_WEIGHT") or Fusion.vector_weight),
+                rrf_k=int(env("WORKFLOW_RRF_K") or Fusion.rrf_k),
+            ),
         }
         return cls(**{**settings, **overrides})
 
@@ -155,13 +163,9 @@ class HttpRuntime:
             hits = vector(k)
         elif mode == "fts":
             hits = fts(k)
-        else:  # reciprocal rank fusion of both, as the workbench does
-            pool, ranked = max(k * 4, 20), {}
-            for rows in (vector(pool), fts(pool)):
-                for rank, row in enumerate(rows, start=1):
-                    entry = ranked.setdefault(row["id"], {**row, "score": 0.0})
-                    entry["score"] += 1.0 / (_RRF_K + rank)
-            hits = sorted(ranked.values(), key=lambda r: r["score"], reverse=True)[:k]
+        else:  # both legs fused as the workbench does (indexes/fusion.py, copied with this file)
+            pool = self.fusion.pool(k)
+            hits = fuse({"vector": vector(pool), "fts": fts(pool)}, self.fusion)[:k]
         return [
             {"id": h["id"], "path": h["path"], "text": h["text"], "score": round(float(h["score"]), 4)}
             for h in hits

@@ -20,6 +20,7 @@ _VENDORED = {
     "wb_agents/tools.py": ("agents", "tools.py"),
     "wb_agents/guardrails.py": ("agents", "guardrails.py"),
     "wb_agents/redaction.py": ("workbench.core", "redaction.py"),
+    "wb_agents/fusion.py": ("indexes", "fusion.py"),
     "wb_runtime.py": ("agents.export", "http_runtime.py"),
 }
 REQUIREMENTS = [
@@ -37,6 +38,7 @@ def _vendored(package: str, name: str) -> str:
     text = text.replace("from agents.", "from wb_agents.").replace(
         "from agents import", "from wb_agents import"
     )
+    text = text.replace("from indexes.fusion import", "from wb_agents.fusion import")
     return text.replace("from workbench.core.redaction import", "from wb_agents.redaction import")
 
 
@@ -67,6 +69,9 @@ def write_langgraph(spec: Spec, spec_text: str, context: ExportContext, writer: 
             embedding=collection.get("embedding_model", ""),
             lancedb=context.workspace / "lancedb",
             workspace=context.workspace,
+            fusion=context.fusion.method,
+            vector_weight=context.fusion.vector_weight,
+            rrf_k=context.fusion.rrf_k,
         ),
     )
     writer.write(
@@ -129,6 +134,11 @@ WORKFLOW_ESCALATE_MODEL={escalate}
 # Collections: the workbench's LanceDB folder (copy it, or point at object storage).
 LANCEDB_URI={lancedb}
 EMBEDDING_MODEL={embedding}
+# Hybrid search's fusion, as this workspace's [documents] settings (a collection's own reranker
+# is not part of a deployment: it searches as with `--rerank none`).
+WORKFLOW_FUSION={fusion}
+WORKFLOW_FUSION_VECTOR_WEIGHT={vector_weight}
+WORKFLOW_RRF_K={rrf_k}
 # The folder the read_file tool may read.
 DATA_DIR={workspace}
 """

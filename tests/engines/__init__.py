@@ -50,10 +50,13 @@ def engine_venv(name: str, requirements: list[str]) -> Path:
 class Engine:
     """A server process on loopback, waited for until ``ready_url`` answers, stopped by PID."""
 
-    def __init__(self, command: list[str], env: dict[str, str], ready_url: str, log: Path, timeout_s=180):
+    def __init__(
+        self, command: list[str], env: dict[str, str], ready_url: str, log: Path, timeout_s=180, cwd=None
+    ):
         self.log = log
         self.process = subprocess.Popen(
             command,
+            cwd=cwd,
             env={**os.environ, **env},
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,

@@ -392,8 +392,12 @@ class Workflows:
             if isinstance(node, RetrieveNode):
                 meta = self.service.collections.meta(node.collection)
                 collections[node.collection] = {"embedding_model": meta.get("model_path", "")}
+        from indexes.fusion import Fusion
+
+        documents = config.documents
+        fusion = Fusion(documents.fusion, documents.fusion_vector_weight, rrf_k=documents.rrf_k)
         return ExportContext(
-            self.service.workspace.root, models, escalation, config.router.local, collections
+            self.service.workspace.root, models, escalation, config.router.local, collections, fusion
         )
 
     def preview(self, name: str, target: str) -> dict[str, str]:
