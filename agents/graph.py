@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Any, TypedDict
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+
+# typing's TypedDict before Python 3.12 cannot be introspected as pydantic needs, so LangGraph's
+# server (langgraph-api) could not produce the graph's input schema on 3.11.
+from typing_extensions import TypedDict
 
 from agents.nodes import Emit, Runtime, State, make_node
 from agents.spec import END as SPEC_END

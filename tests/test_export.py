@@ -104,6 +104,7 @@ def test_langgraph_export_runs_to_the_same_answer_without_the_workbench(exportin
             env={
                 **os.environ,
                 "WORKFLOW_LLM_BASE_URL": url,
+                "WORKFLOW_LLM_KIND": "llamacpp",
                 "LANCEDB_URI": env["LANCEDB_URI"],
                 "EMBEDDING_MODEL": env["EMBEDDING_MODEL"],
             },

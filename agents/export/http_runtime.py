@@ -5,6 +5,9 @@ straight from LanceDB. `workbench export --target langgraph` copies this file as
 Settings come from the environment (see .env.example in the export):
   WORKFLOW_LLM_BASE_URL   OpenAI-compatible base URL, e.g. http://litellm:4000/v1
   WORKFLOW_LLM_API_KEY    its key, if it needs one
+  WORKFLOW_LLM_KIND       what serves it: openai (OpenAI, a LiteLLM proxy: the default), vllm or
+                          llamacpp; picks the structured-output form and the sampler settings
+                          each takes, so answers match the workbench's
   WORKFLOW_ROUTER_MODEL   the model name that `auto` nodes use (the proxy's fallbacks escalate)
   WORKFLOW_ESCALATE_MODEL the cloud model escalate nodes use when the spec names none
   LANCEDB_URI             the LanceDB folder or object-store URI holding the collections
@@ -53,7 +56,11 @@ class HttpRuntime:
         data_dir: str | None = None,
         timeout_s: float = 120.0,
         fusion: Fusion | None = None,
+        kind: str = "openai",
     ) -> None:
+        if kind not in ("openai", "vllm", "llamacpp"):
+            raise ValueError(f"WORKFLOW_LLM_KIND={kind!r}: use openai, vllm or llamacpp")
+        self.kind = kind
         self.base_url = base_url.rstrip("/")
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.router_model, self.escalate_model = router_model, escalate_model
@@ -68,6 +75,7 @@ class HttpRuntime:
         settings = {
             "base_url": env("WORKFLOW_LLM_BASE_URL", "http://localhost:4000/v1"),
             "api_key": env("WORKFLOW_LLM_API_KEY"),
+            "kind": env("WORKFLOW_LLM_KIND") or "openai",
             "router_model": env("WORKFLOW_ROUTER_MODEL"),
             "escalate_model": env("WORKFLOW_ESCALATE_MODEL"),
             "lancedb_uri": env("LANCEDB_URI"),
@@ -91,15 +99,25 @@ class HttpRuntime:
             "messages": messages,
             "stream": False,
             "temperature": params.get("temperature", 0.0),
+            "top_p": params.get("top_p", 0.95),
             "max_tokens": params.get("max_tokens", 256),
         }
         if params.get("seed") is not None:
             body["seed"] = params["seed"]
+        # The workbench's local sampler (local_models/llama_backend.py): top-k 40, min-p 0.05 and
+        # no repetition penalty; llama.cpp's server defaults its penalty to 1.1, so say 1.0.
+        if self.kind == "llamacpp":
+            body.update(repeat_penalty=1.0, top_k=40, min_p=0.05)
+        elif self.kind == "vllm":
+            body.update(repetition_penalty=1.0, top_k=40, min_p=0.05)
         if params.get("json_schema") is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": params["json_schema"], "strict": True},
-            }
+            if self.kind == "llamacpp":  # its server answers 500 to json_schema; this form works
+                body["response_format"] = {"type": "json_object", "schema": params["json_schema"]}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": params["json_schema"], "strict": True},
+                }
         response = httpx.post(
             f"{self.base_url}/chat/completions", json=body, headers=self.headers, timeout=self.timeout_s
         )

@@ -30,6 +30,7 @@ REQUIREMENTS = [
     "httpx==0.28.1",
     "lancedb==0.40.0",
     "sentence-transformers==6.2.0",
+    "typing_extensions==4.16.0",
 ]
 
 
@@ -129,6 +130,8 @@ _ENV = """\
 # export (it routes local names to vLLM and falls back to the cloud), or vLLM / llama.cpp directly.
 WORKFLOW_LLM_BASE_URL=http://localhost:4000/v1
 WORKFLOW_LLM_API_KEY=
+# openai (OpenAI or the LiteLLM proxy), vllm, or llamacpp (python -m llama_cpp.server)
+WORKFLOW_LLM_KIND=openai
 WORKFLOW_ROUTER_MODEL={router}
 WORKFLOW_ESCALATE_MODEL={escalate}
 # Collections: the workbench's LanceDB folder (copy it, or point at object storage).
