@@ -72,7 +72,9 @@ def test_langgraph_dev_runs_the_exported_rag_graph_to_the_workbench_answer(
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            assistant = httpx.post(f"{base}/assistants/search", json={"graph_id": "rag"}, timeout=60).json()[0]
+            assistant = httpx.post(f"{base}/assistants/search", json={"graph_id": "rag"}, timeout=60).json()[
+                0
+            ]
             schemas = httpx.get(f"{base}/assistants/{assistant['assistant_id']}/schemas", timeout=60)
             assert schemas.status_code == 200, schemas.text
             assert "input" in json.dumps(schemas.json()["input_schema"]), (
