@@ -91,3 +91,4 @@ def test_langgraph_dev_runs_the_exported_rag_graph_to_the_workbench_answer(
     state = done.json()
     assert "grade" in state and not state["grade"].get("failed"), f"the grade node ran: {state.get('grade')}"
     assert state["answer"].strip() == ours.stdout.strip(), "the answer `workbench run` gives"
+    print(f"langgraph dev: grade {state['grade']}, answer {state['answer']!r}")

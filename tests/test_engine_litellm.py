@@ -95,5 +95,9 @@ def test_the_litellm_proxy_serves_the_export_and_falls_back(
         assert text == "".join(ANSWER)
         assert cloud.requests and cloud.requests[-1]["body"]["model"] == "big"
         assert int(stream.headers.get("x-litellm-attempted-fallbacks", "0")) >= 1, dict(stream.headers)
+        print(
+            f"litellm: local answer {expected.choices[0].message.content!r}; after the local server stopped: "
+            f"{text!r}, x-litellm-attempted-fallbacks {stream.headers['x-litellm-attempted-fallbacks']}"
+        )
     finally:
         proxy.stop()

@@ -97,6 +97,11 @@ def test_a_workflow_run_arrives_whole_in_phoenix(model_workspace, phoenix, tmp_p
     for span in ours:
         if span["name"] == "model.load":
             assert by_id[span["span_id"]]["span_kind"] != "LLM", "loading a model is no model call"
+    print(  # the figures the closing note quotes (pytest -rP shows them)
+        f"phoenix: {len(theirs)} spans back of {len(ours)} sent; llm calls {len(llm_calls)}; "
+        f"prompt tokens {sum(s['input_tokens'] for s in llm_calls)}, "
+        f"completion tokens {sum(s['output_tokens'] for s in llm_calls)}"
+    )
     root = next(s for s in ours if s["parent_id"] is None)
     shown = by_id[root["span_id"]]["attributes"]
     assert shown["input.value"] == "How hot should the water be for green tea?"

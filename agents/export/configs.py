@@ -166,11 +166,42 @@ def write_vllm(spec: Spec, context: ExportContext, writer: Writer) -> None:
     manifests = [_inference_service(ref) for ref in locals_]
     writer.write("kserve.yaml", "---\n".join(_dump(m) for m in manifests))
 
-    services = {
+    writer.write("compose.yaml", _dump(_compose(spec, context, locals_, writer)))
+    writer.write(
+        "README.md",
+        f"""\
+# {spec.name}: serving its local models
+
+- `serve.sh`: the command line per model (vLLM on a GPU, or llama.cpp's server), port 8000.
+- `kserve.yaml`: a KServe InferenceService per model running vLLM's OpenAI server; the GGUF
+  files are read from the PVC `workbench-models` (copy `{context.workspace / "models"}` into it).
+- `compose.yaml`: the whole app on one host, from this folder alone: vLLM per model (the GGUF
+  files mounted from `{context.workspace / "models"}`), the LiteLLM proxy (`litellm/`, the
+  litellm export) and the workflow on LangGraph's server (`workflow/`, the langgraph export, with
+  its Dockerfile), which reads the collections from `{context.workspace / "lancedb"}`.
+
+      export LITELLM_MASTER_KEY=sk-...   # and each cloud key the workflow uses
+      docker compose up --build          # the workflow on http://127.0.0.1:2024
+
+Models: {", ".join(f"{ref.name} ({PurePath(ref.path or '').name})" for ref in locals_)}.
+""",
+    )
+
+
+def _compose(spec: Spec, context: ExportContext, locals_: list[ModelRef], writer: Writer) -> dict:
+    """compose.yaml, with the litellm and langgraph exports it runs written beside it, so that
+    every path in it is relative to its own folder or absolute (it works wherever --out puts it)."""
+    from agents.export.langgraph import write_langgraph
+
+    write_litellm(spec, context, writer.sub("litellm"))
+    write_langgraph(spec, context.spec_text, context, writer.sub("workflow"))
+    models_dir = context.workspace / "models"
+    services: dict = {
         service_name(ref.name): {
             "image": "vllm/vllm-openai:v0.11.0",
-            "command": ["vllm", "serve", *_serve_args(ref)[1:2], *_serve_args(ref)[2:]],
-            "volumes": ["./models:/models:ro"],
+            # the image's entrypoint is `vllm serve`: the command is its arguments
+            "command": [_serve_args(ref)[1], *_serve_args(ref)[2:]],
+            "volumes": [f"{models_dir}:/models:ro"],
             "deploy": {
                 "resources": {
                     "reservations": {"devices": [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]}
@@ -179,38 +210,46 @@ def write_vllm(spec: Spec, context: ExportContext, writer: Writer) -> None:
         }
         for ref in locals_
     }
+    cloud_keys = {
+        ref.api_key_env: f"${{{ref.api_key_env}}}"
+        for ref in _refs(spec, context)
+        if ref.kind == "cloud" and ref.api_key_env
+    }
     services["litellm"] = {
-        "image": "ghcr.io/berriai/litellm:main-stable",
-        "command": ["--config", "/app/litellm.yaml", "--port", "4000"],
-        "volumes": ["../litellm/litellm.yaml:/app/litellm.yaml:ro"],
+        "image": "ghcr.io/berriai/litellm:v1.108.7-stable",
+        "command": ["--config", "/app/litellm.yaml", "--host", "0.0.0.0", "--port", "4000"],
+        "volumes": ["./litellm/litellm.yaml:/app/litellm.yaml:ro"],
         "environment": {_env_name(ref.name): f"http://{service_name(ref.name)}:8000/v1" for ref in locals_}
-        | {"LITELLM_MASTER_KEY": "${LITELLM_MASTER_KEY}"},
-        "ports": ["4000:4000"],
+        | {"LITELLM_MASTER_KEY": "${LITELLM_MASTER_KEY}"}
+        | cloud_keys,
+        "ports": ["127.0.0.1:4000:4000"],
         "depends_on": [service_name(ref.name) for ref in locals_],
     }
-    services["workflow"] = {
-        "build": "../langgraph",
-        "environment": {
-            "WORKFLOW_LLM_BASE_URL": "http://litellm:4000/v1",
-            "WORKFLOW_LLM_API_KEY": "${LITELLM_MASTER_KEY}",
-        },
-        "depends_on": ["litellm"],
+    embedding = next((c.get("embedding_model") for c in context.collections.values()), None)
+    environment = {
+        "WORKFLOW_LLM_BASE_URL": "http://litellm:4000/v1",
+        "WORKFLOW_LLM_API_KEY": "${LITELLM_MASTER_KEY}",
+        "WORKFLOW_LLM_KIND": "openai",
+        "WORKFLOW_ROUTER_MODEL": context.router_local or "",
+        "WORKFLOW_ESCALATE_MODEL": context.escalation[0] if context.escalation else "",
+        "WORKFLOW_FUSION": context.fusion.method,
+        "WORKFLOW_FUSION_VECTOR_WEIGHT": str(context.fusion.vector_weight),
+        "WORKFLOW_RRF_K": str(context.fusion.rrf_k),
     }
-    writer.write("compose.yaml", _dump({"name": f"workbench-{spec.name}", "services": services}))
-    writer.write(
-        "README.md",
-        f"""\
-# {spec.name}: serving its local models
-
-- `serve.sh`: the command line per model (vLLM on a GPU, or llama.cpp's server), port 8000.
-- `kserve.yaml`: a KServe InferenceService per model running vLLM's OpenAI server; the GGUF
-  files are read from the PVC `workbench-models` (copy `<workspace>/models` into it).
-- `compose.yaml`: the app side on one host: vLLM per model, the LiteLLM proxy (from the
-  litellm export, in ../litellm) and the workflow (the langgraph export, in ../langgraph).
-
-Models: {", ".join(f"{ref.name} ({PurePath(ref.path or '').name})" for ref in locals_)}.
-""",
-    )
+    volumes = []
+    if context.collections:
+        environment["LANCEDB_URI"] = "/data/lancedb"
+        volumes.append(f"{context.workspace / 'lancedb'}:/data/lancedb:ro")
+    if embedding:
+        environment["EMBEDDING_MODEL"] = f"/embedding/{PurePath(embedding).name}"
+        volumes.append(f"{embedding}:/embedding/{PurePath(embedding).name}:ro")
+    services["workflow"] = {
+        "build": "./workflow",
+        "environment": environment,
+        "ports": ["127.0.0.1:2024:2024"],
+        "depends_on": ["litellm"],
+    } | ({"volumes": volumes} if volumes else {})
+    return {"name": f"workbench-{spec.name}", "services": services}
 
 
 def _inference_service(ref: ModelRef) -> dict:

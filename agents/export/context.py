@@ -36,12 +36,23 @@ class ExportContext:
     router_local: str | None
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"embedding_model": path}
     fusion: Fusion = field(default_factory=Fusion)  # hybrid search's, from [documents]
+    spec_text: str = ""  # the spec's YAML as written (the langgraph export ships it)
 
 
 class Writer:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.written: list[Path] = []
+
+    def sub(self, folder: str) -> Writer:
+        """A Writer for a folder inside this one, recording into the same list."""
+        child = Writer(self.root / folder)
+        if not child.root.is_relative_to(self.root):
+            raise WorkflowError(
+                f"refusing the folder {folder!r}", "this is a bug in the export; please report it"
+            )
+        child.written = self.written
+        return child
 
     def write(self, relative: str, text: str, mode: int | None = None) -> Path:
         target = (self.root / relative).resolve()
