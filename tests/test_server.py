@@ -241,3 +241,62 @@ def test_embeddings_from_the_workspace_models(gateway, model_workspace):
         client.embeddings.create(model="smollm2", input="x")
     with pytest.raises(openai.BadRequestError, match="input"):
         client.embeddings.create(model="minilm", input=[])
+
+
+def test_a_workflow_answers_as_a_model(gateway, model_workspace, tmp_path):
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
+    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
+    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+    question = "How hot should the water be for green tea?"
+    ours = run_cli("run", "rag", "--input", question, check=True, timeout=300).stdout.strip()
+
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+    assert "workflow/rag" in {m.id for m in client.models.list()}
+    messages = [{"role": "user", "content": question}]
+    plain = client.chat.completions.with_raw_response.create(model="workflow/rag", messages=messages)
+    answer = plain.parse()
+    assert answer.choices[0].message.content.strip() == ours, "the answer `workbench run` gives"
+    assert answer.model == "workflow/rag" and answer.usage.prompt_tokens > 0
+    streamed = client.chat.completions.create(model="workflow/rag", messages=messages, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices).strip() == ours
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="workflow/nope", messages=messages)
+
+    spans = Service(model_workspace.root).get_trace(plain.headers["x-workbench-trace-id"])
+    by_id = {s["span_id"]: s for s in spans}
+    run = next(s for s in spans if s["name"] == "workflow.run")
+    assert by_id[run["parent_id"]]["name"] == "gateway.chat", "one trace: the request, then the run"
+    assert {"node.retrieve", "node.answer", "llm.chat"} <= {s["name"] for s in spans}
+
+
+def test_a_key_over_its_daily_budget_waits_for_midnight(model_workspace, cloud):
+    with open(model_workspace.config_path, "a") as config:
+        config.write(
+            f'\n[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n'
+            "prices.big = { input_per_mtok = 2.0, output_per_mtok = 8.0 }\n"
+            '[server]\nkeys = ["WB_KEY_ADA", "WB_KEY_BOB"]\ndaily_budget_usd = { WB_KEY_ADA = 0.00005 }\n'
+        )
+    env = {"WB_KEY_ADA": "ada-token", "WB_KEY_BOB": "bob-token"}
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    for attempt in ("fresh", "after a restart"):
+        port = free_port()
+        run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+        try:
+            ada = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="ada-token", max_retries=0)
+            bob = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bob-token", max_retries=0)
+            if attempt == "fresh":
+                # 11 tokens in at $2/M and 6 out at $8/M: $0.00007, over $0.00005 at once
+                first = ada.chat.completions.create(model="remote/big", messages=messages, stream=True)
+                assert "".join(c.choices[0].delta.content or "" for c in first if c.choices)
+            with pytest.raises(openai.RateLimitError) as over:
+                ada.chat.completions.create(model="remote/big", messages=messages)
+            assert over.value.code == "daily_budget_exceeded" and "daily budget" in over.value.message
+            assert 1 <= int(over.value.response.headers["retry-after"]) <= 86_400
+            answered = bob.chat.completions.create(model="remote/big", messages=messages, stream=True)
+            assert "".join(c.choices[0].delta.content or "" for c in answered if c.choices), (
+                "other keys go on"
+            )
+        finally:
+            run_cli("serve", "--stop", env=env)

@@ -63,7 +63,7 @@ def serve(obj: Context, host: str, port: int, background: bool, stop: bool) -> N
     from workbench.server.state import write_state
 
     config = service.config.server
-    app = create_app(service, tokens, config.requests_per_minute, config.max_tokens)
+    app = create_app(service, tokens, config.requests_per_minute, config.max_tokens, config.daily_budget_usd)
     write_state(root, host, port)
     click.echo(f"serving {root} at http://{host}:{port}/v1 (ctrl+c stops)", err=True)
     try:

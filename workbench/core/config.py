@@ -128,6 +128,9 @@ class ServerConfig(_Strict):
     """Requests a key may make per minute; over it the gateway answers 429 with Retry-After."""
     max_tokens: int = Field(4096, ge=1)
     """The largest max_tokens a request may ask for."""
+    daily_budget_usd: dict[str, float] = {}
+    """Cloud spend a key may make per day (local midnight to midnight), by key name (the
+    variable's name in `keys`); past it the gateway answers 429 until midnight."""
 
 
 class WorkbenchConfig(_Strict):

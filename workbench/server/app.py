@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from workbench.core.errors import CloudError, ModelError, UsageError, WorkbenchError
+from workbench.core.errors import CloudError, ModelError, UsageError, WorkbenchError, WorkflowError
 from workbench.server.openai_wire import (
     ApiError,
     ChatRequest,
@@ -118,11 +118,60 @@ class _Keys:
             seen.append(now)
 
 
+class _Budgets:
+    """Each key's cloud spend today against its daily budget ([server] daily_budget_usd). The
+    first request of a day reads the key's spend from the store; after that this process adds
+    what each answer cost."""
+
+    def __init__(self, service, budgets: dict[str, float]) -> None:
+        self.service, self.budgets = service, budgets
+        self.spent: dict[str, tuple[int, float]] = {}  # key -> (day's midnight, USD)
+        self.lock = threading.Lock()
+
+    def _today(self, key: str) -> float:
+        from workbench.core.clock import local_midnight_ns
+
+        midnight = local_midnight_ns()
+        with self.lock:
+            day, spent = self.spent.get(key, (None, 0.0))
+        if day != midnight:
+            spent = self.service.key_spend(key, midnight)
+            with self.lock:
+                self.spent[key] = (midnight, spent)
+        return spent
+
+    def check(self, key: str) -> None:
+        budget = self.budgets.get(key)
+        if budget is None:
+            return
+        spent = self._today(key)
+        if spent >= budget:
+            from workbench.core.clock import local_midnight_ns
+
+            wait = max(1, int((local_midnight_ns() + 86_400 * 10**9 - time.time_ns()) / 1e9))
+            raise ApiError(
+                429,
+                f"key {key} spent ${spent:.4f} of its ${budget:.4f} daily budget; it resets at midnight",
+                "insufficient_quota",
+                "daily_budget_exceeded",
+                headers={"retry-after": str(wait)},
+            )
+
+    def add(self, key: str, cost: float) -> None:
+        if key in self.budgets and cost:
+            with self.lock:
+                day, spent = self.spent.get(key, (None, 0.0))
+                if day is not None:
+                    self.spent[key] = (day, spent + cost)
+
+
 def _status(exc: WorkbenchError) -> tuple[int, str, str | None]:
     """An error of ours as (HTTP status, OpenAI error type, code)."""
     if isinstance(exc, CloudError):
         return 502, "api_error", "upstream_error"
     if isinstance(exc, ModelError) and "no model named" in exc.message:
+        return 404, "invalid_request_error", "model_not_found"
+    if isinstance(exc, WorkflowError) and exc.message.startswith(("no workflow ", "'")):
         return 404, "invalid_request_error", "model_not_found"
     if isinstance(exc, UsageError):
         return 400, "invalid_request_error", None
@@ -136,12 +185,18 @@ def _error_response(exc: ApiError) -> JSONResponse:
 
 
 def create_app(
-    service, tokens: dict[str, str] | None = None, per_minute: int | None = None, max_tokens_limit: int = 4096
+    service,
+    tokens: dict[str, str] | None = None,
+    per_minute: int | None = None,
+    max_tokens_limit: int = 4096,
+    daily_budgets: dict[str, float] | None = None,
 ) -> Starlette:
     """The gateway for ``service``'s workspace. ``tokens`` maps each accepted bearer token to
-    its key's name; without tokens every request is the key "local"."""
+    its key's name; without tokens every request is the key "local". ``daily_budgets``: USD a
+    key may spend per day. A model named `workflow/NAME` runs that workflow."""
     metrics = _Metrics()
     keys = _Keys(tokens or {}, per_minute)
+    budgets = _Budgets(service, daily_budgets or {})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "workspace": str(service.workspace.root)})
@@ -151,7 +206,12 @@ def create_app(
             keys.key_name(request)
         except ApiError as exc:
             return _error_response(exc)
-        names = await run_in_threadpool(lambda: service.model_choices() + service.embedding_models())
+
+        def listed() -> list[str]:
+            workflows = [f"workflow/{w['name']}" for w in service.workflows.list() if w["valid"]]
+            return service.model_choices() + workflows + service.embedding_models()
+
+        names = await run_in_threadpool(listed)
         created = int(time.time())
         return JSONResponse(
             {
@@ -173,7 +233,14 @@ def create_app(
             root.set_payload(
                 input=next((m["content"] for m in reversed(chat.messages) if m["role"] == "user"), "")
             )
-            result = service.chat(chat.model, chat.messages, chat.params, on_text, cancel=cancel)
+            if chat.model.startswith("workflow/"):
+                # A workflow's answer comes whole, at its end (it may be replaced by an escalation).
+                result = service.workflows.as_model(chat.model.removeprefix("workflow/"), chat.messages)
+                if on_text is not None and result.text:
+                    on_text(result.text)
+            else:
+                result = service.chat(chat.model, chat.messages, chat.params, on_text, cancel=cancel)
+            budgets.add(key, result.cost_usd or 0.0)
             root.update(
                 {"workbench.route": result.extra.get("route") or "", "gen_ai.response.model": result.model}
             )
@@ -201,6 +268,7 @@ def create_app(
         try:
             key = keys.key_name(request)
             chat = read_chat(await _body(request), max_tokens_limit)
+            await run_in_threadpool(budgets.check, key)
         except ApiError as exc:
             failed(chat, exc)
             return _error_response(exc)

@@ -321,6 +321,18 @@ class Service:
             full_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
         return to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
 
+    def key_spend(self, key: str, since_ns: int) -> float:
+        """USD spent on the requests a gateway key made since ``since_ns`` (every span of their
+        traces), as stored."""
+        self.flush_traces()
+        with self.store.reader() as con:
+            row = con.execute(
+                "SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE trace_id IN "
+                "(SELECT trace_id FROM spans WHERE name = 'gateway.chat' AND key_name = ? AND start_ns >= ?)",
+                [key, since_ns],
+            ).fetchone()
+        return float(row[0]) if row else 0.0
+
     def push_traces(
         self,
         endpoint: str,

@@ -339,6 +339,29 @@ class Workflows:
             root.set_payload(answer=state.get("answer"))
         return state, root.trace_id
 
+    def as_model(self, name: str, messages: builtins.list[dict[str, Any]]):
+        """Workflow ``name`` answering a chat as if it were a model (the gateway's
+        `workflow/NAME`): it runs on the last user message, once, without checkpoints; a
+        GenerationResult with the answer and the tokens and cost of every model call it made."""
+        from local_models.types import GenerationResult
+
+        text = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+        if not text.strip():
+            raise UsageError("a workflow answers the last user message, and there is none", "send one")
+        spec = self.validate(name)
+        usage: builtins.list = []
+        state, trace_id = self.invoke(spec, text, usage)
+        result = GenerationResult(f"workflow/{name}", text=str(state.get("answer") or ""))
+        result.input_tokens = sum(u.input_tokens for u in usage)
+        result.output_tokens = sum(u.output_tokens for u in usage)
+        result.cost_usd = sum(u.cost_usd or 0.0 for u in usage)
+        result.trace_id = trace_id
+        result.extra = {
+            "route": "cloud" if any(u.extra.get("route") == "cloud" for u in usage) else "local",
+            "escalation_reason": state.get("escalation_reason"),
+        }
+        return result
+
     def runs(self, limit: int = 50) -> builtins.list[dict[str, Any]]:
         from agents.run import Runs
 
