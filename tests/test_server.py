@@ -300,3 +300,44 @@ def test_a_key_over_its_daily_budget_waits_for_midnight(model_workspace, cloud):
             )
         finally:
             run_cli("serve", "--stop", env=env)
+
+
+def test_auto_escalates_with_the_reason_in_a_header(model_workspace, cloud):
+    with open(model_workspace.config_path, "a") as config:
+        config.write(
+            f'\n[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n'
+            '[router]\nlocal = "smollm2"\nescalate_to = "remote/big"\n'
+        )
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", check=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Which city is the capital of France?"}],
+            max_tokens=3,  # too short for the local model to close the JSON
+            temperature=0,
+            response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        )
+        assert "not valid against the JSON schema" in raw.headers["x-workbench-escalation-reason"]
+        assert raw.parse().choices[0].message.content == "The capital of France is Paris."
+        assert cloud.requests, "the cloud model answered"
+        reason = next(k for k in metric_labels(url, "workbench_escalations_total"))
+        assert "JSON schema" in reason
+    finally:
+        run_cli("serve", "--stop")
+    spans = Service(model_workspace.root).get_trace(raw.headers["x-workbench-trace-id"])
+    root = json.loads(spans[0]["attributes"])
+    assert root["workbench.route"] == "cloud" and "JSON schema" in root["workbench.escalation_reason"]
+
+
+def metric_labels(url: str, name: str) -> list[str]:
+    """The reason labels of a metric's samples."""
+    return [
+        sample.labels["reason"]
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for sample in family.samples
+        if sample.name == name
+    ]

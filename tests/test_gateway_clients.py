@@ -1,0 +1,140 @@
+"""Real clients of `workbench serve`, beyond the openai SDK (tests/test_server.py): LiteLLM's
+SDK (`openai/...` with our base URL) and LangChain's ChatOpenAI inside a LangGraph node, in a
+virtualenv of their own (their pins are theirs), each getting the answer the workbench gives in
+process at temperature 0. And a load test: 32 concurrent clients x 20 requests against SmolLM2,
+no errors, every request traced exactly once, a key's daily budget enforced under the load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import openai
+import pytest
+
+from tests.conftest import run_cli
+from tests.engines import engine_venv
+from tests.test_server import free_port
+from workbench.services import Service
+
+CLIENTS = ["litellm==1.108.7", "langchain-openai==1.8.1", "langgraph==1.2.22"]
+QUESTION = "Name three colours."
+
+CLIENT_SCRIPT = """
+import json, sys
+
+import litellm
+from langchain_openai import ChatOpenAI
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+base, question = sys.argv[1], sys.argv[2]
+messages = [{"role": "user", "content": question}]
+settings = {"temperature": 0, "max_tokens": 16}
+out = {}
+reply = litellm.completion(model="openai/smollm2", api_base=base, api_key="unused", messages=messages, **settings)
+out["litellm"] = reply.choices[0].message.content
+stream = litellm.completion(
+    model="openai/smollm2", api_base=base, api_key="unused", messages=messages, stream=True, **settings
+)
+out["litellm_stream"] = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+
+llm = ChatOpenAI(model="smollm2", base_url=base, api_key="unused", **settings)
+
+
+class State(TypedDict, total=False):
+    question: str
+    answer: str
+
+
+def ask(state):
+    return {"answer": llm.invoke(state["question"]).content}
+
+
+graph = StateGraph(State)
+graph.add_node("ask", ask)
+graph.add_edge(START, "ask")
+graph.add_edge("ask", END)
+out["langgraph"] = graph.compile().invoke({"question": question})["answer"]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def keyed_gateway(model_workspace):
+    with open(model_workspace.config_path, "a") as config:
+        config.write(
+            '\n[server]\nkeys = ["WB_KEY_LOAD", "WB_KEY_SPENDER"]\ndaily_budget_usd = { WB_KEY_SPENDER = 0.0 }\n'
+        )
+    env = {"WB_KEY_LOAD": "load-token", "WB_KEY_SPENDER": "spender-token"}
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+    yield f"http://127.0.0.1:{port}/v1"
+    run_cli("serve", "--stop", env=env)
+
+
+def test_litellm_and_a_langchain_node_in_langgraph_as_clients(model_workspace):
+    python = engine_venv("gateway-clients", CLIENTS)
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", check=True)
+    try:
+        done = subprocess.run(
+            [str(python), "-c", CLIENT_SCRIPT, f"http://127.0.0.1:{port}/v1", QUESTION],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        run_cli("serve", "--stop")
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    service = Service(model_workspace.root)
+    expected = service.ask("smollm2", QUESTION, None, {"temperature": 0, "max_tokens": 16}).text.strip()
+    service.close()
+    assert {name: text.strip() for name, text in answers.items()} == dict.fromkeys(answers, expected)
+
+
+def test_32_clients_x_20_requests(keyed_gateway, model_workspace):
+    clients, each = 32, 20
+    errors: list[str] = []
+    trace_ids: list[str] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        sdk = openai.OpenAI(base_url=keyed_gateway, api_key="load-token", max_retries=0, timeout=600)
+        for request in range(each):
+            try:
+                raw = sdk.chat.completions.with_raw_response.create(
+                    model="smollm2",
+                    messages=[{"role": "user", "content": f"Say {number}-{request}."}],
+                    max_tokens=2,
+                    temperature=0,
+                )
+                raw.parse()
+                with lock:
+                    trace_ids.append(raw.headers["x-workbench-trace-id"])
+            except Exception as exc:  # noqa: BLE001 - every failure is counted, none may happen
+                with lock:
+                    errors.append(f"{number}-{request}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    spender = openai.OpenAI(base_url=keyed_gateway, api_key="spender-token", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as over:  # a key with no budget, under the load
+        spender.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}])
+    assert over.value.code == "daily_budget_exceeded"
+    for thread in threads:
+        thread.join()
+    assert errors == [], errors[:5]
+    assert len(trace_ids) == len(set(trace_ids)) == clients * each
+
+    run_cli("serve", "--stop")  # its last spans are written as it stops
+    service = Service(model_workspace.root)
+    columns, rows = service.store.sql(
+        "SELECT trace_id, count(*) FROM spans WHERE name = 'gateway.chat' AND key_name = 'WB_KEY_LOAD' "
+        "GROUP BY trace_id",
+        limit=10_000,
+    )
+    assert dict(rows) == dict.fromkeys(trace_ids, 1), "every request traced exactly once"
