@@ -341,3 +341,22 @@ def metric_labels(url: str, name: str) -> list[str]:
         for sample in family.samples
         if sample.name == name
     ]
+
+
+def test_cli_search_goes_through_the_gateway(gateway, model_workspace, tmp_path):
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\n## Brewing\n\nGreen tea is steeped at 80 degrees Celsius.\n")
+    (corpus / "coffee.md").write_text("# Coffee\n\nEspresso is brewed at 9 bar of pressure.\n")
+    run_cli("ingest", str(corpus), "-c", "notes", check=True, timeout=300)
+    through = json.loads(run_cli("search", "water for green tea", "-c", "notes", "--json", check=True).stdout)
+    service = Service(model_workspace.root)
+    here = service.search("notes", "water for green tea")
+    assert [(h["id"], round(h["score"], 5)) for h in through] == [
+        (h["id"], round(h["score"], 5)) for h in here
+    ]
+    spans = service.get_trace(through[0]["trace_id"])
+    assert spans[0]["name"] == "gateway.search" and "retrieval" in {s["name"] for s in spans}
+    missing = run_cli("search", "tea", "-c", "nope")
+    assert missing.returncode != 0 and "no collection named 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr

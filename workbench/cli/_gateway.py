@@ -14,7 +14,7 @@ from workbench.core.errors import ModelError, UsageError, WorkbenchError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["running_gateway", "ask"]
+__all__ = ["running_gateway", "ask", "search"]
 
 
 def running_gateway(workspace: str | None) -> str | None:
@@ -83,6 +83,22 @@ def ask(url: str, model: str, messages: list[dict[str, str]], params: dict[str, 
         trace_id=extra.get("trace_id"),
         extra={k: extra.get(k) for k in ("route", "escalation_reason", "escalation_refused") if extra.get(k)},
     )
+
+
+def search(url: str, **arguments: Any) -> list[dict[str, Any]]:
+    """`workbench search` through the gateway: the same hits, one trace per search."""
+    import httpx
+
+    from workbench.core.errors import CollectionError
+
+    response = httpx.post(f"{url}/workbench/search", json=arguments, timeout=httpx.Timeout(120, connect=2))
+    if response.status_code == 200:
+        return response.json()["hits"]
+    try:
+        error = response.json()["error"]
+        raise CollectionError(error["message"], response.json().get("hint"))
+    except (ValueError, KeyError, TypeError):
+        raise _error(response) from None
 
 
 def _error(response: httpx.Response) -> WorkbenchError:

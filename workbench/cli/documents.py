@@ -116,8 +116,24 @@ def search(
     rerank: str | None,
     as_json: bool,
 ) -> None:
-    """Search a collection; each hit with its score and where it came from."""
-    hits = obj.service.search(collection, query, mode, k, min_score, path_glob, file_type, version, rerank)
+    """Search a collection; each hit with its score and where it came from (through the
+    workspace's running gateway when there is one: its embedding model is loaded already)."""
+    from workbench.cli._gateway import running_gateway
+    from workbench.cli._gateway import search as gateway_search
+
+    url = running_gateway(obj.workspace)
+    arguments = dict(
+        collection=collection,
+        query=query,
+        mode=mode,
+        k=k,
+        min_score=min_score,
+        path_glob=path_glob,
+        file_type=file_type,
+        version=version,
+        rerank=rerank,
+    )
+    hits = gateway_search(url, **arguments) if url else obj.service.search(**arguments)
     if as_json:
         click.echo(json.dumps(hits, indent=2, default=str))
         return

@@ -389,6 +389,49 @@ def create_app(
             embeddings_body(alias, vectors, tokens, encoding), headers={"x-workbench-trace-id": trace_id}
         )
 
+    async def search(request: Request) -> Response:
+        """The workbench's own search (not an OpenAI route): what `workbench search` asks a
+        running gateway, whose embedding model and reranker are loaded already."""
+        try:
+            key = keys.key_name(request)
+            body = await _body(request)
+            if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+                raise ApiError(400, "give a JSON object with collection and query", param="query")
+            args = {
+                k: body.get(k)
+                for k in (
+                    "collection",
+                    "query",
+                    "mode",
+                    "k",
+                    "min_score",
+                    "path_glob",
+                    "file_type",
+                    "version",
+                    "rerank",
+                )
+            }
+        except ApiError as exc:
+            return _error_response(exc)
+        args = {k: v for k, v in args.items() if v is not None}
+
+        def searched():
+            root = {"workbench.key": key, "http.route": "/workbench/search"}
+            with service.tracer.span("gateway.search", "server", root, parent=None):
+                return service.search(**args)
+
+        try:
+            hits = await run_in_threadpool(searched)
+        except WorkbenchError as exc:
+            return JSONResponse(
+                error_body(exc.message, "invalid_request_error", type(exc).__name__) | {"hint": exc.hint}, 400
+            )
+        except TypeError as exc:
+            return _error_response(ApiError(400, f"bad search arguments: {exc}"))
+        return JSONResponse(
+            {"hits": hits}, headers={"x-workbench-trace-id": hits[0]["trace_id"] if hits else ""}
+        )
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             error_body(f"no route {request.url.path}", "invalid_request_error", "not_found"), 404
@@ -401,6 +444,7 @@ def create_app(
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/workbench/search", search, methods=["POST"]),
         ],
         exception_handlers={404: not_found},
     )
