@@ -35,9 +35,7 @@ class SectionReranker:
     needs_query_vector = True
 
     def __init__(self, model_path: Path, heading_weight: float = 0.25, window: int = _WINDOW) -> None:
-        from indexes.embedder import get_embedder
-
-        self.embedder = get_embedder(model_path)
+        self.model_path = model_path
         self.heading_weight, self.window = heading_weight, window
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -46,7 +44,9 @@ class SectionReranker:
         with self._lock:
             missing = sorted({h for h in headers if h not in self._cache})
         if missing:
-            vectors = self.embedder.encode(missing)
+            from indexes.retrieval import encode_queries
+
+            vectors = encode_queries(self.model_path, missing)
             with self._lock:
                 for header, vector in zip(missing, vectors):
                     self._cache[header] = vector

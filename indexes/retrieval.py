@@ -79,6 +79,15 @@ def _fts(table, query: str, limit: int, where: str | None) -> list[dict[str, Any
     return rows
 
 
+def encode_queries(model_path: Path, texts: list[str]):
+    """Query vectors: NumPy's forward pass when the model allows it (no torch to import, see
+    indexes/query_encoder.py), else the sentence-transformers model."""
+    from indexes.query_encoder import query_encoder
+
+    encoder = query_encoder(model_path)
+    return encoder.encode(texts) if encoder is not None else get_embedder(model_path).encode(texts)
+
+
 def fuse(legs: dict[str, list[dict[str, Any]]], fusion: Fusion) -> list[dict[str, Any]]:
     if fusion.method not in ("zscore", "rrf"):
         raise CollectionError(f"unknown fusion '{fusion.method}'", "set [documents] fusion to zscore or rrf")
@@ -112,7 +121,7 @@ def search(
     query_vector = None
     legs: dict[str, list[dict[str, Any]]] = {}
     if mode in ("vector", "hybrid") or getattr(reranker, "needs_query_vector", False):
-        query_vector = get_embedder(Path(meta["model_path"])).encode([query])[0]
+        query_vector = encode_queries(Path(meta["model_path"]), [query])[0]
     if mode in ("vector", "hybrid"):
         legs["vector"] = _vector(table, query_vector, limit, where)
         stages.record("vector", legs["vector"])

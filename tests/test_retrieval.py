@@ -132,7 +132,7 @@ def test_the_header_is_embedded_but_the_stored_text_is_exact(notes, fetched_mode
     assert float(np.dot(storm["vector"], bare)) < 0.999, "not the bare text's vector"
 
 
-def test_each_stage_is_in_the_span_and_fusion_equals_the_legs_by_hand(notes):
+def test_each_stage_is_in_the_span_and_fusion_equals_the_legs_by_hand(notes, fetched_models):
     service, _ = notes
     query = "how often must the horn sound in bad weather"
     hits = service.search("notes", query, "hybrid", k=3, rerank="sections")
@@ -149,9 +149,10 @@ def test_each_stage_is_in_the_span_and_fusion_equals_the_legs_by_hand(notes):
 
     # The legs straight from LanceDB, fused by hand: z-scores, vector x3, full text x1.
     table = service.collections.table("notes")
-    vector = service.collections.reranker("sections", service.collections.meta("notes")).embedder.encode(
-        [query]
-    )[0]
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(fetched_models / "all-MiniLM-L6-v2"), device="cpu")
+    vector = reference.encode([query], normalize_embeddings=True)[0]
     legs = {
         "vector": table.search(vector).distance_type("cosine").limit(40).to_list(),
         "fts": table.search(query, query_type="fts", fts_columns="text").limit(40).to_list(),
@@ -209,3 +210,40 @@ def test_a_registered_cross_encoder_reranks_as_sentence_transformers_scores(note
         refused.returncode != 0 and "not a reranker" in refused.stderr and "Traceback" not in refused.stderr
     )
     assert service.collections.meta("notes")["rerank"] == "tiny-reranker", "nothing stored is lost"
+
+
+def test_queries_are_embedded_without_torch_as_sentence_transformers_does(fetched_models, tmp_path):
+    import subprocess
+    import sys
+
+    from sentence_transformers import SentenceTransformer
+
+    from indexes.query_encoder import query_encoder
+
+    folder = fetched_models / "all-MiniLM-L6-v2"
+    texts = [
+        "how do I restore a collection",
+        "Café, naïve façade — ünïcode and emoji 🚀",
+        "x",
+        "a long query " * 200,  # past the model's 256 tokens: cut as sentence-transformers cuts it
+    ]
+    ours = query_encoder(folder).encode(texts)
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # It needs neither torch nor sentence-transformers.
+    script = (
+        "import sys\n"
+        "for name in ('torch', 'sentence_transformers', 'transformers'):\n"
+        "    sys.modules[name] = None\n"
+        "from pathlib import Path\n"
+        "from indexes.query_encoder import query_encoder\n"
+        f"print(query_encoder(Path({str(folder)!r})).encode(['hi']).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "(1, 384)" in done.stdout, done.stderr
+    # A model it cannot run (a cross-encoder: no mean pooling) is left to sentence-transformers.
+    (tmp_path / "other").mkdir()
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        (tmp_path / "other" / name).symlink_to(folder / name)
+    (tmp_path / "other" / "modules.json").write_text("[]")
+    assert query_encoder(tmp_path / "other") is None
