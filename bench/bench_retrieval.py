@@ -109,9 +109,11 @@ def padded(service: Service, name: str, rows: int) -> str:
         total += data.num_rows
     table = pa.concat_tables(parts).slice(0, rows)
     meta = service.collections.meta(name)
+    meta.pop("summary", None)  # the copy's own is written below
     service.collections.meta_path(big).write_text(json.dumps(meta), encoding="utf-8")
     created = service.collections.db.create_table(big, data=table, mode="overwrite")
     service.collections.build_indices(created, force_fts=True)
+    service.collections.remember(big, created)
     return big
 
 

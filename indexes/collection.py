@@ -73,20 +73,36 @@ class Collections:
         except (ValueError, FileNotFoundError):
             raise CollectionError(f"collection '{name}' has no rows yet", "ingest into it first") from None
 
-    def describe(self, name: str) -> dict[str, Any]:
+    def describe(self, name: str, from_summary: bool = False) -> dict[str, Any]:
+        """A collection's metadata with its rows, files, version and indices: read from the
+        table, or with ``from_summary`` from what the last ingest or restore wrote into the
+        metadata (no LanceDB to import: `collections list` in well under a second)."""
         meta = self.meta(name)
+        summary = meta.pop("summary", None)
         info = {"name": name, **meta, "rows": 0, "files": 0, "version": None, "indices": []}
+        if from_summary and summary is not None:
+            return info | summary
         try:
             table = self.table(name)
         except CollectionError:
             return info
-        info.update(
-            rows=table.count_rows(),
-            files=len(known_files(table)),
-            version=table.version,
-            indices=[f"{i.index_type} on {', '.join(i.columns)}" for i in table.list_indices()],
-        )
+        info.update(self._summary(table))
         return info
+
+    @staticmethod
+    def _summary(table) -> dict[str, Any]:
+        return {
+            "rows": table.count_rows(),
+            "files": len(known_files(table)),
+            "version": table.version,
+            "indices": [f"{i.index_type} on {', '.join(i.columns)}" for i in table.list_indices()],
+        }
+
+    def remember(self, name: str, table) -> None:
+        """Keep the table's rows, files, version and indices in the metadata (after a change)."""
+        meta = self.meta(name)
+        meta["summary"] = self._summary(table)
+        self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         table = self.table(name)
@@ -104,6 +120,7 @@ class Collections:
         with self.lock(name):
             table.restore(version)
             self.build_indices(table, force_fts=True)
+            self.remember(name, table)
             return table.version
 
     def _reranker_path(self, rerank: str) -> Path | None:

@@ -206,6 +206,7 @@ class Ingest:
         if table is not None:
             self.collections.build_indices(table, force_fts=bool(pending or doomed))
             report.rows, report.version = table.count_rows(), table.version
+            self.collections.remember(name, table)
 
     def _write(self, name, table, meta, embedder, pending, reuse, progress, report):
         import pyarrow as pa

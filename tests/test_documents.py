@@ -260,3 +260,26 @@ def test_an_ann_index_is_built_past_the_configured_row_count(model_workspace, tm
     assert "IvfPq" in indices and "FTS" in indices, indices
     hit = service.search("sea", "Buoy 123 measured a wave", "vector", k=3)
     assert hit and all("Station" in h["headings"] for h in hit)
+
+
+def test_collections_list_needs_no_lancedb(service, corpus, model_workspace):
+    import subprocess
+    import sys
+
+    root, _ = corpus
+    service.ingest("kb", str(root / "docs"))
+    live = service.collection("kb")
+    script = (
+        "import json, sys\n"
+        "sys.modules['lancedb'] = None\n"
+        "from workbench.services import Service\n"
+        f"print(json.dumps(Service({str(model_workspace.root)!r}).list_collections(), default=str))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed = json.loads(done.stdout)[0]
+    assert {k: listed[k] for k in ("rows", "files", "version", "indices")} == {
+        k: live[k] for k in ("rows", "files", "version", "indices")
+    }
+    restored = service.restore_collection("kb", live["version"] - 1)
+    assert service.list_collections()[0]["version"] == restored == service.collection("kb")["version"]

@@ -108,7 +108,7 @@ class Documents:
         return info.alias, vectors, tokens
 
     def list(self) -> list[dict[str, Any]]:
-        return [self.collections.describe(name) for name in self.collections.names()]
+        return [self.collections.describe(name, from_summary=True) for name in self.collections.names()]
 
     @staticmethod
     def isolate_heavy_work() -> None:
