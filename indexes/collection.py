@@ -60,6 +60,14 @@ class Collections:
                 "restore it from a backup, or delete the collection and ingest again",
             ) from None
 
+    def save_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """Write a collection's metadata whole or not at all (a temporary file, then a rename):
+        a crash mid-write must not leave it damaged."""
+        path = self.meta_path(name)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        tmp.replace(path)
+
     def names(self) -> list[str]:
         return sorted(
             p.name.removesuffix(".collection.json")
@@ -102,7 +110,7 @@ class Collections:
         """Keep the table's rows, files, version and indices in the metadata (after a change)."""
         meta = self.meta(name)
         meta["summary"] = self._summary(table)
-        self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self.save_meta(name, meta)
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         table = self.table(name)
@@ -155,7 +163,7 @@ class Collections:
         if rerank is not None:
             self._reranker_path(rerank)  # refuse a name that does not resolve, before storing it
             meta["rerank"] = rerank
-        self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self.save_meta(name, meta)
         return meta
 
     # -- what ingest builds on --------------------------------------------------------------
@@ -178,7 +186,7 @@ class Collections:
             "context_header": True,
             "created": time.time(),
         }
-        self.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self.save_meta(name, meta)
         return meta
 
     def open_or_none(self, name: str):

@@ -9,7 +9,6 @@ changed file keep their vectors (looked up by model and chunk hash).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -124,7 +123,7 @@ class Ingest:
                 )
             if redact is not None and redact != meta["redact"]:
                 meta["redact"] = redact
-                self.collections.meta_path(name).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+                self.collections.save_meta(name, meta)
             report.trace_id = span.trace_id
             self._ingest(name, meta, Path(source), include, exclude, progress or (lambda event: None), report)
             report.seconds = time.perf_counter() - started
