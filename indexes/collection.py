@@ -98,18 +98,19 @@ class Collections:
         return info
 
     @staticmethod
-    def _summary(table) -> dict[str, Any]:
+    def _summary(table, files: int | None = None) -> dict[str, Any]:
         return {
             "rows": table.count_rows(),
-            "files": len(known_files(table)),
+            "files": len(known_files(table)) if files is None else files,
             "version": table.version,
             "indices": [f"{i.index_type} on {', '.join(i.columns)}" for i in table.list_indices()],
         }
 
-    def remember(self, name: str, table) -> None:
-        """Keep the table's rows, files, version and indices in the metadata (after a change)."""
+    def remember(self, name: str, table, files: int | None = None) -> None:
+        """Keep the table's rows, files, version and indices in the metadata (after a change);
+        ``files``, when the caller knows it, saves reading every row's path."""
         meta = self.meta(name)
-        meta["summary"] = self._summary(table)
+        meta["summary"] = self._summary(table, files)
         self.save_meta(name, meta)
 
     def versions(self, name: str) -> list[dict[str, Any]]:

@@ -205,7 +205,9 @@ class Ingest:
         if table is not None:
             self.collections.build_indices(table, force_fts=bool(pending or doomed))
             report.rows, report.version = table.count_rows(), table.version
-            self.collections.remember(name, table)
+            # The files now in the table: those it had, less the deleted, plus those written.
+            files = (set(known) - set(doomed)) | {str(loaded.path) for loaded, chunks in pending if chunks}
+            self.collections.remember(name, table, len(files))
 
     def _write(self, name, table, meta, embedder, pending, reuse, progress, report):
         import pyarrow as pa
