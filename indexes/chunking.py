@@ -136,8 +136,9 @@ def chunk_file(
                     section.headings,
                     section.page,
                     # the vector depends on the header too: a chunk moved under another
-                    # heading is embedded again
-                    hashlib.sha256(f"{header}\0{text}".encode()).hexdigest(),
+                    # heading is embedded again; without one, the hash is the text's as it
+                    # always was, so collections made before keep reusing their vectors
+                    hashlib.sha256((f"{header}\0{text}" if header else text).encode()).hexdigest(),
                     embedding_text(header, text),
                 )
             )
