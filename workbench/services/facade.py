@@ -311,14 +311,23 @@ class Service:
     def get_trace(self, trace_id: str) -> list[dict[str, Any]]:
         return self.store.get_trace(trace_id)
 
-    def export_otlp(self, trace_ids: list[str] | None = None, limit: int = 100) -> dict[str, Any]:
-        """Traces as OTLP JSON; each one's feedback rides on its root span as events."""
+    def export_otlp(
+        self,
+        trace_ids: list[str] | None = None,
+        limit: int = 100,
+        since_ns: int | None = None,
+        workflow: str | None = None,
+    ) -> dict[str, Any]:
+        """Traces as OTLP JSON: the given ones, else the newest ``limit`` (that started after
+        ``since_ns`` and ran ``workflow``); each one's feedback rides on its root span as events."""
         from workbench.core.tracing.otlp import to_otlp_json
 
         if trace_ids:
             full_ids = [self.get_trace(trace_id)[0]["trace_id"] for trace_id in trace_ids]
-        else:
+        elif since_ns is None and workflow is None:
             full_ids = [row["trace_id"] for row in self.list_traces(limit=limit)[0]]
+        else:
+            full_ids = self.store.trace_ids(since_ns, workflow, limit)
         return to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
 
     def key_spend(self, key: str, since_ns: int) -> float:
@@ -346,21 +355,16 @@ class Service:
         """Send traces to an OTLP/HTTP backend: the given ones, else the newest ``limit`` that
         started after ``since_ns`` (and ran ``workflow``). A PushResult; PushError on refusal."""
         from workbench.core.errors import UsageError
-        from workbench.core.tracing.otlp import to_otlp_json
         from workbench.services.push import parse_headers, push
 
         extra = parse_headers(headers or [])
-        if trace_ids:
-            full_ids = [self.get_trace(trace_id)[0]["trace_id"] for trace_id in trace_ids]
-        else:
-            self.flush_traces()
-            full_ids = self.store.trace_ids(since_ns, workflow, limit)
-        if not full_ids:
+        self.flush_traces()
+        document = self.export_otlp(trace_ids, limit, since_ns, workflow)
+        if not any(scope["spans"] for rs in document["resourceSpans"] for scope in rs["scopeSpans"]):
             raise UsageError(
                 "no traces match" + (f" (workflow {workflow})" if workflow else ""),
                 "see `workbench traces list`; widen --since or run the workflow first",
             )
-        document = to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
         return push(document, endpoint, protocol, extra)
 
     def rate_trace(
