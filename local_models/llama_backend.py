@@ -295,6 +295,8 @@ class LocalModel:
         penalty of 1.0 is a no-op and left out)."""
         import llama_cpp as C
 
+        from local_models.sampling import MIN_P, TOP_K
+
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         if params.json_schema is not None:
             import json
@@ -312,10 +314,10 @@ class LocalModel:
             C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
         else:
             for sampler in (
-                C.llama_sampler_init_top_k(40),
+                C.llama_sampler_init_top_k(TOP_K),
                 C.llama_sampler_init_typical(1.0, 1),
                 C.llama_sampler_init_top_p(params.top_p, 1),
-                C.llama_sampler_init_min_p(0.05, 1),
+                C.llama_sampler_init_min_p(MIN_P, 1),
                 C.llama_sampler_init_temp(params.temperature),
                 C.llama_sampler_init_dist(seed),
             ):

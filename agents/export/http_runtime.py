@@ -31,6 +31,7 @@ import httpx
 from agents import tools
 from agents.nodes import Refused
 from indexes.fusion import Fusion, fuse
+from local_models.sampling import MIN_P, REPEAT_PENALTY, TOP_K
 from workbench.core.redaction import redact
 
 __all__ = ["HttpRuntime"]
@@ -104,12 +105,12 @@ class HttpRuntime:
         }
         if params.get("seed") is not None:
             body["seed"] = params["seed"]
-        # The workbench's local sampler (local_models/llama_backend.py): top-k 40, min-p 0.05 and
-        # no repetition penalty; llama.cpp's server defaults its penalty to 1.1, so say 1.0.
+        # The workbench's local sampler settings (local_models/sampling.py, copied with this file):
+        # llama.cpp's server would otherwise apply its own repetition penalty of 1.1.
         if self.kind == "llamacpp":
-            body.update(repeat_penalty=1.0, top_k=40, min_p=0.05)
+            body.update(repeat_penalty=REPEAT_PENALTY, top_k=TOP_K, min_p=MIN_P)
         elif self.kind == "vllm":
-            body.update(repetition_penalty=1.0, top_k=40, min_p=0.05)
+            body.update(repetition_penalty=REPEAT_PENALTY, top_k=TOP_K, min_p=MIN_P)
         if params.get("json_schema") is not None:
             if self.kind == "llamacpp":  # its server answers 500 to json_schema; this form works
                 body["response_format"] = {"type": "json_object", "schema": params["json_schema"]}

@@ -21,6 +21,7 @@ _VENDORED = {
     "wb_agents/guardrails.py": ("agents", "guardrails.py"),
     "wb_agents/redaction.py": ("workbench.core", "redaction.py"),
     "wb_agents/fusion.py": ("indexes", "fusion.py"),
+    "wb_agents/sampling.py": ("local_models", "sampling.py"),
     "wb_runtime.py": ("agents.export", "http_runtime.py"),
 }
 REQUIREMENTS = [
@@ -40,6 +41,7 @@ def _vendored(package: str, name: str) -> str:
         "from agents import", "from wb_agents import"
     )
     text = text.replace("from indexes.fusion import", "from wb_agents.fusion import")
+    text = text.replace("from local_models.sampling import", "from wb_agents.sampling import")
     return text.replace("from workbench.core.redaction import", "from wb_agents.redaction import")
 
 
