@@ -355,8 +355,21 @@ def test_cli_search_goes_through_the_gateway(gateway, model_workspace, tmp_path)
     assert [(h["id"], round(h["score"], 5)) for h in through] == [
         (h["id"], round(h["score"], 5)) for h in here
     ]
-    spans = service.get_trace(through[0]["trace_id"])
+    spans = wait_for_trace(service, through[0]["trace_id"])  # the gateway writes its spans in batches
     assert spans[0]["name"] == "gateway.search" and "retrieval" in {s["name"] for s in spans}
     missing = run_cli("search", "tea", "-c", "nope")
     assert missing.returncode != 0 and "no collection named 'nope'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def wait_for_trace(service, trace_id: str, timeout_s: float = 30.0):
+    from workbench.core.errors import QueryError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return service.get_trace(trace_id)
+        except QueryError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
