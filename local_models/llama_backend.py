@@ -1,30 +1,32 @@
 """llama.cpp through llama-cpp-python: one owner thread per loaded model, fed by a queue.
 
-A ``Llama`` object is not thread-safe, so only its owner thread ever touches it; requests wait
-their turn in the queue and stream their tokens back through a queue of their own. Loading and
-chat templates go through llama-cpp-python; the decode loop talks to llama.cpp's C API.
+A ``Llama`` object is not thread-safe, so only its owner thread ever touches it; requests arrive
+through the queue and stream their tokens back through a queue of their own. Up to
+``LoadOptions.parallel`` requests are answered at once, decoded together (local_models/batching.py);
+the rest wait their turn. Loading and chat templates go through llama-cpp-python; the decode
+loop talks to llama.cpp's C API.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local_models.batching import Batcher, Sequence, random_seed
 from local_models.types import GenerationParams, GenerationResult
 from workbench.core.errors import ModelError
 
 __all__ = ["LocalModel", "LoadOptions"]
 
 _DONE = object()
-_PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
 # Sampling inside llama.cpp's compute graph ("backend sampling"): on a GPU only the sampled
 # token comes back instead of the whole logits row. auto: on GPU models; on / off: always /
 # never. Off by default until bench/gpu_llama.py has measured it on a GPU: on CPU it gives the
@@ -81,17 +83,17 @@ def _route_llama_logs() -> None:
 
 class _TokenLogprob:
     """log p(token) under the model's raw distribution (before temperature and truncation, as
-    OpenAI's logprobs report it), from the logits row llama.cpp keeps for the last position."""
+    OpenAI's logprobs report it), from the batch's logits row where the token was sampled."""
 
     def __init__(self, ctx, vocab) -> None:
         import llama_cpp as C
 
         self.ctx, self.n_vocab, self.get_logits = ctx, C.llama_vocab_n_tokens(vocab), C.llama_get_logits_ith
 
-    def __call__(self, token: int) -> float:
+    def __call__(self, row: int, token: int) -> float:
         import numpy as np
 
-        logits = np.ctypeslib.as_array(self.get_logits(self.ctx, -1), shape=(self.n_vocab,))
+        logits = np.ctypeslib.as_array(self.get_logits(self.ctx, row), shape=(self.n_vocab,))
         peak = float(logits.max())
         return float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
 
@@ -107,6 +109,9 @@ class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None  # default: the machine's cores
     n_gpu_layers: int | None = None  # None: chosen by the fit planner; -1: all layers
+    parallel: int = 4
+    """Requests answered at once, decoded together, each with n_ctx cells of KV cache of its
+    own (memory: n_ctx x parallel cells)."""
 
 
 @dataclass
@@ -156,6 +161,7 @@ class LocalModel:
         self.path = path
         self.options = options
         self.n_threads = options.n_threads or os.cpu_count() or 1
+        self.parallel = max(1, options.parallel)
         self._queue: queue.Queue[_Request | Future | None] = queue.Queue()
         # Held while checking _closed and queueing, and while close() queues its sentinel: no
         # request can then land behind the sentinel, where nobody would ever serve it.
@@ -178,8 +184,14 @@ class LocalModel:
         return f"cpu:{self.n_threads} threads"
 
     @property
+    def peak_parallel(self) -> int:
+        """The most requests this model has decoded together since it was loaded."""
+        return self._batcher.peak
+
+    @property
     def context_length(self) -> int:
-        return self._llm.n_ctx()
+        """Tokens one request may hold, prompt and answer."""
+        return self._n_ctx
 
     # -- the owner thread ---------------------------------------------------------------------
 
@@ -191,22 +203,50 @@ class LocalModel:
             self._loaded.set()
             return
         self._loaded.set()
-        while True:
-            request = self._queue.get()
-            if request is None:
-                break
-            if isinstance(request, Future):
-                self._run_call(request)
-                continue
-            try:
-                request.result = self._generate(request)
-            except BaseException as exc:  # noqa: BLE001 - handed to the stream's reader
-                request.error = exc
-            finally:
-                request.out.put(_DONE)
+        waiting: deque[_Request] = deque()
+        closing = False
+        while not closing or waiting or self._batcher.active:
+            idle = not waiting and not self._batcher.active
+            for item in self._take_queued(block=idle and not closing):
+                if item is None:
+                    closing = True  # finish what came before, take nothing after
+                elif isinstance(item, Future):
+                    self._run_call(item)
+                else:
+                    waiting.append(item)
+            self._admit(waiting)
+            if self._batcher.active:
+                for sequence in self._batcher.step():
+                    sequence.request.out.put(_DONE)
+        self._batcher.close()
         self._llm.close()
         self._llm = None
         self._fail_queued()
+
+    def _take_queued(self, block: bool) -> list:
+        items = [self._queue.get()] if block else []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _admit(self, waiting: deque[_Request]) -> None:
+        """Start waiting requests, in order, while a slot is free."""
+        while waiting and len(self._batcher.active) < self.parallel:
+            request = waiting[0]
+            try:
+                sequence = self._sequence(request)
+            except BaseException as exc:  # noqa: BLE001 - handed to the stream's reader
+                waiting.popleft()
+                request.error = exc
+                request.out.put(_DONE)
+                continue
+            waiting.popleft()
+            if isinstance(sequence, Sequence):
+                self._batcher.join(sequence)
+            else:  # cancelled before its turn
+                request.out.put(_DONE)
 
     def _fail_queued(self) -> None:
         """Fail whatever is still queued: its owner has stopped and will never serve it."""
@@ -288,7 +328,39 @@ class LocalModel:
             bos_token=model.token_get_text(self._llm.token_bos()),
         )
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._use_batched_context(llama_cpp)
         self._ctx = self._llm.ctx
+        self._batcher = Batcher(
+            self._ctx,
+            self._vocab,
+            self._llm.n_batch,
+            self.alias,
+            _TokenLogprob(self._ctx, self._vocab),
+        )
+
+    def _use_batched_context(self, llama_cpp) -> None:
+        """Swap Llama's one-sequence context for one with a KV cache of n_ctx cells per parallel
+        request, as llama-server makes with -np N (Llama takes no such option).
+
+        Each sequence gets cells of its own rather than a share of one pool (kv_unified): in a
+        shared pool a sequence's attention sums over cells interleaved with the others', in
+        another order, and at temperature 0 answers came out different from the same request
+        alone (2 of 8 prompts). Its own cells give the same tokens, at n_ctx x parallel cells
+        of memory (the fit planner counts them)."""
+        from llama_cpp._internals import LlamaContext
+
+        params = type(self._llm.context_params).from_buffer_copy(self._llm.context_params)
+        params.n_seq_max = min(self.parallel, llama_cpp.llama_max_parallel_sequences())
+        params.n_ctx = self._llm.n_ctx() * params.n_seq_max
+        params.kv_unified = False
+        # Flash attention: without it, llama.cpp (this build, CPU) gave a sequence different
+        # logits (by up to 0.52) when another sequence sharing its prompt's first tokens was
+        # in the same batch; with it, bit-for-bit those of the sequence alone.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        self._llm._ctx.close()
+        self._llm._ctx = LlamaContext(model=self._llm._model, params=params, verbose=False)
+        self.parallel = params.n_seq_max
+        self._n_ctx = llama_cpp.llama_n_ctx_seq(self._llm.ctx)
 
     def _sampler(self, params: GenerationParams, seed: int):
         """The same sampler chain llama-cpp-python builds for these settings (its repeat
@@ -324,118 +396,51 @@ class LocalModel:
                 C.llama_sampler_chain_add(chain, sampler)
         return chain
 
-    def _decode(self, tokens: list[int]) -> None:
+    def _sequence(self, request: _Request) -> Sequence | None:
+        """The request, tokenized, checked and given a free slot and a sampler; None when it
+        was cancelled while it waited."""
         import llama_cpp as C
 
-        step = self._llm.n_batch
-        for begin in range(0, len(tokens), step):
-            chunk = tokens[begin : begin + step]
-            array = (C.llama_token * len(chunk))(*chunk)
-            if C.llama_decode(self._ctx, C.llama_batch_get_one(array, len(chunk))) != 0:
-                raise ModelError(
-                    f"llama.cpp failed to decode on {self.alias}", "retry; reload the model if it persists"
-                )
-
-    def _generate(self, request: _Request) -> GenerationResult:
-        """The decode loop on llama.cpp's own API: sample, turn the token into bytes, decode it.
-
-        Llama.generate copies the whole logits row into numpy and keeps Python-side token
-        history on every token; on a GPU that bookkeeping costs ~30% of the tokens/s
-        (ARCHITECTURE.md: 647 of llama-bench's 924 tok/s on an H100).
-        """
-        import ctypes
-
-        import llama_cpp as C
-
-        llm, params, ctx, vocab = self._llm, request.params, self._ctx, self._vocab
+        if request.cancelled.is_set() or (request.stop is not None and request.stop.is_set()):
+            request.result = GenerationResult(
+                model=self.alias, finish_reason="cancelled", hardware=self.hardware
+            )
+            return None
+        llm, params = self._llm, request.params
         start = time.perf_counter()
         formatted = self._formatter(messages=request.messages)
         prompt = llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
-        room = llm.n_ctx() - len(prompt)
+        template_stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
+        room = self._n_ctx - len(prompt)
         if room < 1:
             raise ModelError(
-                f"the prompt has {len(prompt)} tokens; {self.alias} holds {llm.n_ctx()}",
+                f"the prompt has {len(prompt)} tokens; {self.alias} holds {self._n_ctx}",
                 "shorten it or load the model with a larger --ctx",
             )
-        max_tokens = min(params.max_tokens, room)
-        stops = [
-            *params.stop,
-            *(formatted.stop or [] if isinstance(formatted.stop, list) else [formatted.stop]),
-        ]
-        stops = [s for s in stops if s]
-        seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
+        seq_id = min(set(range(self.parallel)) - {s.seq_id for s in self._batcher.active})
+        seed = params.seed if params.seed is not None else random_seed()
         sampler = self._sampler(params, seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        result = GenerationResult(model=self.alias, input_tokens=len(prompt), hardware=self.hardware)
-        text, sent, count, finish, next_put = "", 0, 0, "length", 0.0
-        buffer = ctypes.create_string_buffer(256)
-        one = (C.llama_token * 1)()
-        sample, is_eog, to_piece, decode, get_one = (
-            C.llama_sampler_sample,
-            C.llama_vocab_is_eog,
-            C.llama_token_to_piece,
-            C.llama_decode,
-            C.llama_batch_get_one,
-        )
-        logprob = _TokenLogprob(ctx, vocab) if params.logprobs else None
-        logprob_sum = 0.0
         wanted = BACKEND_SAMPLING == "on" or (BACKEND_SAMPLING == "auto" and bool(self.options.n_gpu_layers))
         # A grammar runs on the CPU, and log-probabilities need the logits row on the host.
-        attached = (
-            wanted and params.json_schema is None and logprob is None and C.llama_set_sampler(ctx, 0, sampler)
+        attached = bool(
+            wanted
+            and params.json_schema is None
+            and not params.logprobs
+            and C.llama_set_sampler(self._ctx, seq_id, sampler)
         )
-        try:
-            C.llama_memory_clear(C.llama_get_memory(ctx), True)
-            self._decode(prompt)
-            while True:
-                token = sample(sampler, ctx, -1)
-                if is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                count += 1
-                if logprob is not None:
-                    logprob_sum += logprob(token)
-                if result.ttft_s is None:
-                    result.ttft_s = time.perf_counter() - start
-                size = to_piece(vocab, token, buffer, 256, 0, False)
-                text += decoder.decode(buffer.raw[:size])
-                cut = _find_stop(text, stops, sent)
-                if cut is not None:
-                    text, finish = text[:cut], "stop"
-                    break
-                now = time.perf_counter()
-                if now >= next_put or count == 1:
-                    # Coalesce pieces: fewer wake-ups of the reading thread, which on 2 cores
-                    # takes a core from llama.cpp's compute threads.
-                    safe = len(text) - _partial_stop(text, stops)
-                    if safe > sent:
-                        request.out.put(text[sent:safe])
-                        sent = safe
-                        next_put = now + _PUT_INTERVAL_S
-                if request.cancelled.is_set() or (request.stop is not None and request.stop.is_set()):
-                    finish = "cancelled"
-                    break
-                if count >= max_tokens:
-                    break
-                one[0] = token
-                if decode(ctx, get_one(one, 1)) != 0:
-                    raise ModelError(f"llama.cpp failed to decode on {self.alias}", "retry")
-        finally:
-            if attached:
-                C.llama_set_sampler(ctx, 0, None)
-            C.llama_sampler_free(sampler)
-        text += decoder.decode(b"", final=True)
-        if len(text) > sent:
-            request.out.put(text[sent:])
-        result.text, result.output_tokens, result.finish_reason = text, count, finish
-        if logprob is not None and count:
-            result.mean_logprob = logprob_sum / count
-        result.duration_s = time.perf_counter() - start
-        decode_s = result.duration_s - (result.ttft_s or 0.0)
-        result.tokens_per_s = (count - 1) / decode_s if count > 1 and decode_s > 0 else 0.0
-        return result
+        return Sequence(
+            request=request,
+            seq_id=seq_id,
+            prompt=prompt,
+            max_tokens=min(params.max_tokens, room),
+            stops=[s for s in (*params.stop, *template_stops) if s],
+            sampler=sampler,
+            attached=attached,
+            result=GenerationResult(model=self.alias, input_tokens=len(prompt), hardware=self.hardware),
+            start=start,
+        )
 
     # -- the caller's side --------------------------------------------------------------------
 
@@ -461,26 +466,3 @@ class LocalModel:
             if self._thread.is_alive():
                 self._queue.put(None)
         self._thread.join()
-
-
-def _partial_stop(text: str, stops: list[str]) -> int:
-    """How many trailing characters could be the start of a stop sequence (held back)."""
-    held = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), held, -1):
-            if text.endswith(stop[:size]):
-                held = size
-                break
-    return held
-
-
-def _find_stop(text: str, stops: list[str], sent: int) -> int | None:
-    if not stops:
-        return None
-    window = max(0, sent - max(len(s) for s in stops))
-    best = None
-    for stop in stops:
-        index = text.find(stop, window)
-        if index != -1 and (best is None or index < best):
-            best = index
-    return best

@@ -42,9 +42,7 @@ class ModelManager:
         # by the planner, so comparing against that reloaded it on every request.
         self._requested: dict[str, LoadOptions] = {}
         self._lock = threading.Lock()
-        # Local models on the CPU take turns: two generating at once on 2 cores ran at 24 and
-        # 19 tok/s where one alone ran at 130 (each spins a thread per core). GPU models overlap.
-        self._cpu_turn = threading.Lock()
+        self._cpu_turns = _CpuTurns()
 
     def loaded(self) -> list[str]:
         return list(self._models)
@@ -84,7 +82,7 @@ class ModelManager:
         """Offload as many layers as the planner says fit, when llama.cpp can offload at all."""
         if options.n_gpu_layers is not None or not gpu_offload_supported():
             return replace(options, n_gpu_layers=options.n_gpu_layers or 0)
-        plan = self.plan(info.alias, options.n_ctx)
+        plan = self.plan(info.alias, options.n_ctx * options.parallel)  # a KV cache per slot
         layers = -1 if plan.gpu_layers > plan.layers else plan.gpu_layers
         return replace(options, n_gpu_layers=layers)
 
@@ -135,7 +133,11 @@ class ModelManager:
         with self.tracer.span("llm.chat", "llm", attributes) as span:
             span.set_payload(messages=messages)
             queued = time.perf_counter()
-            turn = self._cpu_turn if not model.options.n_gpu_layers else contextlib.nullcontext()
+            turn = (
+                self._cpu_turns.turn(model.alias)
+                if not model.options.n_gpu_layers
+                else contextlib.nullcontext()
+            )
             with turn:
                 if cancel is not None and cancel.is_set():  # cancelled while waiting for its turn
                     cancelled = GenerationResult(
@@ -176,3 +178,39 @@ class ModelManager:
 
     def close(self) -> None:
         self.unload()
+
+
+class _CpuTurns:
+    """Local models on the CPU take turns: two different models generating at once on 2 cores
+    ran at 24 and 19 tok/s where one alone ran at 130 (each spins a thread per core). Requests
+    to the model whose turn it is join it (they are decoded together), unless another model is
+    waiting: then it gets the next turn. GPU models do not take turns."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._holder: str | None = None
+        self._running = 0
+        self._waiting: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def turn(self, alias: str):
+        with self._changed:
+            self._waiting[alias] = self._waiting.get(alias, 0) + 1
+            while not self._may_run(alias):
+                self._changed.wait()
+            self._waiting[alias] -= 1
+            self._holder, self._running = alias, self._running + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                if self._running == 0:
+                    self._holder = None
+                    self._changed.notify_all()
+
+    def _may_run(self, alias: str) -> bool:
+        if self._holder is None:
+            return True
+        others_wait = any(count for name, count in self._waiting.items() if name != alias)
+        return self._holder == alias and not others_wait

@@ -123,6 +123,10 @@ def llama_server(model: Path, alias: str):
             alias,
             "--n_ctx",
             "2048",
+            # The workbench decodes with flash attention (local_models/llama_backend.py): the
+            # same kernel gives the same tokens.
+            "--flash_attn",
+            "true",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

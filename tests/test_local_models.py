@@ -42,8 +42,11 @@ def test_same_answer_as_llama_cpp_python_itself(service, model_workspace):
     import llama_cpp
 
     ours = service.ask("smollm2", QUESTION, params=GREEDY)
-    llm = llama_cpp.Llama(
-        str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=4096, verbose=False
+    llm = llama_cpp.Llama(  # with flash attention, as the workbench decodes
+        str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        n_ctx=4096,
+        flash_attn=True,
+        verbose=False,
     )
     theirs = llm.create_chat_completion(
         [{"role": "user", "content": QUESTION}], temperature=0.0, max_tokens=48, seed=7
@@ -62,6 +65,7 @@ def test_mean_logprob_matches_llama_cpp_python(service, model_workspace):
         str(model_workspace.models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"),
         n_ctx=4096,
         logits_all=True,
+        flash_attn=True,
         verbose=False,
     )
     theirs = llm.create_chat_completion(
@@ -109,15 +113,17 @@ def test_json_schema_constrained_output(service):
     assert isinstance(value["color"], str) and isinstance(value["count"], int)
 
 
-def test_concurrent_requests_wait_their_turn(service):
+def test_concurrent_requests_are_decoded_together_with_the_same_tokens(service):
+    """Continuous batching: 8 requests at once share decode steps (4 slots, the rest join as
+    slots free up) and each answer is token for token what it is alone at temperature 0."""
     prompts = ["Say hello.", "Name a fruit.", "Name a planet.", "Say goodbye."]
-    expected = {p: service.ask("smollm2", p, params=GREEDY).text for p in prompts}
-    got: dict[str, str] = {}
+    expected = {p: service.ask("smollm2", p, params=GREEDY) for p in prompts}
+    got: dict[str, list] = {p: [] for p in prompts}
     errors: list[BaseException] = []
 
     def worker(prompt: str) -> None:
         try:
-            got[prompt] = service.ask("smollm2", prompt, params=GREEDY).text
+            got[prompt].append(service.ask("smollm2", prompt, params=GREEDY))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -127,7 +133,41 @@ def test_concurrent_requests_wait_their_turn(service):
     for thread in threads:
         thread.join(timeout=120)
     assert not errors
-    assert got == expected, "no request interleaved with another"
+    for prompt in prompts:
+        assert [r.text for r in got[prompt]] == [expected[prompt].text] * 2
+        assert [r.output_tokens for r in got[prompt]] == [expected[prompt].output_tokens] * 2
+    assert service.models.load("smollm2").peak_parallel == 4
+
+
+def test_batched_requests_keep_their_own_sampling_grammar_and_cancel(service):
+    """In one batch: a JSON-constrained request, a sampled one with a seed, a greedy one and
+    one cancelled mid-answer; each gets what it gets alone, the cancelled one stops."""
+    schema = {
+        "type": "object",
+        "properties": {"color": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["color", "count"],
+    }
+    asks = {
+        "json": (
+            "Describe the sky as JSON.",
+            GenerationParams(temperature=0.8, max_tokens=60, seed=3, json_schema=schema),
+        ),
+        "sampled": (QUESTION, GenerationParams(temperature=0.8, max_tokens=40, seed=11)),
+        "greedy": ("Name a planet.", GREEDY),
+    }
+    alone = {name: service.ask("smollm2", q, params=p).text for name, (q, p) in asks.items()}
+    model = service.models.load("smollm2")
+    messages = lambda question: [{"role": "user", "content": question}]  # noqa: E731
+    stop = threading.Event()
+    doomed = model.chat(messages("Write a long story about a dragon."), replace(GREEDY, max_tokens=200), stop)
+    streams = {name: model.chat(messages(q), p) for name, (q, p) in asks.items()}
+    pieces = iter(doomed)
+    next(pieces)
+    stop.set()
+    assert doomed.result.finish_reason == "cancelled" and doomed.result.output_tokens < 200
+    assert {name: stream.result.text for name, stream in streams.items()} == alone
+    assert isinstance(json.loads(streams["json"].result.text)["count"], int)
+    assert model.peak_parallel == 4
 
 
 def test_every_call_is_a_span(service):
