@@ -1,8 +1,9 @@
 """Running the cases of an eval: subjects (a model, or a workflow on a model) x cases.
 
-Local models each get one queue, worked by one thread, since a llama.cpp model answers one
-request at a time; cloud subjects share a pool of threads up to a concurrency limit; all queues
-run at once, so cloud cases overlap local ones. Each finished case is handed to ``record`` at
+Local models each get one queue, worked by ``parallel`` threads: their requests are decoded
+together by the model's continuous batching (local_models/batching.py), up to its slots. Cloud
+subjects share a pool of threads up to a concurrency limit; all queues run at once, so cloud
+cases overlap local ones. Each finished case is handed to ``record`` at
 once, so a run killed mid-way keeps what finished and a resume skips it.
 """
 
@@ -104,6 +105,7 @@ def run_cases(
     progress: Progress | None = None,
     concurrency: int = 4,
     stop: threading.Event | None = None,
+    parallel: int = 4,
 ) -> None:
     stop = stop or threading.Event()
     totals = {s.label: len(cases) for s in subjects}
@@ -129,9 +131,11 @@ def run_cases(
     cloud = [(s, c) for s in subjects if not s.local for c in pending[s.label]]
 
     def drain(items: list[tuple[Subject, Case]]) -> None:
-        for subject, case in items:
-            if stop.is_set():
-                return
+        while not stop.is_set():
+            with lock:
+                if not items:
+                    return
+                subject, case = items.pop(0)
             one(subject, case)
 
     errors: list[BaseException] = []
@@ -148,10 +152,11 @@ def run_cases(
         threading.Thread(
             target=contextvars.copy_context().run,
             args=(guarded, drain, items),
-            name=f"eval:{model}",
+            name=f"eval:{model}:{worker}",
             daemon=True,
         )
         for model, items in queues.items()
+        for worker in range(max(1, min(parallel, len(items))))
     ]
     for thread in threads:
         thread.start()

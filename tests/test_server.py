@@ -373,3 +373,57 @@ def wait_for_trace(service, trace_id: str, timeout_s: float = 30.0):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_cli_run_compare_and_eval_go_through_the_gateway(model_workspace, tmp_path):
+    """With the workspace's gateway up, `run`, `compare`, `chat` and `eval run` are answered by it
+    (its command counter moves), with what they print without it at temperature 0."""
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
+    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
+    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+    cases = [
+        {"id": f"c{i}", "input": q, "expected": [a]}
+        for i, (q, a) in enumerate(
+            [("Name a fruit.", "apple"), ("What is 2+2?", "4"), ("Name a planet.", "Mars"), ("Say hi.", "hi")]
+        )
+    ]
+    (model_workspace.evals_dir / "mini.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    question = "How hot should the water be for green tea?"
+    compare = ("compare", "-m", "smollm2", "-m", "smollm2", "Name a fruit.", "-t", "0", "--json")
+    evaluate = ("eval", "run", "mini", "-m", "smollm2", "--max-tokens", "24", "--json")
+    chat = ("chat", "-m", "smollm2", "--temperature", "0", "--max-tokens", "24")
+
+    def answers() -> dict:
+        ran = json.loads(run_cli("run", "rag", "--input", question, "--json", check=True, timeout=300).stdout)
+        compared = json.loads(run_cli(*compare, check=True, timeout=300).stdout)
+        run_id = json.loads(run_cli(*evaluate, check=True, timeout=300).stdout)["run_id"]
+        outputs = {r["case_id"]: r["output"] for r in Service(model_workspace.root).evals.results(run_id)}
+        chatted = run_cli(*chat, input="Name a fruit.\n", check=True, timeout=300)
+        return {
+            "run": ran["state"]["answer"],
+            "compare": [row["text"] for row in compared],
+            "eval": outputs,
+            "chat": chatted.stdout.splitlines()[0],
+        }
+
+    here = answers()
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", check=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        through = answers()
+        assert through == here
+        for command in ("run", "compare", "eval"):
+            assert metric(url, "workbench_commands_total", command=command, status="ok") == 1, command
+        assert metric(url, "workbench_requests_total", model="smollm2", status="ok") == 1, "chat"
+        # Errors come back as the in-process ones, without a traceback.
+        missing = run_cli("run", "nope", "--input", "x")
+        assert missing.returncode != 0 and "Traceback" not in missing.stderr
+        assert "nope" in missing.stderr
+        assert metric(url, "workbench_commands_total", command="run", status="error") == 1
+        bad = run_cli("eval", "run", "mini", "-m", "nosuchmodel")
+        assert bad.returncode != 0 and "nosuchmodel" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        run_cli("serve", "--stop")

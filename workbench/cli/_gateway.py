@@ -14,7 +14,7 @@ from workbench.core.errors import ModelError, UsageError, WorkbenchError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["running_gateway", "ask", "search"]
+__all__ = ["running_gateway", "ask", "search", "command"]
 
 
 def running_gateway(workspace: str | None) -> str | None:
@@ -23,7 +23,9 @@ def running_gateway(workspace: str | None) -> str | None:
     from workbench.server.state import alive, read_state
 
     state = read_state(resolve_workspace_path(workspace))
-    return state["url"] if state is not None and alive(state, timeout=0.3) else None
+    if state is None or state.get("keyed"):  # a gateway that wants API keys: run in process
+        return None
+    return state["url"] if alive(state, timeout=0.3) else None
 
 
 def ask(url: str, model: str, messages: list[dict[str, str]], params: dict[str, Any], on_text=None):
@@ -99,6 +101,37 @@ def search(url: str, **arguments: Any) -> list[dict[str, Any]]:
         raise CollectionError(error["message"], response.json().get("hint"))
     except (ValueError, KeyError, TypeError):
         raise _error(response) from None
+
+
+def command(url: str, name: str, body: dict[str, Any], on_event=None) -> Any:
+    """`workbench run`, `compare` or `eval run` through the gateway (workbench/server/commands.py):
+    events go to ``on_event`` as they come; returns the result, or raises the error the command
+    ended in, as the same kind of error it would raise in process."""
+    import httpx
+
+    from workbench.core import errors
+
+    timeout = httpx.Timeout(None, connect=2)  # an eval may take hours; the gateway keeps going
+    with httpx.stream("POST", f"{url}/workbench/{name}", json=body, timeout=timeout) as response:
+        if response.status_code != 200:
+            response.read()
+            raise _error(response)
+        for line in response.iter_lines():
+            if not line:
+                continue
+            data = json.loads(line)
+            if "event" in data:
+                if on_event is not None:
+                    on_event(data["event"])
+            elif "result" in data:
+                return data["result"]
+            else:
+                error = data["error"]
+                kind = getattr(errors, error["type"], None)
+                if not (isinstance(kind, type) and issubclass(kind, WorkbenchError)):
+                    kind = WorkbenchError
+                raise kind(error["message"], error.get("hint"))
+    raise ModelError("the gateway ended the answer early", "see the gateway's log in <workspace>/server.log")
 
 
 def _error(response: httpx.Response) -> WorkbenchError:

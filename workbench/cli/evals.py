@@ -128,6 +128,13 @@ def _gate_options(command):
 @click.option("--judge", help="Model that judges correctness and groundedness (JSON-constrained).")
 @click.option("--max-tokens", default=128, show_default=True)
 @click.option("--concurrency", default=4, show_default=True, help="Cloud requests at once.")
+@click.option(
+    "--parallel",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Cases of one local model decoded together.",
+)
 @click.option("--limit", type=int, help="Only the first N cases.")
 @click.option("--resume", metavar="RUN_ID", help="Finish an interrupted run, skipping its finished cases.")
 @click.option(
@@ -147,6 +154,7 @@ def eval_run(
     judge: str | None,
     max_tokens: int,
     concurrency: int,
+    parallel: int,
     limit: int | None,
     resume: str | None,
     retry_errors: bool,
@@ -157,26 +165,36 @@ def eval_run(
     allow_small: bool,
     as_json: bool,
 ) -> None:
-    """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces."""
+    """Run MODELS (x WORKFLOW) over DATASET; results go to traces.duckdb beside the traces
+    (run by the workspace's running gateway when there is one)."""
     if fail_on_regression is not None and not baseline:
         raise UsageError("--fail-on-regression needs --baseline RUN_ID", "name the run to compare against")
     if "{input}" not in template:
         raise UsageError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
+    from workbench.cli._gateway import command, running_gateway
+
     bars = _Bars(enabled=not as_json and sys.stderr.isatty())
-    run_id = obj.service.evals.run(
-        dataset,
-        list(models),
-        workflow,
-        template,
-        system,
-        judge,
-        max_tokens,
-        concurrency,
-        limit,
-        resume,
-        bars.update,
-        retry_errors=retry_errors,
-    )
+    arguments = {
+        "dataset": dataset,
+        "models": list(models),
+        "workflow": workflow,
+        "template": template,
+        "system": system,
+        "judge": judge,
+        "max_tokens": max_tokens,
+        "concurrency": concurrency,
+        "limit": limit,
+        "resume": resume,
+        "retry_errors": retry_errors,
+        "parallel": parallel,
+    }
+    url = running_gateway(obj.workspace)
+    if url is not None:  # its models are loaded there, and their requests join the gateway's
+        run_id = command(url, "eval", arguments, lambda e: bars.update(e["subject"], e["done"], e["total"]))[
+            "run_id"
+        ]
+    else:
+        run_id = obj.service.evals.run(**arguments, progress=bars.update)
     bars.close()
     shown = obj.service.evals.show(run_id)
     errors = sum(1 for r in shown["results"] if r["error"])

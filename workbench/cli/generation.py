@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from types import SimpleNamespace
 
 import click
 
 from workbench.cli._context import Context
 from workbench.cli._gateway import ask as gateway_ask
+from workbench.cli._gateway import command as gateway_command
 from workbench.cli._gateway import running_gateway
 from workbench.cli._output import render_table, report, write
 from workbench.core.errors import UsageError, WorkbenchError
@@ -113,7 +115,10 @@ def chat(
     history: list[dict[str, str]] = []
     if collection is not None:
         obj.service.collections.describe(collection)  # a wrong name fails before the first prompt
-    if obj.service.is_local(model):  # load before the first prompt: a bad name fails at once
+    url = None if collection is not None or _loads_its_own(options) else running_gateway(obj.workspace)
+    if url is not None:
+        click.echo(f"[through the gateway at {url}]", err=True)
+    elif obj.service.is_local(model):  # load before the first prompt: a bad name fails at once
         loaded = obj.service.load_model(model, options)
         click.echo(
             f"[{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}]", err=True
@@ -145,7 +150,9 @@ def chat(
         history.append({"role": "user", "content": text})
         messages = ([{"role": "system", "content": system}] if system else []) + history
         try:
-            if collection is None:
+            if url is not None:
+                result = gateway_ask(url, model, messages, params, write)
+            elif collection is None:
                 result = obj.service.chat(model, messages, params, write, options)
             else:
                 result = obj.service.chat_with_collection(
@@ -199,11 +206,20 @@ def compare(
     seed: int | None,
     as_json: bool,
 ) -> None:
-    """One PROMPT to several models at once, side by side with their figures."""
+    """One PROMPT to several models at once, side by side with their figures (through the
+    workspace's running gateway when there is one)."""
     params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     if not as_json:
         click.echo(f"asking {len(models)} models at once...", err=True)
-    outcomes = obj.service.compare(list(models), prompt, system, params)
+    url = running_gateway(obj.workspace)
+    if url is not None:
+        outcomes = _from_gateway(
+            gateway_command(
+                url, "compare", {"models": list(models), "prompt": prompt, "system": system, "params": params}
+            )
+        )
+    else:
+        outcomes = obj.service.compare(list(models), prompt, system, params)
     rows = []
     for name, outcome in zip(models, outcomes):
         if isinstance(outcome, Exception):
@@ -239,3 +255,17 @@ def compare(
             )
         )
         click.echo(f"trace {figures[0]['trace_id']}")
+
+
+def _from_gateway(rows: list[dict]) -> list:
+    """The gateway's compare rows as what Service.compare returns: results, or the errors."""
+    from workbench.core import errors
+
+    outcomes: list = []
+    for row in rows:
+        if "error" in row:
+            kind = getattr(errors, row["error"]["type"], errors.WorkbenchError)
+            outcomes.append(kind(row["error"]["message"], row["error"].get("hint")))
+        else:
+            outcomes.append(SimpleNamespace(**row))
+    return outcomes

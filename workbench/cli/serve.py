@@ -64,7 +64,7 @@ def serve(obj: Context, host: str, port: int, background: bool, stop: bool) -> N
 
     config = service.config.server
     app = create_app(service, tokens, config.requests_per_minute, config.max_tokens, config.daily_budget_usd)
-    write_state(root, host, port)
+    write_state(root, host, port, keyed=bool(tokens))
     click.echo(f"serving {root} at http://{host}:{port}/v1 (ctrl+c stops)", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

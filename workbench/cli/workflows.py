@@ -106,15 +106,23 @@ def workflows_runs(obj: Context, limit: int, as_json: bool) -> None:
 def run(
     obj: Context, name: str | None, text: str | None, thread_id: str | None, as_json: bool, quiet: bool
 ) -> None:
-    """Run workflow NAME on --input; node events and tokens stream to stderr, the answer to stdout."""
+    """Run workflow NAME on --input; node events and tokens stream to stderr, the answer to stdout
+    (through the workspace's running gateway when there is one)."""
     from workbench.core.errors import WorkflowError
 
     if thread_id is None and (not name or text is None):
         raise WorkflowError(
             "say what to run", 'workbench run NAME --input "..." or workbench run --resume THREAD_ID'
         )
+    from workbench.cli._gateway import command, running_gateway
+
     printer = _Events(enabled=not quiet)
-    outcome = obj.service.workflows.run(name, text, thread_id, printer)
+    url = running_gateway(obj.workspace)
+    if url is not None:  # its models are loaded there already
+        body = {"name": name, "input": text, "thread_id": thread_id}
+        outcome = command(url, "run", body, printer)
+    else:
+        outcome = obj.service.workflows.run(name, text, thread_id, printer)
     printer.close()
     state = outcome["state"]
     if as_json:

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from workbench.core.errors import CloudError, ModelError, UsageError, WorkbenchError, WorkflowError
+from workbench.server.commands import command_routes
 from workbench.server.openai_wire import (
     ApiError,
     ChatRequest,
@@ -68,6 +69,12 @@ class _Metrics:
         )
         self.errors = Counter(
             "workbench_errors", "Failed requests by error type", ["type"], registry=self.registry
+        )
+        self.commands = Counter(
+            "workbench_commands",
+            "Workbench commands run for the CLI (run, compare, eval)",
+            ["command", "status"],
+            registry=self.registry,
         )
         self.in_flight = Gauge(
             "workbench_requests_in_flight", "Requests being answered", registry=self.registry
@@ -445,6 +452,7 @@ def create_app(
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/workbench/search", search, methods=["POST"]),
+            *command_routes(service, keys.key_name, _body, metrics.commands),
         ],
         exception_handlers={404: not_found},
     )

@@ -15,12 +15,21 @@ def state_path(root: Path) -> Path:
     return root / "server.json"
 
 
-def write_state(root: Path, host: str, port: int) -> None:
+def write_state(root: Path, host: str, port: int, keyed: bool = False) -> None:
+    """``keyed``: the gateway takes only requests with an API key (the CLI then runs in process)."""
     path = state_path(root)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     tmp.write_text(
-        json.dumps({"pid": os.getpid(), "host": host, "port": port, "url": f"http://{url_host}:{port}"})
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": host,
+                "port": port,
+                "url": f"http://{url_host}:{port}",
+                "keyed": keyed,
+            }
+        )
     )
     tmp.replace(path)
 

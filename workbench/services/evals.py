@@ -206,10 +206,12 @@ class Evals:
         progress: Callable[[str, int, int], None] | None = None,
         stop: threading.Event | None = None,
         retry_errors: bool = False,
+        parallel: int = 4,
     ) -> str:
         """Run (or resume) an eval; returns its run id. Results are written as cases finish.
         ``retry_errors`` with ``resume``: cases that ended in an error (a cloud outage, a timeout)
-        run again; their old rows go first, so a kill meanwhile leaves them to the next resume."""
+        run again; their old rows go first, so a kill meanwhile leaves them to the next resume.
+        ``parallel``: cases of one local model in flight at once (decoded together)."""
         from evals.runner import run_cases
 
         if resume:
@@ -263,7 +265,7 @@ class Evals:
         status = "failed"
         try:
             # No span around the run: each case is a trace of its own (eval.case), linked by run id.
-            run_cases(subjects, cases, done, judge_, writer, progress, concurrency, stop)
+            run_cases(subjects, cases, done, judge_, writer, progress, concurrency, stop, parallel)
             status = "stopped" if stop is not None and stop.is_set() else "done"
         finally:
             writer.flush()
