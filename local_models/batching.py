@@ -1,7 +1,9 @@
 """Continuous batching: several answers decoded together in one llama.cpp context.
 
 Each request gets a sequence id and KV cells of its own in one context, as llama-server's
-``-np N -cb`` does. Every step puts one batch through ``llama_decode``: the last sampled token of
+``-np N -cb`` does. A slot keeps the KV of its last answer: a request whose prompt starts with
+those tokens (the next turn of a chat, the same instructions before another question) gets that
+slot and decodes only the rest of its prompt. Every step puts one batch through ``llama_decode``: the last sampled token of
 every answering sequence, then as much of the waiting prompts as the batch has room for. Each
 sequence samples from its own row of logits with its own sampler chain (temperature, top-p,
 seed, grammar), so what one request asks never changes another's tokens. New requests join
@@ -40,6 +42,7 @@ class Sequence:
     result: GenerationResult
     start: float
     prefilled: int = 0  # prompt tokens decoded so far
+    held: list[int] = field(default_factory=list)  # the tokens in this slot's KV cells, in order
     last_token: int = -1  # sampled, not yet decoded
     logits_row: int = -1  # where this step's logits are in the batch, -1 if none
     text: str = ""
@@ -57,7 +60,9 @@ class Sequence:
 class Batcher:
     """The decode steps of one context, run by the model's owner thread only."""
 
-    def __init__(self, ctx, vocab, n_batch: int, alias: str, logprob: Callable) -> None:
+    def __init__(
+        self, ctx, vocab, n_batch: int, alias: str, logprob: Callable, slots: int, reuse: bool
+    ) -> None:
         import llama_cpp as C
 
         self.C, self.ctx, self.vocab, self.alias = C, ctx, vocab, alias
@@ -67,29 +72,44 @@ class Batcher:
         self.buffer = ctypes.create_string_buffer(256)
         self.active: list[Sequence] = []
         self.peak = 0  # the most sequences decoded together so far
+        self.slots, self.reuse = slots, reuse
+        self.held: dict[int, list[int]] = {}  # free slot -> the tokens its KV cells still hold
+        self.reused = 0  # prompt tokens not decoded again, since the model was loaded
 
     def close(self) -> None:
         self.C.llama_batch_free(self.batch)
 
+    def free_slot(self, prompt: list[int]) -> int:
+        """The free slot whose KV holds the longest start of ``prompt`` (the lowest if none)."""
+        busy = {s.seq_id for s in self.active}
+        free = [slot for slot in range(self.slots) if slot not in busy]
+        return max(free, key=lambda slot: (_common(self.held.get(slot, []), prompt), -slot))
+
     def join(self, sequence: Sequence) -> None:
-        self.C.llama_memory_seq_rm(self.memory, sequence.seq_id, -1, -1)
+        C, slot, prompt = self.C, sequence.seq_id, sequence.prompt
+        # At least the prompt's last token is decoded again: its logits start the answer.
+        common = min(_common(self.held.pop(slot, []), prompt), len(prompt) - 1) if self.reuse else 0
+        if common > 0 and C.llama_memory_seq_rm(self.memory, slot, common, -1):
+            sequence.prefilled, sequence.held = common, prompt[:common]
+            self.reused += common
+        else:
+            C.llama_memory_seq_rm(self.memory, slot, -1, -1)
         self.active.append(sequence)
         self.peak = max(self.peak, len(self.active))
 
     def step(self) -> list[Sequence]:
         """Decode one batch and sample; returns the sequences that finished in this step."""
         C, batch, n = self.C, self.batch, 0
-        prompts_wait = any(s.prefilled < len(s.prompt) for s in self.active)
-        for s in self.active:  # answering sequences: one token each
-            if s.prefilled == len(s.prompt) and not prompts_wait:
-                n = self._add(n, s.last_token, len(s.prompt) + s.count - 1, s.seq_id, True)
+        for s in self.active:  # answering sequences first: one token each
+            if s.prefilled == len(s.prompt):
+                n = self._add(n, s, s.last_token, True)
                 s.logits_row = n - 1
             else:
                 s.logits_row = -1
         for s in self.active:  # then the prompts, as far as the batch has room
             while s.prefilled < len(s.prompt) and n < self.n_batch:
                 last = s.prefilled == len(s.prompt) - 1
-                n = self._add(n, s.prompt[s.prefilled], s.prefilled, s.seq_id, last)
+                n = self._add(n, s, s.prompt[s.prefilled], last)
                 s.prefilled += 1
                 if last:
                     s.logits_row = n - 1
@@ -111,10 +131,12 @@ class Batcher:
                 s.finish, s.done = "cancelled", True
         return self._leave()
 
-    def _add(self, n: int, token: int, position: int, seq_id: int, logits: bool) -> int:
+    def _add(self, n: int, s: Sequence, token: int, logits: bool) -> int:
+        """Put ``token`` of ``s`` at the next position of its sequence, as row ``n``."""
         batch = self.batch
-        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, position, 1
-        batch.seq_id[n][0], batch.logits[n] = seq_id, logits
+        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, len(s.held), 1
+        batch.seq_id[n][0], batch.logits[n] = s.seq_id, logits
+        s.held.append(token)
         return n + 1
 
     def _take(self, s: Sequence, token: int) -> None:
@@ -152,7 +174,10 @@ class Batcher:
         finished = [s for s in self.active if s.done]
         self.active = [s for s in self.active if not s.done]
         for s in finished:
-            self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)
+            if s.request.error is None:
+                self.held[s.seq_id] = s.held
+            else:  # what a failed decode left in its cells is not known
+                self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)
             if s.attached:
                 self.C.llama_set_sampler(self.ctx, s.seq_id, None)
             self.C.llama_sampler_free(s.sampler)
@@ -173,6 +198,16 @@ def _finish(s: Sequence) -> GenerationResult:
     decode_s = result.duration_s - (result.ttft_s or 0.0)
     result.tokens_per_s = (s.count - 1) / decode_s if s.count > 1 and decode_s > 0 else 0.0
     return result
+
+
+def _common(held: list[int], prompt: list[int]) -> int:
+    """How many first tokens ``held`` and ``prompt`` share."""
+    count = 0
+    for a, b in zip(held, prompt):
+        if a != b:
+            break
+        count += 1
+    return count
 
 
 def _cancelled(request) -> bool:
