@@ -46,8 +46,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workbench init
 	$(BIN)/workbench models fetch
-	$(BIN)/workbench ingest docs -c demo
-	$(BIN)/workbench ingest README.md -c demo
+	$(BIN)/workbench ingest docs README.md -c demo
 	test -f "$(WORKBENCH_HOME)/workflows/rag.yaml" || $(BIN)/workbench workflows new rag --from rag
 	test -f "$(WORKBENCH_HOME)/evals/demo.jsonl" || cp evals/data/demo.jsonl "$(WORKBENCH_HOME)/evals/demo.jsonl"
 	$(BIN)/workbench eval list --json | grep -q run_id || $(BIN)/workbench eval run demo -m smollm2 --max-tokens 48

@@ -3,6 +3,8 @@
 - `workbench --help` wall time (median of 7), against `python -c pass` in the same run (goal <= 0.3 s).
 - First paint: `workbench` started in a real terminal (tmux) until its Home screen shows
   (median of 3; goal <= 1.5 s).
+- `make run` on an unchanged demo workspace (made once before, untimed) until the app's Home
+  screen shows (median of 3; goal <= 5 s).
 - Blocked frames: the app's event loop is sampled every 10 ms while SmolLM2 streams 256 tokens
   in the Playground and while a folder is ingested in Documents; the longest gap between
   samples is the longest the app could not answer a key (goal <= 100 ms).
@@ -33,7 +35,7 @@ def wall(command: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def first_paint(env: dict, wanted: tuple[str, ...]) -> float | None:
+def first_paint(env: dict, wanted: tuple[str, ...], command: list[str] | None = None) -> float | None:
     if shutil.which("tmux") is None:
         return None
     # A server of its own each time: a new session on the server whose last session was just
@@ -58,7 +60,7 @@ def first_paint(env: dict, wanted: tuple[str, ...]) -> float | None:
             "-u",
             "LINES",
             *[f"{k}={v}" for k, v in env.items() if k.startswith("WORKBENCH")],
-            str(BIN / "workbench"),
+            *(command or [str(BIN / "workbench")]),
         ],
         check=True,
     )
@@ -180,6 +182,21 @@ def main() -> None:
                 None,
                 None,
                 "the status (models, trace store) loads in a worker after the first paint",
+            )
+        demo = {**env, "WORKBENCH_HOME": str(Path(folder) / "demo")}
+        subprocess.run(["make", "-s", "-C", str(ROOT), "demo"], env=demo, check=True, capture_output=True)
+        runs = [first_paint(demo, ("1 Home",), ["make", "-s", "-C", str(ROOT), "run"]) for _ in range(3)]
+        runs = [r for r in runs if r is not None]
+        if runs:
+            run_s = statistics.median(runs)
+            emit(
+                "make run on an unchanged demo until the app paints",
+                run_s,
+                "s",
+                "<= 5 s",
+                run_s <= 5,
+                None,
+                "init, models fetch, ingest of docs and README.md (all unchanged), eval list, then the app",
             )
         corpus = Path(folder) / "corpus"
         shutil.copytree(ROOT / "docs", corpus)

@@ -156,11 +156,20 @@ class Ingest:
         seen = set(keys)
         progress({"phase": "scan", "files": len(found.files)})
 
-        embedder = get_embedder(Path(meta["model_path"]))
-        # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
-        room = embedder.max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
-        max_tokens = min(meta["chunk_tokens"], room)
-        overlap = min(meta["chunk_overlap"], max_tokens // 2)
+        embedder = None  # loaded on the first changed file: an unchanged corpus needs no model
+
+        def chunked(loaded: LoadedFile) -> list:
+            nonlocal embedder
+            if embedder is None:
+                embedder = get_embedder(Path(meta["model_path"]))
+            # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
+            room = embedder.max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
+            max_tokens = min(meta["chunk_tokens"], room)
+            overlap = min(meta["chunk_overlap"], max_tokens // 2)
+            return chunk_file(
+                loaded, embedder.tokenizer, max_tokens, overlap, headers=bool(meta.get("context_header"))
+            )
+
         pending: list[tuple[LoadedFile, list]] = []
         masked: Counter[str] = Counter()
         for done, (path, key) in enumerate(zip(found.files, keys), start=1):
@@ -171,9 +180,7 @@ class Ingest:
                 (report.skipped if loaded.skipped else report.failed).append((key, loaded.reason))
             else:
                 loaded.path = Path(key)
-                chunks = chunk_file(
-                    loaded, embedder.tokenizer, max_tokens, overlap, headers=bool(meta.get("context_header"))
-                )
+                chunks = chunked(loaded)
                 if meta["redact"]:
                     from workbench.core.redaction import redact as mask
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import time
 from collections.abc import Iterable
 from functools import partial
@@ -89,6 +91,9 @@ class WorkbenchApp(App):
         gc.set_threshold(*self._gc_threshold[:2], _FULL_COLLECTION_EVERY)
         self._last_input = time.monotonic()
         self.set_interval(0.5, self._collect_when_idle)
+        self._terminal = _terminal_path()
+        if self._terminal is not None:
+            self.set_interval(2.0, self._exit_when_terminal_gone)
         self.switch_mode("home")
         for warning in self.service.trace_warnings():
             self.notify(warning, title="Trace store", severity="warning", timeout=10)
@@ -110,6 +115,12 @@ class WorkbenchApp(App):
             return
         if not any(worker.is_running for worker in self.workers):
             gc.collect()
+
+    def _exit_when_terminal_gone(self) -> None:
+        # Started under `make run`, the app outlived a closed terminal (make took the hang-up
+        # signal, the app never got it) and spun a core reading a tty that no longer exists.
+        if self._terminal is not None and not os.path.exists(self._terminal):
+            self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -140,6 +151,13 @@ class WorkbenchApp(App):
                 severity="error",
                 timeout=10,
             )
+
+
+def _terminal_path() -> str | None:
+    try:
+        return os.ttyname(sys.__stdin__.fileno()) if sys.__stdin__ is not None else None
+    except OSError:  # not a terminal (a test harness): nothing to watch
+        return None
 
 
 def run_app(service) -> None:

@@ -14,7 +14,7 @@ __all__ = ["ingest", "search", "collections"]
 
 
 @click.command()
-@click.argument("path")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--collection", "-c", required=True, help="Collection name (created on first ingest).")
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable), e.g. '*.md'.")
 @click.option("--exclude", multiple=True, help="Skip files or folders matching this glob (repeatable).")
@@ -28,7 +28,7 @@ __all__ = ["ingest", "search", "collections"]
 @click.pass_obj
 def ingest(
     obj: Context,
-    path: str,
+    paths: tuple[str, ...],
     collection: str,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
@@ -36,18 +36,23 @@ def ingest(
     model: str | None,
     as_json: bool,
 ) -> None:
-    """Ingest a file or folder into a collection; re-running skips unchanged files."""
-    bar = _Progress(enabled=not as_json and sys.stderr.isatty())
-    report = obj.service.ingest(
-        collection, path, list(include) or None, list(exclude) or None, redact, model, bar.update
-    )
-    bar.close()
-    if as_json:
-        click.echo(json.dumps(report.__dict__, indent=2, default=str))
-        return
-    for what, path_, reason in report.details():
-        click.echo(f"{what:<8} {path_}: {reason}", err=True)
-    click.echo(report.summary())
+    """Ingest files or folders into a collection; re-running skips unchanged files. Several
+    paths are ingested one after the other in one run (a report each)."""
+    reports = []
+    for path in paths:
+        bar = _Progress(enabled=not as_json and sys.stderr.isatty())
+        report = obj.service.ingest(
+            collection, path, list(include) or None, list(exclude) or None, redact, model, bar.update
+        )
+        bar.close()
+        reports.append(report)
+        if not as_json:
+            for what, path_, reason in report.details():
+                click.echo(f"{what:<8} {path_}: {reason}", err=True)
+            click.echo(report.summary() if len(paths) == 1 else f"{path}: {report.summary()}")
+    if as_json:  # one path: its report, as always; several: a list of them
+        dumped = [r.__dict__ for r in reports]
+        click.echo(json.dumps(dumped[0] if len(paths) == 1 else dumped, indent=2, default=str))
 
 
 class _Progress:
