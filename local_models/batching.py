@@ -1,13 +1,15 @@
 """Continuous batching: several answers decoded together in one llama.cpp context.
 
 Each request gets a sequence id and KV cells of its own in one context, as llama-server's
-``-np N -cb`` does. A slot keeps the KV of its last answer: a request whose prompt starts with
-those tokens (the next turn of a chat, the same instructions before another question) gets that
-slot and decodes only the rest of its prompt. Every step puts one batch through ``llama_decode``: the last sampled token of
-every answering sequence, then as much of the waiting prompts as the batch has room for. Each
-sequence samples from its own row of logits with its own sampler chain (temperature, top-p,
-seed, grammar), so what one request asks never changes another's tokens. New requests join
-between steps; a finished or cancelled one leaves and frees its slot at once.
+``-np N -cb`` does. Every step puts one batch through ``llama_decode``: the last sampled token
+of every answering sequence, then as much of the waiting prompts as the batch has room for.
+Each sequence samples from its own row of logits with its own sampler chain (temperature,
+top-p, seed, grammar), so what one request asks never changes another's tokens. New requests
+join between steps; a finished or cancelled one leaves and frees its slot at once.
+
+A slot keeps the KV of its last answer: a request whose prompt starts with those tokens (the
+next turn of a chat, the same instructions before another question) gets that slot and decodes
+only the rest of its prompt.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from local_models.types import GenerationResult
 from workbench.core.errors import ModelError
 
-__all__ = ["Batcher", "Sequence"]
+__all__ = ["Batcher", "Sequence", "random_seed"]
 
 _PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
 
