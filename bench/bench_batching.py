@@ -83,6 +83,8 @@ def llama_server_tok_s(binary: Path, model: Path, streams: int) -> tuple[float, 
                 "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": MAX_TOKENS,
                 "temperature": 0,
+                # The same work as the workbench, which keeps no prompt cache (batching.py says why).
+                "cache_prompt": False,
             }
             answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600).json()
             return answer["usage"]["completion_tokens"]

@@ -7,9 +7,10 @@ Each sequence samples from its own row of logits with its own sampler chain (tem
 top-p, seed, grammar), so what one request asks never changes another's tokens. New requests
 join between steps; a finished or cancelled one leaves and frees its slot at once.
 
-A slot keeps the KV of its last answer: a request whose prompt starts with those tokens (the
-next turn of a chat, the same instructions before another question) gets that slot and decodes
-only the rest of its prompt.
+A slot does not keep the KV cells of its last answer for a next prompt that starts the same way
+(llama-server's prompt cache): tried, answers came out different from the same request on a
+fresh model (3 of 7 in a chat after a grammar-constrained request), and an answer that depends
+on what was asked before breaks the promise of the same tokens at temperature 0.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Sequence:
     result: GenerationResult
     start: float
     prefilled: int = 0  # prompt tokens decoded so far
-    held: list[int] = field(default_factory=list)  # the tokens in this slot's KV cells, in order
+    decoded: int = 0  # tokens in its KV cells: the next one goes at this position
     last_token: int = -1  # sampled, not yet decoded
     logits_row: int = -1  # where this step's logits are in the batch, -1 if none
     text: str = ""
@@ -62,9 +63,7 @@ class Sequence:
 class Batcher:
     """The decode steps of one context, run by the model's owner thread only."""
 
-    def __init__(
-        self, ctx, vocab, n_batch: int, alias: str, logprob: Callable, slots: int, reuse: bool
-    ) -> None:
+    def __init__(self, ctx, vocab, n_batch: int, alias: str, logprob: Callable, slots: int) -> None:
         import llama_cpp as C
 
         self.C, self.ctx, self.vocab, self.alias = C, ctx, vocab, alias
@@ -74,28 +73,17 @@ class Batcher:
         self.buffer = ctypes.create_string_buffer(256)
         self.active: list[Sequence] = []
         self.peak = 0  # the most sequences decoded together so far
-        self.slots, self.reuse = slots, reuse
-        self.held: dict[int, list[int]] = {}  # free slot -> the tokens its KV cells still hold
-        self.reused = 0  # prompt tokens not decoded again, since the model was loaded
+        self.slots = slots
 
     def close(self) -> None:
         self.C.llama_batch_free(self.batch)
 
-    def free_slot(self, prompt: list[int]) -> int:
-        """The free slot whose KV holds the longest start of ``prompt`` (the lowest if none)."""
+    def free_slot(self) -> int:
         busy = {s.seq_id for s in self.active}
-        free = [slot for slot in range(self.slots) if slot not in busy]
-        return max(free, key=lambda slot: (_common(self.held.get(slot, []), prompt), -slot))
+        return min(slot for slot in range(self.slots) if slot not in busy)
 
     def join(self, sequence: Sequence) -> None:
-        C, slot, prompt = self.C, sequence.seq_id, sequence.prompt
-        # At least the prompt's last token is decoded again: its logits start the answer.
-        common = min(_common(self.held.pop(slot, []), prompt), len(prompt) - 1) if self.reuse else 0
-        if common > 0 and C.llama_memory_seq_rm(self.memory, slot, common, -1):
-            sequence.prefilled, sequence.held = common, prompt[:common]
-            self.reused += common
-        else:
-            C.llama_memory_seq_rm(self.memory, slot, -1, -1)
+        self.C.llama_memory_seq_rm(self.memory, sequence.seq_id, -1, -1)
         self.active.append(sequence)
         self.peak = max(self.peak, len(self.active))
 
@@ -136,9 +124,9 @@ class Batcher:
     def _add(self, n: int, s: Sequence, token: int, logits: bool) -> int:
         """Put ``token`` of ``s`` at the next position of its sequence, as row ``n``."""
         batch = self.batch
-        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, len(s.held), 1
+        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, s.decoded, 1
         batch.seq_id[n][0], batch.logits[n] = s.seq_id, logits
-        s.held.append(token)
+        s.decoded += 1
         return n + 1
 
     def _take(self, s: Sequence, token: int) -> None:
@@ -176,10 +164,7 @@ class Batcher:
         finished = [s for s in self.active if s.done]
         self.active = [s for s in self.active if not s.done]
         for s in finished:
-            if s.request.error is None:
-                self.held[s.seq_id] = s.held
-            else:  # what a failed decode left in its cells is not known
-                self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)
+            self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)
             if s.attached:
                 self.C.llama_set_sampler(self.ctx, s.seq_id, None)
             self.C.llama_sampler_free(s.sampler)
@@ -200,16 +185,6 @@ def _finish(s: Sequence) -> GenerationResult:
     decode_s = result.duration_s - (result.ttft_s or 0.0)
     result.tokens_per_s = (s.count - 1) / decode_s if s.count > 1 and decode_s > 0 else 0.0
     return result
-
-
-def _common(held: list[int], prompt: list[int]) -> int:
-    """How many first tokens ``held`` and ``prompt`` share."""
-    count = 0
-    for a, b in zip(held, prompt):
-        if a != b:
-            break
-        count += 1
-    return count
 
 
 def _cancelled(request) -> bool:

@@ -184,11 +184,6 @@ class LocalModel:
         return f"cpu:{self.n_threads} threads"
 
     @property
-    def reused_tokens(self) -> int:
-        """Prompt tokens whose KV cells a request found in its slot, since the model was loaded."""
-        return self._batcher.reused
-
-    @property
     def peak_parallel(self) -> int:
         """The most requests this model has decoded together since it was loaded."""
         return self._batcher.peak
@@ -342,8 +337,6 @@ class LocalModel:
             self.alias,
             _TokenLogprob(self._ctx, self._vocab),
             self.parallel,
-            # A sliding-window cache forgets old cells: a kept prefix could be gone.
-            reuse=llama_cpp.llama_model_n_swa(self._llm.model) == 0,
         )
 
     def _use_batched_context(self, llama_cpp) -> None:
@@ -427,7 +420,7 @@ class LocalModel:
                 f"the prompt has {len(prompt)} tokens; {self.alias} holds {self._n_ctx}",
                 "shorten it or load the model with a larger --ctx",
             )
-        seq_id = self._batcher.free_slot(prompt)
+        seq_id = self._batcher.free_slot()
         seed = params.seed if params.seed is not None else random_seed()
         sampler = self._sampler(params, seed)
         wanted = BACKEND_SAMPLING == "on" or (BACKEND_SAMPLING == "auto" and bool(self.options.n_gpu_layers))

@@ -170,24 +170,6 @@ def test_batched_requests_keep_their_own_sampling_grammar_and_cancel(service):
     assert model.peak_parallel == 4
 
 
-def test_a_chats_next_turn_reuses_the_kv_of_the_last_one(service):
-    """The second turn's prompt starts with the first turn's tokens: its slot still holds them,
-    so only the rest is decoded, and the answer is the one a freshly loaded model gives."""
-    first = [{"role": "user", "content": QUESTION}]
-    answer = service.chat("smollm2", first, GREEDY).text
-    second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And why?"}]
-    model = service.models.load("smollm2")
-    before = model.reused_tokens
-    warm = service.chat("smollm2", second, GREEDY)
-    reused = model.reused_tokens - before
-    assert reused >= model.prompt_tokens(first), "the whole first prompt at least"
-    assert reused < warm.input_tokens
-    service.models.unload("smollm2")
-    cold = service.chat("smollm2", second, GREEDY)
-    assert service.models.load("smollm2").reused_tokens == 0
-    assert (cold.text, cold.output_tokens) == (warm.text, warm.output_tokens)
-
-
 def test_every_call_is_a_span(service):
     result = service.ask("smollm2", QUESTION, system="Be brief.", params=GREEDY)
     service.flush_traces()

@@ -250,8 +250,8 @@ def test_a_new_request_in_the_playground_cancels_the_one_in_flight(local_and_clo
             await settle(app, pilot)
             screen = app.screen
             screen.query_one("#chat-temperature", Input).value = "0"
-            screen.query_one("#chat-max-tokens", Input).value = "400"
-            await type_into(pilot, app, "#chat-input", "Count from one to two hundred.")
+            screen.query_one("#chat-max-tokens", Input).value = "2000"
+            await type_into(pilot, app, "#chat-input", "Write a long story about a dragon.")
             await pilot.press("enter")
             for _ in range(600):  # until the first answer streams
                 await pilot.pause(0.05)
