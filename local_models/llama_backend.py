@@ -346,7 +346,7 @@ class LocalModel:
         Each sequence gets cells of its own rather than a share of one pool (kv_unified): in a
         shared pool a sequence's attention sums over cells interleaved with the others', in
         another order, and at temperature 0 answers came out different from the same request
-        alone (2 of 8 prompts). Its own cells give the same tokens, at n_ctx x parallel cells
+        alone (2 to 6 of 8 prompts). Its own cells give the same tokens, at n_ctx x parallel cells
         of memory (the fit planner counts them)."""
         from llama_cpp._internals import LlamaContext
 
