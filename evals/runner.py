@@ -3,8 +3,8 @@
 Local models each get one queue, worked by ``parallel`` threads: their requests are decoded
 together by the model's continuous batching (local_models/batching.py), up to its slots. Cloud
 subjects share a pool of threads up to a concurrency limit; all queues run at once, so cloud
-cases overlap local ones. Each finished case is handed to ``record`` at
-once, so a run killed mid-way keeps what finished and a resume skips it.
+cases overlap local ones. Each finished case is handed to ``record`` at once, so a run killed
+mid-way keeps what finished and a resume skips it.
 """
 
 from __future__ import annotations
