@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -38,8 +39,25 @@ class Collections:
         if self._db is None:
             import lancedb
 
-            self._db = lancedb.connect(str(self.workspace.lancedb_dir))
+            uri, options = self.storage()
+            self._db = lancedb.connect(uri, storage_options=options or None)
         return self._db
+
+    def storage(self) -> tuple[str, dict[str, str]]:
+        """Where the tables live and the object store's options, secrets read from the
+        environment variables the config names."""
+        if not self.config.lancedb_uri:
+            return str(self.workspace.lancedb_dir), {}
+        options = dict(self.config.storage_options)
+        for option, variable in self.config.storage_secrets.items():
+            value = os.environ.get(variable)
+            if not value:
+                raise CollectionError(
+                    f"[documents] storage_secrets takes {option} from ${variable}, which is not set",
+                    f"export {variable}=... before running the workbench",
+                )
+            options[option] = value
+        return self.config.lancedb_uri, options
 
     # -- metadata -------------------------------------------------------------------------
 

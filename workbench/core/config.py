@@ -113,6 +113,15 @@ class DocumentsConfig(_Strict):
     """Rerank search results by default: "none", "sections" (built in: heading paths, no extra
     model) or the alias of a registered reranker (a CrossEncoder). A collection's own setting
     (`workbench collections set NAME --rerank ...`) wins."""
+    lancedb_uri: str = ""
+    """Where the collections' tables live: empty for <workspace>/lancedb, or object storage
+    (s3://bucket/prefix, gs://..., az://...). Their metadata stays in the workspace."""
+    storage_options: dict[str, str] = {}
+    """That object store's settings as LanceDB takes them (region, aws_endpoint, allow_http,
+    ...). No secrets here: see storage_secrets."""
+    storage_secrets: dict[str, str] = {}
+    """Settings whose values are secrets, each by the NAME of the environment variable that
+    holds it, e.g. {aws_access_key_id = "AWS_ACCESS_KEY_ID"}; the values are never stored."""
     ann_index_rows: int = Field(8_000, ge=256)
     """Past this many chunks an ANN index (IVF_PQ) is built after ingest; below, exact scans are
     fast enough. Measured on 2 cores: an exact scan took 43 ms at 30,000 rows (~1.4 us a row,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.errors import WorkbenchError
 from workbench.core.hardware import Check, system_checks
 
 if TYPE_CHECKING:
@@ -64,11 +65,10 @@ def _trace_check(service: Service) -> Check:
 
 def _lancedb_check(service: Service) -> Check:
     try:
-        import lancedb
-
-        tables = list(lancedb.connect(str(service.workspace.lancedb_dir)).table_names())
+        tables = list(service.collections.db.table_names())
+        where = service.collections.storage()[0]
+    except WorkbenchError as exc:
+        return Check("workspace", "lancedb", "fail", exc.one_line())
     except Exception as exc:  # noqa: BLE001
         return Check("workspace", "lancedb", "fail", f"{type(exc).__name__}: {exc}")
-    return Check(
-        "workspace", "lancedb", "ok", f"{len(tables)} collections in {service.workspace.lancedb_dir}"
-    )
+    return Check("workspace", "lancedb", "ok", f"{len(tables)} collections in {where}")
