@@ -72,6 +72,18 @@ def test_a_collection_on_s3_answers_as_one_on_disk(model_workspace, s3, tmp_path
         run_cli("ingest", str(corpus), "-c", "notes", "--json", env=SECRETS, check=True).stdout
     )
     assert again["unchanged"] == 2 and again["chunks_added"] == 0
+    # Versions and restore, on the bucket: a file removed, then the version that had it back.
+    first_version = json.loads(ingested.stdout)["version"]
+    (corpus / "coffee.md").unlink()
+    removed = json.loads(
+        run_cli("ingest", str(corpus), "-c", "notes", "--json", env=SECRETS, check=True).stdout
+    )
+    assert [p.rsplit("/", 1)[1] for p in removed["removed"]] == ["coffee.md"]
+    run_cli("collections", "restore", "notes", str(first_version), env=SECRETS, check=True)
+    restored = json.loads(
+        run_cli("search", "espresso pressure", "-c", "notes", "--json", env=SECRETS, check=True).stdout
+    )
+    assert restored[0]["path"].endswith("coffee.md")
     doctor = run_cli("doctor", env=SECRETS)
     assert f"collections in s3://{BUCKET}/collections" in doctor.stdout
 
