@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -71,8 +72,7 @@ def test_a_workflow_run_arrives_whole_in_phoenix(model_workspace, phoenix, tmp_p
     ours = service.get_trace(trace_id)
     assert f"sent {len(ours)} spans of 1 traces to {url}/v1/traces (200)" in pushed.stdout
 
-    theirs = httpx.get(f"{url}/v1/projects/default/spans", params={"limit": 1000}, timeout=30).json()["data"]
-    theirs = [s for s in theirs if s["context"]["trace_id"] == trace_id]
+    theirs = phoenix_spans(url, trace_id, len(ours))
     assert len(theirs) == len(ours)
     assert {(s["context"]["span_id"], s["parent_id"]) for s in theirs} == {
         (s["span_id"], s["parent_id"]) for s in ours
@@ -106,3 +106,15 @@ def test_a_workflow_run_arrives_whole_in_phoenix(model_workspace, phoenix, tmp_p
     shown = by_id[root["span_id"]]["attributes"]
     assert shown["input.value"] == "How hot should the water be for green tea?"
     assert shown["output.value"] == json.loads(root["payload"])["answer"]
+
+
+def phoenix_spans(url: str, trace_id: str, expected: int, timeout_s: float = 60) -> list[dict]:
+    """The trace's spans as Phoenix's API returns them, once it has stored them all: it answers
+    the push at once and inserts in the background (a fresh-clone run read 0 of 11 at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        spans = httpx.get(f"{url}/v1/projects/default/spans", params={"limit": 1000}, timeout=30).json()
+        theirs = [s for s in spans["data"] if s["context"]["trace_id"] == trace_id]
+        if len(theirs) >= expected or time.monotonic() > deadline:
+            return theirs
+        time.sleep(0.5)
