@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -124,18 +125,18 @@ def run_cases(
             progress(subject.label, count, totals[subject.label])
 
     pending = {s.label: [c for c in cases if (s.label, c.id) not in done] for s in subjects}
-    queues: dict[str, list[tuple[Subject, Case]]] = {}
+    queues: dict[str, deque[tuple[Subject, Case]]] = {}
     for subject in subjects:
         if subject.local:  # one queue per local model, whatever the workflow
-            queues.setdefault(subject.model, []).extend((subject, c) for c in pending[subject.label])
+            queues.setdefault(subject.model, deque()).extend((subject, c) for c in pending[subject.label])
     cloud = [(s, c) for s in subjects if not s.local for c in pending[s.label]]
 
-    def drain(items: list[tuple[Subject, Case]]) -> None:
+    def drain(items: deque[tuple[Subject, Case]]) -> None:
         while not stop.is_set():
             with lock:
                 if not items:
                     return
-                subject, case = items.pop(0)
+                subject, case = items.popleft()
             one(subject, case)
 
     errors: list[BaseException] = []

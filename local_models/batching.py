@@ -26,7 +26,7 @@ from typing import Any
 from local_models.types import GenerationResult
 from workbench.core.errors import ModelError
 
-__all__ = ["Batcher", "Sequence", "random_seed"]
+__all__ = ["Batcher", "Sequence", "cancelled", "random_seed"]
 
 _PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
 
@@ -117,7 +117,7 @@ class Batcher:
             if s.logits_row >= 0 and not s.done:
                 self._take(s, C.llama_sampler_sample(s.sampler, self.ctx, s.logits_row))
         for s in self.active:  # cancelled while its prompt was still going in
-            if not s.done and _cancelled(s.request):
+            if not s.done and cancelled(s.request):
                 s.finish, s.done = "cancelled", True
         return self._leave()
 
@@ -154,7 +154,7 @@ class Batcher:
             if safe > s.sent:
                 s.request.out.put(s.text[s.sent : safe])
                 s.sent, s.next_put = safe, now + _PUT_INTERVAL_S
-        if _cancelled(s.request):
+        if cancelled(s.request):
             s.finish, s.done = "cancelled", True
         elif s.count >= s.max_tokens:
             s.done = True
@@ -187,7 +187,7 @@ def _finish(s: Sequence) -> GenerationResult:
     return result
 
 
-def _cancelled(request) -> bool:
+def cancelled(request) -> bool:
     return request.cancelled.is_set() or (request.stop is not None and request.stop.is_set())
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_models.batching import Batcher, Sequence, random_seed
+from local_models.batching import Batcher, Sequence, cancelled, random_seed
 from local_models.types import GenerationParams, GenerationResult
 from workbench.core.errors import ModelError
 
@@ -402,7 +402,7 @@ class LocalModel:
         was cancelled while it waited."""
         import llama_cpp as C
 
-        if request.cancelled.is_set() or (request.stop is not None and request.stop.is_set()):
+        if cancelled(request):
             request.result = GenerationResult(
                 model=self.alias, finish_reason="cancelled", hardware=self.hardware
             )

@@ -14,7 +14,7 @@ from workbench.core.errors import ModelError, UsageError, WorkbenchError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["running_gateway", "ask", "search", "command"]
+__all__ = ["running_gateway", "ask", "search", "command", "error_from_wire"]
 
 
 def running_gateway(workspace: str | None) -> str | None:
@@ -109,8 +109,6 @@ def command(url: str, name: str, body: dict[str, Any], on_event=None) -> Any:
     ended in, as the same kind of error it would raise in process."""
     import httpx
 
-    from workbench.core import errors
-
     timeout = httpx.Timeout(None, connect=2)  # an eval may take hours; the gateway keeps going
     with httpx.stream("POST", f"{url}/workbench/{name}", json=body, timeout=timeout) as response:
         if response.status_code != 200:
@@ -126,12 +124,19 @@ def command(url: str, name: str, body: dict[str, Any], on_event=None) -> Any:
             elif "result" in data:
                 return data["result"]
             else:
-                error = data["error"]
-                kind = getattr(errors, error["type"], None)
-                if not (isinstance(kind, type) and issubclass(kind, WorkbenchError)):
-                    kind = WorkbenchError
-                raise kind(error["message"], error.get("hint"))
+                raise error_from_wire(data["error"])
     raise ModelError("the gateway ended the answer early", "see the gateway's log in <workspace>/server.log")
+
+
+def error_from_wire(error: dict[str, Any]) -> WorkbenchError:
+    """The WorkbenchError a gateway command reported ({"type", "message", "hint"}), of the same
+    kind it was raised as in the gateway."""
+    from workbench.core import errors
+
+    kind = getattr(errors, error["type"], None)
+    if not (isinstance(kind, type) and issubclass(kind, WorkbenchError)):
+        kind = WorkbenchError
+    return kind(error["message"], error.get("hint"))
 
 
 def _error(response: httpx.Response) -> WorkbenchError:

@@ -11,7 +11,7 @@ import click
 from workbench.cli._context import Context
 from workbench.cli._gateway import ask as gateway_ask
 from workbench.cli._gateway import command as gateway_command
-from workbench.cli._gateway import running_gateway
+from workbench.cli._gateway import error_from_wire, running_gateway
 from workbench.cli._output import render_table, report, write
 from workbench.core.errors import UsageError, WorkbenchError
 
@@ -259,13 +259,4 @@ def compare(
 
 def _from_gateway(rows: list[dict]) -> list:
     """The gateway's compare rows as what Service.compare returns: results, or the errors."""
-    from workbench.core import errors
-
-    outcomes: list = []
-    for row in rows:
-        if "error" in row:
-            kind = getattr(errors, row["error"]["type"], errors.WorkbenchError)
-            outcomes.append(kind(row["error"]["message"], row["error"].get("hint")))
-        else:
-            outcomes.append(SimpleNamespace(**row))
-    return outcomes
+    return [error_from_wire(row["error"]) if "error" in row else SimpleNamespace(**row) for row in rows]

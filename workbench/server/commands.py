@@ -38,7 +38,7 @@ def command_routes(service, key_name: Callable[[Request], str], read_body, count
         outcomes = service.compare(
             _list(body, "models"), _text(body, "prompt"), body.get("system"), body.get("params")
         )
-        return [{"error": _error(o)} if isinstance(o, WorkbenchError) else _result(o) for o in outcomes]
+        return [{"error": _error(o)} if isinstance(o, WorkbenchError) else o.as_dict() for o in outcomes]
 
     def eval_run(body: dict, emit, stop: threading.Event) -> Any:
         def progress(subject: str, done: int, total: int) -> None:
@@ -119,10 +119,6 @@ async def _ndjson(work, body: dict, count: Callable[[str], None]):
 
 def _error(exc: WorkbenchError) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
-
-
-def _result(result) -> dict[str, Any]:
-    return {k: v for k, v in result.as_dict().items()}
 
 
 def _list(body: dict, name: str) -> list[str]:
