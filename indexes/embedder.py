@@ -11,7 +11,7 @@ import numpy as np
 
 from workbench.core.errors import CollectionError
 
-__all__ = ["Embedder", "IsolatedEmbedder", "get_embedder", "isolate"]
+__all__ = ["Embedder", "IsolatedEmbedder", "get_embedder", "isolate", "offsets_tokenizer"]
 
 _CACHE: dict[tuple[str, bool], Embedder | IsolatedEmbedder] = {}
 _LOCK = threading.Lock()
@@ -79,6 +79,11 @@ class _OffsetsTokenizer:
     ):
         encodings = self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
         return {"offset_mapping": [encoding.offsets for encoding in encodings]}
+
+
+def offsets_tokenizer(path: Path) -> _OffsetsTokenizer:
+    """The model's tokenizer for chunking, without torch (Ray's read tasks use it)."""
+    return _OffsetsTokenizer(path)
 
 
 class IsolatedEmbedder:

@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from indexes.collection import Collections, check_name, known_files, sql_literal
-from indexes.loaders import LoadedFile, LoadFailure, load_file, walk
+from indexes.loaders import LoadedFile, LoadFailure, file_digest, load_file, walk
 from workbench.core.errors import CollectionError
 
 __all__ = ["IngestReport", "Ingest", "ingest"]
-
-_ROWS_PER_ADD = 5000  # every add() is a LanceDB commit: thousands of rows each
 
 
 @dataclass
@@ -77,9 +75,13 @@ def ingest(
     redact: bool | None = None,
     model: str | None = None,
     progress: Progress | None = None,
+    ray: Any = None,
+    ray_actors: int = 0,
 ) -> IngestReport:
-    """Ingest a file or folder into collection ``name`` (created on first use)."""
-    return Ingest(collections).run(name, source, include, exclude, redact, model, progress)
+    """Ingest a file or folder into collection ``name`` (created on first use); with ``ray``
+    (a connected ray module) the files are read, cut and embedded on its cluster, by
+    ``ray_actors`` embedding actors (0: one per GPU, or per node without GPUs)."""
+    return Ingest(collections).run(name, source, include, exclude, redact, model, progress, ray, ray_actors)
 
 
 class Ingest:
@@ -95,6 +97,8 @@ class Ingest:
         redact: bool | None = None,
         model: str | None = None,
         progress: Progress | None = None,
+        ray: Any = None,
+        ray_actors: int = 0,
     ) -> IngestReport:
         check_name(name)
         started = time.perf_counter()
@@ -125,7 +129,8 @@ class Ingest:
                 meta["redact"] = redact
                 self.collections.save_meta(name, meta)
             report.trace_id = span.trace_id
-            self._ingest(name, meta, Path(source), include, exclude, progress or (lambda event: None), report)
+            work = self._ingest if ray is None else self._ingest_on_ray(ray, ray_actors)
+            work(name, meta, Path(source), include, exclude, progress or (lambda event: None), report)
             report.seconds = time.perf_counter() - started
             span.update(
                 {
@@ -143,82 +148,168 @@ class Ingest:
         return report
 
     def _ingest(self, name, meta, source, include, exclude, progress, report) -> None:
-        from indexes.chunking import HEADER_TOKENS, chunk_file
         from indexes.embedder import get_embedder
 
-        found = walk(source, include, exclude)
-        report.failed += [(str(f.path), f.reason) for f in found.failures]
-        report.skipped += [(str(f.path), f.reason) for f in found.skipped]
-        table = self.collections.open_or_none(name)
-        known = known_files(table)  # path -> file hash
-        # A file is known by its resolved path; a symlinked file by its own (absolute) path.
-        keys = [str(path.absolute() if path.is_symlink() else path.resolve()) for path in found.files]
-        seen = set(keys)
-        progress({"phase": "scan", "files": len(found.files)})
-
+        table, found, keys, known, removed = self._scan(source, include, exclude, progress, report)
         embedder = None  # loaded on the first changed file: an unchanged corpus needs no model
-
-        def chunked(loaded: LoadedFile) -> list:
-            nonlocal embedder
-            if embedder is None:
-                embedder = get_embedder(Path(meta["model_path"]))
-            # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
-            room = embedder.max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
-            max_tokens = min(meta["chunk_tokens"], room)
-            overlap = min(meta["chunk_overlap"], max_tokens // 2)
-            return chunk_file(
-                loaded, embedder.tokenizer, max_tokens, overlap, headers=bool(meta.get("context_header"))
-            )
-
+        settings = None
         pending: list[tuple[LoadedFile, list]] = []
         masked: Counter[str] = Counter()
         for done, (path, key) in enumerate(zip(found.files, keys), start=1):
-            loaded = load_file(path, int(self.collections.config.max_file_mb * 1e6), skip_hash=known.get(key))
+            loaded = load_file(path, self._max_bytes(), skip_hash=known.get(key))
             if loaded is None:
                 report.unchanged += 1
             elif isinstance(loaded, LoadFailure):
                 (report.skipped if loaded.skipped else report.failed).append((key, loaded.reason))
             else:
+                if embedder is None:
+                    embedder = get_embedder(Path(meta["model_path"]))
+                    settings = chunk_settings(meta, embedder.max_tokens)
                 loaded.path = Path(key)
-                chunks = chunked(loaded)
-                if meta["redact"]:
-                    from workbench.core.redaction import redact as mask
-
-                    for chunk in chunks:
-                        chunk.text = mask(chunk.text, masked)
-                        chunk.embed_text = mask(chunk.embed_text, Counter())
-                pending.append((loaded, chunks))
+                pending.append((loaded, prepare_chunks(loaded, embedder.tokenizer, settings, masked)))
             progress({"phase": "read", "done": done, "total": len(found.files), "file": key})
         report.masked = dict(masked)
-        # Only files under this source can have been deleted: a collection may hold several.
-        scope = str(source.resolve())
-        removed = sorted(p for p in set(known) - seen if p == scope or p.startswith(scope.rstrip("/") + "/"))
         # A file that now fails to load keeps its old chunks: a transient error loses nothing.
         changed = [loaded for loaded, _ in pending if str(loaded.path) in known]
         doomed = removed + [str(f.path) for f in changed]
         # Look vectors up before the old rows of changed files are deleted: most of their
         # chunks are usually unchanged.
         reuse = self._reusable_vectors(table, [c.hash for _, chunks in pending for c in chunks])
-        if doomed and table is not None:
-            with self.collections.tracer.span("lancedb.delete", "io", {"workbench.files": len(doomed)}):
-                for begin in range(0, len(doomed), 500):
-                    table.delete(
-                        "path IN (" + ", ".join(sql_literal(p) for p in doomed[begin : begin + 500]) + ")"
-                    )
+        self._delete(table, doomed)
         report.removed = removed
         report.updated = [str(f.path) for f in changed]
         report.added = [str(loaded.path) for loaded, _ in pending if str(loaded.path) not in known]
         table = self._write(name, table, meta, embedder, pending, reuse, progress, report)
-        if table is not None:
-            self.collections.build_indices(table, force_fts=bool(pending or doomed))
-            report.rows, report.version = table.count_rows(), table.version
-            # The files now in the table: those it had, less the deleted, plus those written.
-            files = (set(known) - set(doomed)) | {str(loaded.path) for loaded, chunks in pending if chunks}
-            self.collections.remember(name, table, len(files))
+        self._finish(name, table, known, doomed, [loaded for loaded, chunks in pending if chunks], report)
 
-    def _write(self, name, table, meta, embedder, pending, reuse, progress, report):
+    def _ingest_on_ray(self, ray, actors: int):
+        def work(name, meta, source, include, exclude, progress, report) -> None:
+            """The diff here, the reading, cutting and embedding on the cluster, the commits
+            here: files whole, a batch of them per commit, as in-process."""
+            from indexes.embedder import get_embedder
+            from indexes.ray_ingest import embedded_files, model_max_tokens
+
+            table, found, keys, known, removed = self._scan(source, include, exclude, progress, report)
+            todo = []
+            for done, (path, key) in enumerate(zip(found.files, keys), start=1):
+                digest = file_digest(path, self._max_bytes())
+                if isinstance(digest, LoadFailure):
+                    (report.skipped if digest.skipped else report.failed).append((key, digest.reason))
+                elif digest == known.get(key):
+                    report.unchanged += 1
+                else:
+                    todo.append((key, str(path)))
+                progress({"phase": "read", "done": done, "total": len(found.files), "file": key})
+            self._delete(table, removed)
+            report.removed, doomed, written = removed, list(removed), []
+            if todo:
+                model_path = Path(meta["model_path"])
+                window = model_max_tokens(model_path) or get_embedder(model_path).max_tokens
+                settings = chunk_settings(meta, window)
+                batch: list[tuple[LoadedFile, list]] = []
+                vectors: dict[str, Any] = {}
+                size, dimensions, masked = 0, 0, Counter[str]()
+
+                def commit() -> None:
+                    nonlocal table, batch, size
+                    # A changed file's old rows go just before its new ones: a kill between
+                    # leaves it absent, and the next run adds it.
+                    replaced = [str(loaded.path) for loaded, _ in batch if str(loaded.path) in known]
+                    self._delete(table, replaced)
+                    doomed.extend(replaced)
+                    if any(chunks for _, chunks in batch):
+                        table = self._add(name, table, batch, vectors, meta["model"], dimensions)
+                    written.extend(loaded for loaded, chunks in batch if chunks)
+                    report.chunks_added += size
+                    batch, size = [], 0
+                    vectors.clear()
+
+                attributes = {"workbench.files": len(todo), "workbench.ray.nodes": len(ray.nodes())}
+                nodes: Counter[str] = Counter()  # files embedded by each node
+                with self.collections.tracer.span("ray.ingest", "embedding", attributes) as span:
+                    for key, loaded, chunks, file_masked, part, node in embedded_files(
+                        ray, todo, settings, model_path, self._max_bytes(), actors
+                    ):
+                        if isinstance(loaded, LoadFailure):
+                            (report.skipped if loaded.skipped else report.failed).append((key, loaded.reason))
+                            continue
+                        progress(
+                            {
+                                "phase": "embed",
+                                "done": len(report.added) + len(report.updated) + 1,
+                                "total": len(todo),
+                            }
+                        )
+                        (report.updated if key in known else report.added).append(key)
+                        masked.update(file_masked)
+                        for chunk, vector in zip(chunks, part):
+                            vectors[chunk.hash] = vector
+                        dimensions = dimensions or (part.shape[1] if len(part) else 0)
+                        report.chunks_embedded += len(chunks)
+                        nodes[node] += 1
+                        batch.append((loaded, chunks))
+                        size += len(chunks)
+                        if size >= self.collections.config.commit_rows:
+                            commit()
+                    commit()
+                    span.set("workbench.ray.embed_nodes", dict(nodes))
+                report.masked = dict(masked)
+                report.added.sort()
+                report.updated.sort()
+            self._finish(name, table, known, doomed, written, report)
+
+        return work
+
+    def _scan(self, source, include, exclude, progress, report):
+        """The table, the files under ``source``, their keys, what the table knows (path ->
+        file hash) and the known files under ``source`` that are gone."""
+        found = walk(source, include, exclude)
+        report.failed += [(str(f.path), f.reason) for f in found.failures]
+        report.skipped += [(str(f.path), f.reason) for f in found.skipped]
+        table = self.collections.open_or_none(report.collection)
+        known = known_files(table)  # path -> file hash
+        # A file is known by its resolved path; a symlinked file by its own (absolute) path.
+        keys = [str(path.absolute() if path.is_symlink() else path.resolve()) for path in found.files]
+        progress({"phase": "scan", "files": len(found.files)})
+        # Only files under this source can have been deleted: a collection may hold several.
+        scope, seen = str(source.resolve()), set(keys)
+        removed = sorted(p for p in set(known) - seen if p == scope or p.startswith(scope.rstrip("/") + "/"))
+        return table, found, keys, known, removed
+
+    def _max_bytes(self) -> int:
+        return int(self.collections.config.max_file_mb * 1e6)
+
+    def _delete(self, table, paths: list[str]) -> None:
+        if not paths or table is None:
+            return
+        with self.collections.tracer.span("lancedb.delete", "io", {"workbench.files": len(paths)}):
+            for begin in range(0, len(paths), 500):
+                table.delete(
+                    "path IN (" + ", ".join(sql_literal(p) for p in paths[begin : begin + 500]) + ")"
+                )
+
+    def _add(self, name, table, batch, vectors, model: str, dimensions: int):
+        """One commit: the rows of whole files."""
         import pyarrow as pa
 
+        rows = _rows(batch, vectors, model)
+        data = pa.Table.from_pylist(rows, schema=_schema(dimensions))
+        with self.collections.tracer.span("lancedb.add", "io", {"workbench.rows": len(rows)}):
+            if table is None:
+                return self.collections.db.create_table(name, data=data)
+            table.add(data)
+            return table
+
+    def _finish(self, name, table, known, doomed, written, report) -> None:
+        if table is None:
+            return
+        self.collections.build_indices(table, force_fts=bool(written or doomed))
+        report.rows, report.version = table.count_rows(), table.version
+        # The files now in the table: those it had, less the deleted, plus those written.
+        files = (set(known) - set(doomed)) | {str(loaded.path) for loaded in written}
+        self.collections.remember(name, table, len(files))
+
+    def _write(self, name, table, meta, embedder, pending, reuse, progress, report):
         total = sum(len(chunks) for _, chunks in pending)
         done = 0
 
@@ -249,13 +340,7 @@ class Ingest:
             for chunk, vector in zip(fresh, vectors):
                 reuse[chunk.hash] = vector
             report.chunks_embedded += len(fresh)
-            rows = _rows(batch, reuse, meta["model"])
-            data = pa.Table.from_pylist(rows, schema=_schema(embedder.dimensions))
-            with self.collections.tracer.span("lancedb.add", "io", {"workbench.rows": len(rows)}):
-                if table is None:
-                    table = self.collections.db.create_table(name, data=data)
-                else:
-                    table.add(data)
+            table = self._add(name, table, batch, reuse, meta["model"], embedder.dimensions)
             done += len(chunks)
             report.chunks_added += len(chunks)
             progress({"phase": "write", "done": done, "total": total})
@@ -264,7 +349,7 @@ class Ingest:
         for item in pending:
             batch.append(item)
             size += len(item[1])
-            if size >= _ROWS_PER_ADD:
+            if size >= self.collections.config.commit_rows:
                 flush(batch)
                 batch, size = [], 0
         flush(batch)
@@ -289,6 +374,38 @@ class Ingest:
             ):
                 found[chunk_hash] = vector
         return found
+
+
+def chunk_settings(meta: dict[str, Any], model_max_tokens: int) -> dict[str, Any]:
+    """How the files of a collection are cut, given its embedding model's window."""
+    from indexes.chunking import HEADER_TOKENS
+
+    # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
+    room = model_max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
+    max_tokens = min(meta["chunk_tokens"], room)
+    return {
+        "max_tokens": max_tokens,
+        "overlap": min(meta["chunk_overlap"], max_tokens // 2),
+        "headers": bool(meta.get("context_header")),
+        "redact": bool(meta["redact"]),
+    }
+
+
+def prepare_chunks(loaded: LoadedFile, tokenizer, settings: dict[str, Any], masked: Counter[str]) -> list:
+    """A loaded file's chunks as they are stored: cut, and masked when the collection redacts
+    (``masked`` counts what was masked, by kind)."""
+    from indexes.chunking import chunk_file
+
+    chunks = chunk_file(
+        loaded, tokenizer, settings["max_tokens"], settings["overlap"], headers=settings["headers"]
+    )
+    if settings["redact"]:
+        from workbench.core.redaction import redact as mask
+
+        for chunk in chunks:
+            chunk.text = mask(chunk.text, masked)
+            chunk.embed_text = mask(chunk.embed_text, Counter())
+    return chunks
 
 
 def _schema(dimensions: int):

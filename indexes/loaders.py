@@ -13,7 +13,7 @@ from pathlib import Path
 
 from indexes.structure import Section
 
-__all__ = ["Section", "LoadedFile", "LoadFailure", "walk", "load_file", "FORMATS"]
+__all__ = ["Section", "LoadedFile", "LoadFailure", "walk", "load_file", "file_digest", "FORMATS"]
 
 TEXT = {".txt", ".text", ".log"}
 MARKDOWN = {".md", ".markdown"}
@@ -159,9 +159,7 @@ def walk(root: Path, include: list[str] | None = None, exclude: list[str] | None
     return result
 
 
-def load_file(path: Path, max_bytes: int, skip_hash: str | None = None) -> LoadedFile | LoadFailure | None:
-    """Read and split one file; a LoadFailure says why it could not be; None when its content
-    hash is ``skip_hash`` (unchanged since the last ingest, so not parsed again)."""
+def _read(path: Path, max_bytes: int) -> bytes | LoadFailure:
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -171,11 +169,26 @@ def load_file(path: Path, max_bytes: int, skip_hash: str | None = None) -> Loade
                 "([documents] max_file_mb)",
                 skipped=True,
             )
-        data = path.read_bytes()
+        return path.read_bytes()
     except PermissionError:
         return LoadFailure(path, "no permission to read it")
     except OSError as exc:
         return LoadFailure(path, f"cannot read it: {exc.strerror or exc}")
+
+
+def file_digest(path: Path, max_bytes: int) -> str | LoadFailure:
+    """The content hash load_file would give the file (without parsing it), or why it cannot
+    be read."""
+    data = _read(path, max_bytes)
+    return data if isinstance(data, LoadFailure) else hashlib.sha256(data).hexdigest()
+
+
+def load_file(path: Path, max_bytes: int, skip_hash: str | None = None) -> LoadedFile | LoadFailure | None:
+    """Read and split one file; a LoadFailure says why it could not be; None when its content
+    hash is ``skip_hash`` (unchanged since the last ingest, so not parsed again)."""
+    data = _read(path, max_bytes)
+    if isinstance(data, LoadFailure):
+        return data
     digest = hashlib.sha256(data).hexdigest()
     if digest == skip_hash:
         return None

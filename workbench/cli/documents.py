@@ -24,6 +24,15 @@ __all__ = ["ingest", "search", "collections"]
     help="Mask e-mails, phones, cards, IBANs, national ids and API keys before embedding.",
 )
 @click.option("--model", help="Embedding model of a new collection (default: [documents] embedding_model).")
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Read, cut and embed on a Ray cluster (ADDRESS, else [ray] address, else a Ray started for this run).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def ingest(
@@ -34,6 +43,7 @@ def ingest(
     exclude: tuple[str, ...],
     redact: bool | None,
     model: str | None,
+    ray: str | None,
     as_json: bool,
 ) -> None:
     """Ingest files or folders into a collection; re-running skips unchanged files. Several
@@ -42,7 +52,7 @@ def ingest(
     for path in paths:
         bar = _Progress(enabled=not as_json and sys.stderr.isatty())
         report = obj.service.ingest(
-            collection, path, list(include) or None, list(exclude) or None, redact, model, bar.update
+            collection, path, list(include) or None, list(exclude) or None, redact, model, bar.update, ray
         )
         bar.close()
         reports.append(report)

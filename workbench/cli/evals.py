@@ -140,6 +140,15 @@ def _gate_options(command):
 @click.option(
     "--retry-errors", is_flag=True, help="With --resume: run the cases that ended in an error again."
 )
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the cases on a Ray cluster (ADDRESS, else [ray] address, else a Ray started for this run).",
+)
 @click.option("--baseline", metavar="RUN_ID", help="Compare against this run when done.")
 @_gate_options
 @click.option("--json", "as_json", is_flag=True)
@@ -158,6 +167,7 @@ def eval_run(
     limit: int | None,
     resume: str | None,
     retry_errors: bool,
+    ray: str | None,
     baseline: str | None,
     fail_on_regression: float | None,
     alpha: float,
@@ -188,13 +198,14 @@ def eval_run(
         "retry_errors": retry_errors,
         "parallel": parallel,
     }
-    url = running_gateway(obj.workspace)
+    # A Ray run is driven from here: the cluster, not the gateway, holds its models.
+    url = running_gateway(obj.workspace) if ray is None else None
     if url is not None:  # its models are loaded there, and their requests join the gateway's
         run_id = command(url, "eval", arguments, lambda e: bars.update(e["subject"], e["done"], e["total"]))[
             "run_id"
         ]
     else:
-        run_id = obj.service.evals.run(**arguments, progress=bars.update)
+        run_id = obj.service.evals.run(**arguments, progress=bars.update, ray=ray)
     bars.close()
     shown = obj.service.evals.show(run_id)
     errors = sum(1 for r in shown["results"] if r["error"])

@@ -122,6 +122,9 @@ class DocumentsConfig(_Strict):
     storage_secrets: dict[str, str] = {}
     """Settings whose values are secrets, each by the NAME of the environment variable that
     holds it, e.g. {aws_access_key_id = "AWS_ACCESS_KEY_ID"}; the values are never stored."""
+    commit_rows: int = Field(5_000, ge=1)
+    """Ingest commits files whole, in batches of about this many chunks (each a LanceDB version):
+    fewer, larger commits read faster; a killed ingest redoes at most one batch."""
     ann_index_rows: int = Field(8_000, ge=256)
     """Past this many chunks an ANN index (IVF_PQ) is built after ingest; below, exact scans are
     fast enough. Measured on 2 cores: an exact scan took 43 ms at 30,000 rows (~1.4 us a row,
@@ -142,6 +145,16 @@ class ServerConfig(_Strict):
     variable's name in `keys`); past it the gateway answers 429 until midnight."""
 
 
+class RayConfig(_Strict):
+    address: str = ""
+    """The Ray cluster `--ray` runs on when no address is given: "host:6379" (its head node),
+    "auto" (the cluster already started on this machine) or "ray://host:10001" (Ray Client).
+    Empty: each `--ray` run starts a Ray of its own on this machine and stops it after."""
+    embed_actors: int = Field(0, ge=0)
+    """Embedding actors of a Ray ingest; 0: one per GPU of the cluster, or on a cluster without
+    GPUs one per node."""
+
+
 class WorkbenchConfig(_Strict):
     offline: bool = False
     """When true no connection to a non-loopback address is opened."""
@@ -156,6 +169,8 @@ class WorkbenchConfig(_Strict):
     """Ingest and retrieval defaults."""
     server: ServerConfig = ServerConfig()
     """`workbench serve`: the OpenAI-compatible gateway."""
+    ray: RayConfig = RayConfig()
+    """`workbench ingest --ray` and `workbench eval run --ray`."""
 
 
 DEFAULT_CONFIG_TEXT = """\

@@ -48,11 +48,30 @@ class Documents:
         redact: bool | None = None,
         model: str | None = None,
         progress=None,
+        ray: str | None = None,
     ) -> IngestReport:
-        """Ingest a file or folder into a collection (created on first use); returns the report."""
+        """Ingest a file or folder into a collection (created on first use); returns the report.
+        ``ray``: on a Ray cluster at this address ("": the configured one, or a Ray of its own)."""
         from indexes.ingest import ingest
 
-        return ingest(self.collections, collection, source, include, exclude, redact, model, progress)
+        if ray is None:
+            return ingest(self.collections, collection, source, include, exclude, redact, model, progress)
+        from workbench.core.ray_cluster import ray_session
+
+        config = self.service.config
+        with ray_session(config, ray) as connected:
+            return ingest(
+                self.collections,
+                collection,
+                source,
+                include,
+                exclude,
+                redact,
+                model,
+                progress,
+                ray=connected,
+                ray_actors=config.ray.embed_actors,
+            )
 
     def search(
         self,

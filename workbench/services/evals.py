@@ -207,11 +207,13 @@ class Evals:
         stop: threading.Event | None = None,
         retry_errors: bool = False,
         parallel: int = 4,
+        ray: str | None = None,
     ) -> str:
         """Run (or resume) an eval; returns its run id. Results are written as cases finish.
         ``retry_errors`` with ``resume``: cases that ended in an error (a cloud outage, a timeout)
         run again; their old rows go first, so a kill meanwhile leaves them to the next resume.
-        ``parallel``: cases of one local model in flight at once (decoded together)."""
+        ``parallel``: cases of one local model in flight at once (decoded together). ``ray``: on
+        a Ray cluster at this address ("": [ray] address, or a Ray of its own; None: here)."""
         from evals.runner import run_cases
 
         if resume:
@@ -265,7 +267,27 @@ class Evals:
         status = "failed"
         try:
             # No span around the run: each case is a trace of its own (eval.case), linked by run id.
-            run_cases(subjects, cases, done, judge_, writer, progress, concurrency, stop, parallel)
+            if ray is None:
+                run_cases(subjects, cases, done, judge_, writer, progress, concurrency, stop, parallel)
+            else:
+                from workbench.core.ray_cluster import ray_session
+                from workbench.services.ray_evals import run_on_ray
+
+                with ray_session(self.service.config, ray) as connected:
+                    run_on_ray(
+                        connected,
+                        self.service,
+                        run_id,
+                        settings,
+                        subjects,
+                        cases,
+                        done,
+                        writer,
+                        progress,
+                        concurrency,
+                        stop,
+                        parallel,
+                    )
             status = "stopped" if stop is not None and stop.is_set() else "done"
         finally:
             writer.flush()

@@ -30,7 +30,14 @@ _Part = TypeVar("_Part")
 
 
 class Service:
-    def __init__(self, workspace: str | os.PathLike[str] | None = None, offline: bool = False):
+    def __init__(
+        self,
+        workspace: str | os.PathLike[str] | None = None,
+        offline: bool = False,
+        tracer: Tracer | None = None,
+    ):
+        """``tracer``: where spans go instead of the workspace's trace store (a Ray worker's
+        spans go back to the driver, which alone writes the store)."""
         self.workspace = Workspace.open(workspace)
         self.config = self.workspace.config  # validate now: a broken file fails early and clearly
         self.offline = offline or self.config.offline
@@ -38,7 +45,7 @@ class Service:
         # share its warnings (a quarantined segment reaches the doctor and the app).
         self.store = open_store(self.workspace.root)
         self._lock = threading.RLock()
-        self._parts: dict[str, Any] = {}
+        self._parts: dict[str, Any] = {} if tracer is None else {"tracer": tracer}
 
     def _part(self, name: str, build: Callable[[], _Part]) -> _Part:
         part = self._parts.get(name)
@@ -260,8 +267,11 @@ class Service:
         redact: bool | None = None,
         model: str | None = None,
         progress=None,
+        ray: str | None = None,
     ):
-        return self.documents.ingest(collection, source, include, exclude, redact, model, progress)
+        """``ray``: run on a Ray cluster at this address ("": [ray] address, or a Ray of this
+        run's own); None: in this process."""
+        return self.documents.ingest(collection, source, include, exclude, redact, model, progress, ray)
 
     def search(
         self,

@@ -143,6 +143,17 @@ class SpoolWriter:
         if len(self._buffer) >= self.flush_max_spans:
             self._wake.set()
 
+    def emit_rows(self, rows: list[tuple]) -> None:
+        """Spans ended in another process, already turned into rows there (span_row): a Ray
+        worker's, which its driver writes."""
+        if not rows:
+            return
+        self._buffer.extend(rows)
+        if self._thread is None:
+            self._start()
+        if len(self._buffer) >= self.flush_max_spans:
+            self._wake.set()
+
     def _start(self) -> None:
         with self._flush_lock:
             if self._thread is None and not self._closed:

@@ -1,0 +1,162 @@
+"""Ray: the same ingest and eval in process and on Ray, as a user runs them (the `workbench` CLI,
+wall time of the whole command), in the same run.
+
+- ingest overhead: `--ray ADDRESS` on a one-node cluster already running (a head started with
+  `ray start`-style settings, all the CPUs) over the in-process ingest of the same corpus
+  (goal <= 1.2); also `--ray` with no address, which starts a Ray of its own for the run.
+- eval overhead: the demo dataset on SmolLM2 the same way.
+- scaling: the ingest on 1, 2 and 3 nodes (ray.cluster_utils.Cluster) with this machine's CPUs
+  split between them: a check that the work spreads, not a speed claim (one machine's cores).
+Also prints the per-chunk and per-token costs docs/scale.md projects from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.figures import emit  # noqa: E402
+from local_models.fetch import fetch_models  # noqa: E402
+from workbench.services import init_workspace  # noqa: E402
+
+BIN = Path(sys.executable).parent
+FILES = 400
+
+
+def corpus(root: Path) -> Path:
+    topics = ["tides", "glaciers", "volcanoes", "deserts", "rivers", "forests", "reefs", "caves"]
+    root.mkdir(parents=True)
+    for n in range(FILES):
+        topic = topics[n % len(topics)]
+        sections = "\n\n".join(
+            f"## Field note {n}.{s}\n\n"
+            + " ".join(
+                f"Survey {n}-{s}-{w} of the {topic} recorded reading {(n * 31 + s * 7 + w) % 97} at station {w}."
+                for w in range(12)
+            )
+            for s in range(4)
+        )
+        (root / f"note-{n:03d}.md").write_text(f"# {topic.title()} log {n}\n\n{sections}\n")
+    return root
+
+
+def workspace(parent: Path, name: str, models: Path) -> Path:
+    path, _ = init_workspace(parent / name)
+    for entry in models.iterdir():
+        if not entry.name.startswith("."):
+            (path / "models" / entry.name).symlink_to(entry.resolve())
+    return path
+
+
+def timed(root: Path, *args: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(BIN / "workbench"), *args, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WORKBENCH_HOME": str(root)},
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"workbench {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return time.perf_counter() - started, json.loads(result.stdout)
+
+
+def main() -> None:
+    from ray.cluster_utils import Cluster
+
+    cpus = os.cpu_count() or 2
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        models = tmp_path / "models"
+        fetch_models(models)
+        docs = corpus(tmp_path / "notes")
+
+        here, report = timed(workspace(tmp_path, "here", models), "ingest", str(docs), "-c", "docs")
+        chunks = report["chunks_added"]
+        own, _ = timed(workspace(tmp_path, "own", models), "ingest", str(docs), "-c", "docs", "--ray")
+
+        seconds = {}
+        for nodes in (1, 2, 3):
+            per_node = max(1, cpus // nodes)
+            cluster = Cluster(
+                initialize_head=True, head_node_args={"num_cpus": per_node, "include_dashboard": False}
+            )
+            for _ in range(nodes - 1):
+                cluster.add_node(num_cpus=per_node)
+            cluster.wait_for_nodes()
+            try:
+                ws = workspace(tmp_path, f"nodes{nodes}", models)
+                seconds[nodes], _ = timed(ws, "ingest", str(docs), "-c", "docs", "--ray", cluster.address)
+                if nodes == 1:
+                    ws = workspace(tmp_path, "eval-ray", models)
+                    (ws / "evals" / "demo.jsonl").write_text((ROOT / "evals/data/demo.jsonl").read_text())
+                    eval_ray, _ = timed(
+                        ws,
+                        "eval",
+                        "run",
+                        "demo",
+                        "-m",
+                        "smollm2",
+                        "--max-tokens",
+                        "48",
+                        "--ray",
+                        cluster.address,
+                    )
+            finally:
+                cluster.shutdown()
+
+        ws = workspace(tmp_path, "eval-here", models)
+        (ws / "evals" / "demo.jsonl").write_text((ROOT / "evals/data/demo.jsonl").read_text())
+        eval_here, shown = timed(ws, "eval", "run", "demo", "-m", "smollm2", "--max-tokens", "48")
+        tokens = sum(r.get("output_tokens") or 0 for r in shown["results"]) if "results" in shown else None
+
+    ratio = seconds[1] / here
+    emit(
+        "ingest on a 1-node Ray cluster over in process (CLI wall time)",
+        seconds[1],
+        "s",
+        "<= 1.2",
+        ratio <= 1.2,
+        ratio,
+        f"{FILES} files, {chunks} chunks; in process {here:.1f} s",
+    )
+    emit(
+        "ingest with --ray and no address (starts its own Ray) over in process",
+        own,
+        "s",
+        "-",
+        None,
+        own / here,
+    )
+    emit(
+        "eval (demo, 33 cases, SmolLM2, 48 tokens) on a 1-node Ray cluster over in process",
+        eval_ray,
+        "s",
+        "<= 1.2",
+        eval_ray / eval_here <= 1.2,
+        eval_ray / eval_here,
+        f"in process {eval_here:.1f} s" + (f", {tokens} output tokens" if tokens else ""),
+    )
+    for nodes in (2, 3):
+        emit(
+            f"ingest on {nodes} nodes over 1 node ({cpus} CPUs split)",
+            seconds[nodes],
+            "s",
+            "-",
+            None,
+            seconds[nodes] / seconds[1],
+            "one machine's cores shared by the nodes: a check that the work spreads, not a speed-up",
+        )
+    emit("in-process ingest cost per chunk (2 cores, MiniLM-L6)", here / chunks * 1000, "ms", "-", None)
+
+
+if __name__ == "__main__":
+    main()

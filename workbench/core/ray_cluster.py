@@ -1,0 +1,99 @@
+"""Joining a Ray cluster for `--ray` runs (ingest, eval): the optional extra, the address, and
+what the workers need from this process (the secrets the config names, by variable).
+
+Ray is an extra (`pip install -e '.[ray]'`): nothing imports it until a `--ray` run starts. The
+driver is this process; it alone writes the workspace (LanceDB commits, traces.duckdb, eval
+results). Workers read the workspace (models, collections) and the corpus at the same paths as
+the driver, so on a real cluster these live on a filesystem every node mounts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from workbench.core.config import WorkbenchConfig
+from workbench.core.errors import UsageError, WorkbenchError
+
+__all__ = ["ray_session", "require_ray", "secret_env"]
+
+INSTALL_HINT = "pip install -e '.[ray]' in the workbench's virtualenv (or `make test`, which installs it)"
+
+
+def require_ray():
+    """The ray module, or an error that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data comes with the extra; check it is there
+    except ImportError:
+        raise UsageError("--ray needs Ray, which is not installed", INSTALL_HINT) from None
+    return ray
+
+
+def secret_env(config: WorkbenchConfig) -> dict[str, str]:
+    """The environment variables the config names for secrets (cloud API keys, object-storage
+    secrets) that are set here: workers get them, since they call the same endpoints."""
+    names = [endpoint.api_key_env for endpoint in config.cloud.values() if endpoint.api_key_env]
+    names += list(config.documents.storage_secrets.values())
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+@contextmanager
+def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
+    """Ray, connected: to ``address`` (or ``[ray] address``), or, with neither, to a Ray of its
+    own on this machine that stops when the block ends. A connection this process already had
+    (a test's cluster) is used as it is."""
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    target = address or config.ray.address or None
+    try:
+        ray.init(
+            address=target,
+            runtime_env={"env_vars": secret_env(config)},
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            configure_logging=True,
+        )
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+        raise WorkbenchError(
+            f"cannot join the Ray cluster at {target}: {str(exc).splitlines()[0] if str(exc) else exc}",
+            "start it (`ray start --head`) or fix --ray ADDRESS / [ray] address; without an address "
+            "the run starts a Ray of its own",
+        ) from None
+    _quiet_ray_data()
+    _ray_messages_to_stderr()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _ray_messages_to_stderr() -> None:
+    """Ray's driver prints the cluster's error messages ("A worker died...") on stdout, where
+    they would corrupt `--json` output; they are diagnostics, so they go to stderr. (Ray has no
+    setting for it: its listener thread calls this module function by name.)"""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    if getattr(original, "workbench_stderr", False):
+        return
+
+    def to_stderr(data, ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.workbench_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data draws progress bars and logs each plan on stderr; the CLI has its own progress."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
