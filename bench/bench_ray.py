@@ -31,6 +31,14 @@ BIN = Path(sys.executable).parent
 FILES = 400
 
 
+def embedded_per_node(root: Path) -> list[int]:
+    """Files each node embedded, from the ingest's ray.ingest span."""
+    from workbench.services import Service
+
+    _, rows = Service(root).sql("SELECT attributes FROM spans WHERE name = 'ray.ingest'")
+    return sorted(json.loads(rows[0][0])["workbench.ray.embed_nodes"].values(), reverse=True)
+
+
 def corpus(root: Path) -> Path:
     topics = ["tides", "glaciers", "volcanoes", "deserts", "rivers", "forests", "reefs", "caves"]
     root.mkdir(parents=True)
@@ -70,6 +78,8 @@ def timed(root: Path, *args: str) -> tuple[float, dict]:
 
 
 def main() -> None:
+    # loopback (read when Ray is imported), and no usage reports
+    os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
     from ray.cluster_utils import Cluster
 
     cpus = os.cpu_count() or 2
@@ -83,11 +93,15 @@ def main() -> None:
         chunks = report["chunks_added"]
         own, _ = timed(workspace(tmp_path, "own", models), "ingest", str(docs), "-c", "docs", "--ray")
 
-        seconds = {}
+        seconds, spread = {}, {}
         for nodes in (1, 2, 3):
             per_node = max(1, cpus // nodes)
             cluster = Cluster(
-                initialize_head=True, head_node_args={"num_cpus": per_node, "include_dashboard": False}
+                initialize_head=True,
+                head_node_args={
+                    "num_cpus": per_node,
+                    "include_dashboard": False,
+                },
             )
             for _ in range(nodes - 1):
                 cluster.add_node(num_cpus=per_node)
@@ -95,6 +109,7 @@ def main() -> None:
             try:
                 ws = workspace(tmp_path, f"nodes{nodes}", models)
                 seconds[nodes], _ = timed(ws, "ingest", str(docs), "-c", "docs", "--ray", cluster.address)
+                spread[nodes] = embedded_per_node(ws)
                 if nodes == 1:
                     ws = workspace(tmp_path, "eval-ray", models)
                     (ws / "evals" / "demo.jsonl").write_text((ROOT / "evals/data/demo.jsonl").read_text())
@@ -153,7 +168,8 @@ def main() -> None:
             "-",
             None,
             seconds[nodes] / seconds[1],
-            "one machine's cores shared by the nodes: a check that the work spreads, not a speed-up",
+            f"files embedded per node {spread[nodes]}; one machine's cores shared by the nodes: "
+            "a check that the work spreads, not a speed-up",
         )
     emit("in-process ingest cost per chunk (2 cores, MiniLM-L6)", here / chunks * 1000, "ms", "-", None)
 

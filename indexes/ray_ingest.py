@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,8 @@ def embedded_files(
     gpus = int(resources.get("GPU", 0))
     if actors <= 0:
         actors = gpus or max(1, len([n for n in ray.nodes() if n.get("Alive")]))
+    # No more actors (each loads the model) than there are batches for them.
+    actors = max(1, min(actors, -(-len(files) // FILES_PER_EMBED_BATCH)))
     dataset = ray.data.from_items(
         [{"key": key, "path": path} for key, path in files],
         override_num_blocks=max(1, min(len(files) // FILES_PER_READ_TASK, 256)),
@@ -115,17 +118,24 @@ def embedded_files(
         fn_kwargs={"settings": settings, "model_path": str(model_path), "max_bytes": max_bytes},
         num_cpus=0.5,
     )
-    dataset = dataset.map_batches(
-        _Embed,
-        batch_size=FILES_PER_EMBED_BATCH,
-        fn_constructor_kwargs={"model_path": str(model_path), "use_gpu": bool(gpus)},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-        num_gpus=1 if gpus else 0,
-        num_cpus=0.5 if gpus else 1,
-        # An actor killed mid-batch is started again and its batch retried.
-        max_restarts=-1,
-        max_task_retries=-1,
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for an actor pool's placement yet (it deprecates the
+        # keyword that carries it, for a replacement in 2.64); we pin 2.60.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dataset = dataset.map_batches(
+            _Embed,
+            batch_size=FILES_PER_EMBED_BATCH,
+            fn_constructor_kwargs={"model_path": str(model_path), "use_gpu": bool(gpus)},
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0,
+            # A CPU actor takes its node's cores for torch (see _Embed); half a CPU leaves the
+            # scheduler room for the read tasks beside it.
+            num_cpus=0.5,
+            # One embedder per node: the default placement packs actors onto the driver's node.
+            scheduling_strategy="SPREAD",
+            # An actor killed mid-batch is started again and its batch retried: Ray Data's
+            # default for actor pools (tests/test_ray.py kills them).
+        )
     try:
         for row in dataset.iter_rows():
             yield pickle.loads(row["file"])

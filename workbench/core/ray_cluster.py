@@ -9,6 +9,7 @@ the driver, so on a real cluster these live on a filesystem every node mounts.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,11 +46,21 @@ def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
     """Ray, connected: to ``address`` (or ``[ray] address``), or, with neither, to a Ray of its
     own on this machine that stops when the block ends. A connection this process already had
     (a test's cluster) is used as it is."""
+    target = address or config.ray.address or None
+    # Set before Ray is imported, which reads them. Ray reports usage statistics to its makers
+    # unless told not to; an offline tool does not.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Its C++ core logs warnings about its own internals on stderr; failures reach us as errors.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    if target is None or target.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+        # A Ray of the run's own listens on loopback only, as every server the workbench
+        # starts; and Ray rewrites a loopback address to the machine's own unless told to
+        # keep to loopback (its switch for single-machine clusters).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = require_ray()
     if ray.is_initialized():
         yield ray
         return
-    target = address or config.ray.address or None
     try:
         ray.init(
             address=target,
@@ -94,6 +105,7 @@ def _quiet_ray_data() -> None:
     """Ray Data draws progress bars and logs each plan on stderr; the CLI has its own progress."""
     from ray.data import DataContext
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "execution finished in ..." and the like
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False

@@ -33,8 +33,24 @@ def doctor(service: Service) -> list[Check]:
     checks.append(Check("workspace", "offline mode", "ok", "on" if service.offline else "off"))
     checks.append(_trace_check(service))
     checks.append(_lancedb_check(service))
+    checks.append(_ray_check(service))
     checks.extend(_model_checks(service))
     return checks
+
+
+def _ray_check(service: Service) -> Check:
+    """Whether `--ray` can run, and where: read from the installed metadata (importing Ray
+    takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from workbench.core.ray_cluster import INSTALL_HINT
+
+    try:
+        installed = version("ray")
+    except PackageNotFoundError:
+        return Check("workspace", "ray", "ok", f"not installed (optional, for --ray: {INSTALL_HINT})")
+    where = service.config.ray.address or "a Ray started for each run on this machine"
+    return Check("workspace", "ray", "ok", f"ray {installed}; --ray runs on {where}")
 
 
 def _model_checks(service: Service) -> list[Check]:
