@@ -237,6 +237,17 @@ def test_without_ray_installed_the_error_says_how_to_install_it(model_workspace,
     assert not (model_workspace.lancedb_dir / "docs.lance").exists(), "nothing written"
 
 
+def test_a_ray_address_where_nothing_answers_is_refused_at_once(model_workspace, tmp_path):
+    (tmp_path / "one.md").write_text("# One\n\nA file.\n")
+    started = time.monotonic()
+    result = run_cli("ingest", str(tmp_path / "one.md"), "-c", "docs", "--ray", "127.0.0.1:1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "nothing answers at 127.0.0.1:1" in result.stderr and "ray start --head" in result.stderr
+    assert time.monotonic() - started < 60
+    wrong = run_cli("eval", "run", "demo", "-m", "smollm2", "--ray", "no-port-here")
+    assert wrong.returncode == 64 and "is not a Ray address" in wrong.stderr
+
+
 # -- eval -----------------------------------------------------------------------------------------
 
 EVAL = ["demo", "-m", "smollm2", "--max-tokens", "32", "--limit", "10"]

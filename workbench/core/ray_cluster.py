@@ -18,7 +18,7 @@ from typing import Any
 from workbench.core.config import WorkbenchConfig
 from workbench.core.errors import UsageError, WorkbenchError
 
-__all__ = ["ray_session", "require_ray", "secret_env"]
+__all__ = ["check_ray_target", "ray_session", "require_ray", "secret_env"]
 
 INSTALL_HINT = "pip install -e '.[ray]' in the workbench's virtualenv (or `make test`, which installs it)"
 
@@ -31,6 +31,15 @@ def require_ray():
     except ImportError:
         raise UsageError("--ray needs Ray, which is not installed", INSTALL_HINT) from None
     return ray
+
+
+def check_ray_target(config: WorkbenchConfig, address: str | None) -> None:
+    """Fail now, before any work starts, when --ray cannot run: Ray missing, or an address
+    where nothing answers."""
+    require_ray()
+    target = address or config.ray.address or None
+    if target is not None:
+        _check_reachable(target)
 
 
 def secret_env(config: WorkbenchConfig) -> dict[str, str]:
@@ -61,6 +70,8 @@ def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    if target is not None:
+        _check_reachable(target)
     try:
         ray.init(
             address=target,
@@ -82,6 +93,28 @@ def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(target: str) -> None:
+    """Ray retries a head that does not answer for minutes, logging as it goes: say at once
+    that nothing listens there."""
+    import socket
+
+    if target == "auto":
+        return  # Ray finds the local cluster itself, and says at once when there is none
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(
+            f"{target!r} is not a Ray address",
+            "give host:port (the head's GCS port, 6379), auto or ray://host:10001",
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise WorkbenchError(
+            f"nothing answers at {target} ({exc.strerror or exc})",
+            "start the cluster's head there (`ray start --head`), or fix --ray ADDRESS / [ray] address",
+        ) from None
 
 
 def _ray_messages_to_stderr() -> None:

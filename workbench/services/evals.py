@@ -216,6 +216,10 @@ class Evals:
         a Ray cluster at this address ("": [ray] address, or a Ray of its own; None: here)."""
         from evals.runner import run_cases
 
+        if ray is not None:  # before a run is recorded: one that cannot start leaves nothing
+            from workbench.core.ray_cluster import check_ray_target
+
+            check_ray_target(self.service.config, ray)
         if resume:
             run = self.run_row(resume)
             settings, run_id = run["settings"], run["run_id"]
