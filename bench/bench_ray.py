@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.figures import emit  # noqa: E402
 from local_models.fetch import fetch_models  # noqa: E402
+from tests.docs_corpus import notes  # noqa: E402
 from workbench.services import init_workspace  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -37,23 +38,6 @@ def embedded_per_node(root: Path) -> list[int]:
 
     _, rows = Service(root).sql("SELECT attributes FROM spans WHERE name = 'ray.ingest'")
     return sorted(json.loads(rows[0][0])["workbench.ray.embed_nodes"].values(), reverse=True)
-
-
-def corpus(root: Path) -> Path:
-    topics = ["tides", "glaciers", "volcanoes", "deserts", "rivers", "forests", "reefs", "caves"]
-    root.mkdir(parents=True)
-    for n in range(FILES):
-        topic = topics[n % len(topics)]
-        sections = "\n\n".join(
-            f"## Field note {n}.{s}\n\n"
-            + " ".join(
-                f"Survey {n}-{s}-{w} of the {topic} recorded reading {(n * 31 + s * 7 + w) % 97} at station {w}."
-                for w in range(12)
-            )
-            for s in range(4)
-        )
-        (root / f"note-{n:03d}.md").write_text(f"# {topic.title()} log {n}\n\n{sections}\n")
-    return root
 
 
 def workspace(parent: Path, name: str, models: Path) -> Path:
@@ -87,7 +71,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         models = tmp_path / "models"
         fetch_models(models)
-        docs = corpus(tmp_path / "notes")
+        docs = notes(tmp_path / "notes", FILES, sections=4, sentences=12)
 
         here, report = timed(workspace(tmp_path, "here", models), "ingest", str(docs), "-c", "docs")
         chunks = report["chunks_added"]

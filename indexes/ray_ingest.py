@@ -25,8 +25,9 @@ from workbench.core.errors import CollectionError
 
 __all__ = ["FILES_PER_EMBED_BATCH", "embedded_files", "model_max_tokens"]
 
-# Files per call of an embedding actor: with the corpora of bench/bench_ray.py (about 5
-# chunks a file) 16 files gave the model batches of ~64-128 texts, its own batch size.
+# Files per call of an embedding actor: 16 files of the bench corpus (5.4 chunks each) are
+# ~86 texts, more than the model's own batch of 64, so every call fills its batches; per-call
+# overhead (a pickle each way) measured nothing beside the embedding (bench_ray.py: 1.01).
 FILES_PER_EMBED_BATCH = 16
 FILES_PER_READ_TASK = 8
 

@@ -130,3 +130,24 @@ SKIPPED = {
     "ignored": "ignored by ",
     "loop": "symlinked folder",
 }
+
+
+TOPICS = ["tides", "glaciers", "volcanoes", "deserts", "rivers", "forests", "reefs", "caves"]
+
+
+def notes(root: Path, files: int, sections: int = 3, sentences: int = 6) -> Path:
+    """``files`` markdown files of ``sections`` sections each, every sentence distinct (so are
+    the chunks): a corpus of any size for the Ray tests and bench/bench_ray.py."""
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(files):
+        topic = TOPICS[n % len(TOPICS)]
+        body = "\n\n".join(
+            f"## Field note {n}.{s}\n\n"
+            + " ".join(
+                f"Survey {n}-{s}-{w} of the {topic} recorded reading {(n * 31 + s * 7 + w) % 97} at station {w}."
+                for w in range(sentences)
+            )
+            for s in range(sections)
+        )
+        (root / f"note-{n:03d}.md").write_text(f"# {topic.title()} log {n}\n\n{body}\n")
+    return root

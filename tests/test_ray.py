@@ -17,13 +17,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import BIN, MODEL_CACHE, run_cli
-from tests.docs_corpus import build
+from tests.docs_corpus import build, notes
 from workbench.services import Service, init_workspace
 
 # One cluster for the module, on one xdist worker (`make test` runs with --dist loadgroup).
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.timeout(900)]
-
-TOPICS = ["tides", "glaciers", "volcanoes", "deserts", "rivers", "forests", "reefs", "caves"]
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +48,6 @@ def _workspace(root: Path, config: str = "") -> Path:
             (path / "models" / entry.name).symlink_to(entry.resolve())
     (path / "workbench.toml").write_text(config)
     return path
-
-
-def _notes(root: Path, files: int) -> Path:
-    """``files`` markdown files of a few sections each (several chunks, distinct texts)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for n in range(files):
-        topic = TOPICS[n % len(TOPICS)]
-        sections = "\n\n".join(
-            f"## Field note {n}.{s}\n\n"
-            + " ".join(
-                f"Survey {n}-{s}-{w} of the {topic} recorded reading {(n * 31 + s * 7 + w) % 97} at station {w}."
-                for w in range(6)
-            )
-            for s in range(3)
-        )
-        (root / f"note-{n:03d}.md").write_text(f"# {topic.title()} log {n}\n\n{sections}\n")
-    return root
 
 
 def _rows(workspace: Path, name: str = "docs") -> dict[str, tuple]:
@@ -142,7 +123,7 @@ def _table_rows(workspace: Path) -> int:
 def test_a_ray_ingest_writes_what_the_in_process_ingest_writes(cluster, fetched_models, tmp_path):
     corpus = tmp_path / "corpus"
     bad = build(corpus)
-    _notes(corpus / "notes", 60)
+    notes(corpus / "notes", 60)
     config = "[documents]\nmax_file_mb = 2\n"
     here, there = _workspace(tmp_path / "here", config), _workspace(tmp_path / "there", config)
     expected = Service(here).ingest("docs", str(corpus))
@@ -177,7 +158,7 @@ def test_a_ray_ingest_writes_what_the_in_process_ingest_writes(cluster, fetched_
 def test_an_embedding_worker_killed_mid_ingest_is_replaced_and_nothing_is_lost(
     cluster, fetched_models, tmp_path
 ):
-    corpus = _notes(tmp_path / "notes", 120)
+    corpus = notes(tmp_path / "notes", 120)
     config = "[documents]\ncommit_rows = 30\n"
     here, there = _workspace(tmp_path / "here", config), _workspace(tmp_path / "there", config)
     Service(here).ingest("docs", str(corpus))
@@ -199,7 +180,7 @@ def test_an_embedding_worker_killed_mid_ingest_is_replaced_and_nothing_is_lost(
 def test_a_driver_killed_mid_ingest_leaves_whole_files_and_the_next_run_finishes(
     cluster, fetched_models, tmp_path
 ):
-    corpus = _notes(tmp_path / "notes", 120)
+    corpus = notes(tmp_path / "notes", 120)
     config = "[documents]\ncommit_rows = 30\n"
     here, there = _workspace(tmp_path / "here", config), _workspace(tmp_path / "there", config)
     Service(here).ingest("docs", str(corpus))

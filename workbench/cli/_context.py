@@ -3,7 +3,22 @@
 
 from __future__ import annotations
 
-__all__ = ["Context"]
+import click
+
+__all__ = ["Context", "ray_option"]
+
+
+def ray_option(what: str):
+    """`--ray [ADDRESS]` of ingest and eval run: "" when given alone, None when not given."""
+    return click.option(
+        "--ray",
+        "ray",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[ADDRESS]",
+        help=f"{what} on a Ray cluster (ADDRESS, else [ray] address, else a Ray started for this run).",
+    )
 
 
 class Context:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from workbench.cli._context import Context
+from workbench.cli._context import Context, ray_option
 from workbench.cli._output import render_table
 
 __all__ = ["ingest", "search", "collections"]
@@ -24,15 +24,7 @@ __all__ = ["ingest", "search", "collections"]
     help="Mask e-mails, phones, cards, IBANs, national ids and API keys before embedding.",
 )
 @click.option("--model", help="Embedding model of a new collection (default: [documents] embedding_model).")
-@click.option(
-    "--ray",
-    "ray",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Read, cut and embed on a Ray cluster (ADDRESS, else [ray] address, else a Ray started for this run).",
-)
+@ray_option("Read, cut and embed")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def ingest(

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from workbench.cli._context import Context
+from workbench.cli._context import Context, ray_option
 from workbench.cli._output import format_when, render_table
 from workbench.core.errors import UsageError
 
@@ -140,15 +140,7 @@ def _gate_options(command):
 @click.option(
     "--retry-errors", is_flag=True, help="With --resume: run the cases that ended in an error again."
 )
-@click.option(
-    "--ray",
-    "ray",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run the cases on a Ray cluster (ADDRESS, else [ray] address, else a Ray started for this run).",
-)
+@ray_option("Run the cases")
 @click.option("--baseline", metavar="RUN_ID", help="Compare against this run when done.")
 @_gate_options
 @click.option("--json", "as_json", is_flag=True)
