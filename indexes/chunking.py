@@ -16,11 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from indexes.loaders import LoadedFile
 
-__all__ = ["Chunk", "chunk_file", "context_header", "embedding_text", "HEADER_TOKENS"]
+__all__ = [
+    "Chunk",
+    "chunk_file",
+    "chunk_settings",
+    "context_header",
+    "embedding_text",
+    "prepare_chunks",
+    "HEADER_TOKENS",
+]
 
 # WordPiece's max_input_chars_per_word: a longer word is one [UNK].
 _WORD_CHARS = 100
@@ -158,3 +168,31 @@ def _fit(tokenizer, text: str, max_tokens: int) -> str:
         # Cut the overflow off the end, measured in the original text's characters.
         keep = len(text) - (len(spans) - max_tokens) * 4 - 1
         text = text[: max(1, keep)].rstrip()
+
+
+def chunk_settings(meta: dict[str, Any], model_max_tokens: int) -> dict[str, Any]:
+    """How the files of a collection are cut, given its embedding model's window."""
+    # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
+    room = model_max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
+    max_tokens = min(meta["chunk_tokens"], room)
+    return {
+        "max_tokens": max_tokens,
+        "overlap": min(meta["chunk_overlap"], max_tokens // 2),
+        "headers": bool(meta.get("context_header")),
+        "redact": bool(meta["redact"]),
+    }
+
+
+def prepare_chunks(loaded: LoadedFile, tokenizer, settings: dict[str, Any], masked: Counter[str]) -> list:
+    """A loaded file's chunks as they are stored: cut, and masked when the collection redacts
+    (``masked`` counts what was masked, by kind)."""
+    chunks = chunk_file(
+        loaded, tokenizer, settings["max_tokens"], settings["overlap"], headers=settings["headers"]
+    )
+    if settings["redact"]:
+        from workbench.core.redaction import redact as mask
+
+        for chunk in chunks:
+            chunk.text = mask(chunk.text, masked)
+            chunk.embed_text = mask(chunk.embed_text, Counter())
+    return chunks

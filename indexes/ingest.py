@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indexes.chunking import chunk_settings, prepare_chunks
 from indexes.collection import Collections, check_name, known_files, sql_literal
 from indexes.loaders import LoadedFile, LoadFailure, file_digest, load_file, walk
 from workbench.core.errors import CollectionError
@@ -374,38 +375,6 @@ class Ingest:
             ):
                 found[chunk_hash] = vector
         return found
-
-
-def chunk_settings(meta: dict[str, Any], model_max_tokens: int) -> dict[str, Any]:
-    """How the files of a collection are cut, given its embedding model's window."""
-    from indexes.chunking import HEADER_TOKENS
-
-    # The contextual header and [CLS]/[SEP] share the model's window with the chunk.
-    room = model_max_tokens - (HEADER_TOKENS + 2 if meta.get("context_header") else 2)
-    max_tokens = min(meta["chunk_tokens"], room)
-    return {
-        "max_tokens": max_tokens,
-        "overlap": min(meta["chunk_overlap"], max_tokens // 2),
-        "headers": bool(meta.get("context_header")),
-        "redact": bool(meta["redact"]),
-    }
-
-
-def prepare_chunks(loaded: LoadedFile, tokenizer, settings: dict[str, Any], masked: Counter[str]) -> list:
-    """A loaded file's chunks as they are stored: cut, and masked when the collection redacts
-    (``masked`` counts what was masked, by kind)."""
-    from indexes.chunking import chunk_file
-
-    chunks = chunk_file(
-        loaded, tokenizer, settings["max_tokens"], settings["overlap"], headers=settings["headers"]
-    )
-    if settings["redact"]:
-        from workbench.core.redaction import redact as mask
-
-        for chunk in chunks:
-            chunk.text = mask(chunk.text, masked)
-            chunk.embed_text = mask(chunk.embed_text, Counter())
-    return chunks
 
 
 def _schema(dimensions: int):

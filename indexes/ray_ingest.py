@@ -48,8 +48,8 @@ _TOKENIZERS: dict[str, Any] = {}
 
 def _read_and_cut(batch: dict[str, np.ndarray], settings: dict[str, Any], model_path: str, max_bytes: int):
     """A Ray task: load and chunk a few files. Out: one row per file, pickled."""
+    from indexes.chunking import prepare_chunks
     from indexes.embedder import offsets_tokenizer
-    from indexes.ingest import prepare_chunks
     from indexes.loaders import LoadFailure, load_file
 
     tokenizer = _TOKENIZERS.get(model_path)

@@ -128,7 +128,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.keys("Tab")
     screen.type("guide")
     screen.keys("Enter")
-    screen.wait("4 added", "in guide", timeout=300, step="ingest")
+    screen.wait(f"{len(list((ROOT / 'docs').iterdir()))} added", "in guide", timeout=300, step="ingest")
 
     step("search")
     screen.type("restore an older version")  # focus moved to the search box after the ingest

@@ -197,9 +197,7 @@ def test_versions_and_restore(service, corpus):
 
 KILL_AFTER_SECOND_ADD = """
 import os, signal, sys
-import indexes.ingest as ingest
 from workbench.services import Service
-ingest._ROWS_PER_ADD = 3  # many small commits, so that the kill lands between two of them
 adds = []
 def progress(event):
     if event["phase"] == "write":
@@ -212,6 +210,8 @@ Service(sys.argv[1]).ingest("kb", sys.argv[2], progress=progress)
 
 def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(service, corpus, model_workspace):
     root, _ = corpus
+    # Many small commits, so that the kill lands between two of them.
+    model_workspace.config_path.write_text("[documents]\nmax_file_mb = 2\ncommit_rows = 3\n")
     killed = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_SECOND_ADD, str(model_workspace.root), str(root)],
         cwd=ROOT,

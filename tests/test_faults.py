@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,13 +23,6 @@ from workbench.services import Service
 
 SEED = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1, 2**31))
 TRIALS = 4
-
-
-# The CLI, with ingest committing every 16 chunks instead of every 5,000: a small corpus then
-# has many commits for a kill to land between.
-SMALL_COMMITS = (
-    "import sys, indexes.ingest as c; c._ROWS_PER_ADD = 16; from workbench.cli import main; main()"
-)
 
 
 def killed_after(
@@ -86,13 +78,15 @@ def test_ingest_killed_at_random_points_keeps_whole_files_and_completes(model_wo
     rng = random.Random(SEED)
     corpus = write_notes(tmp_path / "corpus", 80)
     env = {**os.environ, "WORKBENCH_HOME": str(model_workspace.root)}
+    # Commits of 16 chunks instead of 5,000: a small corpus then has many for a kill to land between.
+    model_workspace.config_path.write_text("[documents]\ncommit_rows = 16\n")
     service = Service(model_workspace.root)
     service.ingest("reference", str(corpus))
     reference, _ = chunks_per_file(service, "reference")
     before: Counter = Counter()
     for trial in range(TRIALS):
         at = rng.uniform(3.0, 11.0)
-        killed_after(["ingest", str(corpus), "-c", "notes"], at, env, [sys.executable, "-c", SMALL_COMMITS])
+        killed_after(["ingest", str(corpus), "-c", "notes"], at, env)
         where = f"seed {SEED}, trial {trial}, killed at {at:.2f} s"
         after, repeated = chunks_per_file(Service(model_workspace.root), "notes")  # the workspace opens
         assert repeated == 0, f"no chunk twice ({where})"

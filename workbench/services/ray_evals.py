@@ -57,10 +57,12 @@ class _CaseSpans:
 class CaseRunner:
     """The subjects and judge of one run, in a worker. As a Ray actor: one per local model."""
 
-    def __init__(self, root: str, run_id: str, settings: dict[str, Any]) -> None:
+    def __init__(self, service_class: type, root: str, run_id: str, settings: dict[str, Any]) -> None:
+        """``service_class``: the facade's class, handed over by the driver (importing it here
+        would make an import circle: the facade opens the evals service, which runs this)."""
         from workbench.core.workspace import Workspace
-        from workbench.services.facade import Service
 
+        Service = service_class
         config = Workspace.open(root).config.tracing
         self.sink = _CaseSpans(config.redact_payloads)
         service = Service(root, tracer=Tracer(self.sink, payload_sample_rate=config.payload_sample_rate))
@@ -84,12 +86,14 @@ _RUNNERS: dict[tuple[str, str], CaseRunner] = {}
 _RUNNERS_LOCK = threading.Lock()
 
 
-def _cloud_case(root: str, run_id: str, settings: dict[str, Any], label: str, case: Case):
+def _cloud_case(
+    service_class: type, root: str, run_id: str, settings: dict[str, Any], label: str, case: Case
+):
     """A Ray task: one cloud case (the worker process keeps the run's subjects between tasks)."""
     with _RUNNERS_LOCK:
         runner = _RUNNERS.get((root, run_id))
         if runner is None:
-            runner = _RUNNERS[(root, run_id)] = CaseRunner(root, run_id, settings)
+            runner = _RUNNERS[(root, run_id)] = CaseRunner(service_class, root, run_id, settings)
     return runner.evaluate(label, case)
 
 
@@ -127,7 +131,7 @@ def run_on_ray(
             cloud.extend((subject.label, case) for case in todo)
             continue
         if todo and subject.model not in actors:
-            actors[subject.model] = actor_class.remote(root, run_id, settings)
+            actors[subject.model] = actor_class.remote(type(service), root, run_id, settings)
         for case in todo:
             in_flight[actors[subject.model].evaluate.remote(subject.label, case)] = (subject.label, case.id)
     cloud_task = ray.remote(_cloud_case).options(num_cpus=0.25, max_retries=3)
@@ -137,7 +141,10 @@ def run_on_ray(
         nonlocal cloud_running
         while cloud and cloud_running < max(1, concurrency):
             label, case = cloud.popleft()
-            in_flight[cloud_task.remote(root, run_id, settings, label, case)] = (label, "cloud:" + case.id)
+            in_flight[cloud_task.remote(type(service), root, run_id, settings, label, case)] = (
+                label,
+                "cloud:" + case.id,
+            )
             cloud_running += 1
 
     top_up()
