@@ -155,17 +155,23 @@ def test_a_ray_ingest_writes_what_the_in_process_ingest_writes(cluster, fetched_
     _assert_same_rows(_rows(there), _rows(here))
 
 
-def test_an_embedding_worker_killed_mid_ingest_is_replaced_and_nothing_is_lost(
-    cluster, fetched_models, tmp_path
-):
+def _ray_ingest_under_way(cluster: str, tmp_path: Path):
+    """120 files ingested in process (``here``), and a Ray ingest of them into ``there``
+    (commits of 30 chunks) that has made its first commit: (corpus, here, there, its driver)."""
     corpus = notes(tmp_path / "notes", 120)
     config = "[documents]\ncommit_rows = 30\n"
     here, there = _workspace(tmp_path / "here", config), _workspace(tmp_path / "there", config)
     Service(here).ingest("docs", str(corpus))
-
     driver = _popen(there, "ingest", str(corpus), "-c", "docs", "--ray", cluster, "--json")
-    # Once some files are committed, SIGKILL every embedding actor (the pool's workers).
     _wait_for(lambda: _table_rows(there) > 0, 300, "the first commit")
+    return corpus, here, there, driver
+
+
+def test_an_embedding_worker_killed_mid_ingest_is_replaced_and_nothing_is_lost(
+    cluster, fetched_models, tmp_path
+):
+    corpus, here, there, driver = _ray_ingest_under_way(cluster, tmp_path)
+    # Some files are committed: SIGKILL every embedding actor (the pool's workers).
     victims = _processes("_Embed")
     assert victims, "the embedding actors run as Ray workers"
     for pid in victims:
@@ -180,14 +186,8 @@ def test_an_embedding_worker_killed_mid_ingest_is_replaced_and_nothing_is_lost(
 def test_a_driver_killed_mid_ingest_leaves_whole_files_and_the_next_run_finishes(
     cluster, fetched_models, tmp_path
 ):
-    corpus = notes(tmp_path / "notes", 120)
-    config = "[documents]\ncommit_rows = 30\n"
-    here, there = _workspace(tmp_path / "here", config), _workspace(tmp_path / "there", config)
-    Service(here).ingest("docs", str(corpus))
+    corpus, here, there, driver = _ray_ingest_under_way(cluster, tmp_path)
     expected = _rows(here)
-
-    driver = _popen(there, "ingest", str(corpus), "-c", "docs", "--ray", cluster, "--json")
-    _wait_for(lambda: _table_rows(there) > 0, 300, "the first commit")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     partial = _rows(there)
