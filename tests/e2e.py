@@ -34,7 +34,7 @@ class Screen:
         for key in keys:
             subprocess.run(["tmux", "send-keys", "-t", self.session, key], check=True)
             # Escape and the next key read together make one alt+key (ESCDELAY): leave a gap
-            time.sleep(0.6 if key == "Escape" else 0.15)
+            time.sleep(1.0 if key == "Escape" else 0.15)
 
     def type(self, text: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.session, "-l", text], check=True)

@@ -152,6 +152,14 @@ def test_navigation_help_and_an_empty_screen(workspace):
             field.focus()
             await pilot.press("7", "q")
             assert isinstance(app.screen, TracesScreen) and field.value == "7q"
+            # Escape then a digit typed fast (or read late by a busy terminal) arrives as alt+digit
+            await pilot.press("alt+6")
+            await settle(app, pilot)
+            assert isinstance(app.screen, EvalsScreen)
+            await pilot.press("7")
+            await settle(app, pilot)
+            assert isinstance(app.screen, TracesScreen) and not isinstance(app.screen.focused, Input)
+            field.focus()
             await pilot.press("alt+q")
             await pilot.pause()
             assert app.return_code == 0, "alt+q quit the app"

@@ -76,6 +76,11 @@ class WorkbenchApp(App):
         # Escape then q typed fast (within ESCDELAY, 100 ms) reaches the app as alt+q: it means
         # the same, even from a text field, so it goes before the field sees it (priority).
         Binding("alt+q", "quit", show=False, priority=True),
+        # Likewise Escape then a digit: leave the field and go to that screen.
+        *(
+            Binding(f"alt+{key}", f"leave_and_go('{mode}')", show=False, priority=True)
+            for key, mode, _ in NAVIGATION
+        ),
     ]
 
     def __init__(self, service) -> None:
@@ -129,6 +134,10 @@ class WorkbenchApp(App):
     def action_leave_field(self) -> None:
         """Escape out of a text field so the one-key bindings (digits, q, ?) work again."""
         self.screen.set_focus(None)
+
+    def action_leave_and_go(self, mode: str) -> None:
+        self.action_leave_field()
+        self.switch_mode(mode)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
