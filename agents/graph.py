@@ -4,6 +4,7 @@ reports its start and end through ``emit``."""
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -18,20 +19,37 @@ from agents.nodes import Emit, Runtime, State, make_node
 from agents.spec import END as SPEC_END
 from agents.spec import GenerateNode, RouteNode, Spec
 
-__all__ = ["build_graph", "initial_state"]
+__all__ = ["Stopped", "build_graph", "initial_state"]
+
+
+class Stopped(Exception):
+    """The run's stop was set: raised at a node boundary. (Plain, not a workbench error: this
+    module is copied into LangGraph exports, which have no workbench.)"""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"stopped at node {node}")
+        self.node = node
 
 
 def initial_state(text: str) -> State:
     return {"input": text, "steps": 0, "observations": []}
 
 
-def build_graph(spec: Spec, runtime: Runtime, emit: Emit | None = None, checkpointer: Any = None):
+def build_graph(
+    spec: Spec,
+    runtime: Runtime,
+    emit: Emit | None = None,
+    checkpointer: Any = None,
+    stop: threading.Event | None = None,
+):
+    """``stop``, once set, ends the run before its next node, or at the end of the one running
+    (whose update is then not kept: a resume runs that node again, whole)."""
     emit = emit or (lambda event: None)
     # The state schema is the spec's own keys, so LangGraph checks every update against it.
     schema = TypedDict("State", {key: Any for key in sorted(spec.state_keys() | {"route_to"})}, total=False)
     graph = StateGraph(schema)
     for name in spec.nodes:
-        graph.add_node(name, _traced(spec, name, make_node(spec, name, runtime, emit), runtime, emit))
+        graph.add_node(name, _traced(spec, name, make_node(spec, name, runtime, emit), runtime, emit, stop))
     graph.add_edge(START, spec.start)
     for name, node in spec.nodes.items():
         if isinstance(node, RouteNode):
@@ -46,7 +64,7 @@ def _route_to(state: State) -> str:
     return state["route_to"]
 
 
-def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit):
+def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit, stop: threading.Event | None):
     node = spec.nodes[name]
     attributes: dict[str, Any] = {"workbench.node": name, "workbench.node_type": node.type}
     if isinstance(node, GenerateNode):
@@ -59,11 +77,17 @@ def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit):
         )
     span_of = getattr(runtime, "span", None)
 
+    def stopped() -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped(name)
+
     def run(state: State) -> State:
+        stopped()
         emit({"event": "node_start", "node": name, "type": node.type})
         start = time.perf_counter()
         with span_of(f"node.{name}", dict(attributes)) if span_of else nullcontext() as span:
             update = function(state)
+            stopped()  # raised, the update is not checkpointed: it may be an answer cut short
             if span is not None:
                 span.set_payload(update=update)
                 for key in ("route_reason", "escalation_reason", "escalated_to"):

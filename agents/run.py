@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from agents.checks import parse_spec
-from agents.graph import build_graph, initial_state
+from agents.graph import Stopped, build_graph, initial_state
 from agents.nodes import Emit, Runtime
-from workbench.core.errors import WorkflowError
+from workbench.core.errors import RunStopped, WorkflowError
 
 __all__ = ["Runs", "execute"]
 
@@ -87,9 +88,11 @@ def execute(
     thread_id: str | None,
     emit: Emit | None,
     trace_id: str,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Start a run (``text``) or resume one (``thread_id``); returns {"thread_id", "state",
-    "resumed", "skipped"} where skipped lists the nodes a resume did not redo."""
+    "resumed", "skipped"} where skipped lists the nodes a resume did not redo. Setting ``stop``
+    ends the run at its next node boundary, status "stopped", resumable."""
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.errors import GraphRecursionError
 
@@ -103,7 +106,7 @@ def execute(
             row = runs.get(con, thread_id)
             spec_text, workflow, resumed = row["spec"], row["workflow"], True
         spec = parse_spec(spec_text, f"{workflow} (run {thread_id})")
-        graph = build_graph(spec, runtime, emit, SqliteSaver(con))
+        graph = build_graph(spec, runtime, emit, SqliteSaver(con), stop)
         config = {"configurable": {"thread_id": thread_id}, "recursion_limit": spec.max_steps}
         skipped: list[str] = []
         if resumed:
@@ -137,6 +140,15 @@ def execute(
             raise WorkflowError(
                 f"{workflow} stopped after {spec.max_steps} node steps (its max_steps)",
                 "a loop did not reach its exit: check its route conditions, or raise max_steps",
+            ) from None
+        except (Stopped, KeyboardInterrupt) as exc:
+            why = str(exc) if isinstance(exc, Stopped) else "stopped by ctrl+c"
+            runs.finish(con, thread_id, "stopped", trace_id, why)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise RunStopped(
+                f"{workflow} run {thread_id} {why}",
+                f"what its finished nodes did is kept: workbench run --resume {thread_id}",
             ) from None
         except BaseException as exc:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"

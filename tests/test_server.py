@@ -375,6 +375,36 @@ def wait_for_trace(service, trace_id: str, timeout_s: float = 30.0):
             time.sleep(0.5)
 
 
+def test_a_client_that_goes_away_stops_its_workflow_run(gateway, model_workspace, tmp_path):
+    """`workbench run` through the gateway, its client gone mid-answer: the run stops there
+    (status stopped, the answer's decode cancelled) and `run --resume` finishes it."""
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
+    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
+    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+    body = {"name": "rag", "input": "How hot should the water be for green tea?"}
+    with httpx.stream("POST", f"{gateway}/workbench/run", json=body, timeout=120) as response:
+        events = []
+        for line in response.iter_lines():
+            events.append(json.loads(line))
+            if events[-1].get("event", {}).get("event") == "token":
+                break
+    thread_id = events[0]["event"]["thread_id"]
+    service = Service(model_workspace.root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run = next(r for r in service.workflows.runs() if r["thread_id"] == thread_id)
+        if run["status"] != "running":
+            break
+        time.sleep(0.5)
+    assert run["status"] == "stopped" and run["error"] == "stopped at node answer", run
+    resumed = run_cli("run", "--resume", thread_id, "--json", check=True, timeout=300)
+    outcome = json.loads(resumed.stdout)
+    assert outcome["skipped"] == ["retrieve", "screen"] and outcome["state"]["answer"].strip()
+    assert next(r for r in service.workflows.runs() if r["thread_id"] == thread_id)["status"] == "done"
+
+
 def test_cli_run_compare_and_eval_go_through_the_gateway(model_workspace, tmp_path):
     """With the workspace's gateway up, `run`, `compare`, `chat` and `eval run` are answered by it
     (its command counter moves), with what they print without it at temperature 0."""

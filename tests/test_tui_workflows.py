@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, RichLog
+from textual.widgets import DataTable, Input, RichLog
 
 from tests.test_tui import cells, run, settle, text_of
 from tests.test_tui_models import type_into
@@ -58,6 +58,18 @@ def test_workflows_screen_creates_shows_and_runs_a_workflow(model_workspace):
             await settle(app, pilot)
             ratings = service.trace_feedback(app.screen.trace_id)["ratings"]
             assert [(r["value"], r["note"], r["source"]) for r in ratings] == [(1.0, None, "workflows")]
+            # ctrl+s stops a run at its next node: the log says where and how to resume. (Called
+            # directly: a key press returns only when the app is idle, after the run.)
+            field = app.screen.query_one("#wf-input", Input)
+            app.screen.start_run(Input.Submitted(field, "Hello again!"))
+            app.screen.action_stop()
+            await settle(app, pilot)
+            log = "\n".join(line.text for line in app.screen.query_one("#wf-log", RichLog).lines)
+            assert "stopped at node" in log and "workbench run --resume" in log, log
+            assert service.workflows.runs()[0]["status"] == "stopped"
+            await pilot.press("ctrl+s")
+            assert "No workflow is running." in [n.message for n in app._notifications]
+
             await pilot.press("escape", "ctrl+t")
             await settle(app, pilot)
             assert isinstance(app.screen, TracesScreen)

@@ -3,6 +3,8 @@ place), a run panel with live node-by-node progress, the streamed answer and its
 
 from __future__ import annotations
 
+import threading
+
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,6 +16,7 @@ from textual.widgets import DataTable, Input, RichLog, Select, Static
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table
+from workbench.core.errors import RunStopped
 
 TEMPLATES = ("rag", "router", "agent")
 
@@ -25,6 +28,7 @@ class WorkflowsScreen(Rating, BaseScreen):
         Binding("ctrl+r", "refresh", "Refresh"),
         Binding("ctrl+n", "focus_new", "New"),
         Binding("ctrl+t", "open_trace", "Open trace"),
+        Binding("ctrl+s", "stop", "Stop run"),
         *RATING_BINDINGS,
     ]
 
@@ -48,11 +52,17 @@ class WorkflowsScreen(Rating, BaseScreen):
             super().__init__()
             self.outcome = outcome
 
+    class Stopped(Message):
+        def __init__(self, error: RunStopped) -> None:
+            super().__init__()
+            self.error = error
+
     def __init__(self) -> None:
         super().__init__()
         self.selected: str | None = None
         self.trace_id: str | None = None
         self._tokens: list[str] = []
+        self.stop_event = threading.Event()  # of the run in flight: set by ctrl+s
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="wf-main"):
@@ -166,12 +176,32 @@ class WorkflowsScreen(Rating, BaseScreen):
         self.query_one("#wf-log", RichLog).clear()
         self.query_one("#wf-answer", Static).update("")
         self._tokens = []
-        self.run_workflow(self.selected, event.value)
+        self.stop_event.set()  # a run still going (a thread cannot be cancelled) ends at its next node
+        self.stop_event = threading.Event()
+        self.run_workflow(self.selected, event.value, self.stop_event)
+
+    def action_stop(self) -> None:
+        """Stop the run at its next node (the answer being generated is cut short, not kept)."""
+        if all(w.is_finished for w in self.workers if w.group == "run"):
+            self.notify("No workflow is running.", severity="warning")
+            return
+        self.stop_event.set()
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False, description="workflow run")
-    def run_workflow(self, name: str, text: str) -> None:
-        outcome = self.service.workflows.run(name, text, emit=lambda e: self.post_message(self.Event(e)))
+    def run_workflow(self, name: str, text: str, stop: threading.Event) -> None:
+        try:
+            outcome = self.service.workflows.run(
+                name, text, emit=lambda e: self.post_message(self.Event(e)), stop=stop
+            )
+        except RunStopped as exc:
+            self.post_message(self.Stopped(exc))
+            return
         self.post_message(self.Finished(outcome))
+
+    def on_workflows_screen_stopped(self, message: Stopped) -> None:
+        self.query_one("#wf-log", RichLog).write(
+            f"[yellow]{escape(message.error.message)}[/yellow]\n[dim]{escape(message.error.hint)}[/dim]"
+        )
 
     def on_workflows_screen_event(self, message: Event) -> None:
         from workbench.services.workflows import describe_update

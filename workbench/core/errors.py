@@ -100,6 +100,13 @@ class WorkflowError(WorkbenchError):
     exit_code = 8
 
 
+class RunStopped(WorkflowError):
+    """A workflow run stopped on request (its client went away, ctrl+s, ctrl+c): what its
+    finished nodes wrote is checkpointed, and a resume runs the rest."""
+
+    title = "Workflow run stopped"
+
+
 class SpecError(WorkflowError):
     """A workflow spec with problems, each naming its file and line (agents.spec.Problem)."""
 

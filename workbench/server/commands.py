@@ -5,8 +5,9 @@ one process writing the workspace's traces.
 
 Each answers NDJSON as the work goes: ``{"event": {...}}`` lines (a workflow's node events and
 tokens, an eval's progress), then one ``{"result": ...}`` or ``{"error": {"type", "message",
-"hint"}}``. A client that goes away stops an eval (its finished cases stay, resumable); a
-compare or a workflow run goes on to its end (its trace and checkpoints are kept).
+"hint"}}``. A client that goes away stops an eval (its finished cases stay, resumable) and a
+workflow run (at its next node boundary, the answer being generated cut short and not kept:
+`run --resume` does the rest); a compare goes on to its end (its answers are traced).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def command_routes(service, key_name: Callable[[Request], str], read_body, count
     """The routes; ``counter`` (a Prometheus Counter by command and status) counts the runs."""
 
     def run_workflow(body: dict, emit, stop: threading.Event) -> Any:
-        return service.workflows.run(body.get("name"), body.get("input"), body.get("thread_id"), emit)
+        return service.workflows.run(body.get("name"), body.get("input"), body.get("thread_id"), emit, stop)
 
     def compare(body: dict, emit, stop: threading.Event) -> Any:
         outcomes = service.compare(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
@@ -36,16 +37,19 @@ class WorkbenchRuntime:
     """The agents.nodes.Runtime of the workbench: local llama.cpp, cloud endpoints, the router,
     LanceDB collections, the trace store; every node a span under the run's root span."""
 
-    def __init__(self, service, root, usage: list | None = None) -> None:
+    def __init__(
+        self, service, root, usage: list | None = None, cancel: threading.Event | None = None
+    ) -> None:
         self.service, self.root = service, root
         self.usage = usage  # every GenerationResult of the run, when the caller counts them (evals)
+        self.cancel = cancel  # the run's stop: it also cuts the answer being generated short
 
     def span(self, name: str, attributes: dict[str, Any]):
         # LangGraph may run a node on a thread of its own: the root span is the parent then.
         return self.service.tracer.span(name, "workflow", attributes, parent=current_span() or self.root)
 
     def chat(self, model: str, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
-        result = self.service.chat(model, messages, _generation(params), on_text)
+        result = self.service.chat(model, messages, _generation(params), on_text, cancel=self.cancel)
         if self.usage is not None:
             self.usage.append(result)
         return {
@@ -66,7 +70,9 @@ class WorkbenchRuntime:
             raise Refused(refused)
         endpoint, _, name = target.partition("/")
         try:
-            result = self.service.cloud.chat(endpoint, name, messages, _generation(params), on_text)
+            result = self.service.cloud.chat(
+                endpoint, name, messages, _generation(params), on_text, cancel=self.cancel
+            )
         except CloudError as exc:
             raise Refused(exc.one_line()) from None
         if self.usage is not None:
@@ -281,8 +287,10 @@ class Workflows:
         text: str | None,
         thread_id: str | None = None,
         emit: Callable[[dict[str, Any]], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> dict[str, Any]:
-        """Run workflow ``name`` on ``text``, or resume run ``thread_id``. One trace per call."""
+        """Run workflow ``name`` on ``text``, or resume run ``thread_id``. One trace per call.
+        Setting ``stop`` ends the run at its next node boundary (RunStopped; resumable)."""
         from agents.run import Runs, execute
 
         spec_text = None
@@ -299,13 +307,14 @@ class Workflows:
             root.set_payload(input=text)
             outcome = execute(
                 runs,
-                WorkbenchRuntime(self.service, root),
+                WorkbenchRuntime(self.service, root, cancel=stop),
                 name,
                 spec_text,
                 text,
                 thread_id,
                 emit,
                 root.trace_id,
+                stop,
             )
             state = outcome["state"]
             root.update(
