@@ -144,8 +144,6 @@ def execute(
         except (Stopped, KeyboardInterrupt) as exc:
             why = str(exc) if isinstance(exc, Stopped) else "stopped by ctrl+c"
             runs.finish(con, thread_id, "stopped", trace_id, why)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
             raise RunStopped(
                 f"{workflow} run {thread_id} {why}",
                 f"what its finished nodes did is kept: workbench run --resume {thread_id}",

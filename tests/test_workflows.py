@@ -206,6 +206,31 @@ def test_a_stopped_run_cuts_its_answer_short_and_resumes_it_whole(wf):
     assert wf.workflows.runs()[0]["status"] == "done"
 
 
+def test_ctrl_c_stops_a_run_resumably(wf):
+    wf.workflows.new("rag", "rag")
+    process = subprocess.Popen(
+        [str(BIN / "workbench"), "run", "rag", "-i", "What does the Compare screen show?"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "> answer" not in seen and time.monotonic() < deadline:
+        seen += process.stderr.readline()
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    thread_id = seen.split("[run ", 1)[1].split("]", 1)[0]
+    assert process.returncode == 130, rest
+    assert (
+        f"stopped by ctrl+c -> what its finished nodes did is kept: workbench run --resume {thread_id}"
+        in rest
+    )
+    assert "Traceback" not in rest
+    run = {r["thread_id"]: r for r in wf.workflows.runs()}[thread_id]
+    assert run["status"] == "stopped" and run["error"] == "stopped by ctrl+c"
+
+
 def test_cli_errors_are_one_line(wf):
     assert run_cli("workflows", "new", "rag", "--from", "rag").returncode == 0
     missing = run_cli("run", "nope", "-i", "hi")

@@ -118,12 +118,14 @@ def run(
 
     printer = _Events(enabled=not quiet)
     url = running_gateway(obj.workspace)
-    if url is not None:  # its models are loaded there already
-        body = {"name": name, "input": text, "thread_id": thread_id}
-        outcome = command(url, "run", body, printer)
-    else:
-        outcome = obj.service.workflows.run(name, text, thread_id, printer)
-    printer.close()
+    try:
+        if url is not None:  # its models are loaded there already
+            body = {"name": name, "input": text, "thread_id": thread_id}
+            outcome = command(url, "run", body, printer)
+        else:
+            outcome = obj.service.workflows.run(name, text, thread_id, printer)
+    finally:
+        printer.close()  # an error (a stop) starts on a line of its own
     state = outcome["state"]
     if as_json:
         click.echo(json.dumps({**outcome, "state": state}, indent=2, default=str))

@@ -105,6 +105,7 @@ class RunStopped(WorkflowError):
     finished nodes wrote is checkpointed, and a resume runs the rest."""
 
     title = "Workflow run stopped"
+    exit_code = 130  # as an interrupted command's
 
 
 class SpecError(WorkflowError):
