@@ -20,6 +20,7 @@ __all__ = [
     "QueryError",
     "CollectionError",
     "WorkflowError",
+    "RunStopped",
     "SpecError",
     "EvalError",
     "RegressionError",
