@@ -23,20 +23,23 @@ __all__ = ["check_ray_target", "ray_session", "require_ray", "secret_env"]
 INSTALL_HINT = "pip install -e '.[ray]' in the workbench's virtualenv (or `make test`, which installs it)"
 
 
-def require_ray():
-    """The ray module, or an error that says how to install it."""
+def require_ray(data: bool = False):
+    """The ray module, or an error that says how to install it. ``data``: Ray Data too (ingest
+    uses it; an eval does not, and spares its import, half a second)."""
     try:
         import ray
-        import ray.data  # noqa: F401 - Ray Data comes with the extra; check it is there
+
+        if data:
+            import ray.data  # noqa: F401 - comes with the extra; check it is there
     except ImportError:
         raise UsageError("--ray needs Ray, which is not installed", INSTALL_HINT) from None
     return ray
 
 
-def check_ray_target(config: WorkbenchConfig, address: str | None) -> None:
+def check_ray_target(config: WorkbenchConfig, address: str | None, data: bool = False) -> None:
     """Fail now, before any work starts, when --ray cannot run: Ray missing, or an address
     where nothing answers."""
-    require_ray()
+    require_ray(data)
     target = address or config.ray.address or None
     if target is not None:
         _check_reachable(target)
@@ -51,10 +54,10 @@ def secret_env(config: WorkbenchConfig) -> dict[str, str]:
 
 
 @contextmanager
-def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
+def ray_session(config: WorkbenchConfig, address: str | None, data: bool = False) -> Iterator[Any]:
     """Ray, connected: to ``address`` (or ``[ray] address``), or, with neither, to a Ray of its
     own on this machine that stops when the block ends. A connection this process already had
-    (a test's cluster) is used as it is."""
+    (a test's cluster) is used as it is. ``data``: the run uses Ray Data."""
     target = address or config.ray.address or None
     # Set before Ray is imported, which reads them. Ray reports usage statistics to its makers
     # unless told not to; an offline tool does not.
@@ -66,16 +69,18 @@ def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
         # starts; and Ray rewrites a loopback address to the machine's own unless told to
         # keep to loopback (its switch for single-machine clusters).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = require_ray()
+    ray = require_ray(data)
     if ray.is_initialized():
         yield ray
         return
     if target is not None:
         _check_reachable(target)
     try:
+        secrets = secret_env(config)
         ray.init(
             address=target,
-            runtime_env={"env_vars": secret_env(config)},
+            # none at all when there are no secrets: workers then start without a runtime env
+            runtime_env={"env_vars": secrets} if secrets else None,
             include_dashboard=False,
             logging_level="ERROR",
             log_to_driver=False,
@@ -87,7 +92,8 @@ def ray_session(config: WorkbenchConfig, address: str | None) -> Iterator[Any]:
             "start it (`ray start --head`) or fix --ray ADDRESS / [ray] address; without an address "
             "the run starts a Ray of its own",
         ) from None
-    _quiet_ray_data()
+    if data:
+        _quiet_ray_data()
     _ray_messages_to_stderr()
     try:
         yield ray
