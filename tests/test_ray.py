@@ -244,8 +244,8 @@ def eval_reference(tmp_path_factory, fetched_models):
     return {r["case_id"]: r["output"] for r in service.evals.results(run_id)}
 
 
-def _eval_workspace(path: Path, cloud) -> Path:
-    root = _workspace(path, f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n')
+def _eval_workspace(path: Path, cloud, config: str = "") -> Path:
+    root = _workspace(path, f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n{config}')
     (root / "evals" / "demo.jsonl").write_text(Path("evals/data/demo.jsonl").read_text())
     return root
 
@@ -253,11 +253,13 @@ def _eval_workspace(path: Path, cloud) -> Path:
 def test_a_ray_eval_gives_the_in_process_results_and_the_driver_writes_every_trace(
     cluster, eval_reference, cloud, tmp_path
 ):
-    root = _eval_workspace(tmp_path / "there", cloud)
-    shown = json.loads(
-        _cli(root, "eval", "run", *EVAL, "-m", "remote/big", "--ray", cluster, "--json").stdout
-    )
-    run_id = shown["run_id"]
+    # two replicas of the model, the cases dealt out between them
+    root = _eval_workspace(tmp_path / "there", cloud, "[ray]\nmodel_replicas = 2\n")
+    driver = _popen(root, "eval", "run", *EVAL, "-m", "remote/big", "--ray", cluster, "--json")
+    _wait_for(lambda: len(_processes("CaseRunner")) == 2, 120, "two replicas of the model")
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err
+    run_id = json.loads(out)["run_id"]
     service = Service(root)
     results = service.evals.results(run_id)
     local = {r["case_id"]: r["output"] for r in results if r["subject"] == "smollm2"}
@@ -303,3 +305,12 @@ def test_eval_kill_trials_a_killed_actor_is_replaced_a_killed_driver_resumes(
     assert sorted(r["case_id"] for r in results) == sorted(eval_reference), "each case once"
     assert {r["case_id"]: r["output"] for r in results} == eval_reference
     assert service.evals.run_row(run_id)["status"] == "done"
+
+
+def test_replicas_share_the_gpus_out_among_the_models():
+    from workbench.services.ray_evals import _replicas
+
+    assert _replicas(0, gpus=0, local_models=2) == 1, "no GPUs: one actor per model"
+    assert _replicas(0, gpus=8, local_models=3) == 2
+    assert _replicas(0, gpus=2, local_models=6) == 1, "at least one each (they share the GPUs)"
+    assert _replicas(3, gpus=8, local_models=1) == 3, "as configured"

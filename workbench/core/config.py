@@ -153,6 +153,10 @@ class RayConfig(_Strict):
     embed_actors: int = Field(0, ge=0)
     """Embedding actors of a Ray ingest; 0: one per GPU of the cluster, or on a cluster without
     GPUs one per node."""
+    model_replicas: int = Field(0, ge=0)
+    """Actors per local model in a Ray eval, each with the model loaded, the cases dealt out among
+    them; 0: the cluster's GPUs shared out among the run's local models (at least one each), or
+    one per model on a cluster without GPUs."""
 
 
 class WorkbenchConfig(_Strict):

@@ -1,13 +1,15 @@
 """`workbench eval run --ray`: the cases of a run on a Ray cluster, with the driver (this
 process) the only writer of traces.duckdb and of the eval results.
 
-Each local model gets one actor, which loads it once (on a GPU when the cluster has one) and
-takes ``parallel`` cases at a time, decoded together by the model's continuous batching. Cloud
-cases are tasks, at most ``concurrency`` in flight. A worker builds the same subjects and judge
-as an in-process run, from the same workspace, with a tracer that keeps each case's spans: they
-come back with the case's result and the driver writes both, so a case is recorded whole or
-not at all and a resume skips what was recorded. An actor killed mid-run is started again (its
-model loaded again) and its unfinished cases retried.
+Each local model gets one actor, or several (``[ray] model_replicas``; by default the
+cluster's GPUs shared out among the run's local models), spread over the nodes, each loading
+it once (on a GPU when the cluster has them) and taking ``parallel`` cases at a time, decoded
+together by the model's continuous batching; a model's cases are dealt out to its replicas in
+turn. Cloud cases are tasks, at most ``concurrency`` in flight. A worker builds the same
+subjects and judge as an in-process run, from the same workspace, with a tracer that keeps each
+case's spans: they come back with the case's result and the driver writes both, so a case is
+recorded whole or not at all and a resume skips what was recorded. An actor killed mid-run is
+started again (its model loaded again) and its unfinished cases retried.
 """
 
 from __future__ import annotations
@@ -122,18 +124,26 @@ def run_on_ray(
         max_concurrency=max(1, parallel),
         max_restarts=3,
         max_task_retries=3,
+        scheduling_strategy="SPREAD",  # replicas and models on different nodes where there are several
     )
-    actors: dict[str, Any] = {}
+    todo = {s.label: [c for c in cases if (s.label, c.id) not in done] for s in subjects}
+    local_models = {s.model for s in subjects if s.local and todo[s.label]}
+    replicas = _replicas(service.config.ray.model_replicas, gpus, len(local_models))
+    actors: dict[str, list[Any]] = {}
+    dealt: dict[str, int] = {}  # cases given out per model so far: the next goes to the next replica
     cloud: deque[tuple[str, Case]] = deque()
     for subject in subjects:
-        todo = [c for c in cases if (subject.label, c.id) not in done]
         if not subject.local:
-            cloud.extend((subject.label, case) for case in todo)
+            cloud.extend((subject.label, case) for case in todo[subject.label])
             continue
-        if todo and subject.model not in actors:
-            actors[subject.model] = actor_class.remote(type(service), root, run_id, settings)
-        for case in todo:
-            in_flight[actors[subject.model].evaluate.remote(subject.label, case)] = (subject.label, case.id)
+        if todo[subject.label] and subject.model not in actors:
+            actors[subject.model] = [
+                actor_class.remote(type(service), root, run_id, settings) for _ in range(replicas)
+            ]
+        for case in todo[subject.label]:
+            turn = dealt[subject.model] = dealt.get(subject.model, -1) + 1
+            actor = actors[subject.model][turn % replicas]
+            in_flight[actor.evaluate.remote(subject.label, case)] = (subject.label, case.id)
     cloud_task = ray.remote(_cloud_case).options(num_cpus=0.25, max_retries=3)
     cloud_running = 0
 
@@ -175,5 +185,13 @@ def run_on_ray(
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=True)
-        for actor in actors.values():
-            ray.kill(actor)
+        for replicas_of_model in actors.values():
+            for actor in replicas_of_model:
+                ray.kill(actor)
+
+
+def _replicas(configured: int, gpus: int, local_models: int) -> int:
+    """Actors per local model: as configured, else the GPUs shared out (one model per GPU)."""
+    if configured:
+        return configured
+    return max(1, gpus // local_models) if gpus and local_models else 1
