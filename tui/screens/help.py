@@ -35,6 +35,7 @@ HELP = """\
 [b]Workflows[/b]  the list; the highlighted one shows its graph, or its problems with file:line
   enter on a workflow, type its input, enter: nodes stream into the log, the answer beside it
   ctrl+n   new workflow from a template (rag, router, agent)      ctrl+t  open the run's trace
+  ctrl+s   stop the run at its next node (`workbench run --resume THREAD` finishes it)
   escape, then + / -   rate the run's answer
 
 [b]Export[/b]  pick a workflow and a target (langgraph, litellm, vllm, otel): the files are
