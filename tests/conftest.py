@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,13 @@ def tracer(workspace):
     sink = SpoolWriter(workspace.spool_dir, store, flush_interval_s=60)
     yield Tracer(sink)
     sink.close()
+
+
+def interruptible() -> None:
+    """preexec_fn of a child a test interrupts with SIGINT, as ctrl+c in a terminal would. A
+    launcher without job control (a background job: `make test &`) starts everything with SIGINT
+    ignored, a child inherits that, and a process that ignores SIGINT at start never sees it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import interruptible
 from workbench.core.tracing import TraceStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ def child(*args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from agents.nodes import make_node
 from local_models.cloud import CloudClient, RetryPolicy
-from tests.conftest import BIN, run_cli
+from tests.conftest import BIN, interruptible, run_cli
 from tests.fake_cloud import ANSWER
 from workbench.core.errors import RunStopped
 from workbench.services import Service
@@ -213,6 +213,7 @@ def test_ctrl_c_stops_a_run_resumably(wf):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     seen = ""
     deadline = time.monotonic() + 120
