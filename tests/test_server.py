@@ -45,6 +45,15 @@ def metric(url: str, name: str, **labels) -> float:
     return 0.0
 
 
+def tea_and_rag(tmp_path) -> None:
+    """A `demo` collection of one note on tea, and the `rag` workflow over it."""
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
+    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
+    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+
+
 def test_the_openai_sdk_talks_to_the_gateway(gateway, model_workspace):
     client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
     assert {"smollm2", "gemma3-270m"} <= {m.id for m in client.models.list()}
@@ -244,11 +253,7 @@ def test_embeddings_from_the_workspace_models(gateway, model_workspace):
 
 
 def test_a_workflow_answers_as_a_model(gateway, model_workspace, tmp_path):
-    corpus = tmp_path / "notes"
-    corpus.mkdir()
-    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
-    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
-    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+    tea_and_rag(tmp_path)
     question = "How hot should the water be for green tea?"
     ours = run_cli("run", "rag", "--input", question, check=True, timeout=300).stdout.strip()
 
@@ -378,11 +383,7 @@ def wait_for_trace(service, trace_id: str, timeout_s: float = 30.0):
 def test_a_client_that_goes_away_stops_its_workflow_run(gateway, model_workspace, tmp_path):
     """`workbench run` through the gateway, its client gone mid-answer: the run stops there
     (status stopped, the answer's decode cancelled) and `run --resume` finishes it."""
-    corpus = tmp_path / "notes"
-    corpus.mkdir()
-    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
-    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
-    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+    tea_and_rag(tmp_path)
     body = {"name": "rag", "input": "How hot should the water be for green tea?"}
     with httpx.stream("POST", f"{gateway}/workbench/run", json=body, timeout=120) as response:
         events = []
@@ -408,11 +409,7 @@ def test_a_client_that_goes_away_stops_its_workflow_run(gateway, model_workspace
 def test_cli_run_compare_and_eval_go_through_the_gateway(model_workspace, tmp_path):
     """With the workspace's gateway up, `run`, `compare`, `chat` and `eval run` are answered by it
     (its command counter moves), with what they print without it at temperature 0."""
-    corpus = tmp_path / "notes"
-    corpus.mkdir()
-    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees Celsius for two minutes.\n")
-    run_cli("ingest", str(corpus), "-c", "demo", check=True, timeout=300)
-    run_cli("workflows", "new", "rag", "--from", "rag", check=True)
+    tea_and_rag(tmp_path)
     cases = [
         {"id": f"c{i}", "input": q, "expected": [a]}
         for i, (q, a) in enumerate(

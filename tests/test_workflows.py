@@ -142,22 +142,29 @@ def test_tool_node_keeps_to_its_allow_list_and_folders(wf):
         assert output["output"].startswith("n\n")
 
 
-def test_a_killed_run_resumes_without_redoing_finished_nodes(wf):
-    wf.workflows.new("rag", "rag")
+def _cli_run_until_answer() -> tuple[subprocess.Popen, str]:
+    """`workbench run rag` started as a user would, read until its answer node starts (retrieve
+    and screen done and checkpointed): the process and its thread id."""
     process = subprocess.Popen(
         [str(BIN / "workbench"), "run", "rag", "-i", "What does the Compare screen show?"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     seen = ""
     deadline = time.monotonic() + 120
     while "> answer" not in seen and time.monotonic() < deadline:
         seen += process.stderr.readline()
+    assert "> answer" in seen, seen
+    return process, seen.split("[run ", 1)[1].split("]", 1)[0]
+
+
+def test_a_killed_run_resumes_without_redoing_finished_nodes(wf):
+    wf.workflows.new("rag", "rag")
+    process, thread_id = _cli_run_until_answer()
     process.send_signal(signal.SIGKILL)  # mid-answer: retrieve and screen are done and checkpointed
     process.wait()
-    assert "> answer" in seen, seen
-    thread_id = seen.split("[run ", 1)[1].split("]", 1)[0]
     runs = {r["thread_id"]: r for r in wf.workflows.runs()}
     assert runs[thread_id]["status"] == "running" and runs[thread_id]["ended_ns"] is None
 
@@ -208,20 +215,9 @@ def test_a_stopped_run_cuts_its_answer_short_and_resumes_it_whole(wf):
 
 def test_ctrl_c_stops_a_run_resumably(wf):
     wf.workflows.new("rag", "rag")
-    process = subprocess.Popen(
-        [str(BIN / "workbench"), "run", "rag", "-i", "What does the Compare screen show?"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
-    seen = ""
-    deadline = time.monotonic() + 120
-    while "> answer" not in seen and time.monotonic() < deadline:
-        seen += process.stderr.readline()
+    process, thread_id = _cli_run_until_answer()
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
-    thread_id = seen.split("[run ", 1)[1].split("]", 1)[0]
     assert process.returncode == 130, rest
     assert (
         f"stopped by ctrl+c -> what its finished nodes did is kept: workbench run --resume {thread_id}"

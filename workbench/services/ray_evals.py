@@ -15,9 +15,10 @@ started again (its model loaded again) and its unfinished cases retried.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from evals.datasets import Case
@@ -57,7 +58,8 @@ class _CaseSpans:
 
 
 class CaseRunner:
-    """The subjects and judge of one run, in a worker. As a Ray actor: one per local model."""
+    """The subjects and judge of one run, in a worker. As a Ray actor: one per replica of a local
+    model."""
 
     def __init__(self, service_class: type, root: str, run_id: str, settings: dict[str, Any]) -> None:
         """``service_class``: the facade's class, handed over by the driver (importing it here
@@ -130,7 +132,7 @@ def run_on_ray(
     local_models = {s.model for s in subjects if s.local and todo[s.label]}
     replicas = _replicas(service.config.ray.model_replicas, gpus, len(local_models))
     actors: dict[str, list[Any]] = {}
-    dealt: dict[str, int] = {}  # cases given out per model so far: the next goes to the next replica
+    turns: dict[str, Iterator[Any]] = {}  # each model's replicas in turn, for dealing its cases
     cloud: deque[tuple[str, Case]] = deque()
     for subject in subjects:
         if not subject.local:
@@ -140,9 +142,9 @@ def run_on_ray(
             actors[subject.model] = [
                 actor_class.remote(type(service), root, run_id, settings) for _ in range(replicas)
             ]
+            turns[subject.model] = itertools.cycle(actors[subject.model])
         for case in todo[subject.label]:
-            turn = dealt[subject.model] = dealt.get(subject.model, -1) + 1
-            actor = actors[subject.model][turn % replicas]
+            actor = next(turns[subject.model])
             in_flight[actor.evaluate.remote(subject.label, case)] = (subject.label, case.id)
     cloud_task = ray.remote(_cloud_case).options(num_cpus=0.25, max_retries=3)
     cloud_running = 0
