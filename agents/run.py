@@ -19,7 +19,7 @@ from typing import Any
 from agents.checks import parse_spec
 from agents.graph import Stopped, build_graph, initial_state
 from agents.nodes import Emit, Runtime
-from workbench.core.errors import RunStopped, WorkflowError
+from workbench.core.errors import RunStopped, WorkflowError, WorkflowNotFound
 
 __all__ = ["Runs", "execute"]
 
@@ -52,7 +52,7 @@ class Runs:
         cursor = con.execute("SELECT * FROM workbench_runs WHERE thread_id = ?", (thread_id,))
         row = cursor.fetchone()
         if row is None:
-            raise WorkflowError(
+            raise WorkflowNotFound(
                 f"no workflow run {thread_id!r} in this workspace",
                 "see `workbench workflows runs` for the thread ids",
             )

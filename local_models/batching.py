@@ -52,6 +52,10 @@ class Sequence:
     sent: int = 0
     count: int = 0
     logprob_sum: float = 0.0
+    scored_from: int = 0  # the first prompt token reported when the prompt is scored
+    token_logprobs: list[dict[str, Any]] = field(default_factory=list)
+    prompt_logprobs: list[dict[str, Any]] = field(default_factory=list)
+    prompt_rows: list[tuple[int, int]] = field(default_factory=list)  # (batch row, prompt index)
     next_put: float = 0.0
     finish: str = "length"
     done: bool = False
@@ -97,9 +101,13 @@ class Batcher:
             else:
                 s.logits_row = -1
         for s in self.active:  # then the prompts, as far as the batch has room
+            score = s.request.params.score_prompt
+            s.prompt_rows.clear()
             while s.prefilled < len(s.prompt) and n < self.n_batch:
                 last = s.prefilled == len(s.prompt) - 1
-                n = self._add(n, s, s.prompt[s.prefilled], last)
+                n = self._add(n, s, s.prompt[s.prefilled], last or score)
+                if score:
+                    s.prompt_rows.append((n - 1, s.prefilled))
                 s.prefilled += 1
                 if last:
                     s.logits_row = n - 1
@@ -114,12 +122,29 @@ class Batcher:
                 s.request.error, s.done = error, True
             return self._leave()
         for s in self.active:
+            self._score_prompt(s)
             if s.logits_row >= 0 and not s.done:
-                self._take(s, C.llama_sampler_sample(s.sampler, self.ctx, s.logits_row))
+                if s.max_tokens == 0:  # the prompt scored, nothing to generate
+                    s.finish, s.done = "length", True
+                else:
+                    self._take(s, C.llama_sampler_sample(s.sampler, self.ctx, s.logits_row))
         for s in self.active:  # cancelled while its prompt was still going in
             if not s.done and cancelled(s.request):
                 s.finish, s.done = "cancelled", True
         return self._leave()
+
+    def _score_prompt(self, s: Sequence) -> None:
+        """The log-probability of each prompt token decoded this step, from the row before it."""
+        for row, index in s.prompt_rows:
+            if index == 0 and s.scored_from == 0:  # nothing before it: no probability
+                s.prompt_logprobs.append(self.logprob.entry(s.prompt[0], None))
+            following = index + 1
+            if s.scored_from <= following < len(s.prompt):
+                s.prompt_logprobs.append(self.logprob.top(row, s.prompt[following], self._top(s)))
+
+    @staticmethod
+    def _top(s: Sequence) -> int:
+        return s.request.params.top_logprobs or 0
 
     def _add(self, n: int, s: Sequence, token: int, logits: bool) -> int:
         """Put ``token`` of ``s`` at the next position of its sequence, as row ``n``."""
@@ -136,7 +161,11 @@ class Batcher:
             s.finish, s.done = "stop", True
             return
         s.count += 1
-        if s.request.params.logprobs:
+        if s.request.params.top_logprobs is not None:
+            entry = self.logprob.top(s.logits_row, token, self._top(s))
+            s.token_logprobs.append(entry)
+            s.logprob_sum += entry["logprob"]
+        elif s.request.params.logprobs:
             s.logprob_sum += self.logprob(s.logits_row, token)
         now = time.perf_counter()
         if s.result.ttft_s is None:
@@ -179,12 +208,29 @@ def _finish(s: Sequence) -> GenerationResult:
         s.request.out.put(text[s.sent :])
     result = s.result
     result.text, result.output_tokens, result.finish_reason = text, s.count, s.finish
-    if s.request.params.logprobs and s.count:
+    params = s.request.params
+    if (params.logprobs or params.top_logprobs is not None) and s.count:
         result.mean_logprob = s.logprob_sum / s.count
+    if params.top_logprobs is not None:
+        result.token_logprobs = _within(s.token_logprobs, len(text.encode("utf-8")))
+    if params.score_prompt:
+        result.prompt_logprobs = s.prompt_logprobs
     result.duration_s = time.perf_counter() - s.start
     decode_s = result.duration_s - (result.ttft_s or 0.0)
     result.tokens_per_s = (s.count - 1) / decode_s if s.count > 1 and decode_s > 0 else 0.0
     return result
+
+
+def _within(entries: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """The tokens whose bytes make up the answer's first ``size`` bytes (a stop sequence cut
+    the text: the tokens past it are not part of the answer)."""
+    kept, total = [], 0
+    for entry in entries:
+        if total >= size:
+            break
+        kept.append(entry)
+        total += len(entry["bytes"])
+    return kept
 
 
 def cancelled(request) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from local_models.fetch import DEFAULT_MODELS
 from workbench.core.config import edit_config
-from workbench.core.errors import ModelError
+from workbench.core.errors import ModelError, ModelNotFound, UsageError
 from workbench.core.workspace import Workspace
 
 __all__ = ["ModelInfo", "list_models", "register_model", "resolve_model"]
@@ -57,9 +57,9 @@ def resolve_model(workspace: Workspace, name: str) -> ModelInfo:
     exact = [m for m in models if m.alias == name]
     matches = exact or [m for m in models if m.alias.startswith(name) or m.path.name.startswith(name)]
     if not matches:
-        raise ModelError(f"no model named '{name}'", "see `workbench models list`")
+        raise ModelNotFound(f"no model named '{name}'", "see `workbench models list`")
     if len(matches) > 1:
-        raise ModelError(f"'{name}' matches {', '.join(m.alias for m in matches)}", "give the full alias")
+        raise UsageError(f"'{name}' matches {', '.join(m.alias for m in matches)}", "give the full alias")
     model = matches[0]
     if not model.present:
         hint = (

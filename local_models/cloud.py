@@ -24,7 +24,7 @@ import httpx
 
 from local_models.types import GenerationParams, GenerationResult
 from workbench.core.config import CloudEndpoint, WorkbenchConfig
-from workbench.core.errors import CloudError
+from workbench.core.errors import CloudError, UnsupportedParameter
 from workbench.core.tracing import Tracer
 from workbench.core.tracing import attributes as A
 
@@ -326,6 +326,10 @@ def _openai_body(model, messages, params: GenerationParams) -> dict:
     }
     if params.seed is not None:
         body["seed"] = params.seed
+    if params.presence_penalty:
+        body["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty:
+        body["frequency_penalty"] = params.frequency_penalty
     if params.stop:
         body["stop"] = list(params.stop)
     if params.json_schema is not None:
@@ -342,6 +346,12 @@ def _anthropic_body(model, messages, params: GenerationParams) -> dict:
             "JSON-schema output is not supported on Anthropic endpoints yet",
             "use an OpenAI-compatible endpoint or a local model for it",
         )
+    for name, value in (
+        ("presence_penalty", params.presence_penalty),
+        ("frequency_penalty", params.frequency_penalty),
+    ):
+        if value:
+            raise UnsupportedParameter(name, f"Anthropic endpoints take no {name}")
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
     body = {
         "model": model,

@@ -9,6 +9,7 @@ loop talks to llama.cpp's C API.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 
 from local_models.batching import Batcher, Sequence, cancelled, random_seed
 from local_models.types import GenerationParams, GenerationResult
-from workbench.core.errors import ModelError
+from workbench.core.errors import ContextLengthExceeded, ModelError, UnsupportedParameter
 
 __all__ = ["LocalModel", "LoadOptions"]
 
@@ -88,14 +89,39 @@ class _TokenLogprob:
     def __init__(self, ctx, vocab) -> None:
         import llama_cpp as C
 
-        self.ctx, self.n_vocab, self.get_logits = ctx, C.llama_vocab_n_tokens(vocab), C.llama_get_logits_ith
+        self.C, self.ctx, self.vocab = C, ctx, vocab
+        self.n_vocab, self.get_logits = C.llama_vocab_n_tokens(vocab), C.llama_get_logits_ith
+        self.buffer = ctypes.create_string_buffer(256)
 
-    def __call__(self, row: int, token: int) -> float:
+    def _log_softmax(self, row: int):
         import numpy as np
 
         logits = np.ctypeslib.as_array(self.get_logits(self.ctx, row), shape=(self.n_vocab,))
         peak = float(logits.max())
-        return float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
+        return logits - peak - float(np.log(np.exp(logits - peak).sum()))
+
+    def __call__(self, row: int, token: int) -> float:
+        return float(self._log_softmax(row)[token])
+
+    def piece(self, token: int) -> bytes:
+        size = self.C.llama_token_to_piece(self.vocab, token, self.buffer, 256, 0, False)
+        return self.buffer.raw[:size]
+
+    def entry(self, token: int, logprob: float | None) -> dict[str, Any]:
+        raw = self.piece(token)
+        return {"token": raw.decode("utf-8", "replace"), "bytes": list(raw), "logprob": logprob}
+
+    def top(self, row: int, token: int, k: int) -> dict[str, Any]:
+        """OpenAI's logprobs entry of ``token`` sampled from ``row``, with its ``k`` most likely
+        alternatives (most likely first)."""
+        import numpy as np
+
+        scores = self._log_softmax(row)
+        best = np.argpartition(scores, -k)[-k:] if k else np.array([], dtype=int)
+        best = best[np.argsort(-scores[best])]
+        entry = self.entry(token, float(scores[token]))
+        entry["top_logprobs"] = [self.entry(int(t), float(scores[t])) for t in best]
+        return entry
 
 
 def gpu_offload_supported() -> bool:
@@ -118,6 +144,7 @@ class LoadOptions:
 class _Request:
     messages: list[dict[str, str]]
     params: GenerationParams
+    prompt: str | list[int] | None = None  # a raw prompt or its token ids: no chat template
     out: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event | None = None  # the caller's own cancel signal, when it has one
@@ -383,6 +410,22 @@ class LocalModel:
                     self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
                 ),
             )
+        if params.logit_bias:
+            biases = (C.llama_logit_bias * len(params.logit_bias))(
+                *(C.llama_logit_bias(token, bias) for token, bias in params.logit_bias)
+            )
+            n_vocab = C.llama_vocab_n_tokens(self._vocab)
+            C.llama_sampler_chain_add(
+                chain, C.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), biases)
+            )
+        if params.presence_penalty or params.frequency_penalty:
+            # Over the whole answer (OpenAI's penalties count every token generated so far).
+            C.llama_sampler_chain_add(
+                chain,
+                C.llama_sampler_init_penalties(
+                    params.max_tokens, 1.0, params.frequency_penalty, params.presence_penalty
+                ),
+            )
         if params.temperature == 0.0:
             C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
         else:
@@ -409,14 +452,31 @@ class LocalModel:
             return None
         llm, params = self._llm, request.params
         start = time.perf_counter()
-        formatted = self._formatter(messages=request.messages)
-        prompt = llm.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        )
-        template_stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
+        n_vocab = C.llama_vocab_n_tokens(self._vocab)
+        if isinstance(request.prompt, list):
+            prompt = list(request.prompt)
+            if not prompt or not all(0 <= token < n_vocab for token in prompt):
+                raise UnsupportedParameter(
+                    "prompt",
+                    f"a token-id prompt must hold ids of {self.alias}'s vocabulary (0 to {n_vocab - 1})",
+                )
+            template_stops: list = []
+        elif request.prompt is not None:
+            prompt = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
+            template_stops = []
+        else:
+            formatted = self._formatter(messages=request.messages)
+            prompt = llm.tokenize(
+                formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+            )
+            template_stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
+        if any(not 0 <= token < n_vocab for token, _ in params.logit_bias):
+            raise UnsupportedParameter(
+                "logit_bias", f"logit_bias names a token id outside {self.alias}'s vocabulary of {n_vocab}"
+            )
         room = self._n_ctx - len(prompt)
         if room < 1:
-            raise ModelError(
+            raise ContextLengthExceeded(
                 f"the prompt has {len(prompt)} tokens; {self.alias} holds {self._n_ctx}",
                 "shorten it or load the model with a larger --ctx",
             )
@@ -429,6 +489,8 @@ class LocalModel:
             wanted
             and params.json_schema is None
             and not params.logprobs
+            and params.top_logprobs is None
+            and not params.score_prompt
             and C.llama_set_sampler(self._ctx, seq_id, sampler)
         )
         return Sequence(
@@ -441,6 +503,8 @@ class LocalModel:
             attached=attached,
             result=GenerationResult(model=self.alias, input_tokens=len(prompt), hardware=self.hardware),
             start=start,
+            # BOS that the tokenizer put in front is no text of the prompt: not scored
+            scored_from=int(bool(prompt) and prompt[0] == C.llama_vocab_bos(self._vocab)),
         )
 
     # -- the caller's side --------------------------------------------------------------------
@@ -454,6 +518,17 @@ class LocalModel:
         """Queue a chat request; returns at once with a stream of its text. Setting ``stop``
         ends the answer where it is (finish reason "cancelled"). After close(), it raises."""
         request = _Request(messages, params.validate(), stop=stop)
+        self._submit(request)
+        return Stream(request)
+
+    def complete(
+        self,
+        prompt: str | list[int],
+        params: GenerationParams = GenerationParams(),
+        stop: threading.Event | None = None,
+    ) -> Stream:
+        """A raw prompt, continued without the chat template (OpenAI's completions)."""
+        request = _Request([], params.validate(), prompt=prompt, stop=stop)
         self._submit(request)
         return Stream(request)
 

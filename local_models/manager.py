@@ -115,12 +115,14 @@ class ModelManager:
         options: LoadOptions | None = None,
         timeout_s: float | None = None,
         cancel: threading.Event | None = None,
+        prompt: str | None = None,
     ) -> GenerationResult:
         """Run one chat request, streaming text to ``on_text``; the call is one span. Setting
-        ``cancel`` stops it: before its turn comes, or mid-answer (finish reason "cancelled")."""
+        ``cancel`` stops it: before its turn comes, or mid-answer (finish reason "cancelled").
+        A raw ``prompt`` instead of messages is continued without the chat template."""
         model = self.load(name, options)
         attributes = {
-            A.OPERATION: "chat",
+            A.OPERATION: "chat" if prompt is None else "text_completion",
             A.PROVIDER: "llama.cpp",
             A.REQUEST_MODEL: model.alias,
             "gen_ai.request.temperature": params.temperature,
@@ -131,7 +133,7 @@ class ModelManager:
         if params.seed is not None:
             attributes["gen_ai.request.seed"] = params.seed
         with self.tracer.span("llm.chat", "llm", attributes) as span:
-            span.set_payload(messages=messages)
+            span.set_payload(**({"messages": messages} if prompt is None else {"prompt": prompt}))
             queued = time.perf_counter()
             turn = (
                 self._cpu_turns.turn(model.alias)
@@ -146,7 +148,11 @@ class ModelManager:
                     cancelled.trace_id = span.trace_id
                     span.set(A.FINISH_REASONS, ["cancelled"])
                     return cancelled
-                stream = model.chat(messages, params, cancel)
+                stream = (
+                    model.chat(messages, params, cancel)
+                    if prompt is None
+                    else model.complete(prompt, params, cancel)
+                )
                 timer = threading.Timer(timeout_s, stream.cancel) if timeout_s else None
                 if timer is not None:
                     timer.daemon = True

@@ -21,6 +21,17 @@ class GenerationParams:
     """Local models: report the mean log-probability of the answer's tokens (the router's
     confidence check); costs a log-softmax over the vocabulary per token, so off by default."""
 
+    top_logprobs: int | None = None
+    """Local models: each generated token's log-probability and this many most likely
+    alternatives (OpenAI's ``logprobs`` + ``top_logprobs``); None reports none."""
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token id of the model's vocabulary, bias added to its logit); -100 bans a token."""
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    score_prompt: bool = False
+    """Local raw prompts: report the log-probability of every prompt token after the first
+    (OpenAI completions' ``echo`` + ``logprobs``); ``max_tokens`` may then be 0."""
+
     def validate(self) -> GenerationParams:
         from workbench.core.errors import ModelError
 
@@ -28,7 +39,7 @@ class GenerationParams:
             raise ModelError(f"temperature {self.temperature} is out of range", "use 0 to 5")
         if not 0.0 < self.top_p <= 1.0:
             raise ModelError(f"top_p {self.top_p} is out of range", "use a value in (0, 1]")
-        if self.max_tokens < 1:
+        if self.max_tokens < (0 if self.score_prompt else 1):
             raise ModelError(f"max_tokens {self.max_tokens} must be at least 1", "raise it")
         return self
 
@@ -48,6 +59,11 @@ class GenerationResult:
     mean_logprob: float | None = None
     """Mean natural-log probability of the generated tokens under the model (logprobs=True)."""
     trace_id: str | None = None
+    token_logprobs: list[dict[str, Any]] | None = None
+    """With ``top_logprobs``: per generated token {"token", "bytes", "logprob", "top_logprobs":
+    [{"token", "bytes", "logprob"}]} (OpenAI's chat logprobs content)."""
+    prompt_logprobs: list[dict[str, Any]] | None = None
+    """With ``score_prompt``: the same per prompt token (its "logprob" None for the first)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def test_the_openai_sdk_talks_to_the_gateway(gateway, model_workspace):
     # Every answered request is one trace, tagged with the key (none here: "local").
     assert metric(gateway, "workbench_requests_total", model="smollm2", status="ok") == 5
     assert metric(gateway, "workbench_tokens_total", model="smollm2", direction="output") > 0
-    assert metric(gateway, "workbench_errors_total", type="ModelError") == 1
+    assert metric(gateway, "workbench_errors_total", type="ModelNotFound") == 1
     service = Service(model_workspace.root)
     deadline = time.monotonic() + 30  # the gateway's spans reach the store within its flush interval
     while (
@@ -214,7 +214,7 @@ def test_keys_limits_and_loopback_safety(model_workspace, monkeypatch):
 def test_a_stale_server_file_means_in_process(workspace):
     """A gateway that died without cleaning up (SIGKILL) leaves server.json: commands run in
     process then, with no message."""
-    from workbench.cli._gateway import running_gateway
+    from workbench.server.client import running_gateway
 
     (workspace.root / "server.json").write_text(
         json.dumps(

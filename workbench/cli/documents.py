@@ -125,11 +125,10 @@ def search(
 ) -> None:
     """Search a collection; each hit with its score and where it came from (through the
     workspace's running gateway when there is one: its embedding model is loaded already)."""
-    from workbench.cli._gateway import running_gateway
-    from workbench.cli._gateway import search as gateway_search
+    from workbench.server.client import client_for
+    from workbench.server.protocol import SearchRequest
 
-    url = running_gateway(obj.workspace)
-    arguments = dict(
+    request = SearchRequest(
         collection=collection,
         query=query,
         mode=mode,
@@ -140,7 +139,7 @@ def search(
         version=version,
         rerank=rerank,
     )
-    hits = gateway_search(url, **arguments) if url else obj.service.search(**arguments)
+    hits = client_for(obj.workspace, lambda: obj.service).search(request)
     if as_json:
         click.echo(json.dumps(hits, indent=2, default=str))
         return

@@ -173,31 +173,28 @@ def eval_run(
         raise UsageError("--fail-on-regression needs --baseline RUN_ID", "name the run to compare against")
     if "{input}" not in template:
         raise UsageError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
-    from workbench.cli._gateway import command, running_gateway
+    from workbench.server.client import client_for
+    from workbench.server.protocol import EvalRequest
 
     bars = _Bars(enabled=not as_json and sys.stderr.isatty())
-    arguments = {
-        "dataset": dataset,
-        "models": list(models),
-        "workflow": workflow,
-        "template": template,
-        "system": system,
-        "judge": judge,
-        "max_tokens": max_tokens,
-        "concurrency": concurrency,
-        "limit": limit,
-        "resume": resume,
-        "retry_errors": retry_errors,
-        "parallel": parallel,
-    }
-    # A Ray run is driven from here: the cluster, not the gateway, holds its models.
-    url = running_gateway(obj.workspace) if ray is None else None
-    if url is not None:  # its models are loaded there, and their requests join the gateway's
-        run_id = command(url, "eval", arguments, lambda e: bars.update(e["subject"], e["done"], e["total"]))[
-            "run_id"
-        ]
-    else:
-        run_id = obj.service.evals.run(**arguments, progress=bars.update, ray=ray)
+    request = EvalRequest(
+        dataset=dataset,
+        models=list(models),
+        workflow=workflow,
+        template=template,
+        system=system,
+        judge=judge,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        limit=limit,
+        resume=resume,
+        retry_errors=retry_errors,
+        parallel=parallel,
+    )
+    # A Ray run is driven from here: the cluster, not the gateway, holds its models. Through a
+    # gateway, the run's models are loaded there, and their requests join the gateway's.
+    client = client_for(obj.workspace, lambda: obj.service, in_process=ray is not None, ray=ray)
+    run_id = client.eval_run(request, bars.update)
     bars.close()
     shown = obj.service.evals.show(run_id)
     errors = sum(1 for r in shown["results"] if r["error"])

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from types import SimpleNamespace
 
 import click
 
 from workbench.cli._context import Context
-from workbench.cli._gateway import ask as gateway_ask
-from workbench.cli._gateway import command as gateway_command
-from workbench.cli._gateway import error_from_wire, running_gateway
 from workbench.cli._output import render_table, report, write
 from workbench.core.errors import UsageError, WorkbenchError
 
@@ -55,15 +51,17 @@ def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads
                 json_schema = json.load(handle)
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{schema} is not valid JSON: {exc}", "fix the schema file") from None
-    params = {
-        "temperature": temperature,
-        "top_p": top_p,
-        "max_tokens": max_tokens,
-        "seed": seed,
-        "stop": stop,
-        "json_schema": json_schema,
-    }
-    return params, {"n_ctx": ctx, "n_threads": threads, "n_gpu_layers": gpu_layers}
+    from workbench.server.protocol import Sampling
+
+    sampling = Sampling(
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        stop=stop,
+        json_schema=json_schema,
+    )
+    return sampling, {"n_ctx": ctx, "n_threads": threads, "n_gpu_layers": gpu_layers}
 
 
 @click.command()
@@ -74,17 +72,16 @@ def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads
 def ask(obj: Context, model: str, prompt: str, system: str | None, as_json: bool, **generation) -> None:
     """Ask MODEL one PROMPT; the answer streams to stdout (through the workspace's running
     gateway when there is one: its models are loaded already)."""
-    params, options = _generation(**generation)
-    url = None if _loads_its_own(options) else running_gateway(obj.workspace)
-    if url is not None:
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}
-        ]
-        result = gateway_ask(url, model, messages, params, None if as_json else write)
-    else:
-        result = obj.service.ask(model, prompt, system, params, None if as_json else write, options)
+    from workbench.server.client import client_for
+
+    sampling, options = _generation(**generation)
+    client = client_for(obj.workspace, lambda: obj.service, _loads_its_own(options), options)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    result = client.chat(model, messages, sampling, None if as_json else write)
     if as_json:
-        click.echo(json.dumps(dict(vars(result)), indent=2))
+        click.echo(result.model_dump_json(indent=2))
         return
     click.echo()
     sys.stdout.flush()
@@ -110,16 +107,22 @@ def chat(
 ) -> None:
     """A conversation with MODEL in the terminal; the model stays loaded between turns. With
     --collection, each question retrieves passages and the answer cites them."""
-    params, options = _generation(**generation)
+    from workbench.server.client import client_for
+
+    sampling, options = _generation(**generation)
     interactive = sys.stdin.isatty()
     history: list[dict[str, str]] = []
     if collection is not None:
         obj.service.collections.describe(collection)  # a wrong name fails before the first prompt
-    url = None if collection is not None or _loads_its_own(options) else running_gateway(obj.workspace)
+    # Chat with a collection runs here: its retrieval and citations are the service's.
+    client = client_for(
+        obj.workspace, lambda: obj.service, collection is not None or _loads_its_own(options), options
+    )
+    url = getattr(client, "url", None)
     if url is not None:
         click.echo(f"[through the gateway at {url}]", err=True)
-    elif obj.service.is_local(model):  # load before the first prompt: a bad name fails at once
-        loaded = obj.service.load_model(model, options)
+    loaded = client.prepare(model)  # before the first prompt: a bad name fails at once
+    if loaded is not None:
         click.echo(
             f"[{loaded['model']} loaded in {loaded['load_s']:.2f} s on {loaded['hardware']}]", err=True
         )
@@ -150,13 +153,11 @@ def chat(
         history.append({"role": "user", "content": text})
         messages = ([{"role": "system", "content": system}] if system else []) + history
         try:
-            if url is not None:
-                result = gateway_ask(url, model, messages, params, write)
-            elif collection is None:
-                result = obj.service.chat(model, messages, params, write, options)
+            if collection is None:
+                result = client.chat(model, messages, sampling, write)
             else:
                 result = obj.service.chat_with_collection(
-                    model, messages, collection, k, mode, params, write, options
+                    model, messages, collection, k, mode, sampling.model_dump(), write, options
                 )
         except WorkbenchError as exc:
             history.pop()  # the conversation goes on without the turn that failed
@@ -209,17 +210,15 @@ def compare(
     """One PROMPT to several models at once, side by side with their figures (through the
     workspace's running gateway when there is one)."""
     params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    if not 2 <= len(models) <= 4:
+        raise UsageError(f"compare takes 2 to 4 models, not {len(models)}", "pass -m 2 to 4 times")
     if not as_json:
         click.echo(f"asking {len(models)} models at once...", err=True)
-    url = running_gateway(obj.workspace)
-    if url is not None:
-        outcomes = _from_gateway(
-            gateway_command(
-                url, "compare", {"models": list(models), "prompt": prompt, "system": system, "params": params}
-            )
-        )
-    else:
-        outcomes = obj.service.compare(list(models), prompt, system, params)
+    from workbench.server.client import client_for
+    from workbench.server.protocol import CompareRequest
+
+    request = CompareRequest(models=list(models), prompt=prompt, system=system, params=params)
+    outcomes = client_for(obj.workspace, lambda: obj.service).compare(request)
     rows = []
     for name, outcome in zip(models, outcomes):
         if isinstance(outcome, Exception):
@@ -255,8 +254,3 @@ def compare(
             )
         )
         click.echo(f"trace {figures[0]['trace_id']}")
-
-
-def _from_gateway(rows: list[dict]) -> list:
-    """The gateway's compare rows as what Service.compare returns: results, or the errors."""
-    return [error_from_wire(row["error"]) if "error" in row else SimpleNamespace(**row) for row in rows]

@@ -114,16 +114,13 @@ def run(
         raise WorkflowError(
             "say what to run", 'workbench run NAME --input "..." or workbench run --resume THREAD_ID'
         )
-    from workbench.cli._gateway import command, running_gateway
+    from workbench.server.client import client_for
+    from workbench.server.protocol import RunRequest
 
     printer = _Events(enabled=not quiet)
-    url = running_gateway(obj.workspace)
-    try:
-        if url is not None:  # its models are loaded there already
-            body = {"name": name, "input": text, "thread_id": thread_id}
-            outcome = command(url, "run", body, printer)
-        else:
-            outcome = obj.service.workflows.run(name, text, thread_id, printer)
+    request = RunRequest(name=name, input=text, thread_id=thread_id)
+    try:  # through the workspace's gateway when one runs: its models are loaded already
+        outcome = client_for(obj.workspace, lambda: obj.service).run_workflow(request, printer)
     finally:
         printer.close()  # an error (a stop) starts on a line of its own
     state = outcome["state"]

@@ -15,16 +15,22 @@ __all__ = [
     "WorkspaceError",
     "TraceStoreError",
     "ModelError",
+    "ModelNotFound",
+    "ContextLengthExceeded",
+    "UnsupportedParameter",
     "ModelFetchError",
     "CloudError",
     "QueryError",
     "CollectionError",
     "WorkflowError",
+    "WorkflowNotFound",
     "RunStopped",
     "SpecError",
     "EvalError",
     "RegressionError",
     "PushError",
+    "ResponseNotFound",
+    "GatewayError",
 ]
 
 
@@ -33,6 +39,12 @@ class WorkbenchError(Exception):
 
     title = "Workbench error"
     exit_code = 1
+    # How the gateway answers it (OpenAI's error shape): the error's class decides, never its
+    # wording. A subclass the gateway does not know stays a 500.
+    http_status = 500
+    error_type = "api_error"
+    code: str | None = None
+    param: str | None = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -49,6 +61,20 @@ class UsageError(WorkbenchError):
 
     title = "Usage error"
     exit_code = 64  # EX_USAGE of sysexits.h
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+class UnsupportedParameter(UsageError):
+    """A request parameter this model or route cannot honour: refused by name rather than
+    ignored."""
+
+    title = "Unsupported parameter"
+    code = "unsupported_parameter"
+
+    def __init__(self, param: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.param = param
 
 
 class PushError(WorkbenchError):
@@ -78,27 +104,65 @@ class ModelError(WorkbenchError):
     exit_code = 5
 
 
+class ModelNotFound(ModelError):
+    """No model of this workspace (local alias, cloud model or `auto`) has the name."""
+
+    title = "No such model"
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+    param = "model"
+
+
+class ContextLengthExceeded(ModelError):
+    """The prompt does not fit the model's context: refused before any token is generated."""
+
+    title = "Prompt too long"
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "context_length_exceeded"
+    param = "messages"
+
+
 class ModelFetchError(ModelError):
     title = "Model download failed"
 
 
 class CloudError(ModelError):
     title = "Cloud model error"
+    http_status = 502
+    code = "upstream_error"
 
 
 class QueryError(WorkbenchError):
+    http_status = 400
+    error_type = "invalid_request_error"
     title = "Query failed"
     exit_code = 6
 
 
 class CollectionError(WorkbenchError):
+    http_status = 400
+    error_type = "invalid_request_error"
     title = "Collection problem"
     exit_code = 7
 
 
 class WorkflowError(WorkbenchError):
+    http_status = 400
+    error_type = "invalid_request_error"
     title = "Workflow problem"
     exit_code = 8
+
+
+class WorkflowNotFound(WorkflowError):
+    """No workflow (or workflow run) of this workspace has the name."""
+
+    title = "No such workflow"
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+    param = "model"
 
 
 class RunStopped(WorkflowError):
@@ -123,6 +187,8 @@ class SpecError(WorkflowError):
 
 
 class EvalError(WorkbenchError):
+    http_status = 400
+    error_type = "invalid_request_error"
     title = "Eval problem"
     exit_code = 9
 
@@ -132,3 +198,30 @@ class RegressionError(EvalError):
 
     title = "Regression"
     exit_code = 10
+
+
+class ResponseNotFound(WorkbenchError):
+    """A stored response of the gateway's Responses API that is not (or no longer) kept."""
+
+    title = "No such response"
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "response_not_found"
+
+    def __init__(self, response_id: str, param: str | None = None) -> None:
+        super().__init__(
+            f"no stored response {response_id!r} in this workspace",
+            "responses are kept only when created with store: true",
+        )
+        self.param = param
+
+
+class GatewayError(WorkbenchError):
+    """An error the workspace's running gateway answered a command with: its message, hint,
+    title and exit code as the gateway's own error had them, so a command prints and exits
+    the same whether it ran in process or through the gateway."""
+
+    def __init__(self, message: str, hint: str | None, exit_code: int = 1, title: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+        self.title = title or WorkbenchError.title

@@ -105,12 +105,15 @@ class Documents:
             rerank = self.default_reranker()
         return self.collections.set_default(collection, rerank)
 
-    def embed(self, model: str, texts: list[str]) -> tuple[str, Any, int]:
+    def embed(
+        self, model: str, texts: list[str], truncate: bool = True, dimensions: int | None = None
+    ) -> tuple[str, Any, int]:
         """Unit-length float32 vectors of ``texts`` from an embedding model of the workspace
-        (alias or prefix): (its alias, the vectors, the tokens read)."""
+        (alias or prefix): (its alias, the vectors, the tokens read). A text over the model's
+        window is cut there when ``truncate``, else refused before any is embedded."""
         from indexes.embedder import get_embedder
         from local_models.catalog import resolve_model
-        from workbench.core.errors import UsageError
+        from workbench.core.errors import ContextLengthExceeded, UnsupportedParameter, UsageError
 
         info = resolve_model(self.service.workspace, model)
         if info.kind != "embedding":
@@ -118,12 +121,27 @@ class Documents:
                 f"'{info.alias}' is not an embedding model", "see `workbench models list` (kind)"
             )
         embedder = get_embedder(info.path)
-        vectors = embedder.encode(texts)
+        if dimensions is not None and dimensions != embedder.dimensions:
+            # Cutting a vector short keeps its meaning only for models trained for it (Matryoshka).
+            raise UnsupportedParameter(
+                "dimensions",
+                f"{info.alias} gives {embedder.dimensions}-dimensional vectors and cannot shorten them",
+            )
         # offsets: the one tokenizer call both embedders answer (the app's runs in a child process)
         offsets = embedder.tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True)[
             "offset_mapping"
         ]
-        tokens = sum(len(o) for o in offsets)
+        lengths = [len(o) for o in offsets]
+        longest = max(range(len(texts)), key=lengths.__getitem__)
+        if not truncate and lengths[longest] > embedder.max_tokens:
+            error = ContextLengthExceeded(
+                f"input {longest} has {lengths[longest]} tokens; {info.alias} reads at most {embedder.max_tokens}",
+                "shorten it, or ask with truncate: true to embed its first tokens only",
+            )
+            error.param = "input"
+            raise error
+        vectors = embedder.encode(texts)
+        tokens = sum(min(n, embedder.max_tokens) for n in lengths)
         return info.alias, vectors, tokens
 
     def list(self) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from workbench.services.documents import Documents
     from workbench.services.evals import Evals
     from workbench.services.generation import Generation
+    from workbench.services.responses import ResponseStore
     from workbench.services.usage import Usage
     from workbench.services.workflows import Workflows
 
@@ -87,6 +88,13 @@ class Service:
         from workbench.services.evals import Evals
 
         return self._part("evals", lambda: Evals(self))
+
+    @property
+    def responses(self) -> ResponseStore:
+        """The gateway's stored Responses-API answers (services/responses.py)."""
+        from workbench.services.responses import ResponseStore
+
+        return self._part("responses", lambda: ResponseStore(self.workspace.root))
 
     @property
     def usage(self) -> Usage:
@@ -228,6 +236,10 @@ class Service:
         """A conversation to a local model (alias), a cloud one (ENDPOINT/MODEL) or ``auto``."""
         return self.generation.chat(model, messages, params, on_text, options, cancel)
 
+    def complete(self, model: str, prompt: str, params=None, on_text=None, cancel=None):
+        """A raw prompt continued by a local model, without its chat template."""
+        return self.generation.complete(model, prompt, params, on_text, cancel)
+
     def chat_with_collection(
         self,
         model: str,
@@ -294,9 +306,9 @@ class Service:
     def set_collection_defaults(self, collection: str, rerank: str | None = None) -> dict[str, Any]:
         return self.documents.set_collection_defaults(collection, rerank)
 
-    def embed(self, model: str, texts: list[str]):
+    def embed(self, model: str, texts: list[str], truncate: bool = True, dimensions: int | None = None):
         """Vectors of ``texts`` from a workspace embedding model: (alias, float32 array, tokens)."""
-        return self.documents.embed(model, texts)
+        return self.documents.embed(model, texts, truncate, dimensions)
 
     def embedding_models(self) -> list[str]:
         return [m.alias for m in self.list_models() if m.kind == "embedding" and m.present]

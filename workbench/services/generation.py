@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from workbench.core.errors import ModelError, UsageError, WorkbenchError
+from workbench.core.errors import ModelError, UnsupportedParameter, UsageError, WorkbenchError
 
 if TYPE_CHECKING:
     from local_models.cloud import CloudClient
@@ -199,6 +199,8 @@ class Generation:
         """A conversation to a local model (alias), a cloud one (ENDPOINT/MODEL) or ``auto``.
         Setting ``cancel`` stops the answer where it is (finish reason "cancelled")."""
         params = generation_params(params)
+        if not self.is_local(model):
+            _local_only(params, model)
         if model == "auto":
             routed = self.router.ask(messages, params, None, on_text, cancel)
             routed.result.extra.update(
@@ -209,6 +211,22 @@ class Generation:
             endpoint, _, cloud_model = model.partition("/")
             return self.cloud.chat(endpoint, cloud_model, messages, params, on_text, cancel)
         return self.models.chat(model, messages, params, on_text, load_options(options), cancel=cancel)
+
+    def complete(
+        self,
+        model: str,
+        prompt: str,
+        params: Any = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """A raw prompt continued by a local model, without its chat template (OpenAI's legacy
+        completions: evaluation harnesses score prompts this way)."""
+        if not self.is_local(model):
+            raise UnsupportedParameter(
+                "model", f"{model} is not a local model: raw completions run on local GGUF models only"
+            )
+        return self.models.chat(model, [], generation_params(params), on_text, cancel=cancel, prompt=prompt)
 
     def compare(
         self,
@@ -256,6 +274,19 @@ class Generation:
             outcome if outcome is not None else ModelError(f"{name} gave no answer", "ask again")
             for name, outcome in zip(models, outcomes)
         ]
+
+
+def _local_only(params: GenerationParams, model: str) -> None:
+    """Refuse, by name, what only a local model can honour (never drop it silently)."""
+    for param, asked in (
+        ("logprobs", params.top_logprobs is not None),
+        ("logit_bias", bool(params.logit_bias)),
+        ("echo", params.score_prompt),
+    ):
+        if asked:
+            raise UnsupportedParameter(
+                param, f"{param} is honoured for local models only, and {model} may answer from the cloud"
+            )
 
 
 def _guarded(name: str, call: Callable[[], Any]) -> Any:

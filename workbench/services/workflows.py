@@ -24,7 +24,7 @@ from agents.spec import (
     Spec,
     SpecError,
 )
-from workbench.core.errors import UsageError, WorkbenchError, WorkflowError
+from workbench.core.errors import UsageError, WorkbenchError, WorkflowError, WorkflowNotFound
 from workbench.core.tracing import current_span
 
 __all__ = ["Workflows", "WorkbenchRuntime", "TEMPLATES", "describe_update"]
@@ -152,11 +152,11 @@ class Workflows:
 
     def path(self, name: str) -> Path:
         if not _NAME.match(name):
-            raise WorkflowError(f"{name!r} is not a workflow name", "use letters, digits, _ or -")
+            raise WorkflowNotFound(f"{name!r} is not a workflow name", "use letters, digits, _ or -")
         path = self.dir / f"{name}.yaml"
         if not path.is_file():
             known = ", ".join(self.names()) or "none yet"
-            raise WorkflowError(
+            raise WorkflowNotFound(
                 f"no workflow {name!r} in {self.dir} (workflows: {known})",
                 f"create one with `workbench workflows new {name} --from rag`",
             )
@@ -211,7 +211,7 @@ class Workflows:
         if template not in TEMPLATES:
             raise WorkflowError(f"no template {template!r}", f"use one of {', '.join(TEMPLATES)}")
         if not _NAME.match(name):
-            raise WorkflowError(f"{name!r} is not a workflow name", "use letters, digits, _ or -")
+            raise WorkflowNotFound(f"{name!r} is not a workflow name", "use letters, digits, _ or -")
         target = self.dir / f"{name}.yaml"
         if target.exists():
             raise WorkflowError(f"{target} already exists", "pick another name, or delete the file first")

@@ -1,0 +1,66 @@
+"""What guards every route before its handler runs: the API key and its rate (every route
+unless listed public), and the request's size, read no further than the limit. A handler finds
+the key's name in ``request.state.key``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from workbench.server.errors import ApiError
+from workbench.server.limits import Keys
+
+__all__ = ["KeyGuard", "read_json", "MAX_REQUEST_BYTES", "PUBLIC_ROUTES"]
+
+MAX_REQUEST_BYTES = 1_000_000
+# /health tells the CLI a gateway runs here; it says nothing else when keys are set.
+PUBLIC_ROUTES = frozenset({"/health"})
+
+
+class KeyGuard:
+    """ASGI middleware: a request without a valid key (when the gateway has keys) or over its
+    key's rate is answered here; a declared body over the limit is refused unread (413)."""
+
+    def __init__(self, app: ASGIApp, keys: Keys, public: frozenset[str] = PUBLIC_ROUTES) -> None:
+        self.app, self.keys, self.public = app, keys, public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            if scope["path"] in self.public:
+                key = "public"
+            else:
+                key = self.keys.key_name(headers.get("authorization", ""))
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+                raise ApiError(
+                    413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large"
+                )
+        except ApiError as exc:
+            response = JSONResponse(exc.body(), exc.status, headers=exc.headers)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["key"] = key
+        await self.app(scope, receive, send)
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, read in pieces and refused once past the size limit (a chunked
+    body declares no length)."""
+    chunks, size = [], 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > MAX_REQUEST_BYTES:
+            raise ApiError(413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large")
+        chunks.append(piece)
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        raise ApiError(400, "the body is not valid JSON") from None

@@ -1,0 +1,185 @@
+"""The Responses API: POST /v1/responses (whole or streamed with the event sequence the SDKs
+parse), GET and DELETE /v1/responses/{id}. `store` (the default, as OpenAI's) keeps the response
+and its conversation in the workspace; `previous_response_id` goes on from one. The answer is
+one chat under a `gateway.response` trace."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from workbench.server.errors import error_response, from_exception
+from workbench.server.gateway import Ask, gateway_of
+from workbench.server.middleware import read_json
+from workbench.server.protocol import ResponsesRequest, parse
+from workbench.server.streaming import Bridge, sse
+
+__all__ = ["create_response", "get_response", "delete_response"]
+
+
+async def create_response(request: Request) -> Response:
+    gw, key = gateway_of(request), request.state.key
+    body = parse(ResponsesRequest, await read_json(request))
+    params, turn = body.params(gw.max_tokens), body.items()
+    history = []
+    if body.previous_response_id:
+        history = await run_in_threadpool(gw.service.responses.conversation, body.previous_response_id)
+    system = [{"role": "system", "content": body.instructions}] if body.instructions else []
+    ask = Ask(body.model, params, system + history + turn)
+    await gw.check_budget(key)
+    root = gw.root_span(
+        "gateway.response",
+        key,
+        "/v1/responses",
+        {"gen_ai.request.model": body.model, "workbench.stream": bool(body.stream)},
+    )
+    shell = _shell(body, f"resp_{uuid.uuid4().hex}", params)
+    message_id = f"msg_{uuid.uuid4().hex}"
+    headers = {"x-workbench-trace-id": root.trace_id}
+    cancel, started = threading.Event(), time.perf_counter()
+    bridge = Bridge(lambda emit: gw.generate(ask, key, root, cancel, emit if body.stream else None), cancel)
+    first = await (bridge.first(request) if body.stream else bridge.outcome(request))
+    if first is None:
+        return Response(status_code=499)
+    if first[0] == "error":
+        gw.failed(body.model, first[1])
+        return error_response(from_exception(first[1]), headers)
+
+    def finish(result) -> dict[str, Any]:
+        gw.record(body.model, [result], started)
+        done = _finished(shell, result, root.trace_id, message_id)
+        if body.store is not False:
+            answer = {"role": "assistant", "content": result.text}
+            gw.service.responses.save(done, history + turn + [answer])
+        return done
+
+    if not body.stream:
+        return JSONResponse(await run_in_threadpool(finish, first[1][0]), headers=headers)
+    return StreamingResponse(
+        _events(gw, body, bridge, first, shell, message_id, finish),
+        media_type="text/event-stream",
+        headers=headers,
+    )
+
+
+async def _events(
+    gw, body: ResponsesRequest, bridge: Bridge, first, shell: dict[str, Any], message_id, finish
+):
+    """The SSE events of a streamed response, in the order OpenAI sends them."""
+    sequence = 0
+    place = {"item_id": message_id, "output_index": 0, "content_index": 0}
+
+    def event(kind: str, **fields: Any) -> str:
+        nonlocal sequence
+        data = {"type": kind, "sequence_number": sequence, **fields}
+        sequence += 1
+        return sse(data, kind)
+
+    item = {"type": "message", "id": message_id, "status": "in_progress", "role": "assistant", "content": []}
+    text: list[str] = []
+    try:
+        yield event("response.created", response=shell)
+        yield event("response.in_progress", response=shell)
+        yield event("response.output_item.added", output_index=0, item=item)
+        yield event("response.content_part.added", **place, part=_text_part(""))
+        current = first
+        while True:
+            kind, value = current
+            if kind == "event":
+                text.append(value[1])
+                yield event("response.output_text.delta", **place, delta=value[1], logprobs=[])
+            elif kind == "done":
+                done = await run_in_threadpool(finish, value[0])
+                whole = "".join(text)
+                yield event("response.output_text.done", **place, text=whole, logprobs=[])
+                yield event("response.content_part.done", **place, part=_text_part(whole))
+                yield event("response.output_item.done", output_index=0, item=done["output"][0])
+                last = "response.completed" if done["status"] == "completed" else "response.incomplete"
+                yield event(last, response=done)
+                break
+            else:
+                gw.failed(body.model, value)
+                error = from_exception(value)
+                yield event("error", code=error.code, message=error.message, param=error.param)
+                break
+            current = await bridge.next()
+    finally:
+        bridge.cancel.set()
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _shell(body: ResponsesRequest, response_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The response object before its answer (what response.created carries)."""
+    form = body.text.format if body.text and body.text.format else None
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "model": body.model,
+        "output": [],
+        "parallel_tool_calls": False,
+        "previous_response_id": body.previous_response_id,
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.store is not False,
+        "temperature": params["temperature"],
+        "text": {"format": form.model_dump(by_alias=True, exclude_none=True) if form else {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": params["top_p"],
+        "truncation": "disabled",
+        "usage": None,
+        "user": None,
+        "metadata": body.metadata or {},
+    }
+
+
+def _finished(shell: dict[str, Any], result, trace_id: str, message_id: str) -> dict[str, Any]:
+    complete = result.finish_reason != "length"
+    message = {
+        "type": "message",
+        "id": message_id,
+        "status": "completed" if complete else "incomplete",
+        "role": "assistant",
+        "content": [_text_part(result.text)],
+    }
+    return {
+        **shell,
+        "status": "completed" if complete else "incomplete",
+        "incomplete_details": None if complete else {"reason": "max_output_tokens"},
+        "model": result.model,
+        "output": [message],
+        "usage": {
+            "input_tokens": result.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": result.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": result.input_tokens + result.output_tokens,
+        },
+        "workbench": {"trace_id": trace_id, "cost_usd": result.cost_usd, "hardware": result.hardware},
+    }
+
+
+async def get_response(request: Request) -> Response:
+    gw = gateway_of(request)
+    return JSONResponse(await run_in_threadpool(gw.service.responses.get, request.path_params["id"]))
+
+
+async def delete_response(request: Request) -> Response:
+    gw = gateway_of(request)
+    response_id = request.path_params["id"]
+    await run_in_threadpool(gw.service.responses.delete, response_id)
+    return JSONResponse({"id": response_id, "object": "response", "deleted": True})
