@@ -423,7 +423,11 @@ class LocalModel:
             C.llama_sampler_chain_add(
                 chain,
                 C.llama_sampler_init_penalties(
-                    params.max_tokens, 1.0, params.frequency_penalty, params.presence_penalty
+                    C.llama_vocab_n_tokens(self._vocab),
+                    params.max_tokens,
+                    1.0,
+                    params.frequency_penalty,
+                    params.presence_penalty,
                 ),
             )
         if params.temperature == 0.0:

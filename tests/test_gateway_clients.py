@@ -7,9 +7,11 @@ no errors, every request traced exactly once, a key's daily budget enforced unde
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 
+import numpy as np
 import openai
 import pytest
 
@@ -18,7 +20,7 @@ from tests.engines import engine_venv
 from tests.test_server import free_port
 from workbench.services import Service
 
-CLIENTS = ["litellm==1.108.7", "langchain-openai==1.8.1", "langgraph==1.2.22"]
+CLIENTS = ["litellm==1.108.7", "langchain-openai==1.8.1", "langgraph==1.2.22", "openai-agents==0.24.0"]
 QUESTION = "Name three colours."
 
 CLIENT_SCRIPT = """
@@ -59,6 +61,64 @@ graph.add_edge("ask", END)
 out["langgraph"] = graph.compile().invoke({"question": question})["answer"]
 print(json.dumps(out))
 """
+
+
+AGENT_SCRIPT = """
+import json, sys
+
+from agents import Agent, Runner, set_default_openai_client, set_tracing_disabled
+from langchain_openai import OpenAIEmbeddings
+from openai import AsyncOpenAI
+
+base = sys.argv[1]
+set_tracing_disabled(True)  # its traces would go to OpenAI's servers
+set_default_openai_client(AsyncOpenAI(base_url=base, api_key="unused", max_retries=0), use_for_tracing=False)
+agent = Agent(name="helper", instructions="Answer in one short sentence.", model="smollm2")
+result = Runner.run_sync(agent, "What colour is the sky?")  # its default model: the Responses API
+out = {"agent": result.final_output, "agent_responses": [r.response_id for r in result.raw_responses]}
+# Its defaults: the texts tokenized with tiktoken's cl100k_base and sent as token arrays.
+embedder = OpenAIEmbeddings(model="minilm", base_url=base, api_key="unused")
+out["embeddings"] = embedder.embed_documents(["The sea has two high tides a day.", "Dough proves for an hour."])
+print(json.dumps(out))
+"""
+
+
+def tiktoken_cache(python) -> str:
+    """The folder of the cl100k_base file LiteLLM's wheel carries, under the name tiktoken's
+    cache gives it: what a user's tiktoken would have downloaded (no network here)."""
+    find = "import importlib.util; print(importlib.util.find_spec('litellm').submodule_search_locations[0])"
+    package = subprocess.run([str(python), "-c", find], capture_output=True, text=True, check=True).stdout
+    return f"{package.strip()}/litellm_core_utils/tokenizers"
+
+
+def test_the_agents_sdk_and_langchain_embeddings_with_their_defaults(model_workspace):
+    python = engine_venv("gateway-clients", CLIENTS)
+    env = {"TIKTOKEN_CACHE_DIR": tiktoken_cache(python)}
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+    try:
+        done = subprocess.run(
+            [str(python), "-c", AGENT_SCRIPT, f"http://127.0.0.1:{port}/v1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **env},
+            cwd=model_workspace.root,  # not the repository: its agents/ package would shadow the SDK's
+        )
+    finally:
+        run_cli("serve", "--stop", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["agent"].strip() and out["agent_responses"][0].startswith("resp_")
+    service = Service(model_workspace.root)
+    stored = service.responses.get(out["agent_responses"][-1])
+    assert stored["output"][0]["content"][0]["text"] == out["agent"], "the answer the gateway stored"
+    _, expected, _ = service.embed(
+        "minilm", ["The sea has two high tides a day.", "Dough proves for an hour."]
+    )
+    assert np.allclose(np.array(out["embeddings"]), expected, atol=1e-5), (
+        "token arrays decoded to the same text"
+    )
 
 
 @pytest.fixture

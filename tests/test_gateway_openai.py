@@ -1,0 +1,310 @@
+"""The OpenAI surface of `workbench serve` beyond plain chat (tests/test_server.py), as the
+official SDK uses it against the gateway on loopback with SmolLM2: the Responses API (plain,
+streamed, JSON schema, stored and continued), legacy completions with echo and logprobs (checked
+against llama.cpp's own logits through llama-cpp-python), n, logprobs and logit_bias on chat,
+models.retrieve, and every refusal in OpenAI's error shape, naming its parameter."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import jsonschema
+import numpy as np
+import openai
+import pytest
+
+from tests.test_server import gateway, metric  # noqa: F401 - the fixture
+from workbench.services import Service
+
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture
+def client(gateway):  # noqa: F811 - the fixture imported above
+    return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def reference(fetched_models):
+    """llama.cpp through llama-cpp-python's own high-level API, every position's logits kept
+    (the same flash attention as the gateway's context)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        str(fetched_models / SMOLLM2), n_ctx=1024, logits_all=True, flash_attn=True, verbose=False
+    )
+    yield llm
+    llm.close()
+
+
+def log_softmax(row: np.ndarray) -> np.ndarray:
+    row = row.astype(np.float64)
+    peak = row.max()
+    return row - peak - np.log(np.exp(row - peak).sum())
+
+
+def test_responses_api(client, gateway, model_workspace):  # noqa: F811
+    instructions = "Answer in one short sentence."
+    question = "What colour is the sky?"
+    first = client.responses.create(
+        model="smollm2", instructions=instructions, input=question, temperature=0, max_output_tokens=40
+    )
+    # The same answer as a chat with the instructions as its system message, in process.
+    service = Service(model_workspace.root)
+    messages = [{"role": "system", "content": instructions}, {"role": "user", "content": question}]
+    chat = service.chat("smollm2", messages, {"temperature": 0, "max_tokens": 40})
+    assert first.output_text == chat.text and first.usage.output_tokens == chat.output_tokens
+    assert first.status == ("incomplete" if chat.finish_reason == "length" else "completed")
+
+    # Streamed: the event sequence the SDK parses, the deltas adding up to the final text.
+    events = list(
+        client.responses.create(
+            model="smollm2",
+            instructions=instructions,
+            input=question,
+            temperature=0,
+            max_output_tokens=40,
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:-1] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == events[-1].response.output_text == first.output_text
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+    # Going on from a stored response: the model reads the first turn again.
+    second = client.responses.create(
+        model="smollm2",
+        input="And at night?",
+        previous_response_id=first.id,
+        temperature=0,
+        max_output_tokens=24,
+    )
+    history = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "And at night?"},
+    ]  # instructions are not carried over, as OpenAI's are not
+    expected = service.chat("smollm2", history, {"temperature": 0, "max_tokens": 24})
+    service.close()
+    assert second.output_text == expected.text and second.usage.input_tokens == expected.input_tokens
+
+    # JSON schema output.
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
+    shaped = client.responses.create(
+        model="smollm2",
+        input=[
+            {"role": "user", "content": [{"type": "input_text", "text": "The colour of grass, as JSON."}]}
+        ],
+        text={"format": {"type": "json_schema", "name": "colour", "schema": schema}},
+        temperature=0,
+        max_output_tokens=40,
+    )
+    jsonschema.validate(json.loads(shaped.output_text), schema)
+
+    # Retrieved, deleted; one not stored is not kept.
+    assert client.responses.retrieve(first.id).output_text == first.output_text
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError) as gone:
+        client.responses.create(model="smollm2", input="x", previous_response_id=first.id)
+    assert gone.value.param == "previous_response_id"
+    unstored = client.responses.create(model="smollm2", input="Hi", store=False, max_output_tokens=4)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+    stored = list((model_workspace.root / "responses").iterdir())
+    assert stored and all(p.stat().st_mode & 0o077 == 0 for p in stored), "readable by the user alone"
+
+    with pytest.raises(openai.BadRequestError) as tools:
+        client.responses.create(
+            model="smollm2", input="x", tools=[{"type": "function", "name": "f", "parameters": {}}]
+        )
+    assert tools.value.param == "tools"
+
+
+def test_completions_score_a_prompt_as_llama_cpp_does(client, reference):
+    prompt = "The capital of France is Paris, and the capital of Italy is"
+    scored = client.completions.create(model="smollm2", prompt=prompt, max_tokens=0, echo=True, logprobs=3)
+    choice = scored.choices[0]
+    assert choice.text == prompt and scored.usage.completion_tokens == 0
+    tokens = reference.tokenize(prompt.encode(), add_bos=True, special=True)
+    reference.reset()
+    reference.eval(tokens)
+    expected = [log_softmax(reference.scores[i])[tokens[i + 1]] for i in range(len(tokens) - 1)]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == prompt and logprobs.text_offset[1] == len(logprobs.tokens[0])
+    assert logprobs.token_logprobs[0] is None  # nothing before the first token (no BOS here)
+    assert np.allclose(logprobs.token_logprobs[1:], expected, atol=2e-3)
+    for top, position in zip(logprobs.top_logprobs[1:], range(len(tokens) - 1)):
+        best = np.argsort(-log_softmax(reference.scores[position]))[:3]
+        assert len(top) == 3 and top[reference.detokenize([int(best[0])]).decode()] == pytest.approx(
+            log_softmax(reference.scores[position])[best[0]], abs=2e-3
+        )
+
+    # A continuation at temperature 0: llama-cpp-python's greedy text, and its tokens' logprobs.
+    continued = client.completions.create(
+        model="smollm2", prompt=prompt, max_tokens=8, temperature=0, logprobs=1
+    )
+    theirs = reference.create_completion(prompt, max_tokens=8, temperature=0)["choices"][0]["text"]
+    assert continued.choices[0].text == theirs
+    assert "".join(continued.choices[0].logprobs.tokens) == theirs
+
+    # Several prompts, n each: indices run prompt by prompt.
+    many = client.completions.create(
+        model="smollm2", prompt=["Red, green,", "One, two,"], max_tokens=3, n=2, seed=7
+    )
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]
+    with pytest.raises(openai.BadRequestError) as zero:
+        client.completions.create(model="smollm2", prompt="x", max_tokens=0)
+    assert zero.value.param == "max_tokens"
+
+
+def test_chat_n_logprobs_and_logit_bias(client, reference):
+    messages = [{"role": "user", "content": "Name three colours."}]
+    greedy = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=8, temperature=0, logprobs=True, top_logprobs=2
+    )
+    theirs = reference.create_chat_completion(
+        messages, max_tokens=8, temperature=0, logprobs=True, top_logprobs=2
+    )["choices"][0]
+    assert greedy.choices[0].message.content == theirs["message"]["content"]
+    ours = greedy.choices[0].logprobs.content
+    assert [t.token for t in ours] == [t["token"] for t in theirs["logprobs"]["content"]]
+    assert np.allclose(
+        [t.logprob for t in ours], [t["logprob"] for t in theirs["logprobs"]["content"]], atol=2e-3
+    )
+    assert all(
+        len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in ours
+    )
+
+    two = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=8, n=2, temperature=1.0, seed=3
+    )
+    assert [c.index for c in two.choices] == [0, 1]
+    same = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=8, n=2, temperature=0
+    )
+    assert [c.message.content for c in same.choices] == [greedy.choices[0].message.content] * 2
+    assert same.usage.prompt_tokens == greedy.usage.prompt_tokens, "the prompt is counted once"
+    assert same.usage.completion_tokens == 2 * greedy.usage.completion_tokens, "both answers are counted"
+    assert two.choices[0].message.content != two.choices[1].message.content, "n answers, not n copies"
+    streamed = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=8, n=2, temperature=0, stream=True
+    )
+    texts = ["", ""]
+    for chunk in streamed:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == [greedy.choices[0].message.content] * 2
+
+    # logit_bias: banning the greedy answer's first token changes it.
+    first_token = reference.tokenize(ours[0].token.encode(), add_bos=False, special=False)[0]
+    banned = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=8, temperature=0, logit_bias={str(first_token): -100}
+    )
+    assert not banned.choices[0].message.content.startswith(ours[0].token)
+    for bad, param in (
+        ({"logit_bias": {"99999999": 5}}, "logit_bias"),
+        ({"logit_bias": {"12": 500}}, "logit_bias"),
+        ({"logprobs": True, "stream": True}, "logprobs"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"n": 9}, "n"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="smollm2", messages=messages, max_tokens=4, **bad)
+        assert refused.value.param == param, bad
+    plain, penalised = (
+        client.chat.completions.create(
+            model="smollm2", messages=messages, max_tokens=24, temperature=0, frequency_penalty=penalty
+        )
+        .choices[0]
+        .message.content
+        for penalty in (0.0, 2.0)
+    )
+    assert penalised != plain, "honoured (llama.cpp's penalties sampler), not ignored"
+    developer = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "developer", "content": "Be brief."}, *messages], max_tokens=4
+    )
+    assert developer.choices[0].message.content
+
+
+def test_errors_as_openai_gives_them(gateway, model_workspace):  # noqa: F811
+    retrying = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused")  # the SDK's default 2 retries
+    too_long = [{"role": "user", "content": "word " * 5000}]
+    with pytest.raises(openai.BadRequestError) as overflow:
+        retrying.chat.completions.create(model="smollm2", messages=too_long)
+    assert overflow.value.code == "context_length_exceeded" and "4096" in overflow.value.message
+    assert metric(gateway, "workbench_errors_total", type="ContextLengthExceeded") == 1, (
+        "one request, no retry"
+    )
+
+    with pytest.raises(openai.NotFoundError) as missing:  # before the stream starts
+        retrying.chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    assert missing.value.code == "model_not_found"
+    assert retrying.models.retrieve("smollm2").id == "smollm2"
+    assert retrying.models.retrieve("minilm").id == "minilm"
+    with pytest.raises(openai.NotFoundError):
+        retrying.models.retrieve("nope")
+
+    def post(body: bytes | str, headers: dict | None = None, path: str = "/v1/chat/completions"):
+        return httpx.post(f"{gateway}{path}", content=body, headers=headers or {}, timeout=60)
+
+    for body, status, param in (
+        (b"{not json", 400, None),
+        ("[" * 100_000 + "]" * 100_000, 400, None),  # nested past Python's recursion limit
+        (json.dumps({"model": "smollm2"}), 400, "messages"),
+        (
+            json.dumps({"model": "smollm2", "messages": [{"role": "robot", "content": "x"}]}),
+            400,
+            "messages.0.role",
+        ),
+        (json.dumps({"model": "smollm2", "messages": [], "max_tokens": 4}), 400, "messages"),
+        (json.dumps({"model": 7, "messages": [{"role": "user", "content": "x"}]}), 400, "model"),
+        (
+            json.dumps(
+                {"model": "smollm2", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}
+            ),
+            400,
+            "messages.0.content",
+        ),
+    ):
+        answer = post(body)
+        assert answer.status_code == status, (body[:80], answer.text)
+        assert answer.json()["error"]["param"] == param, answer.text
+    oversized = post(b"x" * 1_100_000)
+    assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "request_too_large"
+    assert httpx.get(f"{gateway}/v1/chat/completions").status_code == 405
+    assert httpx.get(f"{gateway}/v1/nothing").json()["error"]["code"] == "not_found"
+
+    # Embeddings: a window the model cannot exceed, dimensions it cannot cut.
+    embed = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+    long_text = "tide " * 600
+    with pytest.raises(openai.BadRequestError) as window:
+        embed.embeddings.create(model="minilm", input=["short", long_text])
+    assert window.value.code == "context_length_exceeded" and window.value.param == "input"
+    cut = httpx.post(
+        f"{gateway}/v1/embeddings", json={"model": "minilm", "input": long_text, "truncate": True}, timeout=60
+    )
+    assert cut.status_code == 200 and cut.json()["usage"]["prompt_tokens"] == 256
+    with pytest.raises(openai.BadRequestError) as dimensions:
+        embed.embeddings.create(model="minilm", input="x", dimensions=64)
+    assert dimensions.value.param == "dimensions"
+    assert len(embed.embeddings.create(model="minilm", input="x", dimensions=384).data[0].embedding) == 384
