@@ -84,6 +84,20 @@ class CrossEncoderReranker:
 
     needs_query_vector = False
 
+    def score(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """The relevance of each document to ``query`` (the model's raw score), and the tokens
+        the pairs took."""
+        pairs = [(query, document) for document in documents]
+        with self._lock:
+            scores = self.model.predict(pairs, show_progress_bar=False, convert_to_numpy=True)
+            encoded = self.model.tokenizer(
+                [q for q, _ in pairs],
+                [d for _, d in pairs],
+                truncation=True,
+                max_length=self.model.max_length,
+            )
+        return [float(s) for s in scores], sum(len(ids) for ids in encoded["input_ids"])
+
     def rerank(self, query: str, query_vector, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
         head, tail = hits[: self.window], hits[self.window :]
         pairs = [(query, f"{_header(h)}\n{h['text']}") for h in head]

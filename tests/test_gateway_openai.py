@@ -308,3 +308,38 @@ def test_errors_as_openai_gives_them(gateway, model_workspace):  # noqa: F811
         embed.embeddings.create(model="minilm", input="x", dimensions=64)
     assert dimensions.value.param == "dimensions"
     assert len(embed.embeddings.create(model="minilm", input="x", dimensions=384).data[0].embedding) == 384
+
+
+def test_rerank_scores_as_sentence_transformers_does(model_workspace, fetched_models, tmp_path):
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from tests.conftest import run_cli
+    from tests.test_server import free_port
+
+    # A real CrossEncoder: MiniLM's encoder with a seeded, untrained head (no model hub here).
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-reranker"
+    CrossEncoder(str(fetched_models / "all-MiniLM-L6-v2"), num_labels=1, local_files_only=True).save(
+        str(folder)
+    )
+    run_cli("models", "register", str(folder), check=True)
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", check=True)
+    url = f"http://127.0.0.1:{port}"
+    query = "when do I prune roses"
+    documents = ["Prune roses in late winter.", "Espresso is brewed at 9 bar.", "Roses like sun."]
+    try:
+        assert "tiny-reranker" in {m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]}
+        body = {"model": "tiny-reranker", "query": query, "documents": documents, "top_n": 2}
+        answer = httpx.post(f"{url}/v1/rerank", json=body | {"return_documents": True}, timeout=120).json()
+        refused = httpx.post(f"{url}/v1/rerank", json=body | {"model": "minilm"}, timeout=60)
+    finally:
+        run_cli("serve", "--stop")
+    expected = CrossEncoder(str(folder), local_files_only=True).predict([(query, d) for d in documents])
+    order = list(np.argsort(-expected, kind="stable")[:2])
+    assert [r["index"] for r in answer["results"]] == order
+    assert np.allclose([r["relevance_score"] for r in answer["results"]], expected[order], atol=1e-5)
+    assert [r["document"]["text"] for r in answer["results"]] == [documents[i] for i in order]
+    assert answer["usage"]["prompt_tokens"] > 0
+    assert refused.status_code == 400 and "not a reranker" in refused.json()["error"]["message"]

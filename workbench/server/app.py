@@ -27,6 +27,7 @@ from workbench.server.routes.chat import chat_completions
 from workbench.server.routes.completions import completions
 from workbench.server.routes.embeddings import embeddings
 from workbench.server.routes.models import health, list_models, prometheus, retrieve_model
+from workbench.server.routes.rerank import rerank
 from workbench.server.routes.responses import create_response, delete_response, get_response
 from workbench.server.routes.workbench import workbench_routes
 
@@ -56,6 +57,7 @@ def create_app(
             Route("/v1/responses/{id}", get_response, methods=["GET"]),
             Route("/v1/responses/{id}", delete_response, methods=["DELETE"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/rerank", rerank, methods=["POST"]),
             *workbench_routes(),
         ],
         middleware=[Middleware(KeyGuard, keys=keys)],

@@ -17,6 +17,7 @@ __all__ = [
     "ChatCompletionRequest",
     "CompletionRequest",
     "EmbeddingRequest",
+    "RerankRequest",
     "ResponsesRequest",
     "SearchRequest",
     "RunRequest",
@@ -299,6 +300,27 @@ def _decoded(arrays: list[list[int]]) -> list[str]:
         return [encoding.decode(array) for array in arrays]
     except (KeyError, ValueError, OverflowError):
         raise ApiError(400, "`input` holds a token id outside cl100k_base", param="input") from None
+
+
+class RerankRequest(_Open):
+    """The rerank shape of Jina and Cohere, as llama.cpp's server takes it."""
+
+    model: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    documents: list[str | dict[str, Any]] = Field(min_length=1, max_length=1000)
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool | None = False
+
+    def texts(self) -> list[str]:
+        texts = []
+        for index, document in enumerate(self.documents):
+            text = document if isinstance(document, str) else document.get("text")
+            if not isinstance(text, str):
+                raise ApiError(
+                    400, "a document is a string or an object with `text`", param=f"documents.{index}"
+                )
+            texts.append(text)
+        return texts
 
 
 # -- responses ------------------------------------------------------------------------------------

@@ -133,16 +133,33 @@ class Documents:
         ]
         lengths = [len(o) for o in offsets]
         longest = max(range(len(texts)), key=lengths.__getitem__)
-        if not truncate and lengths[longest] > embedder.max_tokens:
+        window: int = embedder.max_tokens or lengths[longest]  # None: the model states no window
+        if not truncate and lengths[longest] > window:
             error = ContextLengthExceeded(
-                f"input {longest} has {lengths[longest]} tokens; {info.alias} reads at most {embedder.max_tokens}",
+                f"input {longest} has {lengths[longest]} tokens; {info.alias} reads at most {window}",
                 "shorten it, or ask with truncate: true to embed its first tokens only",
             )
             error.param = "input"
             raise error
         vectors = embedder.encode(texts)
-        tokens = sum(min(n, embedder.max_tokens) for n in lengths)
+        tokens = sum(min(n, window) for n in lengths)
         return info.alias, vectors, tokens
+
+    def rerank(self, model: str, query: str, documents: list[str]) -> tuple[str, list[float], int]:
+        """Each document's relevance to ``query`` from a registered CrossEncoder: (its alias, the
+        scores in the documents' order, the tokens read)."""
+        from indexes.rerank import get_reranker
+        from local_models.catalog import resolve_model
+        from workbench.core.errors import UsageError
+
+        info = resolve_model(self.service.workspace, model)
+        if info.kind != "reranker":
+            raise UsageError(
+                f"'{info.alias}' is not a reranker",
+                "register a CrossEncoder with `workbench models register PATH`",
+            )
+        scores, tokens = get_reranker("cross-encoder", info.path).score(query, documents)
+        return info.alias, scores, tokens
 
     def list(self) -> list[dict[str, Any]]:
         return [self.collections.describe(name, from_summary=True) for name in self.collections.names()]

@@ -310,6 +310,13 @@ class Service:
         """Vectors of ``texts`` from a workspace embedding model: (alias, float32 array, tokens)."""
         return self.documents.embed(model, texts, truncate, dimensions)
 
+    def rerank(self, model: str, query: str, documents: list[str]):
+        """Relevance scores of ``documents`` to ``query`` from a registered CrossEncoder."""
+        return self.documents.rerank(model, query, documents)
+
+    def reranker_models(self) -> list[str]:
+        return [m.alias for m in self.list_models() if m.kind == "reranker" and m.present]
+
     def embedding_models(self) -> list[str]:
         return [m.alias for m in self.list_models() if m.kind == "embedding" and m.present]
 

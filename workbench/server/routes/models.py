@@ -19,7 +19,7 @@ __all__ = ["list_models", "retrieve_model", "health", "prometheus"]
 
 def _names(service) -> list[str]:
     workflows = [f"workflow/{w['name']}" for w in service.workflows.list() if w["valid"]]
-    return service.model_choices() + workflows + service.embedding_models()
+    return service.model_choices() + workflows + service.embedding_models() + service.reranker_models()
 
 
 def _card(name: str, created: int) -> dict[str, Any]:
