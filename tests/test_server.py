@@ -435,7 +435,21 @@ def test_cli_run_compare_and_eval_go_through_the_gateway(model_workspace, tmp_pa
             "chat": chatted.stdout.splitlines()[0],
         }
 
+    def failures() -> list[tuple[int, str]]:
+        """Each command's exit code and error line, for mistakes of every kind."""
+        mistakes = [
+            ("run", "nope", "--input", "x"),
+            ("ask", "-m", "nope", "hi"),
+            ("search", "tea", "-c", "nope"),
+            ("eval", "run", "mini", "-m", "nosuchmodel"),
+        ]
+        done = [run_cli(*mistake, timeout=300) for mistake in mistakes]
+        lines = [(d.returncode, d.stderr.strip().splitlines()[-1]) for d in done]
+        compared = run_cli("compare", "-m", "nope", "-m", "smollm2", "Hi", "--max-tokens", "4", "--json")
+        return lines + [(compared.returncode, json.loads(compared.stdout)[0]["error"])]
+
     here = answers()
+    failed_here = failures()
     port = free_port()
     run_cli("serve", "--port", str(port), "--background", check=True)
     url = f"http://127.0.0.1:{port}"
@@ -452,5 +466,8 @@ def test_cli_run_compare_and_eval_go_through_the_gateway(model_workspace, tmp_pa
         assert metric(url, "workbench_commands_total", command="run", status="error") == 1
         bad = run_cli("eval", "run", "mini", "-m", "nosuchmodel")
         assert bad.returncode != 0 and "nosuchmodel" in bad.stderr and "Traceback" not in bad.stderr
+        # Mistakes give the same exit code and error line, without a traceback.
+        assert failures() == failed_here
+        assert all("Traceback" not in line for _, line in failed_here)
     finally:
         run_cli("serve", "--stop")
