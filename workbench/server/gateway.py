@@ -12,8 +12,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from workbench.core.errors import UnsupportedParameter
+from workbench.server.errors import error_response, from_exception
 from workbench.server.limits import Budgets
 from workbench.server.metrics import Metrics, reason_kind
 
@@ -89,6 +91,16 @@ class Gateway:
                 on_text(result.text)
             return result
         return self.service.chat(ask.model, ask.messages, params, on_text, cancel=cancel)
+
+    def refusal(self, model: str, first: tuple[str, Any] | None, headers: dict[str, str]) -> Response | None:
+        """The answer to a request that ended before its first token (its client gone, or an
+        error with its status), or None when it is under way."""
+        if first is None:
+            return Response(status_code=499)  # the client left: nobody reads this
+        if first[0] == "error":
+            self.failed(model, first[1])
+            return error_response(from_exception(first[1]), headers)
+        return None
 
     def record(self, model: str, results: list, started: float) -> None:
         metrics = self.metrics

@@ -56,6 +56,20 @@ class Bridge:
                     self.cancel.set()
                     return None
 
+    async def items(self, first: tuple[str, Any]):
+        """``first`` and what follows it, up to and including the outcome."""
+        item = first
+        while True:
+            yield item
+            if item[0] != "event":
+                return
+            item = await self.next()
+
+    async def begin(self, request: Request, stream: bool) -> tuple[str, Any] | None:
+        """What a route answers from: the first event of a stream, or the outcome of a whole
+        answer; None if the client left first."""
+        return await (self.first(request) if stream else self.outcome(request))
+
     async def outcome(self, request: Request) -> tuple[str, Any] | None:
         """The final ("done" | "error", value), skipping events; None if the client left."""
         while True:

@@ -10,13 +10,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from workbench.server.errors import error_response, from_exception
+from workbench.server.errors import from_exception
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import Answer, ChatCompletionRequest, parse
 from workbench.server.streaming import Bridge, sse
 
-__all__ = ["chat_completions", "usage_of", "workbench_extra", "finish_of", "header_text"]
+__all__ = ["chat_completions", "failure", "usage_of", "workbench_extra", "finish_of", "header_text"]
 
 
 async def chat_completions(request: Request) -> Response:
@@ -32,16 +32,14 @@ async def chat_completions(request: Request) -> Response:
     gw.metrics.in_flight.inc()
     bridge = Bridge(lambda emit: gw.generate(ask, key, root, cancel, emit if chat.stream else None), cancel)
     try:
-        first = await (bridge.first(request) if chat.stream else bridge.outcome(request))
+        first = await bridge.begin(request, bool(chat.stream))
     except BaseException:
         gw.metrics.in_flight.dec()
         raise
-    if first is None or first[0] == "error":
+    refused = gw.refusal(chat.model, first, headers)
+    if refused is not None:
         gw.metrics.in_flight.dec()
-        if first is None:
-            return Response(status_code=499)  # the client left: nobody reads this
-        gw.failed(chat.model, first[1])
-        return error_response(from_exception(first[1]), headers)
+        return refused
     if not chat.stream:
         gw.metrics.in_flight.dec()
         results = first[1]
@@ -65,9 +63,7 @@ async def _stream(gw, chat: ChatCompletionRequest, bridge: Bridge, first, comple
     try:
         for index in range(chat.choices):
             yield chunk({"role": "assistant", "content": ""}, index)
-        item = first
-        while True:
-            kind, value = item
+        async for kind, value in bridge.items(first):
             if kind == "event":
                 index, piece = value
                 yield chunk({"content": piece}, index)
@@ -80,12 +76,8 @@ async def _stream(gw, chat: ChatCompletionRequest, bridge: Bridge, first, comple
                     last["usage"] = usage_of(value)
                     last["workbench"] = workbench_extra(value[0])
                     yield sse(last)
-                break
             else:
-                gw.failed(chat.model, value)
-                yield sse(from_exception(value).body())
-                break
-            item = await bridge.next()
+                yield failure(gw, chat.model, value)
         yield "data: [DONE]\n\n"
     finally:
         # Reached also when the client goes away mid-answer: the decode stops there.
@@ -123,6 +115,12 @@ def _completion(results: list, completion_id: str, created: int) -> dict[str, An
         "usage": usage_of(results),
         "workbench": workbench_extra(results[0]),
     }
+
+
+def failure(gw, model: str, exc: BaseException) -> str:
+    """The event that ends a stream which failed after its first token."""
+    gw.failed(model, exc)
+    return sse(from_exception(exc).body())
 
 
 def usage_of(results: list) -> dict[str, Any]:

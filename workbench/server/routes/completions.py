@@ -11,11 +11,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from workbench.server.errors import error_response, from_exception
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import CompletionRequest, parse
-from workbench.server.routes.chat import finish_of, usage_of, workbench_extra
+from workbench.server.routes.chat import failure, finish_of, usage_of, workbench_extra
 from workbench.server.streaming import Bridge, sse
 
 __all__ = ["completions"]
@@ -43,12 +42,10 @@ async def completions(request: Request) -> Response:
         return results
 
     bridge = Bridge(work, cancel)
-    first = await (bridge.first(request) if body.stream else bridge.outcome(request))
-    if first is None:
-        return Response(status_code=499)
-    if first[0] == "error":
-        gw.failed(body.model, first[1])
-        return error_response(from_exception(first[1]), headers)
+    first = await bridge.begin(request, bool(body.stream))
+    refused = gw.refusal(body.model, first, headers)
+    if refused is not None:
+        return refused
     if not body.stream:
         results = first[1]
         gw.record(body.model, results, started)
@@ -95,21 +92,15 @@ async def _stream(gw, body: CompletionRequest, bridge: Bridge, first, completion
         )
 
     try:
-        item = first
-        while True:
-            kind, value = item
+        async for kind, value in bridge.items(first):
             if kind == "event":
                 yield chunk(*value)
             elif kind == "done":
                 gw.record(body.model, value, started)
                 for index, result in enumerate(value):
                     yield chunk(index, "", finish_of(result))
-                break
             else:
-                gw.failed(body.model, value)
-                yield sse(from_exception(value).body())
-                break
-            item = await bridge.next()
+                yield failure(gw, body.model, value)
         yield "data: [DONE]\n\n"
     finally:
         bridge.cancel.set()

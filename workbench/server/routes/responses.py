@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from workbench.server.errors import error_response, from_exception
+from workbench.server.errors import from_exception
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import ResponsesRequest, parse
@@ -44,12 +44,10 @@ async def create_response(request: Request) -> Response:
     headers = {"x-workbench-trace-id": root.trace_id}
     cancel, started = threading.Event(), time.perf_counter()
     bridge = Bridge(lambda emit: gw.generate(ask, key, root, cancel, emit if body.stream else None), cancel)
-    first = await (bridge.first(request) if body.stream else bridge.outcome(request))
-    if first is None:
-        return Response(status_code=499)
-    if first[0] == "error":
-        gw.failed(body.model, first[1])
-        return error_response(from_exception(first[1]), headers)
+    first = await bridge.begin(request, bool(body.stream))
+    refused = gw.refusal(body.model, first, headers)
+    if refused is not None:
+        return refused
 
     def finish(result) -> dict[str, Any]:
         gw.record(body.model, [result], started)
@@ -88,9 +86,7 @@ async def _events(
         yield event("response.in_progress", response=shell)
         yield event("response.output_item.added", output_index=0, item=item)
         yield event("response.content_part.added", **place, part=_text_part(""))
-        current = first
-        while True:
-            kind, value = current
+        async for kind, value in bridge.items(first):
             if kind == "event":
                 text.append(value[1])
                 yield event("response.output_text.delta", **place, delta=value[1], logprobs=[])
@@ -102,13 +98,10 @@ async def _events(
                 yield event("response.output_item.done", output_index=0, item=done["output"][0])
                 last = "response.completed" if done["status"] == "completed" else "response.incomplete"
                 yield event(last, response=done)
-                break
             else:
                 gw.failed(body.model, value)
                 error = from_exception(value)
                 yield event("error", code=error.code, message=error.message, param=error.param)
-                break
-            current = await bridge.next()
     finally:
         bridge.cancel.set()
 
