@@ -67,7 +67,7 @@ def resolve_model(workspace: Workspace, name: str) -> ModelInfo:
             if model.source == "default"
             else f"fix its path in {workspace.config_path} or register it again"
         )
-        raise ModelError(f"model file {model.path} is missing", hint)
+        raise ModelNotFound(f"model file {model.path} is missing", hint)
     return model
 
 

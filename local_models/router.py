@@ -19,7 +19,7 @@ from local_models.manager import ModelManager
 from local_models.types import GenerationParams, GenerationResult
 from workbench.core.clock import local_midnight_ns
 from workbench.core.config import RouterConfig
-from workbench.core.errors import CloudError, ConfigError, ModelError
+from workbench.core.errors import CloudError, ModelError, ModelNotFound
 from workbench.core.tracing import Tracer, TraceStore
 
 __all__ = ["Router", "RoutedResult", "Check"]
@@ -55,8 +55,10 @@ class Router:
         cancel: threading.Event | None = None,
     ) -> RoutedResult:
         if not self.config.local:
-            raise ConfigError(
-                "no [router] local model is configured", 'set [router] local = "smollm2" in workbench.toml'
+            # `auto` is no model of this workspace until the router has one (/v1/models omits it)
+            raise ModelNotFound(
+                "auto routes nowhere: no [router] local model is configured",
+                'set [router] local = "smollm2" in workbench.toml',
             )
         with self.tracer.span(
             "router.ask",
