@@ -99,10 +99,13 @@ def test_every_error_a_user_can_see_is_defined_in_the_error_module():
                 else:
                     assert value.__name__ in errors.__all__
     assert defined_elsewhere == []
-    # Usage mistakes have an exit code of their own, apart from every other error's.
+    # Usage mistakes (UnsupportedParameter is one) have an exit code of their own, apart from
+    # every other error's.
     codes = [
         cls.exit_code
         for cls in vars(errors).values()
-        if isinstance(cls, type) and cls is not errors.UsageError and issubclass(cls, errors.WorkbenchError)
+        if isinstance(cls, type)
+        and issubclass(cls, errors.WorkbenchError)
+        and not issubclass(cls, errors.UsageError)
     ]
     assert errors.UsageError.exit_code not in codes
