@@ -126,7 +126,7 @@ def search(
     """Search a collection; each hit with its score and where it came from (through the
     workspace's running gateway when there is one: its embedding model is loaded already)."""
     from workbench.server.client import client_for
-    from workbench.server.protocol import SearchRequest
+    from workbench.server.protocol.workbench import SearchRequest
 
     request = SearchRequest(
         collection=collection,

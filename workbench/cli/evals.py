@@ -174,7 +174,7 @@ def eval_run(
     if "{input}" not in template:
         raise UsageError("the template has no {input}", 'for example --template "Answer briefly: {input}"')
     from workbench.server.client import client_for
-    from workbench.server.protocol import EvalRequest
+    from workbench.server.protocol.workbench import EvalRequest
 
     bars = _Bars(enabled=not as_json and sys.stderr.isatty())
     request = EvalRequest(

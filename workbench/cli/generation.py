@@ -51,7 +51,7 @@ def _generation(max_tokens, temperature, top_p, seed, stop, schema, ctx, threads
                 json_schema = json.load(handle)
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{schema} is not valid JSON: {exc}", "fix the schema file") from None
-    from workbench.server.protocol import Sampling
+    from workbench.server.protocol.workbench import Sampling
 
     sampling = Sampling(
         temperature=temperature,
@@ -215,7 +215,7 @@ def compare(
     if not as_json:
         click.echo(f"asking {len(models)} models at once...", err=True)
     from workbench.server.client import client_for
-    from workbench.server.protocol import CompareRequest
+    from workbench.server.protocol.workbench import CompareRequest
 
     request = CompareRequest(models=list(models), prompt=prompt, system=system, params=params)
     outcomes = client_for(obj.workspace, lambda: obj.service).compare(request)

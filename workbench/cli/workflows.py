@@ -115,7 +115,7 @@ def run(
             "say what to run", 'workbench run NAME --input "..." or workbench run --resume THREAD_ID'
         )
     from workbench.server.client import client_for
-    from workbench.server.protocol import RunRequest
+    from workbench.server.protocol.workbench import RunRequest
 
     printer = _Events(enabled=not quiet)
     request = RunRequest(name=name, input=text, thread_id=thread_id)

@@ -1,6 +1,6 @@
 """The gateway: an OpenAI-compatible HTTP API over the workspace's service (Starlette, run by
 uvicorn). One module per endpoint (workbench/server/routes/), requests validated against the
-protocol models (protocol.py), keys and rates checked by middleware before any handler runs,
+protocol models (protocol/), keys and rates checked by middleware before any handler runs,
 and every error answered in OpenAI's shape with the status its exception carries.
 
 Every request that generates is one trace (`gateway.chat`, `gateway.completion`,

@@ -1,7 +1,7 @@
 """One code path per command: the CLI talks to a `Client`, which runs the work in this process
 (`InProcess`, over the service) or asks the workspace's running gateway (`ThroughGateway`,
 whose models are loaded already and whose requests join the ones it is decoding). Both take the
-same request types (protocol.py) and give the same results: an `Answer`, search hits, a
+same request types (protocol/workbench.py) and give the same results: an `Answer`, search hits, a
 workflow's outcome, an eval's run id; a failure is the same WorkbenchError, with the same
 message, hint and exit code.
 
@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workbench.server.errors import to_workbench_error
-from workbench.server.protocol import Answer, CompareRequest, EvalRequest, RunRequest, Sampling, SearchRequest
+from workbench.server.protocol.workbench import (
+    Answer,
+    CompareRequest,
+    EvalRequest,
+    RunRequest,
+    Sampling,
+    SearchRequest,
+)
 
 if TYPE_CHECKING:
     import httpx

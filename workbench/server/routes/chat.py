@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from workbench.server.errors import from_exception
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import Answer, ChatCompletionRequest, parse
+from workbench.server.protocol import parse
+from workbench.server.protocol.chat import ChatCompletionRequest
+from workbench.server.protocol.workbench import Answer
 from workbench.server.streaming import Bridge, sse
 
 __all__ = ["chat_completions", "failure", "usage_of", "workbench_extra", "finish_of", "header_text"]

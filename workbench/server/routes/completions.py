@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import CompletionRequest, parse
+from workbench.server.protocol import parse
+from workbench.server.protocol.chat import CompletionRequest
 from workbench.server.routes.chat import failure, finish_of, usage_of, workbench_extra
 from workbench.server.streaming import Bridge, sse
 

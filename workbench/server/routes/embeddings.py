@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse, Response
 
 from workbench.server.gateway import gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import EmbeddingRequest, parse
+from workbench.server.protocol import parse
+from workbench.server.protocol.embeddings import EmbeddingRequest
 
 __all__ = ["embeddings"]
 

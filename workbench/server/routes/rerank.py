@@ -9,7 +9,8 @@ from starlette.responses import JSONResponse, Response
 
 from workbench.server.gateway import gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import RerankRequest, parse
+from workbench.server.protocol import parse
+from workbench.server.protocol.embeddings import RerankRequest
 
 __all__ = ["rerank"]
 

@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from workbench.server.errors import from_exception
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import ResponsesRequest, parse
+from workbench.server.protocol import parse
+from workbench.server.protocol.responses import ResponsesRequest
 from workbench.server.streaming import Bridge, sse
 
 __all__ = ["create_response", "get_response", "delete_response"]

@@ -27,7 +27,8 @@ from workbench.core.errors import WorkbenchError
 from workbench.server.errors import from_exception
 from workbench.server.gateway import gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import Answer, CompareRequest, EvalRequest, RunRequest, SearchRequest, parse
+from workbench.server.protocol import parse
+from workbench.server.protocol.workbench import Answer, CompareRequest, EvalRequest, RunRequest, SearchRequest
 from workbench.server.streaming import Bridge
 
 __all__ = ["workbench_routes", "wire_error"]
