@@ -7,6 +7,7 @@ models.retrieve, and every refusal in OpenAI's error shape, naming its parameter
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import jsonschema
@@ -265,7 +266,8 @@ def test_errors_as_openai_gives_them(gateway, model_workspace):  # noqa: F811
         retrying.models.retrieve("nope")
 
     def post(body: bytes | str, headers: dict | None = None, path: str = "/v1/chat/completions"):
-        return httpx.post(f"{gateway}{path}", content=body, headers=headers or {}, timeout=60)
+        headers = {"content-type": "application/json", **(headers or {})}
+        return httpx.post(f"{gateway}{path}", content=body, headers=headers, timeout=60)
 
     for body, status, param in (
         (b"{not json", 400, None),
@@ -292,6 +294,29 @@ def test_errors_as_openai_gives_them(gateway, model_workspace):  # noqa: F811
     oversized = post(b"x" * 1_100_000)
     assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "request_too_large"
     assert httpx.get(f"{gateway}/v1/chat/completions").status_code == 405
+    # A keyless gateway is for programs on this machine, not for the web pages its user opens:
+    # a cross-site "simple" request (text/plain), a page's Origin, a rebound DNS name's Host.
+    hello = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    port = gateway.rsplit(":", 1)[1]
+    for headers, status in (
+        ({"content-type": "text/plain"}, 415),
+        ({"origin": "http://attacker.example"}, 403),
+        ({"origin": "null"}, 403),
+        ({"host": f"attacker.example:{port}"}, 421),
+    ):
+        refused = post(hello, headers)
+        assert refused.status_code == status, (headers, refused.text)
+    assert post(hello, {"host": f"localhost:{port}"}).status_code == 200
+    # The server's max_tokens cap holds on the workbench's own routes too.
+    for path, body in (
+        (
+            "/workbench/compare",
+            {"models": ["smollm2", "smollm2"], "prompt": "Hi", "params": {"max_tokens": 5000}},
+        ),
+        ("/workbench/eval", {"dataset": "x", "models": ["smollm2"], "max_tokens": 5000}),
+    ):
+        capped = post(json.dumps(body), path=path)
+        assert capped.status_code == 400 and capped.json()["error"]["param"] == "max_tokens", capped.text
     assert httpx.get(f"{gateway}/v1/nothing").json()["error"]["code"] == "not_found"
 
     # Embeddings: a window the model cannot exceed, dimensions it cannot cut.
@@ -343,3 +368,25 @@ def test_rerank_scores_as_sentence_transformers_does(model_workspace, fetched_mo
     assert [r["document"]["text"] for r in answer["results"]] == [documents[i] for i in order]
     assert answer["usage"]["prompt_tokens"] > 0
     assert refused.status_code == 400 and "not a reranker" in refused.json()["error"]["message"]
+
+
+def test_a_client_that_leaves_before_a_whole_answer_stops_its_decode(gateway, model_workspace):  # noqa: F811
+    body = {
+        "model": "smollm2",
+        "max_tokens": 600,
+        "temperature": 0.7,
+        "messages": [{"role": "user", "content": "Write a long story about the sea."}],
+    }
+    with pytest.raises(httpx.ReadTimeout):  # not streamed: the client waits, then gives up
+        httpx.post(f"{gateway}/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=2))
+    service = Service(model_workspace.root)
+    deadline = time.monotonic() + 60
+    calls: list = []
+    while not calls and time.monotonic() < deadline:
+        service.store.compact()
+        _, rows = service.store.sql("SELECT attributes FROM spans WHERE name = 'llm.chat'", limit=10)
+        calls = [json.loads(row[0]) for row in rows]
+        time.sleep(0.5)
+    assert calls, "the call ended and was traced"
+    assert calls[0]["gen_ai.response.finish_reasons"] == ["cancelled"]
+    assert calls[0]["gen_ai.usage.output_tokens"] < 600

@@ -40,10 +40,12 @@ def create_app(
     per_minute: int | None = None,
     max_tokens_limit: int = 4096,
     daily_budgets: dict[str, float] | None = None,
+    loopback_only: bool = False,
 ) -> Starlette:
     """The gateway for ``service``'s workspace. ``tokens`` maps each accepted bearer token to
     its key's name; without tokens every request is the key "local". ``daily_budgets``: USD a
-    key may spend per day. A model named `workflow/NAME` runs that workflow."""
+    key may spend per day. A model named `workflow/NAME` runs that workflow. ``loopback_only``
+    (a keyless gateway): requests addressed to another host, or from a web page, are refused."""
     keys = Keys(tokens or {}, per_minute)
     app = Starlette(
         routes=[
@@ -60,7 +62,7 @@ def create_app(
             Route("/v1/rerank", rerank, methods=["POST"]),
             *workbench_routes(),
         ],
-        middleware=[Middleware(KeyGuard, keys=keys)],
+        middleware=[Middleware(KeyGuard, keys=keys, loopback_only=loopback_only)],
         # ApiError and our errors are answered here; anything else reaches Starlette's
         # ServerErrorMiddleware through `Exception` (a 500, its traceback in the log: a bug).
         exception_handlers={

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,12 +22,38 @@ MAX_REQUEST_BYTES = 1_000_000
 PUBLIC_ROUTES = frozenset({"/health"})
 
 
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _hostname(value: str) -> str:
+    """The host of a Host header (host:port) or an Origin (a URL), lowercased; "" if unreadable."""
+    try:
+        return (urlsplit(value if "://" in value else f"//{value}").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 class KeyGuard:
     """ASGI middleware: a request without a valid key (when the gateway has keys) or over its
-    key's rate is answered here; a declared body over the limit is refused unread (413)."""
+    key's rate is answered here; a declared body over the limit is refused unread (413); a POST
+    that is not JSON is refused (415). A keyless gateway (loopback only) answers only requests
+    addressed to loopback from no web page: a page the user opens could otherwise drive it (a
+    cross-site "simple" request: text/plain, no preflight) or read its answers (DNS rebinding,
+    which sends another Host)."""
 
-    def __init__(self, app: ASGIApp, keys: Keys, public: frozenset[str] = PUBLIC_ROUTES) -> None:
-        self.app, self.keys, self.public = app, keys, public
+    def __init__(
+        self, app: ASGIApp, keys: Keys, public: frozenset[str] = PUBLIC_ROUTES, loopback_only: bool = False
+    ) -> None:
+        self.app, self.keys, self.public, self.loopback_only = app, keys, public, loopback_only
+
+    def _check_origin(self, headers: dict[str, str]) -> None:
+        if _hostname(headers.get("host", "")) not in _LOOPBACK_NAMES:
+            raise ApiError(
+                421, "this gateway answers requests to 127.0.0.1 or localhost only", code="host_not_allowed"
+            )
+        origin = headers.get("origin")
+        if origin is not None and _hostname(origin) not in _LOOPBACK_NAMES:
+            raise ApiError(403, f"requests from web pages ({origin}) are refused", code="origin_not_allowed")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,6 +61,16 @@ class KeyGuard:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
+            if self.loopback_only:
+                self._check_origin(headers)
+            if scope["method"] == "POST" and not headers.get("content-type", "").startswith(
+                "application/json"
+            ):
+                raise ApiError(
+                    415,
+                    "send the body as JSON (Content-Type: application/json)",
+                    code="unsupported_media_type",
+                )
             if scope["path"] in self.public:
                 key = "public"
             else:

@@ -94,6 +94,9 @@ class RunRequest(BaseModel):
     input: str | None = None
     thread_id: str | None = None
 
+    def asked_tokens(self) -> int:
+        return 0  # the workflow's nodes set their own, checked when the spec is
+
 
 class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -101,6 +104,10 @@ class CompareRequest(BaseModel):
     prompt: str
     system: str | None = None
     params: dict[str, Any] | None = None
+
+    def asked_tokens(self) -> int:
+        asked = (self.params or {}).get("max_tokens")
+        return asked if isinstance(asked, int) else 256
 
 
 class EvalRequest(BaseModel):
@@ -122,3 +129,6 @@ class EvalRequest(BaseModel):
 
     def arguments(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+    def asked_tokens(self) -> int:
+        return self.max_tokens or 128  # EvalService.run's default
