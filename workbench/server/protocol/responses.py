@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError, from_validation
 from workbench.server.protocol import TOOLS_LATER, Open, check_parts, refuse, text_of
 
-__all__ = ["ResponsesRequest"]
+__all__ = ["ResponsesRequest", "ResponseObject", "OutputMessage", "OutputText", "ResponseUsage"]
 
 
 class TextFormat(Open):
@@ -102,3 +102,62 @@ class ResponsesRequest(Open):
                 raise ApiError(400, "`text.format.schema` is required", param="text.format.schema")
             params["json_schema"] = form.schema_
         return params
+
+
+# -- what it answers ------------------------------------------------------------------------------
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+    logprobs: list[Any] = Field(default_factory=list)
+
+
+class OutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed", "incomplete"]
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: dict[str, int] = Field(default_factory=lambda: {"cached_tokens": 0})
+    output_tokens: int
+    output_tokens_details: dict[str, int] = Field(default_factory=lambda: {"reasoning_tokens": 0})
+    total_tokens: int
+
+
+class ResponseObject(BaseModel):
+    """A response as OpenAI's Responses API gives it (and as it is stored)."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete"]
+    error: None = None
+    incomplete_details: dict[str, str] | None = None
+    instructions: str | None
+    max_output_tokens: int | None
+    model: str
+    output: list[OutputMessage] = Field(default_factory=list)
+    parallel_tool_calls: bool = False
+    previous_response_id: str | None
+    reasoning: dict[str, Any] = Field(default_factory=lambda: {"effort": None, "summary": None})
+    store: bool
+    temperature: float
+    text: dict[str, Any]
+    tool_choice: str = "auto"
+    tools: list[Any] = Field(default_factory=list)
+    top_p: float
+    truncation: str = "disabled"
+    usage: ResponseUsage | None = None
+    user: None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    workbench: dict[str, Any] | None = None
+    """Not OpenAI's: the trace and the answer's figures."""
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"workbench"} if self.workbench is None else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -15,10 +15,20 @@ from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import parse
 from workbench.server.protocol.chat import ChatCompletionRequest
+from workbench.server.protocol.replies import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Usage,
+    wire,
+)
 from workbench.server.protocol.workbench import Answer
 from workbench.server.streaming import Bridge, sse
 
-__all__ = ["chat_completions", "failure", "usage_of", "workbench_extra", "finish_of", "header_text"]
+__all__ = ["chat_completions", "failure", "finish_of", "header_text"]
 
 
 async def chat_completions(request: Request) -> Response:
@@ -49,7 +59,7 @@ async def chat_completions(request: Request) -> Response:
         reason = results[0].extra.get("escalation_reason")
         if reason:
             headers["x-workbench-escalation-reason"] = header_text(reason)
-        return JSONResponse(_completion(results, completion_id, created), headers=headers)
+        return JSONResponse(wire(_completion(results, completion_id, created)), headers=headers)
     return StreamingResponse(
         _stream(gw, chat, bridge, first, completion_id, created, started),
         media_type="text/event-stream",
@@ -58,26 +68,25 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def _stream(gw, chat: ChatCompletionRequest, bridge: Bridge, first, completion_id, created, started):
-    def chunk(delta: dict[str, Any], index: int = 0, finish: str | None = None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return sse(_chunk(completion_id, created, chat.model, [choice]))
+    def chunk(choices: list[ChunkChoice], **extra) -> str:
+        reply = ChatCompletionChunk(
+            id=completion_id, created=created, model=chat.model, choices=choices, **extra
+        )
+        return sse(wire(reply))
 
     try:
         for index in range(chat.choices):
-            yield chunk({"role": "assistant", "content": ""}, index)
+            yield chunk([ChunkChoice(index=index, delta={"role": "assistant", "content": ""})])
         async for kind, value in bridge.items(first):
             if kind == "event":
                 index, piece = value
-                yield chunk({"content": piece}, index)
+                yield chunk([ChunkChoice(index=index, delta={"content": piece})])
             elif kind == "done":
                 gw.record(chat.model, value, started)
                 for index, result in enumerate(value):
-                    yield chunk({}, index, finish_of(result))
+                    yield chunk([ChunkChoice(index=index, delta={}, finish_reason=finish_of(result))])
                 if chat.include_usage:
-                    last = _chunk(completion_id, created, chat.model, [])
-                    last["usage"] = usage_of(value)
-                    last["workbench"] = workbench_extra(value[0])
-                    yield sse(last)
+                    yield chunk([], usage=Usage.of(value), workbench=Answer.of(value[0]))
             else:
                 yield failure(gw, chat.model, value)
         yield "data: [DONE]\n\n"
@@ -87,36 +96,25 @@ async def _stream(gw, chat: ChatCompletionRequest, bridge: Bridge, first, comple
         gw.metrics.in_flight.dec()
 
 
-def _chunk(completion_id: str, created: int, model: str, choices: list) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": None,
-        "choices": choices,
-    }
-
-
-def _completion(results: list, completion_id: str, created: int) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": results[0].model,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
-                "logprobs": None if result.token_logprobs is None else {"content": result.token_logprobs},
-                "finish_reason": finish_of(result),
-            }
+def _completion(results: list, completion_id: str, created: int) -> ChatCompletion:
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=results[0].model,
+        choices=[
+            ChatChoice(
+                index=index,
+                message=AssistantMessage(content=result.text),
+                logprobs=None
+                if result.token_logprobs is None
+                else ChoiceLogprobs(content=result.token_logprobs),
+                finish_reason=finish_of(result),
+            )
             for index, result in enumerate(results)
         ],
-        "usage": usage_of(results),
-        "workbench": workbench_extra(results[0]),
-    }
+        usage=Usage.of(results),
+        workbench=Answer.of(results[0]),
+    )
 
 
 def failure(gw, model: str, exc: BaseException) -> str:
@@ -125,28 +123,10 @@ def failure(gw, model: str, exc: BaseException) -> str:
     return sse(from_exception(exc).body())
 
 
-def usage_of(results: list) -> dict[str, Any]:
-    """The prompt is read once for all choices; their answers add up."""
-    prompt = results[0].input_tokens
-    completion = sum(r.output_tokens for r in results)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
-    }
-
-
-def finish_of(result) -> str:
+def finish_of(result) -> Literal["stop", "length"]:
     return {"length": "length", "stop": "stop", "cancelled": "stop"}.get(
         result.finish_reason or "stop", "stop"
     )
-
-
-def workbench_extra(result) -> dict[str, Any]:
-    """What the workbench knows of the answer beyond OpenAI's fields (the CLI prints it): an
-    Answer without its text, which the response carries already."""
-    return Answer.of(result).model_dump(exclude={"text"})
 
 
 def header_text(text: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -15,7 +14,9 @@ from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import parse
 from workbench.server.protocol.chat import CompletionRequest
-from workbench.server.routes.chat import failure, finish_of, usage_of, workbench_extra
+from workbench.server.protocol.replies import LegacyLogprobs, TextChoice, TextCompletion, Usage, wire
+from workbench.server.protocol.workbench import Answer
+from workbench.server.routes.chat import failure, finish_of
 from workbench.server.streaming import Bridge, sse
 
 __all__ = ["completions"]
@@ -51,22 +52,23 @@ async def completions(request: Request) -> Response:
         results = first[1]
         gw.record(body.model, results, started)
         texts = [p if isinstance(p, str) else "" for p in prompts for _ in range(body.choices)]
-        choices = [_choice(i, r, texts[i] if body.echo else "") for i, r in enumerate(results)]
-        usage = usage_of(results)
-        usage["prompt_tokens"] = sum(r.input_tokens for r in results[:: body.choices])
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return JSONResponse(
-            {
-                "id": completion_id,
-                "object": "text_completion",
-                "created": created,
-                "model": body.model,
-                "choices": choices,
-                "usage": usage,
-                "workbench": workbench_extra(results[0]),
-            },
-            headers=headers,
+        reply = TextCompletion(
+            id=completion_id,
+            created=created,
+            model=body.model,
+            choices=[
+                TextChoice(
+                    index=i,
+                    text=(texts[i] if body.echo else "") + r.text,
+                    logprobs=LegacyLogprobs.of(r),
+                    finish_reason=finish_of(r),
+                )
+                for i, r in enumerate(results)
+            ],
+            usage=Usage.of(results, prompts=len(prompts)),
+            workbench=Answer.of(results[0]),
         )
+        return JSONResponse(wire(reply), headers=headers)
     return StreamingResponse(
         _stream(gw, body, bridge, first, completion_id, created, started),
         media_type="text/event-stream",
@@ -80,16 +82,10 @@ def _child(gw, root):
 
 
 async def _stream(gw, body: CompletionRequest, bridge: Bridge, first, completion_id, created, started):
-    def chunk(index: int, text: str, finish: str | None = None) -> str:
-        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+    def chunk(index: int, text: str, finish=None) -> str:
+        choice = TextChoice(index=index, text=text, finish_reason=finish)
         return sse(
-            {
-                "id": completion_id,
-                "object": "text_completion",
-                "created": created,
-                "model": body.model,
-                "choices": [choice],
-            }
+            wire(TextCompletion(id=completion_id, created=created, model=body.model, choices=[choice]))
         )
 
     try:
@@ -105,32 +101,3 @@ async def _stream(gw, body: CompletionRequest, bridge: Bridge, first, completion
         yield "data: [DONE]\n\n"
     finally:
         bridge.cancel.set()
-
-
-def _choice(index: int, result, echoed: str) -> dict[str, Any]:
-    return {
-        "index": index,
-        "text": echoed + result.text,
-        "logprobs": _legacy_logprobs(result),
-        "finish_reason": finish_of(result),
-    }
-
-
-def _legacy_logprobs(result) -> dict[str, Any] | None:
-    """OpenAI's completions logprobs: parallel lists, top alternatives as {token: logprob}."""
-    if result.token_logprobs is None and result.prompt_logprobs is None:
-        return None
-    entries = (result.prompt_logprobs or []) + (result.token_logprobs or [])
-    offsets, offset = [], 0
-    for entry in entries:
-        offsets.append(offset)
-        offset += len(entry["token"])
-    return {
-        "tokens": [e["token"] for e in entries],
-        "token_logprobs": [e["logprob"] for e in entries],
-        "top_logprobs": [
-            None if e["logprob"] is None else {t["token"]: t["logprob"] for t in e.get("top_logprobs", [])}
-            for e in entries
-        ],
-        "text_offset": offsets,
-    }

@@ -13,6 +13,7 @@ from workbench.server.gateway import gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import parse
 from workbench.server.protocol.embeddings import EmbeddingRequest
+from workbench.server.protocol.replies import Embedding, EmbeddingList, wire
 
 __all__ = ["embeddings"]
 
@@ -46,17 +47,17 @@ async def embeddings(request: Request) -> Response:
 
 
 def _body(model: str, vectors, tokens: int, encoding: str) -> dict[str, Any]:
-    """The embeddings response; base64 is the float32 little-endian bytes (the OpenAI SDK asks for it)."""
+    """The embeddings reply; base64 is the float32 little-endian bytes (the OpenAI SDK asks for it)."""
     import numpy as np
 
-    def encoded(vector):
+    def encoded(vector) -> list[float] | str:
         if encoding == "base64":
             return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
         return [float(x) for x in vector]
 
-    return {
-        "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    reply = EmbeddingList(
+        data=[Embedding(index=i, embedding=encoded(v)) for i, v in enumerate(vectors)],
+        model=model,
+        usage={"prompt_tokens": tokens, "total_tokens": tokens},
+    )
+    return wire(reply)

@@ -4,7 +4,6 @@ workflows (as `workflow/NAME`) and the embedding models; /health and /metrics.""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -13,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from workbench.core.errors import ModelNotFound
 from workbench.server.gateway import gateway_of
+from workbench.server.protocol.replies import ModelCard, ModelList, wire
 
 __all__ = ["list_models", "retrieve_model", "health", "prometheus"]
 
@@ -22,21 +22,17 @@ def _names(service) -> list[str]:
     return service.model_choices() + workflows + service.embedding_models() + service.reranker_models()
 
 
-def _card(name: str, created: int) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "workbench"}
-
-
 async def list_models(request: Request) -> Response:
     names = await run_in_threadpool(_names, gateway_of(request).service)
     created = int(time.time())
-    return JSONResponse({"object": "list", "data": [_card(n, created) for n in names]})
+    return JSONResponse(wire(ModelList(data=[ModelCard(id=n, created=created) for n in names])))
 
 
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["id"]
     if name not in await run_in_threadpool(_names, gateway_of(request).service):
         raise ModelNotFound(f"no model named '{name}'", "see GET /v1/models")
-    return JSONResponse(_card(name, int(time.time())))
+    return JSONResponse(wire(ModelCard(id=name, created=int(time.time()))))
 
 
 async def health(request: Request) -> Response:

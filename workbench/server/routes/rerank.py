@@ -11,6 +11,7 @@ from workbench.server.gateway import gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import parse
 from workbench.server.protocol.embeddings import RerankRequest
+from workbench.server.protocol.replies import RerankList, RerankResult, wire
 
 __all__ = ["rerank"]
 
@@ -29,18 +30,16 @@ async def rerank(request: Request) -> Response:
 
     alias, scores, tokens, trace_id = await run_in_threadpool(scored)
     order = sorted(range(len(texts)), key=lambda i: scores[i], reverse=True)[: body.top_n]
-    results = []
-    for index in order:
-        result = {"index": index, "relevance_score": scores[index]}
-        if body.return_documents:
-            result["document"] = {"text": texts[index]}
-        results.append(result)
-    return JSONResponse(
-        {
-            "object": "list",
-            "model": alias,
-            "results": results,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        },
-        headers={"x-workbench-trace-id": trace_id},
+    reply = RerankList(
+        model=alias,
+        results=[
+            RerankResult(
+                index=i,
+                relevance_score=scores[i],
+                document={"text": texts[i]} if body.return_documents else None,
+            )
+            for i in order
+        ],
+        usage={"prompt_tokens": tokens, "total_tokens": tokens},
     )
+    return JSONResponse(wire(reply), headers={"x-workbench-trace-id": trace_id})

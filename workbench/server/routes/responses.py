@@ -18,7 +18,13 @@ from workbench.server.errors import from_exception
 from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import parse
-from workbench.server.protocol.responses import ResponsesRequest
+from workbench.server.protocol.responses import (
+    OutputMessage,
+    OutputText,
+    ResponseObject,
+    ResponsesRequest,
+    ResponseUsage,
+)
 from workbench.server.streaming import Bridge, sse
 
 __all__ = ["create_response", "get_response", "delete_response"]
@@ -52,7 +58,7 @@ async def create_response(request: Request) -> Response:
 
     def finish(result) -> dict[str, Any]:
         gw.record(body.model, [result], started)
-        done = _finished(shell, result, root.trace_id, message_id)
+        done = _finished(shell, result, root.trace_id, message_id).body()
         if body.store is not False:
             answer = {"role": "assistant", "content": result.text}
             gw.service.responses.save(done, history + turn + [answer])
@@ -68,7 +74,7 @@ async def create_response(request: Request) -> Response:
 
 
 async def _events(
-    gw, body: ResponsesRequest, bridge: Bridge, first, shell: dict[str, Any], message_id, finish
+    gw, body: ResponsesRequest, bridge: Bridge, first, shell: ResponseObject, message_id, finish
 ):
     """The SSE events of a streamed response, in the order OpenAI sends them."""
     sequence = 0
@@ -80,13 +86,13 @@ async def _events(
         sequence += 1
         return sse(data, kind)
 
-    item = {"type": "message", "id": message_id, "status": "in_progress", "role": "assistant", "content": []}
+    item = OutputMessage(id=message_id, status="in_progress", content=[]).model_dump()
     text: list[str] = []
     try:
-        yield event("response.created", response=shell)
-        yield event("response.in_progress", response=shell)
+        yield event("response.created", response=shell.body())
+        yield event("response.in_progress", response=shell.body())
         yield event("response.output_item.added", output_index=0, item=item)
-        yield event("response.content_part.added", **place, part=_text_part(""))
+        yield event("response.content_part.added", **place, part=OutputText(text="").model_dump())
         async for kind, value in bridge.items(first):
             if kind == "event":
                 text.append(value[1])
@@ -95,7 +101,7 @@ async def _events(
                 done = await run_in_threadpool(finish, value[0])
                 whole = "".join(text)
                 yield event("response.output_text.done", **place, text=whole, logprobs=[])
-                yield event("response.content_part.done", **place, part=_text_part(whole))
+                yield event("response.content_part.done", **place, part=OutputText(text=whole).model_dump())
                 yield event("response.output_item.done", output_index=0, item=done["output"][0])
                 last = "response.completed" if done["status"] == "completed" else "response.incomplete"
                 yield event(last, response=done)
@@ -107,64 +113,44 @@ async def _events(
         bridge.cancel.set()
 
 
-def _text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def _shell(body: ResponsesRequest, response_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _shell(body: ResponsesRequest, response_id: str, params: dict[str, Any]) -> ResponseObject:
     """The response object before its answer (what response.created carries)."""
     form = body.text.format if body.text and body.text.format else None
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "in_progress",
-        "error": None,
-        "incomplete_details": None,
-        "instructions": body.instructions,
-        "max_output_tokens": body.max_output_tokens,
-        "model": body.model,
-        "output": [],
-        "parallel_tool_calls": False,
-        "previous_response_id": body.previous_response_id,
-        "reasoning": {"effort": None, "summary": None},
-        "store": body.store is not False,
-        "temperature": params["temperature"],
-        "text": {"format": form.model_dump(by_alias=True, exclude_none=True) if form else {"type": "text"}},
-        "tool_choice": "auto",
-        "tools": [],
-        "top_p": params["top_p"],
-        "truncation": "disabled",
-        "usage": None,
-        "user": None,
-        "metadata": body.metadata or {},
-    }
+    return ResponseObject(
+        id=response_id,
+        created_at=int(time.time()),
+        status="in_progress",
+        instructions=body.instructions,
+        max_output_tokens=body.max_output_tokens,
+        model=body.model,
+        previous_response_id=body.previous_response_id,
+        store=body.store is not False,
+        temperature=params["temperature"],
+        text={"format": form.model_dump(by_alias=True, exclude_none=True) if form else {"type": "text"}},
+        top_p=params["top_p"],
+        metadata=body.metadata or {},
+    )
 
 
-def _finished(shell: dict[str, Any], result, trace_id: str, message_id: str) -> dict[str, Any]:
+def _finished(shell: ResponseObject, result, trace_id: str, message_id: str) -> ResponseObject:
     complete = result.finish_reason != "length"
-    message = {
-        "type": "message",
-        "id": message_id,
-        "status": "completed" if complete else "incomplete",
-        "role": "assistant",
-        "content": [_text_part(result.text)],
-    }
-    return {
-        **shell,
-        "status": "completed" if complete else "incomplete",
-        "incomplete_details": None if complete else {"reason": "max_output_tokens"},
-        "model": result.model,
-        "output": [message],
-        "usage": {
-            "input_tokens": result.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": result.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": result.input_tokens + result.output_tokens,
-        },
-        "workbench": {"trace_id": trace_id, "cost_usd": result.cost_usd, "hardware": result.hardware},
-    }
+    status = "completed" if complete else "incomplete"
+    message = OutputMessage(id=message_id, status=status, content=[OutputText(text=result.text)])
+    usage = ResponseUsage(
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        total_tokens=result.input_tokens + result.output_tokens,
+    )
+    return shell.model_copy(
+        update={
+            "status": status,
+            "incomplete_details": None if complete else {"reason": "max_output_tokens"},
+            "model": result.model,
+            "output": [message],
+            "usage": usage,
+            "workbench": {"trace_id": trace_id, "cost_usd": result.cost_usd, "hardware": result.hardware},
+        }
+    )
 
 
 async def get_response(request: Request) -> Response:
