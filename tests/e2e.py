@@ -191,6 +191,9 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
 
     step("rate the rag answer, turn its trace into an eval case, see both in Usage")
     screen.keys("Escape", "7", "Escape", "/")  # the screen may come back with a field focused
+    # Typed before the filter field has focus (a loaded machine: one CI run lost the filter this
+    # way), the letters would go to the table; "/" focuses it, give the app the time to.
+    time.sleep(1.0)
     screen.type("workflow.run")
     screen.wait("1-1 of 1", step="traces filtered to the rag run")
     screen.keys("Escape")  # out of the filter field: + and a act on the trace

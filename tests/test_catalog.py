@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from local_models.catalog import list_models, register_model, resolve_model
-from workbench.core.errors import ModelError
+from workbench.core.errors import ModelError, UsageError
 from workbench.core.workspace import Workspace
 
 
@@ -36,6 +36,6 @@ def test_register_resolve_and_missing_file(workspace):
 def test_ambiguous_prefix(workspace):
     register_model(workspace, str(fake_gguf(workspace.root / "a.gguf")), alias="smol-a")
     register_model(Workspace.open(workspace.root), str(fake_gguf(workspace.root / "b.gguf")), alias="smol-b")
-    with pytest.raises(ModelError, match="'smo' matches smollm2, smol-a, smol-b"):
+    with pytest.raises(UsageError, match="'smo' matches smollm2, smol-a, smol-b"):
         resolve_model(Workspace.open(workspace.root), "smo")
     assert resolve_model(Workspace.open(workspace.root), "smol-b").alias == "smol-b"
