@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError, from_validation
 
-__all__ = ["parse", "Open", "refuse", "text_of", "check_parts", "TOOLS_LATER"]
+__all__ = ["parse", "Open", "refuse", "text_of", "check_parts", "check_cap", "TOOLS_LATER"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -62,3 +62,14 @@ def check_parts(parts: list[dict[str, Any]] | str | None, allowed: tuple[str, ..
                     f"(this gateway's models read text: {', '.join(allowed)})"
                 )
     return parts
+
+
+def check_cap(asked: int, limit: int, param: str = "max_tokens") -> None:
+    """The server's `[server] max_tokens` cap, the same on every route that generates."""
+    if asked > limit:
+        raise ApiError(
+            400,
+            f"`{param}` {asked} is over this server's limit of {limit}",
+            param=param,
+            code="max_tokens_too_large",
+        )

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError
-from workbench.server.protocol import TOOLS_LATER, Open, check_parts, refuse, text_of
+from workbench.server.protocol import TOOLS_LATER, Open, check_cap, check_parts, refuse, text_of
 
 __all__ = ["ChatMessage", "ChatCompletionRequest", "CompletionRequest"]
 
@@ -99,13 +99,7 @@ class _Sampling(Open):
 
     def sampling(self, max_tokens: int, limit: int, default_temperature: float) -> dict[str, Any]:
         """GenerationParams' fields (services take a mapping of them)."""
-        if max_tokens > limit:
-            raise ApiError(
-                400,
-                f"`max_tokens` {max_tokens} is over this server's limit of {limit}",
-                param="max_tokens",
-                code="max_tokens_too_large",
-            )
+        check_cap(max_tokens, limit)
         return {
             "temperature": default_temperature if self.temperature is None else self.temperature,
             "top_p": 0.95 if self.top_p is None else self.top_p,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError, from_validation
-from workbench.server.protocol import TOOLS_LATER, Open, check_parts, refuse, text_of
+from workbench.server.protocol import TOOLS_LATER, Open, check_cap, check_parts, refuse, text_of
 
 __all__ = ["ResponsesRequest", "ResponseObject", "OutputMessage", "OutputText", "ResponseUsage"]
 
@@ -82,13 +82,7 @@ class ResponsesRequest(Open):
         if isinstance(reasoning, dict) and reasoning.get("effort"):
             raise UnsupportedParameter("reasoning", "no model of this gateway reasons before it answers")
         max_tokens = self.max_output_tokens or 256
-        if max_tokens > limit:
-            raise ApiError(
-                400,
-                f"`max_output_tokens` {max_tokens} is over this server's limit of {limit}",
-                param="max_output_tokens",
-                code="max_tokens_too_large",
-            )
+        check_cap(max_tokens, limit, "max_output_tokens")
         params: dict[str, Any] = {
             "temperature": 0.7 if self.temperature is None else self.temperature,
             "top_p": 0.95 if self.top_p is None else self.top_p,

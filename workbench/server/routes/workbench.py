@@ -24,10 +24,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from workbench.core.errors import WorkbenchError
-from workbench.server.errors import ApiError, from_exception
+from workbench.server.errors import from_exception
 from workbench.server.gateway import gateway_of
 from workbench.server.middleware import read_json
-from workbench.server.protocol import parse
+from workbench.server.protocol import check_cap, parse
 from workbench.server.protocol.workbench import Answer, CompareRequest, EvalRequest, RunRequest, SearchRequest
 from workbench.server.streaming import Bridge
 
@@ -69,13 +69,7 @@ def _command(name: str, protocol: type, work: Callable) -> Route:
     async def endpoint(request: Request) -> Response:
         gw = gateway_of(request)
         body = parse(protocol, await read_json(request))
-        if body.asked_tokens() > gw.max_tokens:  # the server's cap holds on every route
-            raise ApiError(
-                400,
-                f"`max_tokens` {body.asked_tokens()} is over this server's limit of {gw.max_tokens}",
-                param="max_tokens",
-                code="max_tokens_too_large",
-            )
+        check_cap(body.asked_tokens(), gw.max_tokens)  # the server's cap holds on every route
         stop = threading.Event()
         bridge = Bridge(lambda emit: work(gw.service, body, emit, stop), stop)
         return StreamingResponse(
