@@ -3,7 +3,8 @@ completions and Anthropic Messages, both as server-sent events.
 
 Each request takes the next step of ``script`` (then "ok" forever): "ok", "429", "500", "cut"
 (closes the connection mid-stream), "hang" (answers nothing for 10 s), "malformed" (a broken
-JSON event) or "400". Every request's path, headers and body are kept for assertions.
+JSON event), "400" or "echo401" (a 401 whose message echoes the Authorization header back, as
+some providers' "Incorrect API key provided: ..." do). Every request's path, headers and body are kept for assertions.
 ``delay`` seconds pass between streamed events, as a real model's tokens do.
 """
 
@@ -71,6 +72,15 @@ class FakeCloud:
                     self.send_header("content-length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                    return
+                if step == "echo401":
+                    echoed = self.headers.get("authorization") or self.headers.get("x-api-key") or ""
+                    payload = json.dumps({"error": {"message": f"Incorrect API key provided: {echoed}"}})
+                    self.send_response(401)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload.encode())))
+                    self.end_headers()
+                    self.wfile.write(payload.encode())
                     return
                 if step == "hang":
                     time.sleep(10)

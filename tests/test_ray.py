@@ -73,10 +73,10 @@ def _cli(workspace: Path, *args: str, timeout: float = 600):
     return result
 
 
-def _popen(workspace: Path, *args: str) -> subprocess.Popen:
+def _popen(workspace: Path, *args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [str(BIN / "workbench"), *args],
-        env={**os.environ, "WORKBENCH_HOME": str(workspace)},
+        env={**os.environ, "WORKBENCH_HOME": str(workspace), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -244,8 +244,14 @@ def eval_reference(tmp_path_factory, fetched_models):
     return {r["case_id"]: r["output"] for r in service.evals.results(run_id)}
 
 
+RAY_KEY = "sk-ray-" + "Kq4" * 12
+
+
 def _eval_workspace(path: Path, cloud, config: str = "") -> Path:
-    root = _workspace(path, f'[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n{config}')
+    root = _workspace(
+        path,
+        f'[cloud.remote]\nbase_url = "{cloud.url}"\napi_key_env = "REMOTE_KEY"\nmodels = ["big"]\n{config}',
+    )
     (root / "evals" / "demo.jsonl").write_text(Path("evals/data/demo.jsonl").read_text())
     return root
 
@@ -255,7 +261,9 @@ def test_a_ray_eval_gives_the_in_process_results_and_the_driver_writes_every_tra
 ):
     # two replicas of the model, the cases dealt out between them
     root = _eval_workspace(tmp_path / "there", cloud, "[ray]\nmodel_replicas = 2\n")
-    driver = _popen(root, "eval", "run", *EVAL, "-m", "remote/big", "--ray", cluster, "--json")
+    driver = _popen(
+        root, "eval", "run", *EVAL, "-m", "remote/big", "--ray", cluster, "--json", REMOTE_KEY=RAY_KEY
+    )
     _wait_for(lambda: len(_processes("CaseRunner")) == 2, 120, "two replicas of the model")
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, err
@@ -274,6 +282,103 @@ def test_a_ray_eval_gives_the_in_process_results_and_the_driver_writes_every_tra
         f"WHERE trace_id IN ({', '.join(repr(r['trace_id']) for r in results)}) GROUP BY trace_id"
     )
     assert len(rows) == 20 and all(total >= 2 and cases == 1 for _, total, cases in rows)
+    # The workers called the cloud with the driver's key, and Ray wrote it nowhere: it went to
+    # them in a file only the user could read, gone after the run, not as a runtime-env variable.
+    sent = {r["headers"].get("authorization") or r["headers"].get("Authorization") for r in cloud.requests}
+    assert sent == {f"Bearer {RAY_KEY}"}
+    assert not list((root / ".secrets").glob("*")), "the workers' secrets file is removed"
+    assert not _files_holding(RAY_KEY, Path("/tmp/ray"))
+
+
+def _files_holding(secret: str, folder: Path) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
+                found.append(path)
+        except OSError:
+            continue  # a socket, or a file Ray removed meanwhile
+    return found
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """The local addresses the processes ``pids`` listen on (TCP, from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    addresses = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                addresses.append(fields[1])  # HEXADDRESS:HEXPORT
+    return addresses
+
+
+def _tree(root_pid: int) -> set[int]:
+    """``root_pid`` and its descendants, from each process's parent in /proc/PID/stat."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grown = {root_pid}, True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grown = bool(more)
+    return tree
+
+
+def test_a_ray_of_its_own_listens_on_loopback_and_logs_no_secret(cloud, fetched_models, tmp_path):
+    """`--ray` without an address: every Ray process (GCS, raylet, workers, the runtime-env
+    agent, the driver) listens on 127.0.0.1 only, and the key the workers use is in no Ray log."""
+    root = _eval_workspace(tmp_path / "own", cloud)
+    before = set(Path("/tmp/ray").glob("session_*"))
+    driver = _popen(
+        root, "eval", "run", "demo", "-m", "remote/big", "--limit", "3", "--ray", "--json", REMOTE_KEY=RAY_KEY
+    )
+    seen: set[str] = set()
+    deadline = time.monotonic() + 300
+    while driver.poll() is None and time.monotonic() < deadline:
+        seen.update(_listening(_tree(driver.pid)))
+        time.sleep(0.5)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err
+    assert json.loads(out)["run_id"]
+    assert len(seen) >= 4, f"Ray's GCS, raylet, agent and workers were seen listening: {seen}"
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+    beyond = {address for address in seen if address.split(":")[0] not in loopback}
+    assert not beyond, f"listening beyond loopback: {beyond}"
+    sent = {r["headers"].get("authorization") or r["headers"].get("Authorization") for r in cloud.requests}
+    assert sent == {f"Bearer {RAY_KEY}"}, "the workers had the key"
+    sessions = set(Path("/tmp/ray").glob("session_*")) - before - {Path("/tmp/ray/session_latest")}
+    assert sessions, "the run's Ray wrote its session folder"
+    assert not [path for session in sessions for path in _files_holding(RAY_KEY, session)]
+
+
+def test_ray_reads_its_loopback_switch_where_the_adapter_sets_it():
+    """ray_cluster sets Ray's `ray_constants.ENABLE_RAY_CLUSTER` when Ray was imported before the
+    switch's variable was set: pin that the private constant is still there and is what Ray's
+    node startup reads."""
+    import inspect
+
+    from ray._private import ray_constants, services
+
+    from workbench.core.ray_cluster import _prepare
+
+    _prepare(None)
+    assert ray_constants.ENABLE_RAY_CLUSTER is False
+    assert "ray_constants.ENABLE_RAY_CLUSTER" in inspect.getsource(services)
 
 
 def test_eval_kill_trials_a_killed_actor_is_replaced_a_killed_driver_resumes(

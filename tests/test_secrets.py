@@ -63,3 +63,66 @@ def test_a_planted_key_is_used_and_found_nowhere_else(model_workspace, tmp_path,
         if path.is_file() and not path.is_symlink():
             assert PLANTED.encode() not in path.read_bytes(), path
     assert json.loads(run_cli("traces", "export", "--format", "otlp-json").stdout)["resourceSpans"]
+
+
+def test_a_key_an_upstream_echoes_back_is_scrubbed_everywhere(model_workspace, tmp_path, monkeypatch):
+    """An endpoint answering 401 "Incorrect API key provided: Bearer <key>": the key reaches no
+    printed line, span error, eval result, usage figure, export, gateway answer or log."""
+    import httpx
+
+    from tests.test_server import free_port
+    from workbench.services import Service
+
+    monkeypatch.setenv("REMOTE_KEY", PLANTED)
+    monkeypatch.setenv("GATEWAY_KEY", "gw-" + "Q9z" * 12)
+    cloud = FakeCloud(script=["echo401"] * 100)
+    port = free_port()
+    try:
+        model_workspace.config_path.write_text(
+            f'[cloud.remote]\nbase_url = "{cloud.url}"\napi_key_env = "REMOTE_KEY"\nmodels = ["big"]\n'
+            '[server]\nkeys = ["GATEWAY_KEY"]\n'
+        )
+        (model_workspace.evals_dir / "tiny.jsonl").write_text(
+            '{"id": "a", "input": "Capital of France?", "expected": "Paris"}\n'
+        )
+        asked = run_cli("ask", "hi", "-m", "remote/big")
+        assert asked.returncode != 0 and "Incorrect API key provided" in asked.stderr
+        printed = [asked.stdout + asked.stderr]
+        for command in [
+            ("eval", "run", "tiny", "-m", "remote/big", "--json"),
+            ("usage", "--json"),
+            ("traces", "export", "--format", "otlp-json"),
+            ("sql", "SELECT error, attributes, payload FROM spans"),
+        ]:
+            done = run_cli(*command, timeout=300)
+            printed.append(done.stdout + done.stderr)
+        run_cli("serve", "--port", str(port), "--background", check=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            headers = {"authorization": "Bearer " + "gw-" + "Q9z" * 12}
+            body = {"model": "remote/big", "messages": [{"role": "user", "content": "hi"}]}
+            for stream in (False, True):
+                answer = httpx.post(
+                    f"{url}/v1/chat/completions", json={**body, "stream": stream}, headers=headers
+                )
+                assert answer.status_code == 502 and "Incorrect API key provided" in answer.text
+                printed.append(answer.text)
+            health = httpx.get(f"{url}/health")
+            printed.append(health.text)
+        finally:
+            run_cli("serve", "--stop")
+    finally:
+        cloud.close()
+    assert len(cloud.requests) >= 4, "ask, the eval and the gateway each reached the endpoint"
+    sent = {r["headers"].get("Authorization") or r["headers"].get("authorization") for r in cloud.requests}
+    assert sent == {f"Bearer {PLANTED}"}
+    assert any("[REDACTED:secret]" in text for text in printed), "the echo is kept, the key masked"
+    for text in printed:
+        assert PLANTED not in text and "Q9z" * 12 not in text
+    service = Service(model_workspace.root)
+    _, errors = service.sql("SELECT error FROM spans WHERE error IS NOT NULL")
+    assert errors and all(PLANTED not in e for (e,) in errors)
+    _, results = service.sql("SELECT error FROM eval_results")
+    assert results and all(PLANTED not in (e or "") for (e,) in results)
+    log = (model_workspace.root / "server.log").read_text()
+    assert PLANTED not in log and "Q9z" * 12 not in log

@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence: report, do not dump
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
+        from workbench.core.secrets import scrub
+
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc} (this is a bug; run with "
+            f"internal error: {type(exc).__name__}: {scrub(str(exc))} (this is a bug; run with "
             f"WORKBENCH_DEBUG=1 for details and report it)",
             err=True,
         )

@@ -220,9 +220,19 @@ def load_config(path: Path) -> WorkbenchConfig:
         raise ConfigError(f"{path}: TOML syntax error: {exc}", "fix the line it names") from None
     _refuse_stored_secrets(path, data)
     try:
-        return WorkbenchConfig.model_validate(data)
+        config = WorkbenchConfig.model_validate(data)
     except ValidationError as exc:
         raise _config_error(path, exc) from None
+    remember_secrets(config)
+    return config
+
+
+def remember_secrets(config: WorkbenchConfig) -> None:
+    """Every secret the config names by variable, known to `workbench.core.secrets.scrub`."""
+    from workbench.core.secrets import register_env
+
+    names = [endpoint.api_key_env for endpoint in config.cloud.values()]
+    register_env([*names, *config.documents.storage_secrets.values(), *config.server.keys])
 
 
 def _refuse_stored_secrets(path: Path, data: dict) -> None:

@@ -47,6 +47,11 @@ class WorkbenchError(Exception):
     param: str | None = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        from workbench.core.secrets import scrub
+
+        # An upstream's text inside a message may echo a key: take the known ones out here, so
+        # no printer, span, eval result or gateway answer of this error can carry them.
+        message, hint = scrub(message), (scrub(hint) if hint else hint)
         super().__init__(message)
         self.message = message
         self.hint = hint

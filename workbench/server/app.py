@@ -11,12 +11,15 @@ sets the call's cancel event, which stops the decode.
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from workbench.core import secrets
 from workbench.core.errors import WorkbenchError
 from workbench.server.errors import ApiError, error_body, error_response, from_exception
 from workbench.server.gateway import Gateway
@@ -47,6 +50,11 @@ def create_app(
     key may spend per day. A model named `workflow/NAME` runs that workflow. ``loopback_only``
     (a keyless gateway): requests addressed to another host, or from a web page, are refused."""
     keys = Keys(tokens or {}, per_minute)
+    secrets.register(tokens or {})  # the gateway's own keys are never echoed, logged or stored
+    for name in ("workbench.server", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, secrets.ScrubLogs) for f in logger.filters):
+            logger.addFilter(secrets.ScrubLogs())
     app = Starlette(
         routes=[
             Route("/health", health),

@@ -37,6 +37,9 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        from workbench.core.secrets import scrub, scrub_value
+
+        message, detail = scrub(message), scrub_value(detail)  # whatever built it, no key goes out
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.param = status, message, kind, code, param
         self.headers = headers or {}

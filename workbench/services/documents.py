@@ -59,7 +59,7 @@ class Documents:
         from workbench.core.ray_cluster import ray_session
 
         config = self.service.config
-        with ray_session(config, ray, data=True) as connected:
+        with ray_session(config, ray, self.service.workspace.root, data=True) as connected:
             return ingest(
                 self.collections,
                 collection,

@@ -277,7 +277,7 @@ class Evals:
                 from workbench.core.ray_cluster import ray_session
                 from workbench.services.ray_evals import run_on_ray
 
-                with ray_session(self.service.config, ray) as connected:
+                with ray_session(self.service.config, ray, self.service.workspace.root) as connected:
                     run_on_ray(
                         connected,
                         self.service,

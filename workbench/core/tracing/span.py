@@ -93,7 +93,9 @@ class Span:
 
     def fail(self, error: BaseException | str) -> Span:
         self.status = "error"
-        self.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        from workbench.core.secrets import scrub
+
+        self.error = scrub(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         return self
 
     def end(self) -> None:

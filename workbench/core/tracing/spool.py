@@ -29,6 +29,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workbench.core import secrets
+
 if TYPE_CHECKING:
     from workbench.core.tracing.span import Span
     from workbench.core.tracing.store import TraceStore
@@ -76,11 +78,13 @@ def span_row(span: Span, redact: bool = False) -> tuple:
     buffered Span objects and their dicts made each full collection walk them all (~25% of
     the sustained throughput measured here).
     """
-    payload = span.payload
+    payload, attributes = span.payload, span.attributes
     if payload is not None and redact:
         from workbench.core.redaction import redact_value
 
         payload = redact_value(payload)
+    if secrets.any_known():  # a known key never reaches the store, whatever redact_payloads says
+        payload, attributes = secrets.scrub_value(payload), secrets.scrub_value(attributes)
     return (
         span.trace_id,
         span.span_id,
@@ -91,7 +95,7 @@ def span_row(span: Span, redact: bool = False) -> tuple:
         span.end_ns,
         span.status,
         span.error,
-        _dumps(span.attributes),
+        _dumps(attributes),
         _dumps(payload),
     )
 
