@@ -142,7 +142,8 @@ def check_graph(spec: Spec, file: str, lines: dict) -> list[Problem]:
             try:
                 template_keys(template)
             except ValueError as exc:
-                add(loc, f"not a valid template: {exc} (write {{{{ and }}}} for literal braces)")
+                braces = "" if "{" in str(exc) else " (write {{ and }} for literal braces)"
+                add(loc, f"not a valid template: {exc}{braces}")
         if isinstance(node, EscalateNode) and not isinstance(spec.nodes.get(node.prompt_from), GenerateNode):
             add(
                 ("nodes", name, "prompt_from"),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agents.guardrails import filter_output, looks_like_injection
+from agents.prompt_template import fill_template
 from agents.spec import (
     Condition,
     EscalateNode,
@@ -80,31 +81,8 @@ def render(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class _View(dict):
-    """Lets templates write {grade[score]} or {grade.score} over plain dicts."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class _Values(dict):
-    # Validation makes sure some earlier node provides each variable; on the branch a run took,
-    # that node may not have run: the variable is then empty rather than a crash.
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
 def fill(template: str, state: State) -> str:
-    values = _Values(
-        {
-            key: (render(v) if isinstance(v, list) else _View(v) if isinstance(v, dict) else render(v))
-            for key, v in state.items()
-        }
-    )
-    return template.format_map(values)
+    return fill_template(template, state, render)
 
 
 def prompt_messages(prompt: Prompt, state: State) -> list[dict[str, str]]:

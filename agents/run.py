@@ -37,20 +37,32 @@ class Runs:
             "spec TEXT NOT NULL, input TEXT NOT NULL, status TEXT NOT NULL, started_ns INTEGER NOT NULL, "
             "ended_ns INTEGER, trace_ids TEXT NOT NULL DEFAULT '', error TEXT)"
         )
+        columns = {row[1] for row in con.execute("PRAGMA table_info(workbench_runs)")}
+        if "owner" not in columns:
+            # The gateway key that started a run (NULL: this machine's user, in process). A
+            # workspace from before it keeps its runs, owned by the local user.
+            con.execute("ALTER TABLE workbench_runs ADD COLUMN owner TEXT")
         return con
 
-    def start(self, con: sqlite3.Connection, workflow: str, spec_text: str, text: str) -> str:
+    def start(
+        self, con: sqlite3.Connection, workflow: str, spec_text: str, text: str, owner: str | None = None
+    ) -> str:
         thread_id = f"{workflow}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         con.execute(
-            "INSERT INTO workbench_runs (thread_id, workflow, spec, input, status, started_ns) "
-            "VALUES (?, ?, ?, ?, 'running', ?)",
-            (thread_id, workflow, spec_text, text, time.time_ns()),
+            "INSERT INTO workbench_runs (thread_id, workflow, spec, input, status, started_ns, owner) "
+            "VALUES (?, ?, ?, ?, 'running', ?, ?)",
+            (thread_id, workflow, spec_text, text, time.time_ns(), owner),
         )
         return thread_id
 
-    def get(self, con: sqlite3.Connection, thread_id: str) -> dict[str, Any]:
+    def get(self, con: sqlite3.Connection, thread_id: str, owner: str | None = None) -> dict[str, Any]:
+        """The run ``thread_id``; with ``owner`` (a gateway key), only a run that key started:
+        another key's run is answered as one that does not exist."""
         cursor = con.execute("SELECT * FROM workbench_runs WHERE thread_id = ?", (thread_id,))
         row = cursor.fetchone()
+        if row is not None and owner is not None:
+            if dict(zip([c[0] for c in cursor.description], row)).get("owner") != owner:
+                row = None
         if row is None:
             raise WorkflowNotFound(
                 f"no workflow run {thread_id!r} in this workspace",
@@ -89,6 +101,7 @@ def execute(
     emit: Emit | None,
     trace_id: str,
     stop: threading.Event | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Start a run (``text``) or resume one (``thread_id``); returns {"thread_id", "state",
     "resumed", "skipped"} where skipped lists the nodes a resume did not redo. Setting ``stop``
@@ -100,10 +113,10 @@ def execute(
     try:
         if thread_id is None:
             assert workflow is not None and spec_text is not None and text is not None
-            thread_id = runs.start(con, workflow, spec_text, text)
+            thread_id = runs.start(con, workflow, spec_text, text, owner)
             resumed = False
         else:
-            row = runs.get(con, thread_id)
+            row = runs.get(con, thread_id, owner)
             spec_text, workflow, resumed = row["spec"], row["workflow"], True
         spec = parse_spec(spec_text, f"{workflow} (run {thread_id})")
         graph = build_graph(spec, runtime, emit, SqliteSaver(con), stop)

@@ -9,14 +9,15 @@ so a deployment builds the very same graph.
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Spec", "SpecError", "Problem", "END", "BUILTIN_KEYS", "NODE_TYPES", "Condition", "template_keys"]
+from agents.prompt_template import template_keys  # noqa: F401 - spec users import it here
+
+__all__ = ["Spec", "SpecError", "Problem", "END", "BUILTIN_KEYS", "NODE_TYPES", "Condition"]
 
 END = "end"
 BUILTIN_KEYS = {"input", "steps", "observations"}  # set by the run itself before the first node
@@ -228,15 +229,6 @@ class Condition:
 
     def __str__(self) -> str:
         return f"{self.key} {self.op} {self.value!r}"
-
-
-def template_keys(template: str) -> set[str]:
-    """State keys a format string reads: `{grade[score]}` and `{grade.score}` read `grade`."""
-    keys = set()
-    for _, field, _, _ in string.Formatter().parse(template):
-        if field is not None:
-            keys.add(re.split(r"[.\[]", field, maxsplit=1)[0])
-    return keys
 
 
 # -- loading with line numbers ------------------------------------------------------------------

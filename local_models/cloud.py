@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import httpx
 
 from local_models.types import GenerationParams, GenerationResult
+from workbench.core import spend
 from workbench.core.config import CloudEndpoint, WorkbenchConfig
 from workbench.core.errors import CloudError, UnsupportedParameter
 from workbench.core.tracing import Tracer
@@ -172,6 +173,16 @@ class CloudClient:
             breaker = self._breakers.setdefault(endpoint_name, _Breaker(self.policy))
             span.set_payload(messages=messages)
             delivered: list[str] = []
+            payer = spend.payer()
+            held = 0.0
+            if payer is not None:  # a gateway key pays: hold the worst case of its budget first
+                span.set("workbench.gateway_key", payer.key)
+                worst = self.price(endpoint, model, worst_input_tokens(messages), params.max_tokens)
+                try:
+                    held = payer.reserve(worst)
+                except spend.OverBudget:
+                    span.set("workbench.refused", "budget")
+                    raise
 
             def deliver(piece: str) -> None:
                 # Only text someone was shown rules out a retry: with no on_text (an eval, a
@@ -180,11 +191,27 @@ class CloudClient:
                     delivered.append(piece)
                     on_text(piece)
 
-            result = self._with_retries(
-                endpoint_name, endpoint, model, messages, params, headers, breaker, deliver, delivered, cancel
-            )
+            try:
+                result = self._with_retries(
+                    endpoint_name,
+                    endpoint,
+                    model,
+                    messages,
+                    params,
+                    headers,
+                    breaker,
+                    deliver,
+                    delivered,
+                    cancel,
+                )
+            except BaseException:
+                if payer is not None:
+                    payer.settle(held, 0.0)  # a call that failed was not billed
+                raise
             result.cost_usd = self.price(endpoint, model, result.input_tokens, result.output_tokens)
             self._record_spend(result.cost_usd)
+            if payer is not None:
+                payer.settle(held, result.cost_usd)
             result.model = f"{endpoint_name}/{model}"  # the name the user addresses it by
             result.trace_id = span.trace_id
             span.update(
@@ -296,6 +323,12 @@ class CloudClient:
         if result.output_tokens > 1 and decode_s > 0:
             result.tokens_per_s = (result.output_tokens - 1) / decode_s
         return result
+
+
+def worst_input_tokens(messages: list[dict]) -> int:
+    """An upper bound of a prompt's tokens on any tokenizer: its UTF-8 bytes (no tokenizer makes
+    a token of less than one byte) and a few per message for the role and the template."""
+    return sum(len(str(m.get("content") or "").encode()) + 8 for m in messages)
 
 
 def _retry_after(value: str | None) -> float | None:

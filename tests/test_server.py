@@ -277,11 +277,14 @@ def test_a_workflow_answers_as_a_model(gateway, model_workspace, tmp_path):
 
 
 def test_a_key_over_its_daily_budget_waits_for_midnight(model_workspace, cloud):
+    """Each cloud call holds its worst-case price (the prompt's bytes + 8 a message in, its
+    max_tokens out) until it settles at its real price: here 38 tokens in at $2/M and 8 out at
+    $8/M, $0.00014, against a real 11 in and 6 out, $0.00007."""
     with open(model_workspace.config_path, "a") as config:
         config.write(
             f'\n[cloud.remote]\nbase_url = "{cloud.url}"\nmodels = ["big"]\n'
             "prices.big = { input_per_mtok = 2.0, output_per_mtok = 8.0 }\n"
-            '[server]\nkeys = ["WB_KEY_ADA", "WB_KEY_BOB"]\ndaily_budget_usd = { WB_KEY_ADA = 0.00005 }\n'
+            '[server]\nkeys = ["WB_KEY_ADA", "WB_KEY_BOB"]\ndaily_budget_usd = { WB_KEY_ADA = 0.0003 }\n'
         )
     env = {"WB_KEY_ADA": "ada-token", "WB_KEY_BOB": "bob-token"}
     messages = [{"role": "user", "content": "What is the capital of France?"}]
@@ -292,12 +295,17 @@ def test_a_key_over_its_daily_budget_waits_for_midnight(model_workspace, cloud):
             ada = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="ada-token", max_retries=0)
             bob = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bob-token", max_retries=0)
             if attempt == "fresh":
-                # 11 tokens in at $2/M and 6 out at $8/M: $0.00007, over $0.00005 at once
-                first = ada.chat.completions.create(model="remote/big", messages=messages, stream=True)
-                assert "".join(c.choices[0].delta.content or "" for c in first if c.choices)
+                # spent 0, 0.00007, 0.00014: each with 0.00014 held fits under 0.0003
+                for _ in range(3):
+                    first = ada.chat.completions.create(
+                        model="remote/big", messages=messages, max_tokens=8, stream=True
+                    )
+                    assert "".join(c.choices[0].delta.content or "" for c in first if c.choices)
+            # 0.00021 spent (read back from the store after the restart) + 0.00014 > 0.0003
             with pytest.raises(openai.RateLimitError) as over:
-                ada.chat.completions.create(model="remote/big", messages=messages)
+                ada.chat.completions.create(model="remote/big", messages=messages, max_tokens=8)
             assert over.value.code == "daily_budget_exceeded" and "daily budget" in over.value.message
+            assert "$0.0002 spent" in over.value.message, over.value.message
             assert 1 <= int(over.value.response.headers["retry-after"]) <= 86_400
             answered = bob.chat.completions.create(model="remote/big", messages=messages, stream=True)
             assert "".join(c.choices[0].delta.content or "" for c in answered if c.choices), (
@@ -305,6 +313,79 @@ def test_a_key_over_its_daily_budget_waits_for_midnight(model_workspace, cloud):
             )
         finally:
             run_cli("serve", "--stop", env=env)
+
+
+def test_concurrent_calls_and_every_route_stay_inside_a_key_budget(model_workspace):
+    """8 concurrent cloud calls on one key, each worth $0.00007 at most $0.00014, against a
+    $0.0003 budget: at most two are under way at once, so the day's spend stays under it; and
+    /workbench/compare and /workbench/eval are charged to the key and refused like a chat."""
+    import concurrent.futures
+
+    from tests.fake_cloud import FakeCloud
+    from workbench.services import Service
+
+    slow = FakeCloud(delay=0.3)  # each answer takes ~2 s: the 8 calls overlap
+    try:
+        with open(model_workspace.config_path, "a") as config:
+            config.write(
+                f'\n[cloud.remote]\nbase_url = "{slow.url}"\nmodels = ["big", "small"]\n'
+                "prices.big = { input_per_mtok = 2.0, output_per_mtok = 8.0 }\n"
+                "prices.small = { input_per_mtok = 2.0, output_per_mtok = 8.0 }\n"
+                '[server]\nkeys = ["WB_KEY_ADA"]\ndaily_budget_usd = { WB_KEY_ADA = 0.0003 }\n'
+            )
+        (model_workspace.evals_dir / "tiny.jsonl").write_text(
+            '{"id": "a", "input": "Hi?", "expected": "Paris"}\n'
+        )
+        env = {"WB_KEY_ADA": "ada-token"}
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+        try:
+            headers = {"authorization": "Bearer ada-token"}
+            body = {
+                "model": "remote/big",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            }
+
+            def call(_):
+                return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(call, range(8)))
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses.count(200) == 2 and statuses.count(429) == 6, statuses
+            refused = next(a for a in answers if a.status_code == 429).json()["error"]
+            assert (
+                refused["code"] == "daily_budget_exceeded" and "held by calls under way" in refused["message"]
+            )
+            # $0.00014 spent: a compare of two models (each held at $0.000084) fits one of them;
+            # the other is refused, inside a trace tagged with the key
+            compare = {"models": ["remote/big", "remote/small"], "prompt": "Hi", "params": {"max_tokens": 8}}
+            lines = httpx.post(f"{url}/workbench/compare", json=compare, headers=headers, timeout=60).text
+            outcomes = json.loads(lines.splitlines()[-1])["result"]
+            assert sum("error" in o for o in outcomes) == 1, outcomes
+            assert next(o for o in outcomes if "error" in o)["error"]["status"] == 429
+            # $0.00021 spent: a chat and an eval's cloud cases no longer fit
+            assert call(0).status_code == 429
+            evaluated = httpx.post(
+                f"{url}/workbench/eval",
+                json={"dataset": "tiny", "models": ["remote/big"]},
+                headers=headers,
+                timeout=60,
+            )
+            run_id = json.loads(evaluated.text.splitlines()[-1])["result"]["run_id"]
+        finally:
+            run_cli("serve", "--stop", env=env)
+    finally:
+        slow.close()
+    service = Service(model_workspace.root)
+    spent = service.key_spend("WB_KEY_ADA", 0)
+    assert 0 < spent <= 0.0003, spent
+    _, rows = service.sql("SELECT key_name FROM spans WHERE name = 'gateway.compare'")
+    assert rows and {r[0] for r in rows} == {"WB_KEY_ADA"}
+    results = service.evals.results(run_id)
+    assert results and all("daily budget" in (r["error"] or "") for r in results), results
 
 
 def test_auto_escalates_with_the_reason_in_a_header(model_workspace, cloud):
@@ -471,3 +552,38 @@ def test_cli_run_compare_and_eval_go_through_the_gateway(model_workspace, tmp_pa
         assert all("Traceback" not in line for _, line in failed_here)
     finally:
         run_cli("serve", "--stop")
+
+
+def test_a_run_belongs_to_the_key_that_started_it(model_workspace):
+    """Finding 6 of the red-team review: any key read another key's run by posting its
+    thread_id. Now another key's run is answered as one that does not exist."""
+    (model_workspace.root / "workflows" / "tiny.yaml").write_text(
+        "name: tiny\nstart: answer\nnodes:\n  answer:\n    type: generate\n    model: smollm2\n"
+        '    prompt:\n      id: tiny\n      template: "{input}"\n    max_tokens: 4\n    temperature: 0\n'
+        "    output: answer\n    next: end\n"
+    )
+    with open(model_workspace.config_path, "a") as config:
+        config.write('\n[server]\nkeys = ["WB_KEY_ADA", "WB_KEY_BOB"]\n')
+    env = {"WB_KEY_ADA": "ada-token", "WB_KEY_BOB": "bob-token"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/workbench/run"
+    run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+    try:
+        ada, bob = ({"authorization": f"Bearer {t}"} for t in ("ada-token", "bob-token"))
+        started = httpx.post(url, json={"name": "tiny", "input": "Say hi."}, headers=ada, timeout=120)
+        result = json.loads(started.text.splitlines()[-1])
+        thread_id = result["result"]["thread_id"]
+        peeked = json.loads(
+            httpx.post(url, json={"thread_id": thread_id}, headers=bob, timeout=60).text.splitlines()[-1]
+        )
+        assert peeked["error"]["status"] == 404 and "no workflow run" in peeked["error"]["message"]
+        assert "Say hi" not in json.dumps(peeked)
+        again = json.loads(
+            httpx.post(url, json={"thread_id": thread_id}, headers=ada, timeout=120).text.splitlines()[-1]
+        )
+        assert again["result"]["thread_id"] == thread_id, again
+    finally:
+        run_cli("serve", "--stop", env=env)
+    # the machine's user, in process, may resume any run
+    resumed = run_cli("run", "--resume", thread_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr

@@ -173,3 +173,46 @@ def test_bad_template_and_bad_filter_pattern():
     found = problems(text)
     assert found[0].startswith("workflows/x.yaml:11: not a valid template: expected '}' before end of string")
     assert found[1].startswith("workflows/x.yaml:17: not a regular expression: missing )")
+
+
+def test_a_template_reads_state_keys_and_nothing_else():
+    """`str.format` followed attributes into any module (finding 5 of the red-team review): a
+    template field is a state key, then dict keys or list indexes, and validation says where."""
+    from agents.nodes import fill
+    from agents.prompt_template import template_keys
+
+    escape = "{action.__class__.__getattr__.__globals__[json].decoder.re.enum.sys.modules[os].environ[HOME]}"
+    spec = (
+        "name: leak\nstart: answer\nnodes:\n  answer:\n    type: generate\n    model: smollm2\n"
+        f'    prompt:\n      id: p\n      template: "{escape}"\n    next: end\n'
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec, "leak.yaml")
+    problem = caught.value.problems[0]
+    assert (
+        problem.line == 9
+        and "is not allowed" in problem.message
+        and "no name starting with _" in problem.message
+    )
+    for unsafe in [
+        "{input.__class__}",
+        "{input[__class__]}",
+        "{0}",
+        "{}",
+        "{input._private}",
+        "{a:{b}}",
+        "{a!a}",
+    ]:
+        with pytest.raises(ValueError):
+            template_keys(unsafe)
+    state = {
+        "input": "Q",
+        "grade": {"score": 0.8125, "label": "good"},
+        "passages": [{"text": "one", "path": "a.md"}, {"text": "two", "path": "b.md"}],
+        "action": {"tool": "calculator"},
+    }
+    filled = fill(
+        "{input} {grade.score:.2f} {grade[label]} {passages[1][text]} {passages[-1].path} {missing}|", state
+    )
+    assert filled == "Q 0.81 good two b.md |"
+    assert fill("{action.tool.upper} {input[0]} {grade}", state) == '  {"score": 0.8125, "label": "good"}'

@@ -19,6 +19,7 @@ _VENDORED = {
     "wb_agents/graph.py": ("agents", "graph.py"),
     "wb_agents/tools.py": ("agents", "tools.py"),
     "wb_agents/guardrails.py": ("agents", "guardrails.py"),
+    "wb_agents/prompt_template.py": ("agents", "prompt_template.py"),
     "wb_agents/redaction.py": ("workbench.core", "redaction.py"),
     "wb_agents/fusion.py": ("indexes", "fusion.py"),
     "wb_agents/sampling.py": ("local_models", "sampling.py"),

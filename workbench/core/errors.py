@@ -31,6 +31,7 @@ __all__ = [
     "PushError",
     "ResponseNotFound",
     "GatewayError",
+    "OverBudget",
 ]
 
 
@@ -230,3 +231,17 @@ class GatewayError(WorkbenchError):
         super().__init__(message, hint)
         self.exit_code = exit_code
         self.title = title or WorkbenchError.title
+
+
+class OverBudget(WorkbenchError):
+    """A gateway key's daily cloud budget would be passed: the gateway answers 429 until its
+    midnight (``retry_after`` seconds)."""
+
+    title = "Over budget"
+    http_status = 429
+    error_type = "insufficient_quota"
+    code = "daily_budget_exceeded"
+
+    def __init__(self, message: str, hint: str | None = None, retry_after: int = 60) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after

@@ -70,7 +70,9 @@ def from_exception(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, WorkbenchError):
         detail = {"message": exc.message, "hint": exc.hint, "title": exc.title, "exit_code": exc.exit_code}
-        return ApiError(exc.http_status, exc.one_line(), exc.error_type, exc.code, exc.param, detail=detail)
+        retry = getattr(exc, "retry_after", None)  # OverBudget: when the key may try again
+        headers = {"retry-after": str(retry)} if retry is not None else None
+        return ApiError(exc.http_status, exc.one_line(), exc.error_type, exc.code, exc.param, headers, detail)
     log.error("internal error answering a request", exc_info=exc)
     return ApiError(500, f"internal error ({type(exc).__name__}); see the gateway's log", "api_error")
 

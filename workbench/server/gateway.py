@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from workbench.core import spend
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import error_response, from_exception
 from workbench.server.limits import Budgets
@@ -51,7 +52,7 @@ class Gateway:
     def generate(self, ask: Ask, key: str, root, cancel: threading.Event, emit: Callable | None = None):
         """``ask``'s answers (a list of GenerationResult, one per choice), on a worker thread,
         inside ``root``. Text goes to ``emit((choice index, piece))`` as it comes."""
-        with root:
+        with root, spend.paying(key, self.budgets):
             user = next((m["content"] for m in reversed(ask.messages or []) if m["role"] == "user"), "")
             root.set_payload(input=user if ask.prompt is None else ask.prompt)
 
@@ -66,8 +67,6 @@ class Gateway:
                 results = [one(0)]
             else:
                 results = _all_at_once(one, ask.n)
-            for result in results:
-                self.budgets.add(key, result.cost_usd or 0.0)
             first = results[0]
             root.update(
                 {"workbench.route": first.extra.get("route") or "", "gen_ai.response.model": first.model}

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 
+from workbench.core.errors import OverBudget
 from workbench.server.errors import ApiError
 
 __all__ = ["Keys", "Budgets"]
@@ -60,16 +61,19 @@ class Keys:
 
 
 class Budgets:
-    """Each key's cloud spend today against its daily budget ([server] daily_budget_usd). The
-    first request of a day reads the key's spend from the store; after that this process adds
-    what each answer cost."""
+    """Each key's cloud spend today against its daily budget ([server] daily_budget_usd), as a
+    ledger: the first request of a day reads the key's spend from the store; after that each
+    cloud call reserves its worst-case price before it is made (`reserve`) and settles its real
+    price after (`settle`), so concurrent calls cannot together pass the budget."""
 
     def __init__(self, service, budgets: dict[str, float]) -> None:
         self.service, self.budgets = service, budgets
-        self.spent: dict[str, tuple[int, float]] = {}  # key -> (day's midnight, USD)
+        self.spent: dict[str, tuple[int, float]] = {}  # key -> (day's midnight, USD spent)
+        self.reserved: dict[str, float] = {}  # key -> USD held by calls under way
         self.lock = threading.Lock()
 
     def _today(self, key: str) -> float:
+        """What ``key`` spent today (the store's sum the first time a day, then this ledger's)."""
         from workbench.core.clock import local_midnight_ns
 
         midnight = local_midnight_ns()
@@ -78,29 +82,49 @@ class Budgets:
         if day != midnight:
             spent = self.service.key_spend(key, midnight)
             with self.lock:
-                self.spent[key] = (midnight, spent)
+                if self.spent.get(key, (None, 0.0))[0] != midnight:
+                    self.spent[key] = (midnight, spent)
         return spent
 
     def check(self, key: str) -> None:
+        """Refuse a request of a key whose budget is spent (or fully held by calls under way)."""
+        self.reserve(key, 0.0)
+
+    def reserve(self, key: str, usd: float) -> float:
         budget = self.budgets.get(key)
         if budget is None:
+            return 0.0
+        self._today(key)
+        with self.lock:
+            spent = self.spent[key][1]
+            held = self.reserved.get(key, 0.0)
+            if spent + held + usd > budget or spent >= budget:
+                raise self._over(key, budget, spent, held, usd)
+            self.reserved[key] = held + usd
+        return usd
+
+    def settle(self, key: str, reserved: float, usd: float) -> None:
+        if key not in self.budgets:
             return
-        spent = self._today(key)
-        if spent >= budget:
-            from workbench.core.clock import local_midnight_ns
+        with self.lock:
+            self.reserved[key] = max(0.0, self.reserved.get(key, 0.0) - reserved)
+            day, spent = self.spent.get(key, (None, 0.0))
+            if day is not None:
+                self.spent[key] = (day, spent + (usd or 0.0))
 
-            wait = max(1, int((local_midnight_ns() + 86_400 * 10**9 - time.time_ns()) / 1e9))
-            raise ApiError(
-                429,
-                f"key {key} spent ${spent:.4f} of its ${budget:.4f} daily budget; it resets at midnight",
-                "insufficient_quota",
-                "daily_budget_exceeded",
-                headers={"retry-after": str(wait)},
+    @staticmethod
+    def _over(key: str, budget: float, spent: float, held: float, usd: float) -> OverBudget:
+        from workbench.core.clock import local_midnight_ns
+
+        wait = max(1, int((local_midnight_ns() + 86_400 * 10**9 - time.time_ns()) / 1e9))
+        if spent >= budget or not usd:
+            message = f"key {key} spent ${spent:.4f} of its ${budget:.4f} daily budget; it resets at midnight"
+            hint = "wait until midnight, or raise [server] daily_budget_usd for this key"
+        else:
+            message = (
+                f"key {key}: this call could cost up to ${usd:.4f} (its prompt and max_tokens at the "
+                f"model's price); with ${spent:.4f} spent and ${held:.4f} held by calls under way "
+                f"that would pass the ${budget:.4f} daily budget"
             )
-
-    def add(self, key: str, cost: float) -> None:
-        if key in self.budgets and cost:
-            with self.lock:
-                day, spent = self.spent.get(key, (None, 0.0))
-                if day is not None:
-                    self.spent[key] = (day, spent + cost)
+            hint = "ask for fewer max_tokens, wait for the calls under way, or raise the budget"
+        return OverBudget(message, hint, retry_after=wait)

@@ -360,14 +360,17 @@ class Service:
         return to_otlp_json(self.store.spans_of(full_ids), scores=self.store.scores_of(full_ids))
 
     def key_spend(self, key: str, since_ns: int) -> float:
-        """USD spent on the requests a gateway key made since ``since_ns`` (every span of their
-        traces), as stored."""
+        """USD a gateway key's cloud calls cost since ``since_ns``, as stored: each cloud call
+        names the key that paid (`workbench.gateway_key`); calls stored before that attribute
+        existed count by their trace's `gateway.chat` root."""
         self.flush_traces()
         with self.store.reader() as con:
             row = con.execute(
-                "SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE trace_id IN "
-                "(SELECT trace_id FROM spans WHERE name = 'gateway.chat' AND key_name = ? AND start_ns >= ?)",
-                [key, since_ns],
+                "SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE start_ns >= ? AND ("
+                "json_extract_string(attributes, '$.\"workbench.gateway_key\"') = ? OR ("
+                "json_extract_string(attributes, '$.\"workbench.gateway_key\"') IS NULL AND trace_id IN "
+                "(SELECT trace_id FROM spans WHERE name = 'gateway.chat' AND key_name = ? AND start_ns >= ?)))",
+                [since_ns, key, key, since_ns],
             ).fetchone()
         return float(row[0]) if row else 0.0
 

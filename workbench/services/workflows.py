@@ -288,9 +288,12 @@ class Workflows:
         thread_id: str | None = None,
         emit: Callable[[dict[str, Any]], None] | None = None,
         stop: threading.Event | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Run workflow ``name`` on ``text``, or resume run ``thread_id``. One trace per call.
-        Setting ``stop`` ends the run at its next node boundary (RunStopped; resumable)."""
+        Setting ``stop`` ends the run at its next node boundary (RunStopped; resumable).
+        ``owner``: the gateway key the run belongs to, which alone may resume it (None: the
+        local user, who may resume any)."""
         from agents.run import Runs, execute
 
         spec_text = None
@@ -315,6 +318,7 @@ class Workflows:
                 emit,
                 root.trace_id,
                 stop,
+                owner,
             )
             state = outcome["state"]
             root.update(

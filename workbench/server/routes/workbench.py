@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from workbench.core import spend
 from workbench.core.errors import WorkbenchError
 from workbench.server.errors import from_exception
 from workbench.server.gateway import gateway_of
@@ -46,11 +47,11 @@ async def search(request: Request) -> Response:
     return JSONResponse({"hits": hits}, headers={"x-workbench-trace-id": hits[0]["trace_id"] if hits else ""})
 
 
-def _run(service, body: RunRequest, emit, stop: threading.Event) -> Any:
-    return service.workflows.run(body.name, body.input, body.thread_id, emit, stop)
+def _run(service, body: RunRequest, emit, stop: threading.Event, owner: str | None) -> Any:
+    return service.workflows.run(body.name, body.input, body.thread_id, emit, stop, owner)
 
 
-def _compare(service, body: CompareRequest, emit, stop: threading.Event) -> Any:
+def _compare(service, body: CompareRequest, emit, stop: threading.Event, owner: str | None) -> Any:
     outcomes = service.compare(body.models, body.prompt, body.system, body.params)
     return [
         {"error": wire_error(o)} if isinstance(o, WorkbenchError) else Answer.of(o).model_dump()
@@ -58,7 +59,7 @@ def _compare(service, body: CompareRequest, emit, stop: threading.Event) -> Any:
     ]
 
 
-def _eval(service, body: EvalRequest, emit, stop: threading.Event) -> Any:
+def _eval(service, body: EvalRequest, emit, stop: threading.Event, owner: str | None) -> Any:
     def progress(subject: str, done: int, total: int) -> None:
         emit({"event": "progress", "subject": subject, "done": done, "total": total})
 
@@ -67,11 +68,25 @@ def _eval(service, body: EvalRequest, emit, stop: threading.Event) -> Any:
 
 def _command(name: str, protocol: type, work: Callable) -> Route:
     async def endpoint(request: Request) -> Response:
-        gw = gateway_of(request)
+        gw, key = gateway_of(request), request.state.key
+        # A keyed gateway's runs belong to the key that started them; a keyless one acts for
+        # the machine's user, as the CLI in process does.
+        owner = key if request.app.state.keyed else None
         body = parse(protocol, await read_json(request))
         check_cap(body.asked_tokens(), gw.max_tokens)  # the server's cap holds on every route
+        await gw.check_budget(key)  # and the key's budget: a command's cloud calls spend too
         stop = threading.Event()
-        bridge = Bridge(lambda emit: work(gw.service, body, emit, stop), stop)
+
+        def paid(emit):
+            # Every cloud call under it is charged to the key, and a run or a comparison is one
+            # trace tagged with the key, as a chat is (an eval's cases are traces of their own).
+            with spend.paying(key, gw.budgets):
+                if name == "eval":
+                    return work(gw.service, body, emit, stop, owner)
+                with gw.root_span(f"gateway.{name}", key, f"/workbench/{name}", {}):
+                    return work(gw.service, body, emit, stop, owner)
+
+        bridge = Bridge(paid, stop)
         return StreamingResponse(
             _ndjson(bridge, lambda status: gw.metrics.commands.labels(name, status).inc()),
             media_type="application/x-ndjson",
