@@ -58,8 +58,9 @@ class Runtime(Protocol):
     def retrieve(self, collection: str, query: str, k: int, mode: str) -> list[dict[str, Any]]:
         """-> [{"id", "path", "text", "score"}, ...] best first"""
 
-    def tool(self, name: str, text: str) -> str:
-        """Run a tool of agents.tools.TOOLS; raises ToolFailed."""
+    def tool(self, name: str, text: str, files: list[str]) -> str:
+        """Run a tool of agents.tools.TOOLS; raises ToolFailed. ``files``: the folders the
+        node lets read_file read."""
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]: ...
 
@@ -247,7 +248,7 @@ def make_node(spec: Spec, name: str, runtime: Runtime, emit: Emit) -> Callable[[
                 from agents.tools import MAX_OUTPUT, ToolFailed
 
                 try:
-                    output = runtime.tool(name_, text)[:MAX_OUTPUT]
+                    output = runtime.tool(name_, text, node.files)[:MAX_OUTPUT]
                 except ToolFailed as exc:
                     output = f"error: {exc}"
             observations.append({"tool": name_, "input": text, "output": output})

@@ -138,6 +138,9 @@ class ToolNode(_Node):
     call: str = "action"
     """State key holding {"tool": NAME, "input": TEXT}, usually a generate node's JSON output."""
     output: str = "observations"
+    files: list[str] = []
+    """The folders read_file may read (relative to the workspace, or absolute); none: read_file
+    reads nothing. The workspace's own files (its config, traces, models) are never readable."""
 
 
 Node = Annotated[

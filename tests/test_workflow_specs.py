@@ -149,6 +149,8 @@ def test_read_file_stays_in_its_folder(tmp_path):
     for escape in ["../secret.txt", str(tmp_path / "secret.txt"), "link", "/etc/passwd"]:
         with pytest.raises(ToolFailed, match="outside the folder"):
             read_file(tmp_path / "root", escape)
+    with pytest.raises(ToolFailed, match="names no folder"):
+        read_file([], "notes.md")
 
 
 def test_sql_tool_refuses_writes():

@@ -117,6 +117,10 @@ def test_tool_node_keeps_to_its_allow_list_and_folders(wf):
     wf.workflows.new("agent", "agent")
     spec = wf.workflows.load("agent")
     spec.nodes["act"].tools = ["calculator", "read_file"]
+    documents = wf.workspace.root / "documents"
+    documents.mkdir()
+    (documents / "notes.md").write_text("the lighthouse is red")
+    (documents / "config").symlink_to(wf.workspace.config_path)
     from workbench.services.workflows import WorkbenchRuntime
 
     with wf.tracer.span("test") as root:
@@ -125,13 +129,36 @@ def test_tool_node_keeps_to_its_allow_list_and_folders(wf):
             ({"tool": "sql", "input": "DELETE FROM spans"}, "refused: tool 'sql' is not allowed here"),
             (
                 {"tool": "read_file", "input": "../../etc/passwd"},
-                "error: '../../etc/passwd' is outside the folder",
+                "error: '../../etc/passwd' is outside the folders",
             ),
-            ({"tool": "read_file", "input": "workbench.toml"}, "[cloud.remote]"),
+            ({"tool": "read_file", "input": "notes.md"}, "the lighthouse is red"),
+            # the workspace's own files, by any path: never (finding 7 of the red-team review)
+            ({"tool": "read_file", "input": "../workbench.toml"}, "error: '../workbench.toml' is outside"),
+            ({"tool": "read_file", "input": "config"}, "error: 'config' is outside"),
             ({"tool": "calculator", "input": "2 ** 10"}, "1024"),
+            ({"tool": "calculator", "input": "(-8) ** 0.5"}, "error: no real result"),
+            ({"tool": "calculator", "input": "(" * 400 + "1" + ")" * 400}, "error: "),
+            (
+                {"tool": "calculator", "input": "999999 ** 50 * 999999 ** 50 / 1.5"},
+                "error: the numbers are too large",
+            ),
+            (
+                {"tool": "calculator", "input": "999999 ** 99 * 999999 ** 99 * 999999 ** 99"},
+                "error: the result is too large",
+            ),
         ]:
             update = act({"action": action, "steps": 0})
-            assert update["observations"][-1]["output"].startswith(expected), action
+            assert update["observations"][-1]["output"].startswith(expected), (action, update)
+        spec.nodes["act"].files = [str(wf.workspace.root)]  # even the workspace itself, named
+        act = make_node(spec, "act", WorkbenchRuntime(wf, root), lambda event: None)
+        for private in [
+            "workbench.toml",
+            "traces.duckdb",
+            "checkpoints.sqlite",
+            "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ]:
+            output = act({"action": {"tool": "read_file", "input": private}})["observations"][-1]["output"]
+            assert output.startswith(("error: no file", "error: 'models")), (private, output)
         spec.nodes["act"].tools = ["sql"]
         act = make_node(spec, "act", WorkbenchRuntime(wf, root), lambda event: None)
         output = act({"action": {"tool": "sql", "input": "DROP TABLE spans"}})["observations"][-1]["output"]
@@ -140,6 +167,15 @@ def test_tool_node_keeps_to_its_allow_list_and_folders(wf):
             -1
         ]
         assert output["output"].startswith("n\n")
+        started = time.perf_counter()
+        cross = "SELECT count(*) FROM range(200000) a, range(200000) b WHERE (a.range * b.range) % 7 = 3"
+        output = act({"action": {"tool": "sql", "input": cross}})["observations"][-1]["output"]
+        assert output.startswith("error: the query ran past 5 s"), output
+        assert time.perf_counter() - started < 30
+        rows = act({"action": {"tool": "sql", "input": "SELECT * FROM range(1000)"}})["observations"][-1][
+            "output"
+        ]
+        assert len(rows.splitlines()) == 21, "a header and at most 20 rows"
 
 
 def _cli_run_until_answer() -> tuple[subprocess.Popen, str]:

@@ -190,13 +190,14 @@ class HttpRuntime:
             for h in hits
         ]
 
-    def tool(self, name: str, text: str) -> str:
+    def tool(self, name: str, text: str, files: list[str]) -> str:
         if name == "calculator":
             return tools.calculator(text)
         if name == "read_file":
             if not self.data_dir:
                 raise tools.ToolFailed("read_file needs DATA_DIR in this deployment")
-            return tools.read_file(Path(self.data_dir), text)
+            # the node's folders, under DATA_DIR (the workspace's documents, deployed with it)
+            return tools.read_file([Path(self.data_dir) / folder for folder in files], text)
         raise tools.ToolFailed(f"tool {name!r} is not available in this deployment")
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:

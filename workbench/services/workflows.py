@@ -86,19 +86,25 @@ class WorkbenchRuntime:
             for h in hits
         ]
 
-    def tool(self, name: str, text: str) -> str:
+    def tool(self, name: str, text: str, files: builtins.list[str]) -> str:
         from agents import tools
 
         if name == "calculator":
             return tools.calculator(text)
         if name == "read_file":
-            return tools.read_file(self.service.workspace.root, text)
+            workspace = self.service.workspace
+            roots = [workspace.root / folder for folder in files]  # an absolute folder stays as it is
+            private = [workspace.root / n for n in tools.PRIVATE]
+            private += [workspace.models_dir, workspace.root / "lancedb", workspace.root / "responses"]
+            return tools.read_file(roots, text, private=private)
         if name == "sql":
             from workbench.core.errors import QueryError
 
             self.service.flush_traces()
             try:
-                columns, rows = self.service.store.sql(tools.check_select(text), limit=20)
+                columns, rows = self.service.store.sql(
+                    tools.check_select(text), limit=tools.SQL_ROWS, timeout_s=tools.SQL_TIMEOUT_S
+                )
             except QueryError as exc:
                 raise tools.ToolFailed(exc.message) from None
             return "\n".join([" | ".join(columns)] + [" | ".join(map(str, row)) for row in rows])

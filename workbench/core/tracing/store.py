@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -414,19 +415,34 @@ class TraceStore:
             )
             return _dicts(cursor)
 
-    def sql(self, query: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
-        """Run a read-only query; no file outside the store can be read or written by it."""
+    def sql(
+        self, query: str, limit: int = 10_000, timeout_s: float | None = None
+    ) -> tuple[list[str], list[tuple]]:
+        """Run a read-only query; no file outside the store can be read or written by it.
+        ``timeout_s``: interrupt it past this long (DuckDB has no statement timeout of its own)."""
         with self.reader(config={"enable_external_access": False}) as con:
+            timer = threading.Timer(timeout_s, con.interrupt) if timeout_s else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
                 cursor = con.execute(query)
+                if cursor.description is None:
+                    return [], []
+                columns = [d[0] for d in cursor.description]
+                return columns, cursor.fetchmany(limit)
+            except duckdb.InterruptException:
+                raise QueryError(
+                    f"the query ran past {timeout_s:g} s and was stopped",
+                    "ask for less: filter, or aggregate",
+                ) from None
             except duckdb.Error as exc:
                 raise QueryError(
                     _first_line(exc), "check the SQL; tables: spans, traces, schema_migrations"
                 ) from None
-            if cursor.description is None:
-                return [], []
-            columns = [d[0] for d in cursor.description]
-            return columns, cursor.fetchmany(limit)
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
 
 # The columns of the `traces` view (migration 2), for the summary of one page of traces.
