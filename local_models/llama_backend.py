@@ -389,6 +389,7 @@ class LocalModel:
         self._llm._ctx = LlamaContext(model=self._llm._model, params=params, verbose=False)
         self.parallel = params.n_seq_max
         self._n_ctx = llama_cpp.llama_n_ctx_seq(self._llm.ctx)
+        self._token_bytes: int | None = None  # the vocabulary's longest token, counted when needed
 
     def _sampler(self, params: GenerationParams, seed: int):
         """The same sampler chain llama-cpp-python builds for these settings (its repeat
@@ -521,9 +522,42 @@ class LocalModel:
     ) -> Stream:
         """Queue a chat request; returns at once with a stream of its text. Setting ``stop``
         ends the answer where it is (finish reason "cancelled"). After close(), it raises."""
+        self._refuse_past_context(messages)
         request = _Request(messages, params.validate(), stop=stop)
         self._submit(request)
         return Stream(request)
+
+    def _refuse_past_context(self, messages: list[dict[str, str]]) -> None:
+        """Refuse, on the caller's thread and at once, a conversation that cannot fit: the exact
+        count needs the chat template rendered and tokenized on the model's thread (30,000
+        messages took 24 s there, every other request waiting). A lower bound of its tokens
+        is cheap: each message renders at least one token of its own (its role marker) and no
+        token holds more bytes than the vocabulary's longest."""
+        n_ctx = getattr(self, "_n_ctx", None)
+        if not n_ctx:
+            return
+        size = sum(len(str(m.get("content") or "").encode()) for m in messages)
+        bound = len(messages)
+        if size > n_ctx:  # only then can the bytes say more than the message count
+            bound = max(bound, size // self._longest_token_bytes())
+        if bound >= n_ctx:
+            raise ContextLengthExceeded(
+                f"the prompt has at least {bound} tokens ({len(messages)} messages, {size} bytes); "
+                f"{self.alias} holds {n_ctx}",
+                "shorten it or load the model with a larger --ctx",
+            )
+
+    def _longest_token_bytes(self) -> int:
+        if self._token_bytes is None:
+            import llama_cpp as C
+
+            n_vocab = C.llama_vocab_n_tokens(self._vocab)
+            # The token's stored text: at least as long as the bytes it stands for (byte-level
+            # BPE stores one byte as up to two), so the bound stays a lower bound.
+            self._token_bytes = max(
+                1, *(len(C.llama_vocab_get_text(self._vocab, i) or b"") for i in range(n_vocab))
+            )
+        return self._token_bytes
 
     def complete(
         self,

@@ -254,6 +254,12 @@ def test_errors_as_openai_gives_them(gateway, model_workspace):  # noqa: F811
     assert metric(gateway, "workbench_errors_total", type="ContextLengthExceeded") == 1, (
         "one request, no retry"
     )
+    # 20,000 short messages: refused from a lower bound of their tokens, before the chat template
+    # renders them on the model's thread (which took 24 s for 30,000, every request waiting)
+    many = [{"role": "user", "content": "hi"}] * 20_000
+    with pytest.raises(openai.BadRequestError) as crowd:
+        retrying.chat.completions.create(model="smollm2", messages=many, max_tokens=2)
+    assert crowd.value.code == "context_length_exceeded" and "at least 20000 tokens" in crowd.value.message
 
     with pytest.raises(openai.NotFoundError) as missing:  # before the stream starts
         retrying.chat.completions.create(
@@ -390,3 +396,31 @@ def test_a_client_that_leaves_before_a_whole_answer_stops_its_decode(gateway, mo
     assert calls, "the call ended and was traced"
     assert calls[0]["gen_ai.response.finish_reasons"] == ["cancelled"]
     assert calls[0]["gen_ai.usage.output_tokens"] < 600
+
+
+def test_an_embedding_whose_client_leaves_stops_between_batches(gateway, model_workspace):  # noqa: F811
+    """2,048 inputs ran on for 47 s after their client had gone (finding 4 of the red-team
+    review): the embedding stops at its next batch of 64, its span says where."""
+    texts = [f"passage {i} about tides, harbours and the lighthouse keeper's long night" for i in range(2048)]
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{gateway}/v1/embeddings",
+            json={"model": "minilm", "input": texts},
+            timeout=httpx.Timeout(60, read=1.5),
+        )
+    service = Service(model_workspace.root)
+    deadline = time.monotonic() + 60
+    spans: list = []
+    while not spans and time.monotonic() < deadline:
+        service.store.compact()
+        _, spans = service.store.sql("SELECT attributes, error FROM spans WHERE name = 'gateway.embeddings'")
+        time.sleep(0.5)
+    assert spans, "the embedding ended (stopped) and was traced"
+    attributes, error = json.loads(spans[0][0]), spans[0][1]
+    assert "the caller left" in error
+    assert 0 < attributes.get("workbench.inputs", 0) == 2048
+    done = int(error.split("after ")[1].split(" of")[0])
+    assert done < 2048 and done % 64 == 0, error
+    # and the gateway answers the next request
+    answer = httpx.post(f"{gateway}/v1/embeddings", json={"model": "minilm", "input": "x"}, timeout=60)
+    assert answer.status_code == 200

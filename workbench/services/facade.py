@@ -306,9 +306,12 @@ class Service:
     def set_collection_defaults(self, collection: str, rerank: str | None = None) -> dict[str, Any]:
         return self.documents.set_collection_defaults(collection, rerank)
 
-    def embed(self, model: str, texts: list[str], truncate: bool = True, dimensions: int | None = None):
-        """Vectors of ``texts`` from a workspace embedding model: (alias, float32 array, tokens)."""
-        return self.documents.embed(model, texts, truncate, dimensions)
+    def embed(
+        self, model: str, texts: list[str], truncate: bool = True, dimensions: int | None = None, cancel=None
+    ):
+        """Vectors of ``texts`` from a workspace embedding model: (alias, float32 array, tokens).
+        Setting ``cancel`` (a threading.Event) stops it between batches."""
+        return self.documents.embed(model, texts, truncate, dimensions, cancel)
 
     def rerank(self, model: str, query: str, documents: list[str]):
         """Relevance scores of ``documents`` to ``query`` from a registered CrossEncoder."""
