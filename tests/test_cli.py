@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -145,3 +146,34 @@ def test_help_is_fast_and_light():
     )
     out = subprocess.run([str(Path(os.sys.executable)), "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_trace_id_is_printed_only_for_a_trace_that_was_stored(model_workspace):
+    """Finding 10 of the red-team review: on a full disk `ask` printed a trace id whose trace
+    never reached the store. Writes past a few KB fail here (RLIMIT_FSIZE: EFBIG, as ENOSPC
+    would); the answer is still given, and the line says its trace was not stored."""
+    import resource
+    import subprocess
+
+    from tests.conftest import BIN
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    run_cli(
+        "ask", "hi", "-m", "smollm2", "--max-tokens", "2", check=True
+    )  # the store exists, the model is known
+    done = subprocess.run(
+        [str(BIN / "workbench"), "ask", "Say hello.", "-m", "smollm2", "--max-tokens", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "the answer was given"
+    assert "trace NOT stored:" in done.stderr and "too large" in done.stderr, done.stderr
+    assert not re.search(r"trace [0-9a-f]{16}", done.stderr)
+    fine = run_cli("ask", "Say hello.", "-m", "smollm2", "--max-tokens", "4", check=True)
+    trace_id = re.search(r"trace ([0-9a-f]{16})", fine.stderr).group(1)
+    assert run_cli("traces", "show", trace_id).returncode == 0

@@ -34,3 +34,14 @@ class Context:
 
             self._service = Service(self.workspace, offline=self.offline)
         return self._service
+
+    def trace_note(self, trace_id: str | None) -> str:
+        """ "trace ID" once the trace's spans are safely written; else why they are not, so no
+        id is printed for a trace that will never be found. A command run through the gateway
+        has its spans written by the gateway."""
+        if not trace_id:
+            return "no trace"
+        failed = self._service.keep_traces() if self._service is not None else None
+        if failed:
+            return f"trace NOT stored: {failed}"
+        return f"trace {trace_id[:16]}"

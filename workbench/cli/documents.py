@@ -155,7 +155,7 @@ def search(
         preview = " ".join(hit["text"].split())
         click.echo(f"   {preview[:240]}{'...' if len(preview) > 240 else ''}")
     if hits:
-        click.echo(f"trace {hits[0]['trace_id']}", err=True)
+        click.echo(obj.trace_note(hits[0]["trace_id"]), err=True)
 
 
 @click.group()

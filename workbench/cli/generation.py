@@ -85,7 +85,7 @@ def ask(obj: Context, model: str, prompt: str, system: str | None, as_json: bool
         return
     click.echo()
     sys.stdout.flush()
-    report(result)
+    report(result, obj.trace_note(result.trace_id))
 
 
 def _loads_its_own(options: dict) -> bool:
@@ -168,7 +168,7 @@ def chat(
         sys.stdout.flush()
         if collection is not None:
             _sources(result.extra)
-        report(result)
+        report(result, obj.trace_note(result.trace_id))
 
 
 def _sources(extra: dict) -> None:
@@ -253,4 +253,4 @@ def compare(
                 ["model", "ttft_ms", "tok_s", "tokens_in", "tokens_out", "cost_usd", "finish", "hardware"],
             )
         )
-        click.echo(f"trace {figures[0]['trace_id']}")
+        click.echo(obj.trace_note(figures[0]["trace_id"]))

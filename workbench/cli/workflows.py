@@ -135,7 +135,7 @@ def run(
         to = state.get("escalated_to")
         click.echo(f"[escalated to {to}: {reason}]" if to else f"[not escalated: {reason}]", err=True)
     click.echo(
-        f"[thread {outcome['thread_id']}, trace {outcome['trace_id'][:16]}"
+        f"[thread {outcome['thread_id']}, {obj.trace_note(outcome['trace_id'])}"
         + (f", resumed; skipped {', '.join(outcome['skipped'])}" if outcome["resumed"] else "")
         + "]",
         err=True,

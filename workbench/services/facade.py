@@ -125,6 +125,21 @@ class Service:
         if "tracer" in self._parts:
             self.tracer.flush()
 
+    def keep_traces(self) -> str | None:
+        """Write this process's spans so far to the spool, where they are safe (the store takes
+        them in when it compacts); None when they were written, else why not (a full disk). A
+        command prints a trace id only after this, so an id always names a trace that exists."""
+        if "tracer" not in self._parts:
+            return None
+        flush = getattr(self.tracer.sink, "flush", None)
+        if flush is None:
+            return None
+        try:
+            flush()
+        except OSError as exc:
+            return f"{exc.strerror or exc} ({self.workspace.root})"
+        return None
+
     def close(self) -> None:
         """Unload the models of this process and write its last spans."""
         if "generation" in self._parts:
