@@ -32,6 +32,9 @@ class Runs:
         # Several processes may run workflows at once: wait for the lock rather than fail.
         con = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # runs hold inputs and answers: the owner's only
         con.execute(
             "CREATE TABLE IF NOT EXISTS workbench_runs (thread_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, "
             "spec TEXT NOT NULL, input TEXT NOT NULL, status TEXT NOT NULL, started_ns INTEGER NOT NULL, "

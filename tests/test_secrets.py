@@ -126,3 +126,8 @@ def test_a_key_an_upstream_echoes_back_is_scrubbed_everywhere(model_workspace, t
     assert results and all(PLANTED not in (e or "") for (e,) in results)
     log = (model_workspace.root / "server.log").read_text()
     assert PLANTED not in log and "Q9z" * 12 not in log
+    # what holds prompts, answers and quoted errors is the owner's only
+    for name in ("traces.duckdb", "server.log"):
+        assert (model_workspace.root / name).stat().st_mode & 0o777 == 0o600, name
+    for segment in (model_workspace.root / "spool").glob("*.parquet"):
+        assert segment.stat().st_mode & 0o777 == 0o600, segment

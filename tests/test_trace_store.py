@@ -263,3 +263,15 @@ def test_a_segment_that_cannot_be_written_keeps_its_spans_for_the_next_flush(wor
     assert sink.flush(compact=True, blocking=True) == 30
     rows, total = TraceStore(workspace.root).list_traces(limit=50)
     assert total == 30 and sorted(r["name"] for r in rows) == sorted(f"op{i}" for i in range(30))
+
+
+def test_a_damaged_store_says_how_to_go_on(workspace):
+    """A traces.duckdb that is not a DuckDB file: `traces list` said "internal error (this is a
+    bug)" (rc 70); now the trace-store error says to move the file aside."""
+    from tests.conftest import run_cli
+
+    (workspace.root / "traces.duckdb").write_bytes(b"garbage" * 2000)
+    listed = run_cli("traces", "list")
+    assert listed.returncode == 4 and "internal error" not in listed.stderr
+    assert "not a valid DuckDB database file" in listed.stderr and "move it aside" in listed.stderr
+    assert (workspace.root / "traces.duckdb").read_bytes() == b"garbage" * 2000, "nothing was overwritten"

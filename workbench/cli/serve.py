@@ -12,6 +12,7 @@ import time
 import click
 
 from workbench.cli._context import Context
+from workbench.core import secrets
 from workbench.core.errors import UsageError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -104,7 +105,9 @@ def _start_background(obj: Context, host: str, port: int) -> None:
     root = obj.service.workspace.root
     argv = [sys.argv[0], "--workspace", str(root)] + (["--offline"] if obj.offline else [])
     argv += ["serve", "--host", host, "--port", str(port)]
-    with open(root / "server.log", "ab") as log:
+    # the log quotes requests and errors: the owner's only
+    with open(os.open(root / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        secrets.private(root / "server.log")  # one made before this rule
         process = subprocess.Popen(
             argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
         )

@@ -18,7 +18,17 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["register", "register_env", "any_known", "scrub", "scrub_value", "ScrubLogs", "MASK", "ALWAYS"]
+__all__ = [
+    "register",
+    "register_env",
+    "any_known",
+    "scrub",
+    "scrub_value",
+    "ScrubLogs",
+    "private",
+    "MASK",
+    "ALWAYS",
+]
 
 MASK = "[REDACTED:secret]"
 # Variables that hold secrets whatever the config says: the Hub token of `models pull`.
@@ -83,3 +93,15 @@ class ScrubLogs(logging.Filter):
                 record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)).rstrip())
                 record.exc_info = None
         return True
+
+
+def private(*paths: os.PathLike | str) -> None:
+    """Make the files ``paths`` that exist readable by their owner only (0600): the trace store,
+    the run checkpoints and the gateway's state and log hold prompts, answers and the secrets an
+    error may quote, and other users of the machine have no business reading them."""
+    for path in paths:
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except FileNotFoundError:
+            continue

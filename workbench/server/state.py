@@ -31,6 +31,7 @@ def write_state(root: Path, host: str, port: int, keyed: bool = False) -> None:
             }
         )
     )
+    tmp.chmod(0o600)  # the gateway's address and whether it takes keys: the owner's business
     tmp.replace(path)
 
 

@@ -198,6 +198,7 @@ class SpoolWriter:
         final = self.spool_dir / f"{stem}.parquet"
         tmp = self.spool_dir / f".{stem}.parquet.tmp"
         pq.write_table(table, tmp, compression="none")  # segments are short-lived
+        secrets.private(tmp)  # spans hold prompts and answers: the owner's only
         os.replace(tmp, final)
         return final
 

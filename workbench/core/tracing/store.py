@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
+from workbench.core import secrets
 from workbench.core.errors import QueryError, TraceStoreError
 from workbench.core.tracing.attributes import PROMOTED
 from workbench.core.tracing.migrations import LATEST, SPAN_COLUMNS, current_version, migrate
@@ -104,15 +105,21 @@ class TraceStore:
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
+                if not read_only:
+                    secrets.private(self.path, self.wal_path)
                 break
             except duckdb.IOException as exc:
                 # Another program (say the duckdb shell) holds the file: wait for it, briefly.
                 if "lock" in str(exc).lower() and time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
+                locked = "lock" in str(exc).lower()
                 raise TraceStoreError(
                     f"cannot open {self.path}: {_first_line(exc)}",
-                    "close other programs that have traces.duckdb open, then retry",
+                    "close other programs that have traces.duckdb open, then retry"
+                    if locked
+                    else f"the file is damaged: move it aside (mv {self.path} {self.path}.damaged) and a new, "
+                    "empty one is made (it held traces and eval results; collections and models live elsewhere)",
                 ) from None
             except duckdb.Error as exc:
                 if not quarantined and self.wal_path.exists():
