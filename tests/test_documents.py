@@ -309,3 +309,23 @@ def test_collections_list_needs_no_lancedb(service, corpus, model_workspace):
     }
     restored = service.restore_collection("kb", live["version"] - 1)
     assert service.list_collections()[0]["version"] == restored == service.collection("kb")["version"]
+
+
+def test_an_index_build_prints_no_library_warnings_unless_asked(model_workspace, tmp_path):
+    """LanceDB's Rust core logged "WARN lance::index::vector ... partitions" lines to the user at
+    every ANN index build (red-team review, low); they show with --verbose only."""
+    corpus = tmp_path / "many"
+    corpus.mkdir()
+    words = "tide harbour lighthouse keeper night storm ship rope anchor sail wind wave gull".split()
+    for i in range(300):
+        (corpus / f"n{i}.md").write_text(
+            f"# Note {i}\n\n" + " ".join(words[(i * 7 + j) % 13] for j in range(40))
+        )
+    with open(model_workspace.config_path, "a") as config:
+        config.write("\n[documents]\nann_index_rows = 256\n")
+    quiet = run_cli("ingest", str(corpus), "-c", "quiet", timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "300 in quiet" in quiet.stdout + quiet.stderr
+    assert "WARN" not in quiet.stderr and "lance::" not in quiet.stderr, quiet.stderr
+    loud = run_cli("--verbose", "ingest", str(corpus), "-c", "loud", timeout=300)
+    assert loud.returncode == 0 and "lance::index" in loud.stderr, "the warning is there when asked for"

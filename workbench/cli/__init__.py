@@ -29,10 +29,13 @@ __all__ = ["main", "cli"]
     help="Workspace folder (default: $WORKBENCH_HOME, else a per-user folder).",
 )
 @click.option("--offline", is_flag=True, help="Open no connection to any non-loopback address.")
+@click.option("--verbose", is_flag=True, help="Show the libraries' own warnings (LanceDB, Ray) on stderr.")
 @click.version_option(__version__, prog_name="workbench")
 @click.pass_context
-def cli(ctx: click.Context, workspace: str | None, offline: bool) -> None:
+def cli(ctx: click.Context, workspace: str | None, offline: bool, verbose: bool) -> None:
     """Local-first AI stack workbench. With no command, opens the app."""
+    if verbose:  # before any command imports lancedb or ray, which read these then
+        os.environ.update(LANCEDB_LOG="warn", RAY_BACKEND_LOG_LEVEL="warning")
     ctx.obj = Context(workspace, offline)
     if ctx.invoked_subcommand is None:
         _open_app(ctx.obj.service)
