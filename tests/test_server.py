@@ -587,3 +587,67 @@ def test_a_run_belongs_to_the_key_that_started_it(model_workspace):
     # the machine's user, in process, may resume any run
     resumed = run_cli("run", "--resume", thread_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_keyed_gateway_guards_its_doors(model_workspace):
+    """The red-team review's low findings on a keyed gateway: /health names no workspace and
+    /metrics needs the key (unless public_metrics); a non-ASCII token is a 401, not a 500; an
+    address that sends ten wrong keys in a minute waits; a client that stops sending its body
+    gets a 408; a configured web page gets CORS, another gets nothing."""
+    with open(model_workspace.config_path, "a") as config:
+        config.write(
+            '\n[server]\nkeys = ["WB_KEY_ADA"]\nbody_timeout_s = 1.5\ncors_origins = ["http://localhost:3000"]\n'
+        )
+    env = {"WB_KEY_ADA": "ada-token"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+    try:
+        ada = {"authorization": "Bearer ada-token"}
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}, "nothing about the workspace"
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        assert "workbench_requests_total" in httpx.get(f"{url}/metrics", headers=ada).text
+        weird = httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer clé-ünïcode".encode()})
+        assert weird.status_code == 401
+        # CORS for the configured page only
+        preflight = httpx.options(
+            f"{url}/v1/models",
+            headers={
+                "origin": "http://localhost:3000",
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+        listed = httpx.get(f"{url}/v1/models", headers={**ada, "origin": "http://localhost:3000"})
+        assert listed.headers.get("access-control-allow-origin") == "http://localhost:3000"
+        other = httpx.get(f"{url}/v1/models", headers={**ada, "origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        # a body that stops arriving
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ada-token\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":'
+            )
+            reply = b""
+            while b"request_timeout" not in reply and (piece := slow.recv(4096)):
+                reply += piece
+            reply = reply.decode()
+        assert reply.startswith("HTTP/1.1 408") and "request_timeout" in reply, reply
+        # ten wrong keys (the non-ASCII one above, nine more), then even the right one waits
+        for _ in range(9):
+            assert httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer guess"}).status_code == 401
+        throttled = httpx.get(f"{url}/v1/models", headers=ada)
+        assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "too_many_failed_keys"
+        assert 1 <= int(throttled.headers["retry-after"]) <= 61
+    finally:
+        run_cli("serve", "--stop", env=env)
+    with open(model_workspace.config_path, "a") as config:
+        config.write("public_metrics = true\n")
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", env=env, check=True)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200, "for a scraper without a key"
+    finally:
+        run_cli("serve", "--stop", env=env)

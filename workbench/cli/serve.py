@@ -71,6 +71,9 @@ def serve(obj: Context, host: str, port: int, background: bool, stop: bool) -> N
         config.max_tokens,
         config.daily_budget_usd,
         loopback_only=not tokens,  # keyless is loopback only (refused above otherwise)
+        public_metrics=config.public_metrics,
+        cors_origins=config.cors_origins,
+        body_timeout_s=config.body_timeout_s,
     )
     write_state(root, host, port, keyed=bool(tokens))
     click.echo(f"serving {root} at http://{host}:{port}/v1 (ctrl+c stops)", err=True)

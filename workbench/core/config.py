@@ -143,6 +143,14 @@ class ServerConfig(_Strict):
     daily_budget_usd: dict[str, float] = {}
     """Cloud spend a key may make per day (local midnight to midnight), by key name (the
     variable's name in `keys`); past it the gateway answers 429 until midnight."""
+    public_metrics: bool = False
+    """Serve /metrics without a key (for a Prometheus scraper that sends none); by default it
+    needs one when keys are set."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """The longest a client may pause while sending a request's body (a 408 after it)."""
+    cors_origins: list[str] = []
+    """Web pages (origins such as http://localhost:3000) allowed to call the gateway from a
+    browser; none by default, and then every request a web page makes is refused."""
 
 
 class RayConfig(_Strict):

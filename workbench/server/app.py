@@ -15,6 +15,7 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,7 +26,7 @@ from workbench.server.errors import ApiError, error_body, error_response, from_e
 from workbench.server.gateway import Gateway
 from workbench.server.limits import Budgets, Keys
 from workbench.server.metrics import Metrics
-from workbench.server.middleware import KeyGuard
+from workbench.server.middleware import PUBLIC_ROUTES, KeyGuard
 from workbench.server.routes.chat import chat_completions
 from workbench.server.routes.completions import completions
 from workbench.server.routes.embeddings import embeddings
@@ -44,12 +45,19 @@ def create_app(
     max_tokens_limit: int = 4096,
     daily_budgets: dict[str, float] | None = None,
     loopback_only: bool = False,
+    public_metrics: bool = False,
+    cors_origins: list[str] | None = None,
+    body_timeout_s: float = 30.0,
 ) -> Starlette:
     """The gateway for ``service``'s workspace. ``tokens`` maps each accepted bearer token to
     its key's name; without tokens every request is the key "local". ``daily_budgets``: USD a
     key may spend per day. A model named `workflow/NAME` runs that workflow. ``loopback_only``
-    (a keyless gateway): requests addressed to another host, or from a web page, are refused."""
+    (a keyless gateway): requests addressed to another host, or from a web page, are refused.
+    ``public_metrics``: /metrics answers without a key. ``cors_origins``: the web pages allowed
+    to call it from a browser (CORS), none by default."""
     keys = Keys(tokens or {}, per_minute)
+    origins = list(cors_origins or [])
+    public = PUBLIC_ROUTES | ({"/metrics"} if public_metrics else set())
     secrets.register(tokens or {})  # the gateway's own keys are never echoed, logged or stored
     for name in ("workbench.server", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
@@ -70,7 +78,24 @@ def create_app(
             Route("/v1/rerank", rerank, methods=["POST"]),
             *workbench_routes(),
         ],
-        middleware=[Middleware(KeyGuard, keys=keys, loopback_only=loopback_only)],
+        middleware=[
+            # outermost: a configured page's preflight is answered before any key is asked for
+            *(
+                [
+                    Middleware(
+                        CORSMiddleware,
+                        allow_origins=origins,
+                        allow_methods=["GET", "POST", "DELETE"],
+                        allow_headers=["authorization", "content-type"],
+                    )
+                ]
+                if origins
+                else []
+            ),
+            Middleware(
+                KeyGuard, keys=keys, public=public, loopback_only=loopback_only, origins=frozenset(origins)
+            ),
+        ],
         # ApiError and our errors are answered here; anything else reaches Starlette's
         # ServerErrorMiddleware through `Exception` (a 500, its traceback in the log: a bug).
         exception_handlers={
@@ -83,6 +108,7 @@ def create_app(
     )
     app.state.gateway = Gateway(service, Metrics(), Budgets(service, daily_budgets or {}), max_tokens_limit)
     app.state.keyed = bool(tokens)
+    app.state.body_timeout_s = body_timeout_s
     return app
 
 

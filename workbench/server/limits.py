@@ -16,21 +16,31 @@ __all__ = ["Keys", "Budgets"]
 class Keys:
     """Bearer tokens by key name, and a requests-per-minute limit per key."""
 
+    # Wrong keys a client address may send a minute before it is made to wait: enough for a
+    # typo or two, too few to guess a key.
+    FAILURES_PER_MINUTE = 10
+
     def __init__(self, tokens: dict[str, str], per_minute: int | None) -> None:
         self.tokens, self.per_minute = tokens, per_minute
         self.seen: dict[str, deque[float]] = {}
+        self.failed: dict[str, deque[float]] = {}  # client address -> times of wrong keys
         self.lock = threading.Lock()
 
-    def key_name(self, authorization: str) -> str:
-        """The key an Authorization header names ("local" when the gateway takes no keys)."""
+    def key_name(self, authorization: str, client: str = "") -> str:
+        """The key an Authorization header names ("local" when the gateway takes no keys).
+        ``client``: the caller's address, whose wrong keys are counted and throttled."""
         if not self.tokens:
             return "local"
+        self._throttle(client)
         raw = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else ""
         token = raw.encode("utf-8", "replace")  # bytes: a non-ASCII token compares, never raises
         name = next(
             (n for t, n in self.tokens.items() if token and secrets.compare_digest(t.encode(), token)), None
         )
         if name is None:
+            if raw:  # a key that was sent and is wrong: a guess (no key at all guesses nothing)
+                with self.lock:
+                    self.failed.setdefault(client, deque()).append(time.monotonic())
             raise ApiError(
                 401,
                 "a valid API key is required (Authorization: Bearer ...)",
@@ -39,6 +49,24 @@ class Keys:
             )
         self._count(name)
         return name
+
+    def _throttle(self, client: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            failed = self.failed.get(client)
+            while failed and now - failed[0] >= 60:
+                failed.popleft()
+            if failed is not None and not failed:
+                del self.failed[client]
+            elif failed and len(failed) >= self.FAILURES_PER_MINUTE:
+                wait = max(1, int(60 - (now - failed[0])) + 1)
+                raise ApiError(
+                    429,
+                    f"{len(failed)} wrong API keys from this address in the last minute; wait {wait} s",
+                    "rate_limit_error",
+                    "too_many_failed_keys",
+                    headers={"retry-after": str(wait)},
+                )
 
     def _count(self, name: str) -> None:
         if self.per_minute is None:

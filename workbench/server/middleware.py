@@ -4,6 +4,7 @@ the key's name in ``request.state.key``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,9 +43,15 @@ class KeyGuard:
     which sends another Host)."""
 
     def __init__(
-        self, app: ASGIApp, keys: Keys, public: frozenset[str] = PUBLIC_ROUTES, loopback_only: bool = False
+        self,
+        app: ASGIApp,
+        keys: Keys,
+        public: frozenset[str] = PUBLIC_ROUTES,
+        loopback_only: bool = False,
+        origins: frozenset[str] = frozenset(),
     ) -> None:
         self.app, self.keys, self.public, self.loopback_only = app, keys, public, loopback_only
+        self.origins = origins  # web pages allowed to call ([server] cors_origins)
 
     def _check_origin(self, headers: dict[str, str]) -> None:
         if _hostname(headers.get("host", "")) not in _LOOPBACK_NAMES:
@@ -52,7 +59,7 @@ class KeyGuard:
                 421, "this gateway answers requests to 127.0.0.1 or localhost only", code="host_not_allowed"
             )
         origin = headers.get("origin")
-        if origin is not None and _hostname(origin) not in _LOOPBACK_NAMES:
+        if origin is not None and _hostname(origin) not in _LOOPBACK_NAMES and origin not in self.origins:
             raise ApiError(403, f"requests from web pages ({origin}) are refused", code="origin_not_allowed")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,7 +81,8 @@ class KeyGuard:
             if scope["path"] in self.public:
                 key = "public"
             else:
-                key = self.keys.key_name(headers.get("authorization", ""))
+                client = (scope.get("client") or ("", 0))[0]
+                key = self.keys.key_name(headers.get("authorization", ""), client)
             length = headers.get("content-length", "")
             if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
                 raise ApiError(
@@ -90,9 +98,20 @@ class KeyGuard:
 
 async def read_json(request: Request) -> Any:
     """The request's JSON body, read in pieces and refused once past the size limit (a chunked
-    body declares no length)."""
+    body declares no length) or when the client pauses longer than [server] body_timeout_s (a
+    slow client would hold its connection and the memory of what it sent so far)."""
+    timeout = getattr(request.app.state, "body_timeout_s", 30.0)
     chunks, size = [], 0
-    async for piece in request.stream():
+    pieces = request.stream().__aiter__()
+    while True:
+        try:
+            piece = await asyncio.wait_for(pieces.__anext__(), timeout)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise ApiError(
+                408, f"the body stopped arriving for {timeout:g} s", code="request_timeout"
+            ) from None
         size += len(piece)
         if size > MAX_REQUEST_BYTES:
             raise ApiError(413, f"the request is over {MAX_REQUEST_BYTES:,} bytes", code="request_too_large")
