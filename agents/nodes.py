@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agents.guardrails import filter_output, looks_like_injection
+from agents.guardrails import fence, filter_output, looks_like_injection
 from agents.prompt_template import fill_template
 from agents.spec import (
     Condition,
@@ -76,6 +76,8 @@ def render(value: Any) -> str:
                 lines.append(f"{i}. {item['tool']}({item.get('input', '')}) -> {item.get('output', '')}")
             else:
                 lines.append(f"{i}. {item}")
+        if lines and all(isinstance(item, dict) and "text" in item for item in value):
+            return fence("\n\n".join(lines))  # passages: quoted data, not instructions
         return "\n\n".join(lines) if lines else "(none)"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)

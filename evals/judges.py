@@ -60,7 +60,10 @@ class Judge:
         }
 
     def groundedness(self, answer: str, passages: list[str]) -> dict[str, Any]:
-        sources = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
+        from agents.guardrails import fence
+
+        # quoted data: a passage that addresses the judge is judged, not obeyed
+        sources = fence("\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1)))
         verdict, raw = self._ask(
             "You check answers against their sources. Reply with JSON only.",
             f"Sources:\n{sources}\n\nAnswer:\n{answer}\n\nIs every claim of the answer supported by the sources? "

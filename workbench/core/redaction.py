@@ -9,12 +9,20 @@ from typing import Any
 
 __all__ = ["redact", "redact_value"]
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_SECRET = re.compile(
-    r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
-    r"|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})\b"
+# Local part: dot-atoms or a quoted string; domain: labels in any script (IDN), so that
+# "jo doe"@example.com and josé@exämple.de are found as well as jo@example.com.
+_EMAIL = re.compile(
+    r'(?:"[^"\n]{1,64}"|[\w.%+\'-]+)@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,}',
 )
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_SECRET = re.compile(
+    r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16}"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|hf_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}"
+    # JSON Web Tokens: base64url header and payload, both JSON objects ("eyJ" is '{"'), and a signature
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+)
+# Upper or lower case, grouped by spaces or dashes in fours; the mod-97 check below decides.
+_IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?\b")
 # Cards: 13-16 digits in one run, or in groups of four (Amex 4-6-5). Longer runs are left
 # alone: nanosecond timestamps have 19 digits and one in ten would pass the Luhn check.
 _CARD = re.compile(r"\b(?:\d{13,16}|(?:\d{4}[ -]){3}\d{1,4}|\d{4}[ -]\d{6}[ -]\d{5})\b")
@@ -24,6 +32,8 @@ _NATIONAL_ID = re.compile(
 )
 _PHONE = re.compile(
     r"(?<![\w+(])(?<!\d[ -])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{3,4}\b(?![ -]?\d)"
+    # international numbers written in pairs or other groups: +33 1 23 45 67 89, +44 20 7946 0958
+    r"|(?<![\w+])\+\d{1,3}(?:[ .-]\d{1,4}){3,6}\b(?![ -]?\d)"
 )
 
 
@@ -38,7 +48,7 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def _iban_ok(text: str) -> bool:
-    compact = text.replace(" ", "")
+    compact = text.replace(" ", "").replace("-", "").upper()
     if not 15 <= len(compact) <= 34:
         return False
     moved = compact[4:] + compact[:4]

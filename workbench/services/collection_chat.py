@@ -34,7 +34,9 @@ def _numbered(hits: list[dict[str, Any]]) -> str:
     for number, hit in enumerate(hits, start=1):
         where = hit["path"] + (f" > {_heading(hit)}" if _heading(hit) else "")
         parts.append(f"[{number}] ({where})\n{hit['text'].strip()}")
-    return "\n\n".join(parts)
+    from agents.guardrails import fence
+
+    return fence("\n\n".join(parts))  # quoted data: a passage's words are no instructions
 
 
 def chat_with_collection(
