@@ -47,9 +47,10 @@ _payer: contextvars.ContextVar[Payer | None] = contextvars.ContextVar("workbench
 def paying(key: str, ledger: Ledger) -> Iterator[Payer]:
     """Cloud calls made in this block (and the threads it starts with its context) are charged
     to ``key``."""
-    token = _payer.set(Payer(key, ledger))
+    payer = Payer(key, ledger)
+    token = _payer.set(payer)
     try:
-        yield _payer.get()
+        yield payer
     finally:
         _payer.reset(token)
 
