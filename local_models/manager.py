@@ -9,12 +9,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
+from local_models import tool_calls
 from local_models.catalog import resolve_model
 from local_models.gguf_info import read_gguf_info
 from local_models.llama_backend import LoadOptions, LocalModel, gpu_offload_supported
 from local_models.plan import FitPlan, gpu_memory, plan_fit
 from local_models.types import GenerationParams, GenerationResult
-from workbench.core.errors import ModelError
+from workbench.core.errors import ModelError, UnsupportedParameter
 from workbench.core.tracing import Tracer
 from workbench.core.tracing import attributes as A
 from workbench.core.workspace import Workspace
@@ -121,6 +122,17 @@ class ModelManager:
         ``cancel`` stops it: before its turn comes, or mid-answer (finish reason "cancelled").
         A raw ``prompt`` instead of messages is continued without the chat template."""
         model = self.load(name, options)
+        calls_wanted = bool(params.tools) and params.tool_choice != "none" and prompt is None
+        if prompt is None and (params.tools or tool_calls.needs_rewrite(messages)):
+            if params.tools and params.json_schema is not None:
+                raise UnsupportedParameter("response_format", "a JSON answer format cannot go with tools")
+            tools = tool_calls.check_tools(list(params.tools)) if params.tools else None
+            messages = tool_calls.prompt_messages(messages, tools, params.tool_choice)
+            if calls_wanted and tools:
+                # The answer is JSON held by a grammar: its text goes out once parsed, not as it comes.
+                schema = tool_calls.call_schema(tools, params.tool_choice, params.parallel_tool_calls)
+                params = replace(params, json_schema=schema, tools=())
+                answer_to, on_text = on_text, None
         attributes = {
             A.OPERATION: "chat" if prompt is None else "text_completion",
             A.PROVIDER: "llama.cpp",
@@ -166,6 +178,10 @@ class ModelManager:
                     if timer is not None:
                         timer.cancel()
             result.trace_id = span.trace_id
+            if calls_wanted:
+                self._read_calls(result, model.alias, answer_to)
+                if result.tool_calls:
+                    span.set_payload(tool_calls=result.tool_calls)
             span.update(
                 {
                     A.INPUT_TOKENS: result.input_tokens,
@@ -181,6 +197,22 @@ class ModelManager:
                 span.set("workbench.mean_logprob", round(result.mean_logprob, 4))
             span.set_payload(output=result.text)
         return result
+
+    @staticmethod
+    def _read_calls(result: GenerationResult, alias: str, answer_to: Callable[[str], None] | None) -> None:
+        """A grammar-held answer as the calls it makes or the text it answers."""
+        if result.finish_reason != "stop":
+            # cut by max_tokens or cancelled: the JSON is unfinished, there is no call to give
+            result.extra["unfinished_tool_answer"] = result.text
+            result.text = ""
+            return
+        content, calls = tool_calls.parse_answer(result.text, alias)
+        if calls:
+            result.text, result.tool_calls, result.finish_reason = "", calls, "tool_calls"
+        else:
+            result.text = content or ""
+            if answer_to is not None and result.text:
+                answer_to(result.text)
 
     def close(self) -> None:
         self.unload()

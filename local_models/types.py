@@ -31,6 +31,13 @@ class GenerationParams:
     score_prompt: bool = False
     """Local raw prompts: report the log-probability of every prompt token after the first
     (OpenAI completions' ``echo`` + ``logprobs``); ``max_tokens`` may then be 0."""
+    tools: tuple[dict[str, Any], ...] = ()
+    """Functions the model may call, as OpenAI's ``tools`` (local_models.tool_calls)."""
+    tool_choice: Any = None
+    """None or "auto" (call or answer), "none", "required", {"type": "function", "function":
+    {"name": ...}}."""
+    parallel_tool_calls: bool = True
+    """Whether one answer may hold several calls."""
 
     def validate(self) -> GenerationParams:
         from workbench.core.errors import ModelError
@@ -48,7 +55,7 @@ class GenerationParams:
 class GenerationResult:
     model: str
     text: str = ""
-    finish_reason: str = "stop"  # stop | length | cancelled | error
+    finish_reason: str = "stop"  # stop | length | tool_calls | cancelled | error
     input_tokens: int = 0
     output_tokens: int = 0
     ttft_s: float | None = None
@@ -64,6 +71,9 @@ class GenerationResult:
     [{"token", "bytes", "logprob"}]} (OpenAI's chat logprobs content)."""
     prompt_logprobs: list[dict[str, Any]] | None = None
     """With ``score_prompt``: the same per prompt token (its "logprob" None for the first)."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """The functions the answer calls, as OpenAI gives them ({"id", "type": "function",
+    "function": {"name", "arguments"}}); the finish reason is then "tool_calls"."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ class Ask:
 
     model: str
     params: dict[str, Any]
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
     prompt: str | list[int] | None = None  # a raw prompt (completions) instead of messages
     n: int = 1
 
@@ -80,7 +80,11 @@ class Gateway:
         if ask.prompt is not None:
             return self.service.complete(ask.model, ask.prompt, params, on_text, cancel)
         if ask.model.startswith("workflow/"):
-            extra = {"n": ask.n > 1, "logprobs": params.get("top_logprobs") is not None}
+            extra = {
+                "n": ask.n > 1,
+                "logprobs": params.get("top_logprobs") is not None,
+                "tools": bool(params.get("tools")),
+            }
             for name, asked in extra.items():
                 if asked:
                     raise UnsupportedParameter(name, f"a workflow answers once, without `{name}`")

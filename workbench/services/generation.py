@@ -282,6 +282,7 @@ def _local_only(params: GenerationParams, model: str) -> None:
         ("logprobs", params.top_logprobs is not None),
         ("logit_bias", bool(params.logit_bias)),
         ("echo", params.score_prompt),
+        ("tools", bool(params.tools) and params.tool_choice != "none"),
     ):
         if asked:
             raise UnsupportedParameter(

@@ -5,29 +5,75 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError
-from workbench.server.protocol import TOOLS_LATER, Open, check_cap, check_parts, refuse, text_of
+from workbench.server.protocol import Open, check_cap, check_parts, refuse, text_of
 
 __all__ = ["ChatMessage", "ChatCompletionRequest", "CompletionRequest"]
 
 
+class FunctionCall(Open):
+    name: str = Field(min_length=1)
+    arguments: str = "{}"
+
+
+class ToolCall(Open):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(Open):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    """An assistant's calls (its content then null), sent back with their results."""
+    tool_call_id: str | None = None
+    """The call a `tool` message answers."""
 
     @field_validator("content")
     @classmethod
     def _parts(cls, value):
         return check_parts(value, ("text",))
 
-    def plain(self) -> dict[str, str]:
-        """As the model layer takes it: a developer message is the system prompt."""
+    @model_validator(mode="after")
+    def _roles(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the `tool_call_id` of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message holds `tool_calls`")
+        if self.content is None and not self.tool_calls and self.role != "assistant":
+            raise ValueError("the message needs its `content`")
+        return self
+
+    def plain(self) -> dict[str, Any]:
+        """As the model layer takes it: a developer message is the system prompt; calls and
+        results keep their OpenAI shapes (local_models.tool_calls renders them)."""
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": text_of(self.content, ("text",))}
+        message: dict[str, Any] = {"role": role, "content": text_of(self.content, ("text",))}
+        if self.tool_calls:
+            message["content"] = text_of(self.content, ("text",)) or None
+            message["tool_calls"] = [
+                call.model_dump(include={"id", "type", "function"}) for call in self.tool_calls
+            ]
+        if self.role == "tool":
+            message.update(tool_call_id=self.tool_call_id, name=self.name)
+        return message
+
+
+class FunctionTool(Open):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(Open):
+    type: Literal["function"]
+    function: FunctionTool
 
 
 class JsonSchemaFormat(Open):
@@ -119,9 +165,12 @@ class ChatCompletionRequest(_Sampling):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[ChatTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
     def params(self, limit: int) -> dict[str, Any]:
-        refuse(self, "tools", "functions", "tool_choice", "function_call", why=TOOLS_LATER)
+        refuse(self, "functions", "function_call", why="the legacy function calling: send `tools` instead")
         refuse(self, "audio", "prediction", "web_search_options", why="this gateway answers text only")
         refuse(self, "reasoning_effort", why="no model of this gateway reasons before it answers")
         if self.top_logprobs is not None and not self.logprobs:
@@ -134,9 +183,19 @@ class ChatCompletionRequest(_Sampling):
             params["json_schema"] = self.response_format.schema_or_none()
         if self.logprobs:
             params["top_logprobs"] = self.top_logprobs or 0
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise UnsupportedParameter("tool_choice", "`tool_choice` needs `tools`")
+        if self.tools:
+            if self.response_format is not None and self.response_format.type != "text":
+                raise UnsupportedParameter("response_format", "a JSON answer format cannot go with `tools`")
+            params["tools"] = tuple(
+                tool.model_dump(include={"type", "function"}, exclude_none=True) for tool in self.tools
+            )
+            params["tool_choice"] = self.tool_choice
+            params["parallel_tool_calls"] = self.parallel_tool_calls is not False
         return params
 
-    def plain_messages(self) -> list[dict[str, str]]:
+    def plain_messages(self) -> list[dict[str, Any]]:
         return [m.plain() for m in self.messages]
 
 

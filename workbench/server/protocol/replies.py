@@ -29,7 +29,7 @@ __all__ = [
     "ModelList",
 ]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 def wire(reply: BaseModel) -> dict[str, Any]:
@@ -40,6 +40,12 @@ def wire(reply: BaseModel) -> dict[str, Any]:
     }
     if getattr(reply, "workbench", None) is not None:
         leave_out["workbench"] = {"text"}
+    choices = getattr(reply, "choices", None) or []
+    quiet = [
+        i for i, c in enumerate(choices) if getattr(getattr(c, "message", None), "tool_calls", 0) is None
+    ]
+    if quiet:  # a message's tool_calls only where it calls (OpenAI leaves the field out otherwise)
+        leave_out["choices"] = {i: {"message": {"tool_calls"}} for i in quiet}
     return reply.model_dump(mode="json", exclude=leave_out)
 
 
@@ -71,8 +77,10 @@ class TokenLogprob(TopLogprob):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    """[{"id", "type": "function", "function": {"name", "arguments"}}]; left out when none."""
 
 
 class ChoiceLogprobs(BaseModel):
@@ -99,7 +107,7 @@ class ChatCompletion(BaseModel):
 
 class ChunkChoice(BaseModel):
     index: int
-    delta: dict[str, str]
+    delta: dict[str, Any]
     logprobs: None = None
     finish_reason: FinishReason | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -84,6 +84,8 @@ async def _stream(gw, chat: ChatCompletionRequest, bridge: Bridge, first, comple
             elif kind == "done":
                 gw.record(chat.model, value, started)
                 for index, result in enumerate(value):
+                    for delta in tool_call_deltas(result.tool_calls or []):
+                        yield chunk([ChunkChoice(index=index, delta=delta)])
                     yield chunk([ChunkChoice(index=index, delta={}, finish_reason=finish_of(result))])
                 if chat.include_usage:
                     yield chunk([], usage=Usage.of(value), workbench=Answer.of(value[0]))
@@ -104,7 +106,9 @@ def _completion(results: list, completion_id: str, created: int) -> ChatCompleti
         choices=[
             ChatChoice(
                 index=index,
-                message=AssistantMessage(content=result.text),
+                message=AssistantMessage(
+                    content=None if result.tool_calls else result.text, tool_calls=result.tool_calls
+                ),
                 logprobs=None
                 if result.token_logprobs is None
                 else ChoiceLogprobs(content=result.token_logprobs),
@@ -123,10 +127,25 @@ def failure(gw, model: str, exc: BaseException) -> str:
     return sse(from_exception(exc).body())
 
 
-def finish_of(result) -> Literal["stop", "length"]:
-    return {"length": "length", "stop": "stop", "cancelled": "stop"}.get(
+def finish_of(result) -> Literal["stop", "length", "tool_calls"]:
+    return {"length": "length", "stop": "stop", "cancelled": "stop", "tool_calls": "tool_calls"}.get(
         result.finish_reason or "stop", "stop"
     )
+
+
+def tool_call_deltas(calls: list[dict[str, Any]], piece: int = 16) -> list[dict[str, Any]]:
+    """Tool calls as the OpenAI API streams them: per call, a delta with its index, id, type and
+    name (arguments empty), then its arguments in fragments; clients join the fragments by index."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        function = call["function"]
+        head = {"index": index, "id": call["id"], "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": function["name"], "arguments": ""}}]})
+        arguments = function["arguments"]
+        for start in range(0, len(arguments), piece):
+            fragment = arguments[start : start + piece]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+    return deltas
 
 
 def header_text(text: str) -> str:
