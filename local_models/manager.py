@@ -122,6 +122,7 @@ class ModelManager:
         ``cancel`` stops it: before its turn comes, or mid-answer (finish reason "cancelled").
         A raw ``prompt`` instead of messages is continued without the chat template."""
         model = self.load(name, options)
+        asked, asked_params, answer_to = messages, params, on_text
         calls_wanted = bool(params.tools) and params.tool_choice != "none" and prompt is None
         if prompt is None and (params.tools or tool_calls.needs_rewrite(messages)):
             if params.tools and params.json_schema is not None:
@@ -132,7 +133,7 @@ class ModelManager:
                 # The answer is JSON held by a grammar: its text goes out once parsed, not as it comes.
                 schema = tool_calls.call_schema(tools, params.tool_choice, params.parallel_tool_calls)
                 params = replace(params, json_schema=schema, tools=())
-                answer_to, on_text = on_text, None
+                on_text = None
         attributes = {
             A.OPERATION: "chat" if prompt is None else "text_completion",
             A.PROVIDER: "llama.cpp",
@@ -196,6 +197,18 @@ class ModelManager:
             if result.mean_logprob is not None:
                 span.set("workbench.mean_logprob", round(result.mean_logprob, 4))
             span.set_payload(output=result.text)
+        if (
+            result.tool_calls
+            and asked_params.tool_choice in (None, "auto")
+            and tool_calls.repeats(asked, result.tool_calls)
+        ):
+            # Small models call the tool they already have the result of, again and again (a
+            # ReAct loop then ends at its step limit): they are asked for their answer instead.
+            answer = self.chat(
+                name, asked, replace(asked_params, tool_choice="none"), answer_to, options, timeout_s, cancel
+            )
+            answer.extra["repeated_tool_call"] = result.tool_calls[0]["function"]["name"]
+            return answer
         return result
 
     @staticmethod

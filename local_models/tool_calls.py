@@ -137,7 +137,9 @@ def call_schema(tools: list[Tool], choice: Any, parallel: bool = True) -> dict[s
     return {"oneOf": [calls, answer]}
 
 
-def _instructions(tools: list[Tool], choice: Any) -> str:
+def _instructions(tools: list[Tool], choice: Any, answered: bool = False) -> str:
+    """The system message's part on tools; ``answered``: the conversation holds tool results
+    already (small models otherwise call the same tool again and again)."""
     allowed, required = _chosen(tools, choice)
     listed = json.dumps(
         [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in allowed],
@@ -146,9 +148,15 @@ def _instructions(tools: list[Tool], choice: Any) -> str:
     shape = '{"tool_calls": [{"name": NAME, "arguments": {...}}]}'
     if required:
         return f"You call tools. The tools:\n{listed}\nReply with JSON only: {shape}"
+    after = (
+        " The results of your earlier calls are in the conversation: when they hold what the user "
+        'asked, answer with {"response": TEXT} built from them instead of calling again.'
+        if answered
+        else ""
+    )
     return (
         f"You can call tools. The tools:\n{listed}\nReply with JSON only: {shape} to call tools, "
-        'or {"response": TEXT} to answer the user.'
+        f'or {{"response": TEXT}} to answer the user.{after}'
     )
 
 
@@ -163,6 +171,7 @@ def prompt_messages(
     """``messages`` (OpenAI shapes, tool calls and results included) as plain role/content turns,
     the tools described in the system message when the answer may call them. Consecutive turns
     of one role are joined: some templates (Gemma's) insist that roles alternate."""
+    calling = bool(tools) and choice != "none"
     plain: list[dict[str, str]] = []
     for message in messages:
         role, content = message.get("role", "user"), message.get("content")
@@ -175,13 +184,22 @@ def prompt_messages(
                 {"name": c["function"]["name"], "arguments": _arguments(c["function"].get("arguments"))}
                 for c in message["tool_calls"]
             ]
-            plain.append(
-                {"role": "assistant", "content": json.dumps({"tool_calls": calls}, ensure_ascii=False)}
-            )
+            if calling:  # the JSON the grammar holds the model to, as it wrote it
+                text = json.dumps({"tool_calls": calls}, ensure_ascii=False)
+            else:  # in words: a model asked for prose copies the JSON it sees otherwise
+                text = " ".join(
+                    f"I called {c['name']}({json.dumps(c['arguments'], ensure_ascii=False)})." for c in calls
+                )
+            plain.append({"role": "assistant", "content": text})
         else:
             plain.append({"role": role, "content": content or ""})
-    if tools and choice != "none":
-        instructions = _instructions(tools, choice)
+    results = any(m.get("role") == "tool" for m in messages)
+    instructions = ""
+    if calling:
+        instructions = _instructions(tools or [], choice, results)
+    elif results:
+        instructions = "Answer the user in plain words from the tool results in the conversation."
+    if instructions:
         if plain and plain[0]["role"] == "system":
             plain[0] = {"role": "system", "content": f"{plain[0]['content']}\n\n{instructions}"}
         else:
@@ -211,6 +229,23 @@ def _arguments(value: Any) -> Any:
         except ValueError:
             return value
     return value if value is not None else {}
+
+
+def repeats(messages: list[dict[str, Any]], calls: list[dict[str, Any]]) -> bool:
+    """Whether every call of ``calls`` was made before in ``messages`` with the same arguments
+    and has its result there."""
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    made = {
+        (c["function"]["name"], json.dumps(_arguments(c["function"].get("arguments")), sort_keys=True))
+        for m in messages
+        for c in m.get("tool_calls") or []
+        if c.get("id") in answered
+    }
+    asked = {
+        (c["function"]["name"], json.dumps(_arguments(c["function"]["arguments"]), sort_keys=True))
+        for c in calls
+    }
+    return bool(made) and asked <= made
 
 
 def new_call_id() -> str:

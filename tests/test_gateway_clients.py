@@ -83,6 +83,72 @@ print(json.dumps(out))
 """
 
 
+TOOLS_SCRIPT = """
+import json, sys
+
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from openai import AsyncOpenAI
+
+base = sys.argv[1]
+set_tracing_disabled(True)
+calls = []
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    \"\"\"The current weather of a city.\"\"\"
+    calls.append(city)
+    return f"sunny and 21 C in {city}"
+
+
+client = AsyncOpenAI(base_url=base, api_key="unused", max_retries=0)
+agent = Agent(
+    name="weather",
+    instructions="Use the tool to answer.",
+    model=OpenAIChatCompletionsModel(model="smollm2", openai_client=client),
+    tools=[get_weather],
+    model_settings=ModelSettings(tool_choice="required", temperature=0, max_tokens=120),
+    tool_use_behavior="stop_on_first_tool",
+)
+result = Runner.run_sync(agent, "What is the weather in Paris?")
+out = {"agent_calls": calls, "agent_output": result.final_output}
+
+
+@tool
+def get_time(zone: str) -> str:
+    \"\"\"The local time in a time zone.\"\"\"
+    return "12:00"
+
+
+llm = ChatOpenAI(model="smollm2", base_url=base, api_key="unused", temperature=0, max_tokens=120)
+message = llm.bind_tools([get_time], tool_choice="required").invoke("What time is it in Tokyo?")
+out["langchain_tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
+
+import warnings
+
+from langgraph.prebuilt import create_react_agent
+
+warnings.simplefilter("ignore")  # its deprecation notice: langchain's create_agent is the same loop
+react_calls = []
+
+
+@tool
+def weather(city: str) -> str:
+    \"\"\"The current weather of a city.\"\"\"
+    react_calls.append(city)
+    return f"sunny and 21 C in {city}"
+
+
+react = create_react_agent(llm, [weather])
+final = react.invoke({"messages": [("user", "What is the weather in Paris?")]}, {"recursion_limit": 12})
+out["react_calls"] = react_calls
+out["react_answer"] = final["messages"][-1].content
+print(json.dumps(out))
+"""
+
+
 def tiktoken_cache(python) -> str:
     """The folder of the cl100k_base file LiteLLM's wheel carries, under the name tiktoken's
     cache gives it: what a user's tiktoken would have downloaded (no network here)."""
@@ -119,6 +185,39 @@ def test_the_agents_sdk_and_langchain_embeddings_with_their_defaults(model_works
     assert np.allclose(np.array(out["embeddings"]), expected, atol=1e-5), (
         "token arrays decoded to the same text"
     )
+
+
+def test_the_agents_sdk_and_langchain_call_tools_through_the_gateway(model_workspace):
+    """The OpenAI Agents SDK on chat completions runs its @function_tool and finishes; LangChain's
+    bind_tools returns tool calls that fit the tool's schema; LangGraph's create_react_agent calls
+    its tool and answers (all on SmolLM2)."""
+    python = engine_venv("gateway-clients", CLIENTS)
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", check=True)
+    try:
+        done = subprocess.run(
+            [str(python), "-c", TOOLS_SCRIPT, f"http://127.0.0.1:{port}/v1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=model_workspace.root,  # not the repository: its agents/ package would shadow the SDK's
+        )
+    finally:
+        run_cli("serve", "--stop")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(out["agent_calls"]) == 1 and out["agent_calls"][0].strip()
+    assert out["agent_output"] == f"sunny and 21 C in {out['agent_calls'][0]}", (
+        "the tool's output ends the run"
+    )
+    langchain = out["langchain_tool_calls"]
+    assert langchain and all(
+        c["name"] == "get_time" and isinstance(c["args"].get("zone"), str) for c in langchain
+    )
+    # LangGraph's ReAct loop: the tool once (a call repeating one already answered is not
+    # returned again: the model is asked for its answer), then an answer in words
+    assert len(out["react_calls"]) == 1, out["react_calls"]
+    assert out["react_answer"].strip() and "tool_calls" not in out["react_answer"], out["react_answer"]
 
 
 @pytest.fixture
