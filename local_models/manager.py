@@ -180,7 +180,7 @@ class ModelManager:
                         timer.cancel()
             result.trace_id = span.trace_id
             if calls_wanted:
-                self._read_calls(result, model.alias, answer_to)
+                self._read_calls(result, model.alias, answer_to, tools or [])
                 if result.tool_calls:
                     span.set_payload(tool_calls=result.tool_calls)
             span.update(
@@ -212,14 +212,16 @@ class ModelManager:
         return result
 
     @staticmethod
-    def _read_calls(result: GenerationResult, alias: str, answer_to: Callable[[str], None] | None) -> None:
+    def _read_calls(
+        result: GenerationResult, alias: str, answer_to: Callable[[str], None] | None, tools: list
+    ) -> None:
         """A grammar-held answer as the calls it makes or the text it answers."""
         if result.finish_reason != "stop":
             # cut by max_tokens or cancelled: the JSON is unfinished, there is no call to give
             result.extra["unfinished_tool_answer"] = result.text
             result.text = ""
             return
-        content, calls = tool_calls.parse_answer(result.text, alias)
+        content, calls = tool_calls.parse_answer(result.text, alias, tools)
         if calls:
             result.text, result.tool_calls, result.finish_reason = "", calls, "tool_calls"
         else:

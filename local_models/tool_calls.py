@@ -112,7 +112,7 @@ def call_schema(tools: list[Tool], choice: Any, parallel: bool = True) -> dict[s
     one_call = [
         {
             "type": "object",
-            "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+            "properties": {"name": {"const": tool.name}, "arguments": held(tool.parameters)},
             "required": ["name", "arguments"],
         }
         for tool in allowed
@@ -135,6 +135,45 @@ def call_schema(tools: list[Tool], choice: Any, parallel: bool = True) -> dict[s
         return calls
     answer = {"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}
     return {"oneOf": [calls, answer]}
+
+
+# Integer ranges up to this many values become an enum: llama-cpp-python's schema grammar
+# ignores minimum and maximum, an enum it holds exactly.
+ENUM_RANGE = 1000
+
+
+def held(schema: Any) -> Any:
+    """``schema`` as the grammar is made from: what the converter would ignore turned into what
+    it holds (small integer ranges as enums). Constraints left unheld (number ranges, large
+    integer ranges, multipleOf) are checked on the parsed call (`check_arguments`)."""
+    if isinstance(schema, list):
+        return [held(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: held(value) for key, value in schema.items()}
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if schema.get("type") == "integer" and isinstance(low, int) and isinstance(high, int):
+        low += 1 if schema.get("exclusiveMinimum") is True else 0
+        high -= 1 if schema.get("exclusiveMaximum") is True else 0
+        if 0 <= high - low < ENUM_RANGE and "enum" not in schema:
+            out = {"enum": list(range(low, high + 1))}
+    return out
+
+
+def check_arguments(tool: Tool, arguments: Any, model: str) -> None:
+    """Refuse a call whose arguments break its tool's schema where the grammar could not hold it."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(arguments, tool.parameters)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path) or "(the arguments)"
+        raise ModelError(
+            f"{model}'s call to {tool.name} breaks its schema at {where}: {exc.message}",
+            "the grammar holds types and shapes; ranges it cannot hold are checked after: ask again",
+        ) from None
+    except jsonschema.SchemaError:
+        return  # a schema jsonschema cannot read: the grammar's shape is what holds
 
 
 def _instructions(tools: list[Tool], choice: Any, answered: bool = False) -> str:
@@ -252,11 +291,13 @@ def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def parse_answer(text: str, model: str) -> tuple[str | None, list[dict[str, Any]]]:
+def parse_answer(text: str, model: str, tools: list[Tool] = ()) -> tuple[str | None, list[dict[str, Any]]]:
     """(text answer or None, tool calls as OpenAI gives them: [{"id", "type", "function": {"name",
     "arguments" (a JSON string)}}]) from a grammar-held answer."""
     try:
-        data = json.loads(text)
+        # strict=False: llama-cpp-python's schema grammar lets a string hold raw control
+        # characters (its `char` rule is [^"\\]), which strict JSON refuses
+        data = json.loads(text, strict=False)
     except ValueError:
         # Only an answer cut by max_tokens (or a stop) leaves the grammar's JSON unfinished.
         raise ModelError(
@@ -268,6 +309,10 @@ def parse_answer(text: str, model: str) -> tuple[str | None, list[dict[str, Any]
     calls = data.get("tool_calls") if isinstance(data, dict) else None
     if not isinstance(calls, list):
         raise ModelError(f"{model}'s answer is neither a tool call nor a response: {text[:120]!r}")
+    by_name = {tool.name: tool for tool in tools}
+    for call in calls:
+        if call.get("name") in by_name:
+            check_arguments(by_name[call["name"]], call.get("arguments", {}), model)
     unique: dict[str, dict[str, Any]] = {}
     for call in calls:  # the same call twice is one call (a model looping on it)
         arguments = json.dumps(call.get("arguments", {}), ensure_ascii=False)
