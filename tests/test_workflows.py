@@ -176,6 +176,18 @@ def test_tool_node_keeps_to_its_allow_list_and_folders(wf):
             "output"
         ]
         assert len(rows.splitlines()) == 21, "a header and at most 20 rows"
+    # each call a span, as OpenTelemetry's GenAI conventions name it, its input and output as payloads
+    wf.flush_traces()
+    _, spans = wf.sql(
+        "SELECT name, status, attributes, payload FROM spans WHERE name LIKE 'execute_tool %' ORDER BY start_ns"
+    )
+    assert [name for name, *_ in spans][:2] == ["execute_tool read_file", "execute_tool read_file"]
+    calculator = [row for row in spans if row[0] == "execute_tool calculator"]
+    first = json.loads(calculator[0][2])
+    assert first["gen_ai.operation.name"] == "execute_tool" and first["gen_ai.tool.name"] == "calculator"
+    assert first["gen_ai.tool.call.id"].startswith("call_")
+    assert json.loads(calculator[0][3]) == {"arguments": "2 ** 10", "result": "1024"}
+    assert calculator[1][1] == "error", "a tool's failure is the span's error"
 
 
 def _cli_run_until_answer() -> tuple[subprocess.Popen, str]:

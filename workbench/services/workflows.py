@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -87,6 +88,27 @@ class WorkbenchRuntime:
         ]
 
     def tool(self, name: str, text: str, files: builtins.list[str]) -> str:
+        """One tool call, traced as OpenTelemetry's GenAI conventions name it: a span
+        `execute_tool NAME` with the tool's name, a call id, and the input and output as payloads."""
+        from agents import tools
+
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": f"call_{secrets.token_hex(12)}",
+            "gen_ai.tool.type": "function",
+        }
+        with self.span(f"execute_tool {name}", attributes) as span:
+            span.set_payload(arguments=text)
+            try:
+                output = self._tool(name, text, files)
+            except tools.ToolFailed as exc:
+                span.fail(f"ToolFailed: {exc}")
+                raise
+            span.set_payload(result=output[: tools.MAX_OUTPUT])
+            return output
+
+    def _tool(self, name: str, text: str, files: builtins.list[str]) -> str:
         from agents import tools
 
         if name == "calculator":
