@@ -86,7 +86,8 @@ print(json.dumps(out))
 TOOLS_SCRIPT = """
 import json, sys
 
-from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool
+from agents import set_default_openai_client, set_tracing_disabled
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from openai import AsyncOpenAI
@@ -113,7 +114,13 @@ agent = Agent(
     tool_use_behavior="stop_on_first_tool",
 )
 result = Runner.run_sync(agent, "What is the weather in Paris?")
-out = {"agent_calls": calls, "agent_output": result.final_output}
+out = {"agent_calls": list(calls), "agent_output": result.final_output}
+# and on its default model, the Responses API
+set_default_openai_client(client, use_for_tracing=False)
+calls.clear()
+result = Runner.run_sync(agent.clone(model="smollm2"), "What is the weather in Rome?")
+out["responses_calls"] = list(calls)
+out["responses_output"] = result.final_output
 
 
 @tool
@@ -210,6 +217,8 @@ def test_the_agents_sdk_and_langchain_call_tools_through_the_gateway(model_works
     assert out["agent_output"] == f"sunny and 21 C in {out['agent_calls'][0]}", (
         "the tool's output ends the run"
     )
+    assert len(out["responses_calls"]) == 1, out["responses_calls"]
+    assert out["responses_output"] == f"sunny and 21 C in {out['responses_calls'][0]}"
     langchain = out["langchain_tool_calls"]
     assert langchain and all(
         c["name"] == "get_time" and isinstance(c["args"].get("zone"), str) for c in langchain

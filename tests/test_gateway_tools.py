@@ -165,3 +165,56 @@ def test_named_choice_no_parallel_and_what_is_refused(gateway):  # noqa: F811
     assert error["param"].startswith("messages.0")
     error = refused({"messages": QUESTION, "functions": [WEATHER["function"]]})
     assert error["param"] == "functions" and "tools" in error["message"]
+
+
+def test_the_responses_api_calls_functions_and_takes_their_output(gateway):  # noqa: F811
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+    flat = [{"type": "function", **WEATHER["function"]}]  # the Responses API's tool shape
+    asked = client.responses.create(
+        model="smollm2",
+        input="What is the weather in Paris?",
+        tools=flat,
+        tool_choice="required",
+        temperature=0,
+        max_output_tokens=200,
+    )
+    assert asked.status == "completed" and asked.output[0].type == "function_call"
+    call = asked.output[0]
+    assert call.name == "get_weather" and call.call_id.startswith("call_")
+    jsonschema.validate(json.loads(call.arguments), WEATHER["function"]["parameters"])
+
+    with client.responses.stream(
+        model="smollm2",
+        input="What is the weather in Paris?",
+        tools=flat,
+        tool_choice="required",
+        temperature=0,
+        max_output_tokens=200,
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert "response.function_call_arguments.delta" in kinds and kinds[-1] == "response.completed"
+    assert "response.output_text.delta" not in kinds
+    assert final.output[0].arguments == call.arguments, "the same call at temperature 0"
+
+    answered = client.responses.create(
+        model="smollm2",
+        previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}],
+        tools=flat,
+        tool_choice="none",
+        temperature=0,
+        max_output_tokens=40,
+    )
+    assert answered.output[0].type == "message" and answered.output_text.strip()
+    conversation = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"},
+    ]
+    whole = client.responses.create(model="smollm2", input=conversation, temperature=0, max_output_tokens=40)
+    assert whole.output_text == answered.output_text, "the same conversation, sent whole or by reference"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="smollm2", input=[{"type": "web_search_call", "id": "x"}])
+    assert refused.value.param == "input.0"

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError, from_validation
 
-__all__ = ["parse", "Open", "refuse", "text_of", "check_parts", "check_cap", "TOOLS_LATER"]
+__all__ = ["parse", "Open", "refuse", "text_of", "check_parts", "check_cap"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -40,9 +40,6 @@ def refuse(request: BaseModel, *names: str, why: str) -> None:
         value = getattr(request, name, None) if name in type(request).model_fields else extra.get(name)
         if value not in (None, [], {}, False):
             raise UnsupportedParameter(name, f"`{name}` is not supported: {why}")
-
-
-TOOLS_LATER = "this gateway does not call tools yet"
 
 
 def text_of(content: str | list[dict[str, Any]] | None, part_types: tuple[str, ...]) -> str:

@@ -8,9 +8,16 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from workbench.core.errors import UnsupportedParameter
 from workbench.server.errors import ApiError, from_validation
-from workbench.server.protocol import TOOLS_LATER, Open, check_cap, check_parts, refuse, text_of
+from workbench.server.protocol import Open, check_cap, check_parts, text_of
 
-__all__ = ["ResponsesRequest", "ResponseObject", "OutputMessage", "OutputText", "ResponseUsage"]
+__all__ = [
+    "ResponsesRequest",
+    "ResponseObject",
+    "OutputMessage",
+    "OutputText",
+    "ResponseUsage",
+    "FunctionCallItem",
+]
 
 
 class TextFormat(Open):
@@ -25,7 +32,7 @@ class TextConfig(Open):
 
 
 class InputItem(Open):
-    """A message item of `input` (the only kind until the gateway calls tools)."""
+    """A message item of `input`."""
 
     type: Literal["message"] | None = "message"
     role: Literal["system", "developer", "user", "assistant"]
@@ -41,6 +48,37 @@ class InputItem(Open):
         return {"role": role, "content": text_of(self.content, ("input_text", "output_text", "text"))}
 
 
+class FunctionCallItem(Open):
+    """A call the model made (an `input` item sent back, or an `output` item)."""
+
+    type: Literal["function_call"] = "function_call"
+    id: str | None = None
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str = "{}"
+    status: Literal["in_progress", "completed", "incomplete"] | None = "completed"
+
+
+class FunctionCallOutput(Open):
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[dict[str, Any]]
+
+
+class ResponseTool(Open):
+    """A function tool as the Responses API gives it (flat: no `function` object)."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    def as_chat(self) -> dict[str, Any]:
+        function = {"name": self.name, "description": self.description, "parameters": self.parameters}
+        return {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
+
+
 class ResponsesRequest(Open):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]]
@@ -53,21 +91,46 @@ class ResponsesRequest(Open):
     previous_response_id: str | None = None
     text: TextConfig | None = None
     metadata: dict[str, str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ResponseTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
-    def items(self) -> list[dict[str, str]]:
-        """`input` as plain messages (a string is one user message)."""
+    def items(self) -> list[dict[str, Any]]:
+        """`input` as chat messages (a string is one user message): function calls the model
+        made become an assistant message's `tool_calls`, their outputs `tool` messages."""
         if isinstance(self.input, str):
             return [{"role": "user", "content": self.input}]
-        messages = []
+        messages: list[dict[str, Any]] = []
         for index, raw in enumerate(self.input):
-            if raw.get("type", "message") != "message":
-                raise UnsupportedParameter(
-                    f"input.{index}", f"input items of type {raw.get('type')!r} are not taken: {TOOLS_LATER}"
-                )
+            kind = raw.get("type", "message")
             try:
-                messages.append(InputItem.model_validate(raw).plain())
+                if kind == "message":
+                    messages.append(InputItem.model_validate(raw).plain())
+                elif kind == "function_call":
+                    call = FunctionCallItem.model_validate(raw)
+                    wire = {
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    last = messages[-1] if messages else None
+                    if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
+                        last["tool_calls"].append(wire)  # parallel calls: one assistant turn
+                    else:
+                        messages.append({"role": "assistant", "content": None, "tool_calls": [wire]})
+                elif kind == "function_call_output":
+                    result = FunctionCallOutput.model_validate(raw)
+                    output = (
+                        result.output
+                        if isinstance(result.output, str)
+                        else text_of(result.output, ("input_text", "output_text", "text"))
+                    )
+                    messages.append({"role": "tool", "tool_call_id": result.call_id, "content": output})
+                else:
+                    raise UnsupportedParameter(
+                        f"input.{index}",
+                        f"input items of type {kind!r} are not taken (messages, function_call and function_call_output are)",
+                    )
             except ValidationError as exc:
                 raise from_validation(exc, f"input.{index}") from None
         if not messages:
@@ -75,9 +138,6 @@ class ResponsesRequest(Open):
         return messages
 
     def params(self, limit: int) -> dict[str, Any]:
-        refuse(self, "tools", why=TOOLS_LATER)
-        if self.tool_choice not in (None, "auto", "none"):
-            raise UnsupportedParameter("tool_choice", f"`tool_choice` is not supported: {TOOLS_LATER}")
         reasoning = (self.model_extra or {}).get("reasoning") or {}
         if isinstance(reasoning, dict) and reasoning.get("effort"):
             raise UnsupportedParameter("reasoning", "no model of this gateway reasons before it answers")
@@ -95,6 +155,17 @@ class ResponsesRequest(Open):
             if form.schema_ is None:
                 raise ApiError(400, "`text.format.schema` is required", param="text.format.schema")
             params["json_schema"] = form.schema_
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise UnsupportedParameter("tool_choice", "`tool_choice` needs `tools`")
+        if self.tools:
+            if "json_schema" in params:
+                raise UnsupportedParameter("text.format", "a JSON answer format cannot go with `tools`")
+            choice = self.tool_choice
+            if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
+                choice = {"type": "function", "function": {"name": choice["name"]}}  # the chat shape
+            params["tools"] = tuple(tool.as_chat() for tool in self.tools)
+            params["tool_choice"] = choice
+            params["parallel_tool_calls"] = self.parallel_tool_calls is not False
         return params
 
 
@@ -136,14 +207,14 @@ class ResponseObject(BaseModel):
     instructions: str | None
     max_output_tokens: int | None
     model: str
-    output: list[OutputMessage] = Field(default_factory=list)
+    output: list[OutputMessage | FunctionCallItem] = Field(default_factory=list)
     parallel_tool_calls: bool = False
     previous_response_id: str | None
     reasoning: dict[str, Any] = Field(default_factory=lambda: {"effort": None, "summary": None})
     store: bool
     temperature: float
     text: dict[str, Any]
-    tool_choice: str = "auto"
+    tool_choice: str | dict[str, Any] = "auto"
     tools: list[Any] = Field(default_factory=list)
     top_p: float
     truncation: str = "disabled"

@@ -19,6 +19,7 @@ from workbench.server.gateway import Ask, gateway_of
 from workbench.server.middleware import read_json
 from workbench.server.protocol import parse
 from workbench.server.protocol.responses import (
+    FunctionCallItem,
     OutputMessage,
     OutputText,
     ResponseObject,
@@ -60,7 +61,9 @@ async def create_response(request: Request) -> Response:
         gw.record(body.model, [result], started)
         done = _finished(shell, result, root.trace_id, message_id).body()
         if body.store is not False:
-            answer = {"role": "assistant", "content": result.text}
+            answer: dict[str, Any] = {"role": "assistant", "content": result.text}
+            if result.tool_calls:
+                answer = {"role": "assistant", "content": None, "tool_calls": result.tool_calls}
             gw.service.responses.save(done, history + turn + [answer])
         return done
 
@@ -88,22 +91,44 @@ async def _events(
 
     item = OutputMessage(id=message_id, status="in_progress", content=[]).model_dump()
     text: list[str] = []
+    # With tools the answer is known whole at its end (a call, or text): its item opens then.
+    deferred = bool(body.tools) and body.tool_choice != "none"
+
+    def opening() -> list[str]:
+        return [
+            event("response.output_item.added", output_index=0, item=item),
+            event("response.content_part.added", **place, part=OutputText(text="").model_dump()),
+        ]
+
     try:
         yield event("response.created", response=shell.body())
         yield event("response.in_progress", response=shell.body())
-        yield event("response.output_item.added", output_index=0, item=item)
-        yield event("response.content_part.added", **place, part=OutputText(text="").model_dump())
+        if not deferred:
+            for line in opening():
+                yield line
         async for kind, value in bridge.items(first):
             if kind == "event":
+                if deferred and not text:
+                    for line in opening():
+                        yield line
                 text.append(value[1])
                 yield event("response.output_text.delta", **place, delta=value[1], logprobs=[])
             elif kind == "done":
                 done = await run_in_threadpool(finish, value[0])
+                last = "response.completed" if done["status"] == "completed" else "response.incomplete"
+                if value[0].tool_calls:
+                    for index, call in enumerate(done["output"]):
+                        for line in _call_events(event, index, call):
+                            yield line
+                    yield event(last, response=done)
+                    continue
+                if deferred and not text:
+                    for line in opening():
+                        yield line
                 whole = "".join(text)
                 yield event("response.output_text.done", **place, text=whole, logprobs=[])
                 yield event("response.content_part.done", **place, part=OutputText(text=whole).model_dump())
                 yield event("response.output_item.done", output_index=0, item=done["output"][0])
-                last = "response.completed" if done["status"] == "completed" else "response.incomplete"
                 yield event(last, response=done)
             else:
                 gw.failed(body.model, value)
@@ -111,6 +136,27 @@ async def _events(
                 yield event("error", code=error.code, message=error.message, param=error.param)
     finally:
         bridge.cancel.set()
+
+
+def _call_events(event, index: int, call: dict[str, Any], piece: int = 16) -> list[str]:
+    """A function call as the Responses API streams it: its item added with empty arguments,
+    the arguments in fragments, their whole, the item done."""
+    place = {"item_id": call["id"], "output_index": index}
+    arguments = call["arguments"]
+    lines = [
+        event(
+            "response.output_item.added",
+            output_index=index,
+            item={**call, "arguments": "", "status": "in_progress"},
+        )
+    ]
+    for start in range(0, len(arguments), piece):
+        lines.append(
+            event("response.function_call_arguments.delta", **place, delta=arguments[start : start + piece])
+        )
+    lines.append(event("response.function_call_arguments.done", **place, arguments=arguments))
+    lines.append(event("response.output_item.done", output_index=index, item=call))
+    return lines
 
 
 def _shell(body: ResponsesRequest, response_id: str, params: dict[str, Any]) -> ResponseObject:
@@ -129,13 +175,28 @@ def _shell(body: ResponsesRequest, response_id: str, params: dict[str, Any]) -> 
         text={"format": form.model_dump(by_alias=True, exclude_none=True) if form else {"type": "text"}},
         top_p=params["top_p"],
         metadata=body.metadata or {},
+        tools=[tool.model_dump(exclude_none=True) for tool in body.tools or []],
+        tool_choice=body.tool_choice or "auto",
+        parallel_tool_calls=body.parallel_tool_calls is not False,
     )
 
 
 def _finished(shell: ResponseObject, result, trace_id: str, message_id: str) -> ResponseObject:
     complete = result.finish_reason != "length"
     status = "completed" if complete else "incomplete"
-    message = OutputMessage(id=message_id, status=status, content=[OutputText(text=result.text)])
+    output: list[OutputMessage | FunctionCallItem] = [
+        OutputMessage(id=message_id, status=status, content=[OutputText(text=result.text)])
+    ]
+    if result.tool_calls:
+        output = [
+            FunctionCallItem(
+                id=f"fc_{uuid.uuid4().hex}",
+                call_id=call["id"],
+                name=call["function"]["name"],
+                arguments=call["function"]["arguments"],
+            )
+            for call in result.tool_calls
+        ]
     usage = ResponseUsage(
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
@@ -146,7 +207,7 @@ def _finished(shell: ResponseObject, result, trace_id: str, message_id: str) -> 
             "status": status,
             "incomplete_details": None if complete else {"reason": "max_output_tokens"},
             "model": result.model,
-            "output": [message],
+            "output": output,
             "usage": usage,
             "workbench": {"trace_id": trace_id, "cost_usd": result.cost_usd, "hardware": result.hardware},
         }
