@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from evals.metrics import normalize
+from evals.tool_calls import parse_expected_calls
 from workbench.core.errors import EvalError
 
 __all__ = ["Case", "Dataset", "load_dataset", "parse_jsonl", "csv_to_cases", "NAME"]
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_FIELDS = {"id", "input", "expected", "sources", "tags", "schema"}
+_FIELDS = {"id", "input", "expected", "sources", "tags", "schema", "tools", "expected_calls"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class Case:
     sources: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    tools: tuple[dict[str, Any], ...] = field(default=(), hash=False, compare=False)
+    """Functions the subject may call (OpenAI's `tools`); its calls are the case's output."""
+    expected_calls: tuple[dict[str, Any], ...] = field(default=(), hash=False, compare=False)
+    """The calls the answer should make, scored by the `tool_call` metric (evals/tool_calls.py)."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,6 +92,15 @@ def _case(data: Any, default_id: str) -> Case:
                 f"expected answer {answer!r} has no words once normalised (lowercase, no punctuation, "
                 "no articles): it would match every output; write the answer, or leave `expected` out"
             )
+    tools = data.get("tools") or []
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name")
+        for t in tools
+    ):
+        raise ValueError('`tools` must be a list of {"type": "function", "function": {"name", "parameters"}}')
+    expected_calls = parse_expected_calls(data["expected_calls"]) if "expected_calls" in data else ()
+    if expected_calls and not tools:
+        raise ValueError("`expected_calls` needs the `tools` the subject may call")
     return Case(
         str(case_id),
         text,
@@ -94,6 +108,8 @@ def _case(data: Any, default_id: str) -> Case:
         _strings(data.get("sources"), "sources"),
         _strings(data.get("tags"), "tags"),
         schema,
+        tuple(tools),
+        expected_calls,
     )
 
 

@@ -31,13 +31,14 @@ QUALITY = (
     "contains",
     "f1",
     "json_valid",
+    "tool_call",
     "recall_at_k",
     "mrr",
     "ndcg",
     "correctness",
     "groundedness",
 )
-BINARY = {"exact", "contains", "json_valid"}  # paired as 0/1 outcomes (McNemar)
+BINARY = {"exact", "contains", "json_valid", "tool_call"}  # paired as 0/1 outcomes (McNemar)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)

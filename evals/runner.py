@@ -21,6 +21,7 @@ from typing import Any
 from evals.datasets import Case
 from evals.judges import Judge
 from evals.metrics import answer_metrics, retrieval_metrics
+from evals.tool_calls import check_calls
 
 __all__ = ["Subject", "Outcome", "run_cases"]
 
@@ -31,6 +32,7 @@ class Outcome:
     trace_id: str | None = None
     retrieved: list[dict[str, Any]] | None = None  # [{"path", "text"}] best first
     usage: dict[str, Any] | None = None  # model_s, ttft_s, input_tokens, output_tokens, cost_usd
+    tool_calls: list[dict[str, Any]] | None = None  # [{"name", "arguments"}] when the case has tools
 
 
 @dataclass
@@ -72,6 +74,8 @@ def evaluate(subject: Subject, case: Case, judge: Judge | None) -> dict[str, Any
         **(outcome.usage or {}),
     )
     metrics = answer_metrics(outcome.output, case.expected, case.schema)
+    if case.expected_calls:  # the calls are in the output (their JSON): the reason can be had again
+        metrics["tool_call"], _ = check_calls(list(case.expected_calls), outcome.tool_calls or [])
     if outcome.retrieved is not None:
         paths = [hit["path"] for hit in outcome.retrieved]
         row["retrieved"] = paths

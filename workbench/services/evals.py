@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +340,7 @@ class Evals:
 
         def run(case: Case) -> Outcome:
             usage: list = []
+            calls: list[dict[str, Any]] | None = None
             attributes = {
                 "workbench.eval.run_id": run_id,
                 "workbench.eval.case_id": case.id,
@@ -363,11 +365,21 @@ class Evals:
                     messages = (
                         [{"role": "system", "content": settings["system"]}] if settings["system"] else []
                     ) + [{"role": "user", "content": settings["template"].replace("{input}", case.input)}]
-                    result = self.service.chat(model, messages, params)
+                    asked = replace(params, tools=case.tools, tool_choice="auto") if case.tools else params
+                    result = self.service.chat(model, messages, asked)
                     usage.append(result)
                     output, retrieved = result.text, None
+                    if case.tools:  # its calls are its answer: shown as the JSON of them
+                        calls = [
+                            {
+                                "name": c["function"]["name"],
+                                "arguments": json.loads(c["function"]["arguments"]),
+                            }
+                            for c in result.tool_calls or []
+                        ]
+                        output = json.dumps(calls, ensure_ascii=False) if calls else output
                 span.set_payload(output=output)
-            return Outcome(output or "", span.trace_id, retrieved, _usage(usage))
+            return Outcome(output or "", span.trace_id, retrieved, _usage(usage), calls)
 
         return run
 
