@@ -19,6 +19,7 @@ from agents.spec import (
     END,
     NAME,
     NODE_TYPES,
+    AgentNode,
     Condition,
     EscalateNode,
     GenerateNode,
@@ -193,7 +194,7 @@ def _templates(name: str, node: Any) -> list[tuple[tuple, str]]:
     found = []
     if isinstance(node, RetrieveNode):
         found.append((("nodes", name, "query"), node.query))
-    if isinstance(node, GenerateNode):
+    if isinstance(node, GenerateNode | AgentNode):
         found.append((("nodes", name, "prompt", "template"), node.prompt.template))
         if node.prompt.system:
             found.append((("nodes", name, "prompt", "system"), node.prompt.system))

@@ -111,7 +111,7 @@ def _traced(spec: Spec, name: str, function, runtime: Runtime, emit: Emit, stop:
 def outline(spec: Spec) -> list[str]:
     """The graph as lines of text, start first, in the order a run visits nodes:
     `answer (generate smollm2) -> grade`; route nodes list their conditions."""
-    from agents.spec import EscalateNode, GradeNode, RetrieveNode, ToolNode
+    from agents.spec import AgentNode, EscalateNode, GradeNode, RetrieveNode, ToolNode
 
     def label(name: str) -> str:
         node = spec.nodes[name]
@@ -121,6 +121,7 @@ def outline(spec: Spec) -> list[str]:
             GradeNode: lambda n: f"{n.model}, {n.criterion}",
             EscalateNode: lambda n: n.model or "router escalate_to",
             ToolNode: lambda n: ", ".join(n.tools),
+            AgentNode: lambda n: f"{n.model} with {', '.join(n.tools)}, at most {n.max_steps} steps",
         }.get(
             type(node),
             lambda n: (

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from agents.guardrails import fence, filter_output, looks_like_injection
 from agents.prompt_template import fill_template
 from agents.spec import (
+    AgentNode,
     Condition,
     EscalateNode,
     GenerateNode,
@@ -44,7 +45,8 @@ class Runtime(Protocol):
         params: dict[str, Any],
         on_text: Callable[[str], None] | None,
     ) -> dict[str, Any]:
-        """-> {"text", "model", and for model `auto`: "escalation_reason"}"""
+        """-> {"text", "model", and for model `auto`: "escalation_reason"; with ``tools`` in
+        ``params``: "tool_calls" (OpenAI's shape) when the model calls some}"""
 
     def escalate(
         self,
@@ -61,6 +63,12 @@ class Runtime(Protocol):
     def tool(self, name: str, text: str, files: list[str]) -> str:
         """Run a tool of agents.tools.TOOLS; raises ToolFailed. ``files``: the folders the
         node lets read_file read."""
+
+    def tool_specs(self, names: list[str]) -> list[dict[str, Any]]:
+        """The tools ``names`` as OpenAI function tools (built-ins and the workspace's own)."""
+
+    def call_tool(self, name: str, arguments: dict[str, Any], files: list[str]) -> str:
+        """Run tool ``name`` with the model's arguments; raises ToolFailed."""
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]: ...
 
@@ -258,6 +266,9 @@ def make_node(spec: Spec, name: str, runtime: Runtime, emit: Emit) -> Callable[[
 
         return tool
 
+    if isinstance(node, AgentNode):
+        return _agent(node, runtime, tokens)
+
     raise TypeError(f"no implementation for node type {type(node).__name__}")  # spec validation prevents it
 
 
@@ -319,3 +330,50 @@ def _guardrail(node: GuardrailNode, runtime: Runtime) -> Callable[[State], State
         return {node.target: value, "guardrail": record}
 
     return guardrail
+
+
+def _agent(
+    node: AgentNode, runtime: Runtime, tokens: Callable[[str], None] | None
+) -> Callable[[State], State]:
+    """The model-tools loop: tools to the model, its calls run (those of the allow-list), their
+    results back as `tool` messages, until it answers in words or runs out of steps."""
+    import json as json_
+
+    from agents.tools import MAX_OUTPUT, ToolFailed
+
+    def agent(state: State) -> State:
+        specs = runtime.tool_specs(node.tools)
+        messages: list[dict[str, Any]] = list(prompt_messages(node.prompt, state))
+        observations = list(state.get("observations") or [])
+        steps = int(state.get("steps") or 0)
+        params = {
+            "temperature": node.temperature,
+            "max_tokens": node.max_tokens,
+            "seed": node.seed,
+            "tools": tuple(specs),
+            "tool_choice": "auto",
+        }
+        for _ in range(node.max_steps):
+            steps += 1
+            reply = runtime.chat(node.model, messages, params, tokens)
+            calls = reply.get("tool_calls") or []
+            if not calls:
+                return {node.output: reply["text"], "observations": observations, "steps": steps}
+            messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+            for call in calls:
+                name, raw = call["function"]["name"], call["function"].get("arguments") or "{}"
+                if name not in node.tools:  # the grammar holds the model to the list; a runtime may not
+                    output = f"refused: tool {name!r} is not allowed here (allowed: {', '.join(node.tools)})"
+                else:
+                    try:
+                        output = runtime.call_tool(name, json_.loads(raw), node.files)[:MAX_OUTPUT]
+                    except ToolFailed as exc:
+                        output = f"error: {exc}"
+                    except ValueError:
+                        output = "error: the arguments are not JSON"
+                messages.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": output})
+                observations.append({"tool": name, "input": raw, "output": output})
+        stopped = f"(no answer: the agent stopped after {node.max_steps} model calls)"
+        return {node.output: stopped, "observations": observations, "steps": steps}
+
+    return agent

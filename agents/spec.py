@@ -143,11 +143,32 @@ class ToolNode(_Node):
     reads nothing. The workspace's own files (its config, traces, models) are never readable."""
 
 
+class AgentNode(_Node):
+    """The model-tools loop on native function calling, as LangGraph's prebuilt ReAct agent runs
+    it: the model is given the tools, each call it makes runs and its result goes back, until it
+    answers in words or ``max_steps`` model calls have been made."""
+
+    type: Literal["agent"]
+    model: str
+    """A local alias (function calling runs on local models)."""
+    prompt: Prompt
+    tools: list[str] = Field(min_length=1)
+    """The allow-list: built-ins (calculator, read_file, sql) and the workspace's own tools
+    (<workspace>/tools/*.py); a call to any other is refused and the model told so."""
+    files: list[str] = []
+    """The folders read_file may read, as on a tool node."""
+    max_steps: int = Field(6, ge=1, le=50)
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    max_tokens: int = Field(256, ge=1)
+    seed: int | None = 0
+    output: str = "answer"
+
+
 Node = Annotated[
-    RetrieveNode | GenerateNode | GradeNode | RouteNode | EscalateNode | GuardrailNode | ToolNode,
+    RetrieveNode | GenerateNode | GradeNode | RouteNode | EscalateNode | GuardrailNode | ToolNode | AgentNode,
     Field(discriminator="type"),
 ]
-NODE_TYPES = ("retrieve", "generate", "grade", "route", "escalate", "guardrail", "tool")
+NODE_TYPES = ("retrieve", "generate", "grade", "route", "escalate", "guardrail", "tool", "agent")
 
 
 class Spec(_Model):
@@ -175,6 +196,8 @@ class Spec(_Model):
             return {node.target, "guardrail"}
         if isinstance(node, ToolNode):
             return {node.output, "steps", "answer"}
+        if isinstance(node, AgentNode):
+            return {node.output, "observations", "steps"}
         if isinstance(node, GenerateNode):
             return {node.output, "escalation_reason"} if node.model == "auto" else {node.output}
         return {node.output}

@@ -260,6 +260,7 @@ def test_a_ray_eval_gives_the_in_process_results_and_the_driver_writes_every_tra
     cluster, eval_reference, cloud, tmp_path
 ):
     # two replicas of the model, the cases dealt out between them
+    started = time.time()  # the cluster's session folder is older; what Ray writes for this run is newer
     root = _eval_workspace(tmp_path / "there", cloud, "[ray]\nmodel_replicas = 2\n")
     driver = _popen(
         root, "eval", "run", *EVAL, "-m", "remote/big", "--ray", cluster, "--json", REMOTE_KEY=RAY_KEY
@@ -287,14 +288,20 @@ def test_a_ray_eval_gives_the_in_process_results_and_the_driver_writes_every_tra
     sent = {r["headers"].get("authorization") or r["headers"].get("Authorization") for r in cloud.requests}
     assert sent == {f"Bearer {RAY_KEY}"}
     assert not list((root / ".secrets").glob("*")), "the workers' secrets file is removed"
-    assert not _files_holding(RAY_KEY, Path("/tmp/ray"))
+    assert not _files_holding(RAY_KEY, Path("/tmp/ray"), since=started)
 
 
-def _files_holding(secret: str, folder: Path) -> list[Path]:
+def _files_holding(secret: str, folder: Path, since: float = 0.0) -> list[Path]:
+    """Files under ``folder`` (written since ``since``, a time.time()) that hold ``secret``."""
     found = []
     for path in folder.rglob("*"):
         try:
-            if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and path.stat().st_mtime >= since
+                and secret.encode() in path.read_bytes()
+            ):
                 found.append(path)
         except OSError:
             continue  # a socket, or a file Ray removed meanwhile

@@ -60,25 +60,34 @@ def service(tmp_path_factory, fetched_models):
     service.close()
 
 
-@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(schema=object_schema(), name=NAME)
-def test_calls_fit_their_schema(service, schema, name):
-    tools = (_tool(name, schema),)
-    result = service.chat(
-        "smollm2",
-        [{"role": "user", "content": f"Call {name} for the user."}],
-        {
-            "temperature": 0,
-            "max_tokens": 256,
-            "tools": tools,
-            "tool_choice": "required",
-            "parallel_tool_calls": False,
-        },
-    )
-    assert result.finish_reason == "tool_calls", (schema, result.extra.get("unfinished_tool_answer"))
-    (call,) = result.tool_calls
-    assert call["function"]["name"] == name
-    jsonschema.validate(json.loads(call["function"]["arguments"]), schema)
+@settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(tools=st.lists(st.tuples(NAME, object_schema()), min_size=100, max_size=100))
+def test_calls_fit_their_schema(service, tools):
+    """100 schemas at once (one hypothesis example of 100): asked together, the local model
+    decodes them in one batch, four at a time."""
+    import concurrent.futures
+
+    def call(entry):
+        name, schema = entry
+        return service.chat(
+            "smollm2",
+            [{"role": "user", "content": f"Call {name} for the user."}],
+            {
+                "temperature": 0,
+                "max_tokens": 256,
+                "tools": (_tool(name, schema),),
+                "tool_choice": "required",
+                "parallel_tool_calls": False,
+            },
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, tools))
+    for (name, schema), result in zip(tools, results):
+        assert result.finish_reason == "tool_calls", (schema, result.extra.get("unfinished_tool_answer"))
+        (made,) = result.tool_calls
+        assert made["function"]["name"] == name
+        jsonschema.validate(json.loads(made["function"]["arguments"]), schema)
 
 
 def test_a_conversation_with_calls_and_results_is_rewritten_for_any_template():

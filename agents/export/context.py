@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.spec import EscalateNode, GenerateNode, GradeNode, RouteNode, Spec
+from agents.spec import AgentNode, EscalateNode, GenerateNode, GradeNode, RouteNode, Spec
 from indexes.fusion import Fusion
 from workbench.core.errors import WorkflowError
 
@@ -75,7 +75,7 @@ def models_used(spec: Spec, router_local: str | None, escalate_to: str | None) -
     """Every model name a run of ``spec`` may call, in spec order; `auto` expands to the router's."""
     names: list[str] = []
     for node in spec.nodes.values():
-        if isinstance(node, GenerateNode | GradeNode):
+        if isinstance(node, GenerateNode | GradeNode | AgentNode):
             names.append(node.model)
         elif isinstance(node, RouteNode) and node.classify:
             names.append(node.classify.model)

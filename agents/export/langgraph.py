@@ -47,6 +47,16 @@ def _vendored(package: str, name: str) -> str:
 
 
 def write_langgraph(spec: Spec, spec_text: str, context: ExportContext, writer: Writer) -> None:
+    from agents.spec import AgentNode
+
+    agents = [name for name, node in spec.nodes.items() if isinstance(node, AgentNode)]
+    if agents:
+        # The exported runtime calls models through an OpenAI-compatible endpoint and has no
+        # tool registry yet: a project that cannot run its agent node is not written.
+        raise WorkflowError(
+            f"{spec.name}: the langgraph export does not carry `agent` nodes yet ({', '.join(agents)})",
+            "export the litellm, vllm or otel targets, or run the workflow in the workbench",
+        )
     module = f"{spec.name.replace('-', '_')}_graph"
     digest = hashlib.sha256(spec_text.encode()).hexdigest()[:16]
     writer.write(f"{spec.name}.yaml", spec_text)

@@ -65,6 +65,7 @@ for _command in (
     workflows.workflows,
     workflows.run,
     workflows.export,
+    workflows.tools,
     evals.eval_group,
     traces.traces,
     traces.sql,

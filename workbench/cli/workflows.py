@@ -218,3 +218,39 @@ def _common(paths) -> str:
     import os
 
     return os.path.commonpath([str(p) for p in paths]) if paths else ""
+
+
+@click.group()
+def tools() -> None:
+    """The tools workflows may call: built-ins and <workspace>/tools/*.py."""
+
+
+@tools.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def tools_list(obj: Context, as_json: bool) -> None:
+    """Every tool, where it comes from and what it takes; problems of the tool files after."""
+    known, problems = obj.service.workflows.tools()
+    rows = [
+        {
+            "name": tool.name,
+            "source": tool.source,
+            "parameters": ", ".join(
+                f"{name}{'' if name in tool.parameters.get('required', []) else '?'}"
+                for name in tool.parameters.get("properties", {})
+            ),
+            "description": tool.description.splitlines()[0][:70] if tool.description else "",
+        }
+        for tool in known.values()
+    ]
+    if as_json:
+        click.echo(json.dumps({"tools": rows, "problems": problems}, indent=2))
+        return
+    click.echo(render_table(rows, ["name", "source", "parameters", "description"]))
+    for problem in problems:
+        click.echo(f"problem: tools/{problem}", err=True)
+    if not any(row["source"] != "built-in" for row in rows):
+        click.echo(
+            "add your own: a function with a docstring and annotated parameters in <workspace>/tools/NAME.py",
+            err=True,
+        )

@@ -16,6 +16,7 @@ from typing import Any
 
 from agents.nodes import Refused
 from agents.spec import (
+    AgentNode,
     EscalateNode,
     GenerateNode,
     GradeNode,
@@ -57,7 +58,37 @@ class WorkbenchRuntime:
             "text": result.text,
             "model": result.model,
             "escalation_reason": result.extra.get("escalation_reason"),
+            "tool_calls": result.tool_calls,
         }
+
+    def tool_specs(self, names: builtins.list[str]) -> builtins.list[dict[str, Any]]:
+        from agents.tools import ToolFailed
+
+        known, _ = self.service.workflows.tools()
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise ToolFailed(f"no tool {', '.join(missing)} (see `workbench tools list`)")
+        return [known[name].spec() for name in names]
+
+    def call_tool(self, name: str, arguments: dict[str, Any], files: builtins.list[str]) -> str:
+        from agents.tool_registry import run_user_tool
+        from agents.tools import ToolFailed
+
+        known, _ = self.service.workflows.tools()
+        tool = known.get(name)
+        if tool is None:
+            raise ToolFailed(f"no tool {name!r}")
+        if tool.function is None:  # a built-in: its one text argument
+            return self.tool(name, tool.builtin_text(arguments), files)
+        with self.span(f"execute_tool {name}", _tool_attributes(name)) as span:
+            span.set_payload(arguments=arguments)
+            try:
+                output = run_user_tool(tool, arguments)
+            except ToolFailed as exc:
+                span.fail(f"ToolFailed: {exc}")
+                raise
+            span.set_payload(result=output[:2000])
+            return output
 
     def escalate(self, model: str | None, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
         from workbench.core.errors import CloudError
@@ -92,13 +123,7 @@ class WorkbenchRuntime:
         `execute_tool NAME` with the tool's name, a call id, and the input and output as payloads."""
         from agents import tools
 
-        attributes = {
-            "gen_ai.operation.name": "execute_tool",
-            "gen_ai.tool.name": name,
-            "gen_ai.tool.call.id": f"call_{secrets.token_hex(12)}",
-            "gen_ai.tool.type": "function",
-        }
-        with self.span(f"execute_tool {name}", attributes) as span:
+        with self.span(f"execute_tool {name}", _tool_attributes(name)) as span:
             span.set_payload(arguments=text)
             try:
                 output = self._tool(name, text, files)
@@ -170,13 +195,39 @@ def _generation(params: dict[str, Any]):
         max_tokens=params.get("max_tokens", 256),
         seed=params.get("seed"),
         json_schema=params.get("json_schema"),
+        tools=tuple(params.get("tools") or ()),
+        tool_choice=params.get("tool_choice"),
     )
+
+
+def _tool_attributes(name: str) -> dict[str, Any]:
+    """A tool call's span attributes, as OpenTelemetry's GenAI conventions name them."""
+    return {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.call.id": f"call_{secrets.token_hex(12)}",
+        "gen_ai.tool.type": "function",
+    }
 
 
 class Workflows:
     def __init__(self, service) -> None:
         self.service = service
         self.dir: Path = service.workspace.workflows_dir
+        self._tools: tuple[float, Any] | None = None  # (newest file time, (tools, problems))
+
+    def tools(self) -> tuple[dict[str, Any], builtins.list[str]]:
+        """Every tool by name (built-ins, then <workspace>/tools/*.py) and the problems of the
+        files that gave none; loaded again when a file there changed."""
+        from agents.tool_registry import builtin_tools, load_user_tools
+
+        folder = self.service.workspace.root / "tools"
+        stamp = max((f.stat().st_mtime for f in folder.glob("*.py")), default=0.0) if folder.is_dir() else 0.0
+        stamp += len(builtins.list(folder.glob("*.py"))) if folder.is_dir() else 0
+        if self._tools is None or self._tools[0] != stamp:
+            user, problems = load_user_tools(folder)
+            self._tools = (stamp, ({**builtin_tools(), **user}, problems))
+        return self._tools[1]
 
     def path(self, name: str) -> Path:
         if not _NAME.match(name):
@@ -265,8 +316,29 @@ class Workflows:
         collections = set(self.service.collections.names())
         for name, node in spec.nodes.items():
             used = []
-            if isinstance(node, GenerateNode | GradeNode):
+            if isinstance(node, GenerateNode | GradeNode | AgentNode):
                 used.append(("model", node.model))
+            if isinstance(node, AgentNode):
+                known, _ = self.tools()
+                for index, tool in enumerate(node.tools):
+                    if tool not in known:
+                        problems.append(
+                            Problem(
+                                file,
+                                None,
+                                f"nodes.{name}.tools.{index}",
+                                f"tool {tool!r} is not a built-in nor in <workspace>/tools (`workbench tools list`)",
+                            )
+                        )
+            if isinstance(node, AgentNode) and not self.service.is_local(node.model):
+                problems.append(
+                    Problem(
+                        file,
+                        None,
+                        f"nodes.{name}.model",
+                        "an agent node's model must be local (tools run on local models)",
+                    )
+                )
             if isinstance(node, RouteNode) and node.classify:
                 used.append(("classify.model", node.classify.model))
             if isinstance(node, EscalateNode) and node.model:
