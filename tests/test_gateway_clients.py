@@ -137,6 +137,12 @@ import warnings
 
 from langgraph.prebuilt import create_react_agent
 
+
+# Model-heavy gateway tests share one xdist worker, one after another: two llama.cpp processes
+# decoding at once on 2 cores spin against each other (ggml's barriers busy-wait), and the 32x20
+# load test beside another decoding test slowed both past their timeouts.
+pytestmark = pytest.mark.xdist_group("gateway-load")
+
 warnings.simplefilter("ignore")  # its deprecation notice: langchain's create_agent is the same loop
 react_calls = []
 
