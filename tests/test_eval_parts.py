@@ -33,7 +33,8 @@ def test_jsonl_problems_name_their_lines():
     assert lines[3] == "  evals/d.jsonl:4: id 'a' is already used on line 1"
     assert (
         lines[4]
-        == "  evals/d.jsonl:5: unknown field(s) colour; known: expected, id, input, schema, sources, tags"
+        == "  evals/d.jsonl:5: unknown field(s) colour; known: expected, expected_calls, id, input, schema, "
+        "sources, tags, tools"
     )
     assert lines[5] == "  evals/d.jsonl:6: `expected` must be a string or a list of strings"
     good = parse_jsonl(text.splitlines()[0] + "\n\n" + json.dumps({"input": "two", "tags": "t"}), "d")
