@@ -20,6 +20,11 @@ from tests.engines import engine_venv
 from tests.test_server import free_port
 from workbench.services import Service
 
+# Model-heavy gateway tests share one xdist worker, one after another: two llama.cpp processes
+# decoding at once on 2 cores spin against each other (ggml's barriers busy-wait), and the 32x20
+# load test beside another decoding test slowed both past their timeouts.
+pytestmark = pytest.mark.xdist_group("gateway-load")
+
 CLIENTS = ["litellm==1.108.7", "langchain-openai==1.8.1", "langgraph==1.2.22", "openai-agents==0.24.0"]
 QUESTION = "Name three colours."
 
@@ -137,11 +142,6 @@ import warnings
 
 from langgraph.prebuilt import create_react_agent
 
-
-# Model-heavy gateway tests share one xdist worker, one after another: two llama.cpp processes
-# decoding at once on 2 cores spin against each other (ggml's barriers busy-wait), and the 32x20
-# load test beside another decoding test slowed both past their timeouts.
-pytestmark = pytest.mark.xdist_group("gateway-load")
 
 warnings.simplefilter("ignore")  # its deprecation notice: langchain's create_agent is the same loop
 react_calls = []
