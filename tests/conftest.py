@@ -151,3 +151,16 @@ def llama_server(model: Path, alias: str):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def decoding_alone():
+    """Hold the machine's one decoding slot for the test: the model-heavy gateway tests (the load
+    test, the tool clients, the 100 schemas) take it in turn across xdist workers, since two of
+    them at once on 2 cores spin against each other far past their timeouts."""
+    import fcntl
+
+    MODEL_CACHE.mkdir(exist_ok=True)
+    with open(MODEL_CACHE / ".decoding.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -20,10 +20,10 @@ from tests.engines import engine_venv
 from tests.test_server import free_port
 from workbench.services import Service
 
-# Model-heavy gateway tests share one xdist worker, one after another: two llama.cpp processes
-# decoding at once on 2 cores spin against each other (ggml's barriers busy-wait), and the 32x20
-# load test beside another decoding test slowed both past their timeouts.
-pytestmark = pytest.mark.xdist_group("gateway-load")
+# Model-heavy gateway tests run one at a time across the xdist workers (conftest.decoding_alone):
+# two llama.cpp processes decoding at once on 2 cores spin against each other (ggml's barriers
+# busy-wait), and the 32x20 load test beside another decoding test slowed both past their timeouts.
+pytestmark = pytest.mark.usefixtures("decoding_alone")
 
 CLIENTS = ["litellm==1.108.7", "langchain-openai==1.8.1", "langgraph==1.2.22", "openai-agents==0.24.0"]
 QUESTION = "Name three colours."

@@ -15,10 +15,10 @@ import pytest
 
 from tests.test_server import gateway  # noqa: F401 - the fixture
 
-# Model-heavy gateway tests share one xdist worker, one after another: two llama.cpp processes
-# decoding at once on 2 cores spin against each other (ggml's barriers busy-wait), and the 32x20
-# load test beside another decoding test slowed both past their timeouts.
-pytestmark = pytest.mark.xdist_group("gateway-load")
+# Model-heavy gateway tests run one at a time across the xdist workers (conftest.decoding_alone):
+# two llama.cpp processes decoding at once on 2 cores spin against each other (ggml's barriers
+# busy-wait), and the 32x20 load test beside another decoding test slowed both past their timeouts.
+pytestmark = pytest.mark.usefixtures("decoding_alone")
 
 WEATHER = {
     "type": "function",
