@@ -54,12 +54,10 @@ class Keys:
         now = time.monotonic()
         with self.lock:
             failed = self.failed.get(client)
-            while failed and now - failed[0] >= 60:
-                failed.popleft()
+            wait = _minute_window(failed, now, self.FAILURES_PER_MINUTE) if failed is not None else None
             if failed is not None and not failed:
                 del self.failed[client]
-            elif failed and len(failed) >= self.FAILURES_PER_MINUTE:
-                wait = max(1, int(60 - (now - failed[0])) + 1)
+            elif wait is not None:
                 raise ApiError(
                     429,
                     f"{len(failed)} wrong API keys from this address in the last minute; wait {wait} s",
@@ -74,10 +72,8 @@ class Keys:
         now = time.monotonic()
         with self.lock:
             seen = self.seen.setdefault(name, deque())
-            while seen and now - seen[0] >= 60:
-                seen.popleft()
-            if len(seen) >= self.per_minute:
-                wait = max(1, int(60 - (now - seen[0])) + 1)
+            wait = _minute_window(seen, now, self.per_minute)
+            if wait is not None:
                 raise ApiError(
                     429,
                     f"key {name} is over its {self.per_minute} requests a minute",
@@ -86,6 +82,16 @@ class Keys:
                     headers={"retry-after": str(wait)},
                 )
             seen.append(now)
+
+
+def _minute_window(times: deque[float], now: float, limit: int) -> int | None:
+    """Drop the times of ``times`` older than a minute; the seconds to wait when ``limit`` of
+    them remain, else None."""
+    while times and now - times[0] >= 60:
+        times.popleft()
+    if len(times) >= limit:
+        return max(1, int(60 - (now - times[0])) + 1)
+    return None
 
 
 class Budgets:
