@@ -83,12 +83,12 @@ def span_row(span: Span, redact: bool = False) -> tuple:
         from workbench.core.redaction import redact_value
 
         payload = redact_value(payload)
-    attributes, payload = _dumps(span.attributes), _dumps(payload)
+    attributes, payload_json = _dumps(span.attributes), _dumps(payload)
     if secrets.any_known():
         # A known key never reaches the store, whatever redact_payloads says. Scrubbed in the
         # JSON text, once per column: rebuilding each span's dicts cost more at every span's end.
         attributes = secrets.scrub(attributes) if attributes else attributes
-        payload = secrets.scrub(payload) if payload else payload
+        payload_json = secrets.scrub(payload_json) if payload_json else payload_json
     return (
         span.trace_id,
         span.span_id,
@@ -100,7 +100,7 @@ def span_row(span: Span, redact: bool = False) -> tuple:
         span.status,
         span.error,
         attributes,
-        payload,
+        payload_json,
     )
 
 
