@@ -346,9 +346,11 @@ def _tree(root_pid: int) -> set[int]:
     return tree
 
 
-def test_a_ray_of_its_own_listens_on_loopback_and_logs_no_secret(cloud, fetched_models, tmp_path):
+def test_a_ray_of_its_own_listens_on_loopback_and_logs_no_secret(cluster, cloud, fetched_models, tmp_path):
     """`--ray` without an address: every Ray process (GCS, raylet, workers, the runtime-env
-    agent, the driver) listens on 127.0.0.1 only, and the key the workers use is in no Ray log."""
+    agent, the driver) listens on 127.0.0.1 only, and the key the workers use is in no Ray log.
+    With the module's cluster up: the run starts a Ray of its own rather than joining the cluster
+    Ray finds in /tmp/ray (which left only the driver's listener in this run's process tree)."""
     root = _eval_workspace(tmp_path / "own", cloud)
     before = set(Path("/tmp/ray").glob("session_*"))
     driver = _popen(

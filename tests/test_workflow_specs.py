@@ -53,7 +53,7 @@ def test_unknown_node_type_names_the_line():
     found = problems(GOOD.replace("type: generate", "type: generat"))
     assert found == [
         "workflows/x.yaml:9: unknown node type 'generat'; known types: retrieve, generate, grade, route, "
-        "escalate, guardrail, tool (at nodes.answer.type)"
+        "escalate, guardrail, tool, agent (at nodes.answer.type)"
     ]
 
 

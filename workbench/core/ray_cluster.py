@@ -137,7 +137,9 @@ def ray_session(
     with _secrets_for_workers(config, target is None, workspace / ".secrets") as runtime_env:
         try:
             ray.init(
-                address=target,
+                # "local", not None: with None, Ray joins whatever cluster `ray start` last
+                # started on this machine, which is not the Ray of its own this run promised
+                address=target or "local",
                 # none at all when there are no secrets: workers then start without a runtime env
                 runtime_env=runtime_env,
                 include_dashboard=False,
