@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_models.fetch import DEFAULT_MODELS
-from workbench.core.config import edit_config
 from workbench.core.errors import ModelError, ModelNotFound, UsageError
 from workbench.core.workspace import Workspace
 
@@ -136,5 +135,5 @@ def register_model(
         entry.update({"path": str(path), "kind": kind})
         document["models"][alias] = entry
 
-    edit_config(workspace.config_path, add)
+    workspace.edit_config(add)
     return ModelInfo(alias, kind, path, True, _size(path), "registered")

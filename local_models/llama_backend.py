@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from local_models.batching import Batcher, Sequence, cancelled, random_seed
+from local_models.native_tools import tool_format
 from local_models.types import GenerationParams, GenerationResult
 from workbench.core.errors import ContextLengthExceeded, ModelError, UnsupportedParameter
 
@@ -197,6 +198,9 @@ class LocalModel:
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._llm: Any = None
+        self.chat_template: str | None = None
+        self.tool_format: str | None = None
+        """The tool-call format its own chat template knows (native_tools), None if none."""
         self._thread = threading.Thread(target=self._own, name=f"llama:{alias}", daemon=True)
         self._thread.start()
         self._loaded.wait()
@@ -349,6 +353,8 @@ class LocalModel:
         template = metadata.get("tokenizer.chat_template") or _fallback_template(
             metadata.get("general.architecture", "")
         )
+        self.chat_template = metadata.get("tokenizer.chat_template")
+        self.tool_format = tool_format(self.chat_template)
         self._formatter = Jinja2ChatFormatter(
             template,
             eos_token=model.token_get_text(self._llm.token_eos()),
@@ -470,7 +476,8 @@ class LocalModel:
             prompt = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
             template_stops = []
         else:
-            formatted = self._formatter(messages=request.messages)
+            # tools reach the backend only for a template that knows them (ModelManager.chat)
+            formatted = self._formatter(messages=request.messages, tools=list(params.tools) or None)
             prompt = llm.tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
             )

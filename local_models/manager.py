@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
-from local_models import tool_calls
+from local_models import native_tools, tool_calls
 from local_models.catalog import resolve_model
 from local_models.gguf_info import read_gguf_info
 from local_models.llama_backend import LoadOptions, LocalModel, gpu_offload_supported
@@ -124,16 +124,26 @@ class ModelManager:
         model = self.load(name, options)
         asked, asked_params, answer_to = messages, params, on_text
         calls_wanted = bool(params.tools) and params.tool_choice != "none" and prompt is None
+        # The model's own template renders tools and tool turns when it knows them; a call that
+        # must be made (required, a named function) is held by a grammar on any model.
+        native = model.tool_format if params.tool_choice in (None, "auto", "none") else None
+        tools: list[tool_calls.Tool] | None = None
         if prompt is None and (params.tools or tool_calls.needs_rewrite(messages)):
             if params.tools and params.json_schema is not None:
                 raise UnsupportedParameter("response_format", "a JSON answer format cannot go with tools")
-            tools = tool_calls.check_tools(list(params.tools)) if params.tools else None
-            messages = tool_calls.prompt_messages(messages, tools, params.tool_choice)
-            if calls_wanted and tools:
-                # The answer is JSON held by a grammar: its text goes out once parsed, not as it comes.
-                schema = tool_calls.call_schema(tools, params.tool_choice, params.parallel_tool_calls)
-                params = replace(params, json_schema=schema, tools=())
-                on_text = None
+            if params.tools:
+                tools = tool_calls.check_tools(list(params.tools), grammar=not native)
+            if native:
+                messages = native_tools.native_messages(messages)
+                if not calls_wanted:
+                    params = replace(params, tools=())
+            else:
+                messages = tool_calls.prompt_messages(messages, tools, params.tool_choice)
+                if calls_wanted and tools:
+                    schema = tool_calls.call_schema(tools, params.tool_choice, params.parallel_tool_calls)
+                    params = replace(params, json_schema=schema, tools=())
+            if calls_wanted:
+                on_text = None  # the answer goes out once read for calls, not as it comes
         attributes = {
             A.OPERATION: "chat" if prompt is None else "text_completion",
             A.PROVIDER: "llama.cpp",
@@ -145,6 +155,8 @@ class ModelManager:
         }
         if params.seed is not None:
             attributes["gen_ai.request.seed"] = params.seed
+        if calls_wanted:
+            attributes["workbench.tool_format"] = native or "grammar"
         with self.tracer.span("llm.chat", "llm", attributes) as span:
             span.set_payload(**({"messages": messages} if prompt is None else {"prompt": prompt}))
             queued = time.perf_counter()
@@ -180,7 +192,7 @@ class ModelManager:
                         timer.cancel()
             result.trace_id = span.trace_id
             if calls_wanted:
-                self._read_calls(result, model.alias, answer_to, tools or [])
+                self._read_calls(result, model.alias, answer_to, tools or [], native)
                 if result.tool_calls:
                     span.set_payload(tool_calls=result.tool_calls)
             span.update(
@@ -213,17 +225,33 @@ class ModelManager:
 
     @staticmethod
     def _read_calls(
-        result: GenerationResult, alias: str, answer_to: Callable[[str], None] | None, tools: list
+        result: GenerationResult,
+        alias: str,
+        answer_to: Callable[[str], None] | None,
+        tools: list,
+        native: str | None,
     ) -> None:
-        """A grammar-held answer as the calls it makes or the text it answers."""
-        if result.finish_reason != "stop":
-            # cut by max_tokens or cancelled: the JSON is unfinished, there is no call to give
+        """The answer as the calls it makes or the text it answers: read from the model's own
+        format (``native``) or from the grammar-held JSON."""
+        try:
+            if native:
+                content, calls = native_tools.parse_native(result.text, native, alias, tools)
+            elif result.finish_reason == "stop":
+                content, calls = tool_calls.parse_answer(result.text, alias, tools)
+            elif result.finish_reason == "length" and (whole := tool_calls.complete_calls(result.text)):
+                content, calls = tool_calls.parse_answer(whole, alias, tools)
+                result.extra["tool_answer_cut"] = result.text  # what it wrote, the unfinished call included
+            else:
+                raise ModelError("the grammar's JSON is unfinished")
+        except ModelError:
+            if result.finish_reason == "stop":
+                raise
+            # cut by max_tokens or cancelled: the call is unfinished, there is none to give
             result.extra["unfinished_tool_answer"] = result.text
             result.text = ""
             return
-        content, calls = tool_calls.parse_answer(result.text, alias, tools)
         if calls:
-            result.text, result.tool_calls, result.finish_reason = "", calls, "tool_calls"
+            result.text, result.tool_calls, result.finish_reason = content or "", calls, "tool_calls"
         else:
             result.text = content or ""
             if answer_to is not None and result.text:

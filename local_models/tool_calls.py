@@ -47,9 +47,10 @@ class Tool:
     parameters: dict[str, Any]
 
 
-def check_tools(tools: list[dict[str, Any]]) -> list[Tool]:
+def check_tools(tools: list[dict[str, Any]], grammar: bool = True) -> list[Tool]:
     """OpenAI ``tools`` ([{"type": "function", "function": {name, description, parameters}}])
-    as Tools; a tool whose parameters no grammar can hold is refused by name."""
+    as Tools; with ``grammar`` (the calls are to be held by one), a tool whose parameters no
+    grammar can hold is refused by name."""
     from llama_cpp import LlamaGrammar
 
     found: list[Tool] = []
@@ -74,7 +75,8 @@ def check_tools(tools: list[dict[str, Any]]) -> list[Tool]:
                 f"tools.{index}.function.parameters", f"tool {name}: parameters must be a JSON schema"
             )
         try:
-            LlamaGrammar.from_json_schema(json.dumps(parameters), verbose=False)
+            if grammar:
+                LlamaGrammar.from_json_schema(json.dumps(parameters), verbose=False)
         except Exception as exc:  # noqa: BLE001 - the converter raises what it raises; say which tool
             raise UnsupportedParameter(
                 f"tools.{index}.function.parameters",
@@ -289,6 +291,25 @@ def repeats(messages: list[dict[str, Any]], calls: list[dict[str, Any]]) -> bool
 
 def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
+
+
+def complete_calls(text: str) -> str | None:
+    """The calls of a grammar-held answer cut short (max_tokens) that were written whole, as a
+    whole answer; None when there is none. Small models repeat a call until the cut (Gemma 3
+    270M and SmolLM2 both did): the calls before it are what they meant."""
+    start = text.find("[", text.find('"tool_calls"'))
+    if '"tool_calls"' not in text or start < 0:
+        return None
+    decoder, index, calls = json.JSONDecoder(strict=False), start + 1, []
+    while True:
+        while index < len(text) and text[index] in " \t\r\n,":
+            index += 1
+        try:
+            call, index = decoder.raw_decode(text, index)
+        except ValueError:
+            break
+        calls.append(call)
+    return json.dumps({"tool_calls": calls}, ensure_ascii=False) if calls else None
 
 
 def parse_answer(text: str, model: str, tools: list[Tool] = ()) -> tuple[str | None, list[dict[str, Any]]]:

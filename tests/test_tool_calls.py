@@ -155,3 +155,12 @@ def test_the_parse_and_what_is_refused():
         with pytest.raises(UnsupportedParameter) as caught:
             tool_calls.check_tools(bad)
         assert caught.value.param == param
+
+
+def test_the_whole_calls_of_an_answer_cut_short_are_kept():
+    cut = '{ "tool_calls": [{"name": "f", "arguments": {"a": 1}}, {"name": "f", "arguments": {"a": 1}}, {"'
+    assert json.loads(tool_calls.complete_calls(cut)) == {
+        "tool_calls": [{"name": "f", "arguments": {"a": 1}}, {"name": "f", "arguments": {"a": 1}}]
+    }
+    assert tool_calls.complete_calls('{"tool_calls": [{"name": "f", "argu') is None
+    assert tool_calls.complete_calls('{"response": "It is') is None

@@ -80,6 +80,14 @@ class Workspace:
     def config(self) -> WorkbenchConfig:
         return load_config(self.config_path)
 
+    def edit_config(self, edit) -> WorkbenchConfig:
+        """Edit workbench.toml (core.config.edit_config) and hold what it now says: a model
+        registered in the app is then there for its next chat, not after a restart."""
+        from workbench.core.config import edit_config
+
+        self.__dict__["config"] = edit_config(self.config_path, edit)
+        return self.config
+
     @property
     def models_dir(self) -> Path:
         return self.root / "models"

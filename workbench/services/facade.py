@@ -200,12 +200,10 @@ class Service:
 
     def set_offline(self, offline: bool) -> None:
         """Turn offline mode on or off, in workbench.toml too, so CLI runs follow it."""
-        from workbench.core.config import edit_config
-
         def edit(document) -> None:
             document["offline"] = offline
 
-        self.config = edit_config(self.workspace.config_path, edit)
+        self.config = self.workspace.edit_config(edit)
         self.offline = offline
         self.generation.cloud.offline = offline
 
