@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local_models.native_tools import tool_format
 from workbench.core.errors import ModelError
 
 __all__ = ["GGUFInfo", "read_gguf_info", "FILE_TYPES"]
@@ -90,6 +91,9 @@ class GGUFInfo:
     value_length: int | None
     vocab_size: int | None
     has_chat_template: bool
+    tool_format: str
+    """How the model calls tools: its template's own format (hermes, llama3, mistral, json), or
+    "grammar" when the template knows no tools (local_models.native_tools)."""
     metadata: dict[str, Any] = field(repr=False)
 
     @property
@@ -216,5 +220,6 @@ def _parse(cur: _Cursor, path: Path, size: int) -> GGUFInfo:
         value_length=num("attention.value_length"),
         vocab_size=num("vocab_size") or (tokens if isinstance(tokens, int) else None),
         has_chat_template=bool(meta.get("tokenizer.chat_template")),
+        tool_format=tool_format(meta.get("tokenizer.chat_template")) or "grammar",
         metadata=meta,
     )

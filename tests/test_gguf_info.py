@@ -20,6 +20,7 @@ def test_real_headers(fetched_models):
     assert smol.parameters == 134_515_008 and smol.parameters_label == "135M"
     assert (smol.block_count, smol.head_count_kv, smol.vocab_size) == (30, 3, 49152)
     assert smol.has_chat_template
+    assert smol.tool_format == "grammar", "SmolLM2's template knows no tools"
     gemma = read_gguf_info(fetched_models / "gemma-3-270m-q4_k_m.gguf")
     assert (gemma.architecture, gemma.file_type, gemma.context_length) == ("gemma3", "Q4_K_M", 32768)
     assert gemma.parameters == 268_098_176 and not gemma.has_chat_template

@@ -186,6 +186,7 @@ def test_a_native_model_calls_through_its_own_template(native):
     assert result.finish_reason == "tool_calls" and result.text == ""
     assert _calls(result.tool_calls) == [("get_weather", {"city": "Paris"})]
     assert _span(native, result.trace_id)["workbench.tool_format"] == "hermes"
+    assert native.model_info("smol-tools").tool_format == "hermes"  # `models show`, the Models screen
 
     # the template saw the tools: the same question without them is ~100 tokens shorter
     plain = native.chat("smol-tools", [{"role": "user", "content": asked}], {**params, "tools": ()})

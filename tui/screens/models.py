@@ -38,7 +38,7 @@ class ModelsScreen(BaseScreen):
         with Horizontal(id="models-main"):
             table = Table(id="models", cursor_type="row")
             table.add_columns(
-                "alias", "kind", "present", "loaded", "size MB", "arch", "quant", "params", "ctx", "path"
+                "alias", "kind", "present", "loaded", "size MB", "arch", "quant", "params", "ctx", "tools", "path"
             )
             yield table
             with Vertical(id="model-side"):
@@ -86,13 +86,15 @@ class ModelsScreen(BaseScreen):
         cursor = table.cursor_row
         table.clear()
         for model, info in catalog["models"]:
-            meta = ("-",) * 4
+            meta = ("-",) * 5
             if info is not None:
                 meta = (
                     info.architecture,
                     info.file_type,
                     info.parameters_label,
                     str(info.context_length or "-"),
+                    # native: the template's own tool format; grammar: calls held by one
+                    info.tool_format,
                 )
             table.add_row(
                 model.alias,
