@@ -150,7 +150,8 @@ class AgentNode(_Node):
 
     type: Literal["agent"]
     model: str
-    """A local alias (function calling runs on local models)."""
+    """A local alias, ENDPOINT/MODEL for a cloud model (the tools passed through), or `auto`
+    (local first; a call the local model fails to make goes to the cloud model whole)."""
     prompt: Prompt
     tools: list[str] = Field(min_length=1)
     """The allow-list: built-ins (calculator, read_file, sql) and the workspace's own tools

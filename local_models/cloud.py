@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from local_models import cloud_tools
 from local_models.types import GenerationParams, GenerationResult
 from workbench.core import spend
 from workbench.core.config import CloudEndpoint, WorkbenchConfig
@@ -177,7 +178,9 @@ class CloudClient:
             held = 0.0
             if payer is not None:  # a gateway key pays: hold the worst case of its budget first
                 span.set("workbench.gateway_key", payer.key)
-                worst = self.price(endpoint, model, worst_input_tokens(messages), params.max_tokens)
+                worst = self.price(
+                    endpoint, model, worst_input_tokens(messages, params.tools), params.max_tokens
+                )
                 try:
                     held = payer.reserve(worst)
                 except spend.OverBudget:
@@ -227,6 +230,8 @@ class CloudClient:
                 }
             )
             span.set_payload(output=result.text)
+            if result.tool_calls:
+                span.set_payload(tool_calls=result.tool_calls)
         return result
 
     def _headers(self, name: str, endpoint: CloudEndpoint) -> dict[str, str]:
@@ -316,7 +321,7 @@ class CloudClient:
         if not result.input_tokens:
             # Some servers (llama.cpp's among them) send no usage when streaming: estimate at
             # ~4 characters a token, and say so on the span.
-            result.input_tokens = max(1, sum(len(m["content"]) for m in messages) // 4)
+            result.input_tokens = max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4)
             result.extra["usage_estimated"] = True
         result.duration_s = time.perf_counter() - start
         decode_s = result.duration_s - (result.ttft_s or 0.0)
@@ -325,10 +330,13 @@ class CloudClient:
         return result
 
 
-def worst_input_tokens(messages: list[dict]) -> int:
+def worst_input_tokens(messages: list[dict], tools: tuple[dict, ...] = ()) -> int:
     """An upper bound of a prompt's tokens on any tokenizer: its UTF-8 bytes (no tokenizer makes
-    a token of less than one byte) and a few per message for the role and the template."""
-    return sum(len(str(m.get("content") or "").encode()) + 8 for m in messages)
+    a token of less than one byte) and a few per message for the role and the template; the
+    tools' schemas and the calls in the conversation count as their JSON."""
+    calls = sum(len(json.dumps(m["tool_calls"]).encode()) for m in messages if m.get("tool_calls"))
+    schemas = len(json.dumps(list(tools)).encode()) if tools else 0
+    return sum(len(str(m.get("content") or "").encode()) + 8 for m in messages) + calls + schemas
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -370,6 +378,7 @@ def _openai_body(model, messages, params: GenerationParams) -> dict:
             "type": "json_schema",
             "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
         }
+    body.update(cloud_tools.openai_tool_fields(params))
     return body
 
 
@@ -390,7 +399,7 @@ def _anthropic_body(model, messages, params: GenerationParams) -> dict:
         "model": model,
         "max_tokens": params.max_tokens,
         "stream": True,
-        "messages": [m for m in messages if m["role"] != "system"],
+        "messages": cloud_tools.anthropic_messages(messages),
         "temperature": min(params.temperature, 1.0),
         "top_p": params.top_p,
     }
@@ -398,6 +407,7 @@ def _anthropic_body(model, messages, params: GenerationParams) -> dict:
         body["system"] = system
     if params.stop:
         body["stop_sequences"] = list(params.stop)
+    body.update(cloud_tools.anthropic_tool_fields(params))
     return body
 
 
@@ -416,6 +426,7 @@ def _sse_data(lines: Iterator[str]) -> Iterator[dict]:
 
 def _openai_events(lines: Iterator[str], result: GenerationResult) -> Iterator[str]:
     result.finish_reason = ""
+    calls = cloud_tools.CallDeltas()
     for event in _sse_data(lines):
         if "error" in event:
             raise _Retryable(f"error in stream: {str(event['error'])[:120]}")
@@ -424,30 +435,45 @@ def _openai_events(lines: Iterator[str], result: GenerationResult) -> Iterator[s
             result.input_tokens = usage.get("prompt_tokens", result.input_tokens)
             result.output_tokens = usage.get("completion_tokens", result.output_tokens)
         for choice in event.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            for call in delta.get("tool_calls") or []:
+                calls.openai_delta(call)
+            text = delta.get("content")
             if text:
                 if not usage:
                     result.output_tokens += 1  # until the final usage chunk says exactly
                 yield text
             if choice.get("finish_reason"):
                 result.finish_reason = choice["finish_reason"]
+    result.tool_calls = calls.calls() or None
 
 
 def _anthropic_events(lines: Iterator[str], result: GenerationResult) -> Iterator[str]:
     result.finish_reason = ""
+    calls = cloud_tools.CallDeltas()
     for event in _sse_data(lines):
         kind = event.get("type")
         if kind == "message_start":
             result.input_tokens = event["message"].get("usage", {}).get("input_tokens", 0)
+        elif kind == "content_block_start" and event.get("content_block", {}).get("type") == "tool_use":
+            block = event["content_block"]
+            calls.start(event.get("index", 0), block.get("id"), block.get("name"))
         elif kind == "content_block_delta":
-            text = event.get("delta", {}).get("text")
+            delta = event.get("delta", {})
+            if delta.get("type") == "input_json_delta":
+                calls.add(event.get("index", 0), delta.get("partial_json"))
+            text = delta.get("text")
             if text:
                 yield text
         elif kind == "message_delta":
             reason = event.get("delta", {}).get("stop_reason") or "stop"
-            result.finish_reason = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}.get(
-                reason, reason
-            )
+            result.finish_reason = {
+                "end_turn": "stop",
+                "max_tokens": "length",
+                "stop_sequence": "stop",
+                "tool_use": "tool_calls",
+            }.get(reason, reason)
             result.output_tokens = event.get("usage", {}).get("output_tokens", result.output_tokens)
         elif kind == "error":
             raise _Retryable(f"error in stream: {str(event.get('error'))[:120]}")
+    result.tool_calls = calls.calls() or None

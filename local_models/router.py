@@ -118,7 +118,10 @@ class Router:
             return result, None  # the caller stopped it: nothing to escalate
         if result.finish_reason == "cancelled":
             return result, f"the local call timed out after {self.config.local_timeout_s:g} s"
-        reason = _failed_check(result.text, params, check)
+        # a tool call is checked already (its grammar or its schema); the text checks are for text
+        reason = None if result.tool_calls else _failed_check(result.text, params, check)
+        if "unfinished_tool_answer" in result.extra:
+            reason = f"the local tool call was cut at max_tokens ({params.max_tokens})"
         if (
             reason is None
             and floor is not None
@@ -129,7 +132,7 @@ class Router:
                 f"the local answer's mean token log-probability {result.mean_logprob:.2f} is under "
                 f"[router] min_mean_logprob {floor:g}"
             )
-        if reason is None and on_text is not None:
+        if reason is None and on_text is not None and result.text:
             on_text(result.text)
         return result, reason
 

@@ -29,6 +29,7 @@ from workbench.core.errors import ModelError, UnsupportedParameter
 __all__ = [
     "Tool",
     "check_tools",
+    "check_choice",
     "call_schema",
     "prompt_messages",
     "parse_answer",
@@ -106,6 +107,11 @@ def _chosen(tools: list[Tool], choice: Any) -> tuple[list[Tool], bool]:
     raise UnsupportedParameter(
         "tool_choice", "tool_choice is none, auto, required or {'type': 'function', ...}"
     )
+
+
+def check_choice(tools: list[Tool], choice: Any) -> None:
+    """Refuse a ``tool_choice`` that names no tool of the request, or is no choice at all."""
+    _chosen(tools, choice)
 
 
 def call_schema(tools: list[Tool], choice: Any, parallel: bool = True) -> dict[str, Any]:

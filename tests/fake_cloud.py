@@ -20,7 +20,9 @@ ANSWER = ["The ", "capital ", "of ", "France ", "is ", "Paris."]
 
 class FakeCloud:
     def __init__(self, script: list[str] | None = None, delay: float = 0.0, answer=None) -> None:
-        """``answer(body)``, when given, chooses the text pieces of each answer from the request."""
+        """``answer(body)``, when given, chooses each answer from the request: its text pieces, or
+        {"text": [pieces], "calls": [{"id", "name", "arguments": [JSON fragments]}]} for an
+        answer that calls tools (streamed as each API streams calls)."""
         self.script = list(script or [])
         self.answer = answer
         self.delay = delay
@@ -87,7 +89,12 @@ class FakeCloud:
                     return
                 anthropic = self.path.endswith("/messages")
                 pieces = cloud.answer(body) if cloud.answer else ANSWER
-                events = _anthropic(pieces) if anthropic else _openai(pieces, body.get("model", "?"))
+                calls: list[dict] = []
+                if isinstance(pieces, dict):
+                    pieces, calls = pieces.get("text", []), pieces.get("calls", [])
+                events = (
+                    _anthropic(pieces, calls) if anthropic else _openai(pieces, body.get("model", "?"), calls)
+                )
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("connection", "close")
@@ -108,17 +115,30 @@ class FakeCloud:
         return Handler
 
 
-def _openai(pieces: list[str], model: str) -> list[str]:
+def _openai(pieces: list[str], model: str, calls: list[dict] = ()) -> list[str]:
     chunks = [
         {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}], "model": model}
         for p in pieces
     ]
-    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "model": model})
+    for index, call in enumerate(calls):
+        # as OpenAI streams a call: its index, id, type and name first, then argument fragments
+        first = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": ""},
+        }
+        chunks.append({"choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]})
+        for fragment in call["arguments"]:
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}
+            chunks.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    finish = "tool_calls" if calls else "stop"
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "model": model})
     chunks.append({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(pieces)}})
     return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
 
 
-def _anthropic(pieces: list[str]) -> list[str]:
+def _anthropic(pieces: list[str], calls: list[dict] = ()) -> list[str]:
     events = [
         {"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
@@ -127,11 +147,23 @@ def _anthropic(pieces: list[str]) -> list[str]:
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
         for p in pieces
     ]
+    events.append({"type": "content_block_stop", "index": 0})
+    for index, call in enumerate(calls, start=1):
+        block = {"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}
+        events.append({"type": "content_block_start", "index": index, "content_block": block})
+        events += [
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": f},
+            }
+            for f in call["arguments"]
+        ]
+        events.append({"type": "content_block_stop", "index": index})
     events += [
-        {"type": "content_block_stop", "index": 0},
         {
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn"},
+            "delta": {"stop_reason": "tool_use" if calls else "end_turn"},
             "usage": {"output_tokens": len(pieces)},
         },
         {"type": "message_stop"},

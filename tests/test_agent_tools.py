@@ -155,3 +155,41 @@ def test_an_agent_node_calls_a_user_tool_and_answers(model_workspace):
     # and the langgraph export says it does not carry agent nodes yet, rather than a project that fails
     exported = run_cli("export", "weather", "-t", "langgraph")
     assert exported.returncode != 0 and "does not carry `agent` nodes yet" in exported.stderr
+
+
+def test_an_agent_node_on_a_cloud_model_runs_the_calls_it_gets(model_workspace):
+    """The loopback cloud calls get_weather, then answers from its result: the tools reach the
+    cloud model, the call runs here, and its result goes back as a `tool` message."""
+    from tests.fake_cloud import FakeCloud
+
+    def answer(body):
+        results = [m for m in body["messages"] if m["role"] == "tool"]
+        if not results:
+            return {
+                "calls": [{"id": "call_c1", "name": "get_weather", "arguments": ['{"city": ', '"Oslo"}']}]
+            }
+        return [f"From the tool: {results[0]['content']}."]
+
+    _tools(model_workspace.root / "tools")
+    upstream = FakeCloud(answer=answer)
+    try:
+        model_workspace.config_path.write_text(
+            f'[cloud.remote]\nbase_url = "{upstream.url}"\nmodels = ["big"]\n'
+        )
+        (model_workspace.root / "workflows" / "weather.yaml").write_text(
+            AGENT.replace("model: smollm2", "model: remote/big")
+        )
+        done = run_cli("run", "weather", "--input", "Weather in Oslo?", "--json", timeout=120)
+    finally:
+        upstream.close()
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout)["state"]
+    assert state["answer"] == "From the tool: sunny and 21 degrees celsius in Oslo." and state["steps"] == 2
+    first, second = (request["body"] for request in upstream.requests)
+    assert {t["function"]["name"] for t in first["tools"]} == {"get_weather", "calculator"}
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_c1",
+        "name": "get_weather",
+        "content": "sunny and 21 degrees celsius in Oslo",
+    }

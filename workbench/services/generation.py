@@ -208,6 +208,12 @@ class Generation:
             )
             return routed.result
         if not self.is_local(model):
+            if params.tools:  # refused here, by name, rather than by the provider's 400
+                from local_models import tool_calls
+
+                tool_calls.check_choice(
+                    tool_calls.check_tools(list(params.tools), grammar=False), params.tool_choice
+                )
             endpoint, _, cloud_model = model.partition("/")
             return self.cloud.chat(endpoint, cloud_model, messages, params, on_text, cancel)
         return self.models.chat(model, messages, params, on_text, load_options(options), cancel=cancel)
@@ -282,7 +288,6 @@ def _local_only(params: GenerationParams, model: str) -> None:
         ("logprobs", params.top_logprobs is not None),
         ("logit_bias", bool(params.logit_bias)),
         ("echo", params.score_prompt),
-        ("tools", bool(params.tools) and params.tool_choice != "none"),
     ):
         if asked:
             raise UnsupportedParameter(

@@ -330,15 +330,6 @@ class Workflows:
                                 f"tool {tool!r} is not a built-in nor in <workspace>/tools (`workbench tools list`)",
                             )
                         )
-            if isinstance(node, AgentNode) and not self.service.is_local(node.model):
-                problems.append(
-                    Problem(
-                        file,
-                        None,
-                        f"nodes.{name}.model",
-                        "an agent node's model must be local (tools run on local models)",
-                    )
-                )
             if isinstance(node, RouteNode) and node.classify:
                 used.append(("classify.model", node.classify.model))
             if isinstance(node, EscalateNode) and node.model:
