@@ -38,7 +38,17 @@ class ModelsScreen(BaseScreen):
         with Horizontal(id="models-main"):
             table = Table(id="models", cursor_type="row")
             table.add_columns(
-                "alias", "kind", "present", "loaded", "size MB", "arch", "quant", "params", "ctx", "tools", "path"
+                "alias",
+                "kind",
+                "present",
+                "loaded",
+                "size MB",
+                "arch",
+                "quant",
+                "params",
+                "ctx",
+                "tools",
+                "path",
             )
             yield table
             with Vertical(id="model-side"):

@@ -200,6 +200,7 @@ class Service:
 
     def set_offline(self, offline: bool) -> None:
         """Turn offline mode on or off, in workbench.toml too, so CLI runs follow it."""
+
         def edit(document) -> None:
             document["offline"] = offline
 
