@@ -1,5 +1,6 @@
-"""Every tool a workflow may call, from one registry: the built-ins (calculator, read_file, sql)
-and the user's own, Python functions in ``<workspace>/tools/*.py``.
+"""Every tool a workflow may call, from one registry: the built-ins (calculator, read_file, sql),
+the user's own, Python functions in ``<workspace>/tools/*.py``, and the tools of the MCP servers
+of workbench.toml (agents/mcp_client.py).
 
 A user tool is a public function of such a file with a docstring (the description the model
 reads) and annotated parameters; the signature becomes its JSON schema (pydantic), a parameter
@@ -22,7 +23,16 @@ from typing import Any
 
 from agents.tools import TOOLS, ToolFailed
 
-__all__ = ["ToolDef", "builtin_tools", "load_user_tools", "run_user_tool", "MAX_RESULT_CHARS", "TIMEOUT_S"]
+__all__ = [
+    "ToolDef",
+    "builtin_tools",
+    "load_user_tools",
+    "mcp_tools",
+    "run_user_tool",
+    "check_arguments",
+    "MAX_RESULT_CHARS",
+    "TIMEOUT_S",
+]
 
 MAX_RESULT_CHARS = 100_000  # a tool that returns 10 MB is cut here (the model reads less still)
 TIMEOUT_S = 30.0  # a user tool running longer is abandoned with a tool error
@@ -36,8 +46,10 @@ class ToolDef:
     name: str
     description: str
     parameters: dict[str, Any]
-    source: str  # "built-in", or the file it comes from
+    source: str  # "built-in", the file it comes from, or "mcp:SERVER"
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    mcp_tool: str | None = None
+    """An MCP server's tool: its name on the server (the server is in ``source``)."""
 
     def spec(self) -> dict[str, Any]:
         """As OpenAI's function tools give it."""
@@ -132,17 +144,53 @@ def load_user_tools(folder: Path) -> tuple[dict[str, ToolDef], list[str]]:
     return tools, problems
 
 
-def run_user_tool(tool: ToolDef, arguments: dict[str, Any], timeout_s: float = TIMEOUT_S) -> str:
-    """Call a user tool with the model's arguments (checked against its schema first); any way it
-    fails (a wrong argument, an exception, too long) is a ToolFailed the model reads."""
-    import concurrent.futures
+def mcp_tools(servers: dict[str, Any], root: Path) -> tuple[dict[str, ToolDef], list[str]]:
+    """The tools of the [mcp.NAME] servers (each asked for its list) and the problems of those
+    that could not say."""
+    from agents.mcp_client import list_tools
 
+    tools: dict[str, ToolDef] = {}
+    problems: list[str] = []
+    for name, server in servers.items():
+        try:
+            listed = list_tools(name, server, root)
+        except ToolFailed as exc:
+            problems.append(f"[mcp.{name}]: {exc}")
+            continue
+        for entry in listed:
+            tools[entry["name"]] = ToolDef(
+                entry["name"],
+                entry["description"],
+                entry["parameters"],
+                f"mcp:{name}",
+                mcp_tool=entry["tool"],
+            )
+    return tools, problems
+
+
+def check_arguments(tool: ToolDef, arguments: dict[str, Any]) -> None:
     import jsonschema
 
     try:
         jsonschema.validate(arguments, tool.parameters)
     except jsonschema.ValidationError as exc:
         raise ToolFailed(f"arguments do not fit {tool.name}: {exc.message}") from None
+    except jsonschema.SchemaError:
+        pass  # a server's schema jsonschema cannot read: the server checks its own arguments
+
+
+def cut(text: str) -> str:
+    if len(text) > MAX_RESULT_CHARS:
+        return text[:MAX_RESULT_CHARS] + f"... [cut: {len(text):,} characters]"
+    return text
+
+
+def run_user_tool(tool: ToolDef, arguments: dict[str, Any], timeout_s: float = TIMEOUT_S) -> str:
+    """Call a user tool with the model's arguments (checked against its schema first); any way it
+    fails (a wrong argument, an exception, too long) is a ToolFailed the model reads."""
+    import concurrent.futures
+
+    check_arguments(tool, arguments)
     assert tool.function is not None
     # A thread of its own: a tool that hangs is abandoned after the timeout (Python cannot kill
     # a thread; it runs on, unread, and the run goes on).
@@ -156,6 +204,4 @@ def run_user_tool(tool: ToolDef, arguments: dict[str, Any], timeout_s: float = T
     except Exception as exc:  # noqa: BLE001 - the user's code: every failure is a tool error
         raise ToolFailed(f"{tool.name} raised {type(exc).__name__}: {exc}") from None
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
-    if len(text) > MAX_RESULT_CHARS:
-        text = text[:MAX_RESULT_CHARS] + f"... [cut: {len(text):,} characters]"
-    return text
+    return cut(text)

@@ -13,7 +13,18 @@ import sys
 import click
 
 from workbench import __version__
-from workbench.cli import documents, evals, generation, models, serve, traces, usage, workflows, workspace
+from workbench.cli import (
+    documents,
+    evals,
+    generation,
+    mcp,
+    models,
+    serve,
+    traces,
+    usage,
+    workflows,
+    workspace,
+)
 from workbench.cli._context import Context
 from workbench.core.errors import WorkbenchError, WorkspaceError
 
@@ -71,6 +82,7 @@ for _command in (
     traces.sql,
     usage.usage,
     serve.serve,
+    mcp.mcp,
 ):
     cli.add_command(_command)
 

@@ -248,9 +248,11 @@ def tools_list(obj: Context, as_json: bool) -> None:
         return
     click.echo(render_table(rows, ["name", "source", "parameters", "description"]))
     for problem in problems:
-        click.echo(f"problem: tools/{problem}", err=True)
+        where = "" if problem.startswith(("[mcp.", "mcp:")) else "tools/"
+        click.echo(f"problem: {where}{problem}", err=True)
     if not any(row["source"] != "built-in" for row in rows):
         click.echo(
-            "add your own: a function with a docstring and annotated parameters in <workspace>/tools/NAME.py",
+            "add your own: a function with a docstring and annotated parameters in <workspace>/tools/NAME.py, "
+            "or an MCP server's under [mcp.NAME] in workbench.toml",
             err=True,
         )

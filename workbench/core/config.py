@@ -167,6 +167,37 @@ class RayConfig(_Strict):
     one per model on a cluster without GPUs."""
 
 
+class McpServer(_Strict):
+    """An MCP server whose tools workflows' agent nodes may call (allow-listed by name there, as
+    SERVER__TOOL). Started for each call and stopped after (stdio), or reached at its URL."""
+
+    command: str | None = None
+    """The program that serves MCP on stdin/stdout (stdio transport)."""
+    args: list[str] = []
+    cwd: str | None = None
+    """Its working folder (relative to the workspace); default: the workspace."""
+    env: list[str] = []
+    """Names of environment variables passed on to it, values read at call time and never
+    stored; it gets these and the MCP SDK's plain set (HOME, PATH, ...) and nothing else."""
+    url: str | None = None
+    """A streamable-HTTP MCP endpoint (http(s)://host:port/mcp), instead of ``command``."""
+    bearer_env: str | None = None
+    """The environment variable holding a bearer token for ``url``."""
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    """A call (starting the server included) that takes longer is a tool error."""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+    def model_post_init(self, _context) -> None:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (streamable HTTP)")
+
+
 class WorkbenchConfig(_Strict):
     offline: bool = False
     """When true no connection to a non-loopback address is opened."""
@@ -183,6 +214,8 @@ class WorkbenchConfig(_Strict):
     """`workbench serve`: the OpenAI-compatible gateway."""
     ray: RayConfig = RayConfig()
     """`workbench ingest --ray` and `workbench eval run --ray`."""
+    mcp: dict[str, McpServer] = {}
+    """MCP servers by name, their tools for agent nodes (`workbench tools list`)."""
 
 
 DEFAULT_CONFIG_TEXT = """\
@@ -240,6 +273,14 @@ def remember_secrets(config: WorkbenchConfig) -> None:
     from workbench.core.secrets import register_env
 
     names = [endpoint.api_key_env for endpoint in config.cloud.values()]
+    names += [server.bearer_env for server in config.mcp.values()]
+    # an MCP server's variables may be anything (a locale, a folder): those named as secrets are
+    names += [
+        name
+        for server in config.mcp.values()
+        for name in server.env
+        if any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET", "PASSWORD", "AUTH"))
+    ]
     register_env([*names, *config.documents.storage_secrets.values(), *config.server.keys])
 
 

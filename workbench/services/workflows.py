@@ -78,17 +78,31 @@ class WorkbenchRuntime:
         tool = known.get(name)
         if tool is None:
             raise ToolFailed(f"no tool {name!r}")
-        if tool.function is None:  # a built-in: its one text argument
+        if tool.function is None and tool.mcp_tool is None:  # a built-in: its one text argument
             return self.tool(name, tool.builtin_text(arguments), files)
-        with self.span(f"execute_tool {name}", _tool_attributes(name)) as span:
+        attributes = _tool_attributes(name)
+        if tool.mcp_tool is not None:
+            attributes["workbench.mcp.server"] = tool.source.removeprefix("mcp:")
+        with self.span(f"execute_tool {name}", attributes) as span:
             span.set_payload(arguments=arguments)
             try:
-                output = run_user_tool(tool, arguments)
+                output = (
+                    run_user_tool(tool, arguments) if tool.mcp_tool is None else self._mcp(tool, arguments)
+                )
             except ToolFailed as exc:
                 span.fail(f"ToolFailed: {exc}")
                 raise
             span.set_payload(result=output[:2000])
             return output
+
+    def _mcp(self, tool, arguments: dict[str, Any]) -> str:
+        from agents.mcp_client import call_tool
+        from agents.tool_registry import check_arguments, cut
+
+        check_arguments(tool, arguments)
+        server = tool.source.removeprefix("mcp:")
+        config = self.service.config.mcp[server]
+        return cut(call_tool(server, config, self.service.workspace.root, tool.mcp_tool, arguments))
 
     def escalate(self, model: str | None, messages, params: dict[str, Any], on_text) -> dict[str, Any]:
         from workbench.core.errors import CloudError
@@ -145,16 +159,7 @@ class WorkbenchRuntime:
             private += [workspace.models_dir, workspace.root / "lancedb", workspace.root / "responses"]
             return tools.read_file(roots, text, private=private)
         if name == "sql":
-            from workbench.core.errors import QueryError
-
-            self.service.flush_traces()
-            try:
-                columns, rows = self.service.store.sql(
-                    tools.check_select(text), limit=tools.SQL_ROWS, timeout_s=tools.SQL_TIMEOUT_S
-                )
-            except QueryError as exc:
-                raise tools.ToolFailed(exc.message) from None
-            return "\n".join([" | ".join(columns)] + [" | ".join(map(str, row)) for row in rows])
+            return read_only_sql(self.service, text)
         raise tools.ToolFailed(f"no tool {name!r}")
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
@@ -162,6 +167,22 @@ class WorkbenchRuntime:
 
         counts: Counter[str] = Counter()
         return redact(text, counts), dict(counts)
+
+
+def read_only_sql(service, query: str) -> str:
+    """The sql tool: one SELECT over the traces, at most SQL_ROWS rows and SQL_TIMEOUT_S seconds,
+    as text (workflows' tool nodes and `workbench mcp`'s query_traces)."""
+    from agents import tools
+    from workbench.core.errors import QueryError
+
+    service.flush_traces()
+    try:
+        columns, rows = service.store.sql(
+            tools.check_select(query), limit=tools.SQL_ROWS, timeout_s=tools.SQL_TIMEOUT_S
+        )
+    except QueryError as exc:
+        raise tools.ToolFailed(exc.message) from None
+    return "\n".join([" | ".join(columns)] + [" | ".join(map(str, row)) for row in rows])
 
 
 def describe_update(update: dict[str, Any]) -> str:
@@ -214,19 +235,28 @@ class Workflows:
     def __init__(self, service) -> None:
         self.service = service
         self.dir: Path = service.workspace.workflows_dir
-        self._tools: tuple[float, Any] | None = None  # (newest file time, (tools, problems))
+        self._tools: tuple[Any, Any] | None = None  # (files and [mcp] stamp, (tools, problems))
 
     def tools(self) -> tuple[dict[str, Any], builtins.list[str]]:
-        """Every tool by name (built-ins, then <workspace>/tools/*.py) and the problems of the
-        files that gave none; loaded again when a file there changed."""
-        from agents.tool_registry import builtin_tools, load_user_tools
+        """Every tool by name (built-ins, <workspace>/tools/*.py, then the [mcp.NAME] servers')
+        and the problems of the files and servers that gave none; loaded again when a file
+        there or the [mcp] config changed."""
+        from agents.tool_registry import builtin_tools, load_user_tools, mcp_tools
 
         folder = self.service.workspace.root / "tools"
-        stamp = max((f.stat().st_mtime for f in folder.glob("*.py")), default=0.0) if folder.is_dir() else 0.0
-        stamp += len(builtins.list(folder.glob("*.py"))) if folder.is_dir() else 0
+        files = builtins.list(folder.glob("*.py")) if folder.is_dir() else []
+        servers = self.service.config.mcp
+        stamp = (
+            max((f.stat().st_mtime for f in files), default=0.0),
+            len(files),
+            repr(sorted((name, server.model_dump_json()) for name, server in servers.items())),
+        )
         if self._tools is None or self._tools[0] != stamp:
             user, problems = load_user_tools(folder)
-            self._tools = (stamp, ({**builtin_tools(), **user}, problems))
+            served, down = mcp_tools(servers, self.service.workspace.root)
+            for name in builtins.sorted(set(served) & (set(user) | set(builtin_tools()))):
+                problems.append(f"{served[name].source}: {name} is already a tool")
+            self._tools = (stamp, ({**served, **builtin_tools(), **user}, problems + down))
         return self._tools[1]
 
     def path(self, name: str) -> Path:
@@ -327,7 +357,7 @@ class Workflows:
                                 file,
                                 None,
                                 f"nodes.{name}.tools.{index}",
-                                f"tool {tool!r} is not a built-in nor in <workspace>/tools (`workbench tools list`)",
+                                f"tool {tool!r} is not a built-in, in <workspace>/tools nor an [mcp] server's (`workbench tools list`)",
                             )
                         )
             if isinstance(node, RouteNode) and node.classify:
