@@ -145,6 +145,10 @@ def check_graph(spec: Spec, file: str, lines: dict) -> list[Problem]:
             except ValueError as exc:
                 braces = "" if "{" in str(exc) else " (write {{ and }} for literal braces)"
                 add(loc, f"not a valid template: {exc}{braces}")
+        if isinstance(node, AgentNode):
+            for i, tool in enumerate(node.approve):
+                if tool not in node.tools:
+                    add(("nodes", name, "approve", i), f"{tool!r} is not among the node's tools")
         if isinstance(node, EscalateNode) and not isinstance(spec.nodes.get(node.prompt_from), GenerateNode):
             add(
                 ("nodes", name, "prompt_from"),

@@ -17,9 +17,9 @@ from typing_extensions import TypedDict
 
 from agents.nodes import Emit, Runtime, State, make_node
 from agents.spec import END as SPEC_END
-from agents.spec import GenerateNode, RouteNode, Spec
+from agents.spec import AgentNode, GenerateNode, RouteNode, Spec
 
-__all__ = ["Stopped", "build_graph", "initial_state"]
+__all__ = ["Stopped", "build_graph", "initial_state", "approval_node"]
 
 
 class Stopped(Exception):
@@ -46,18 +46,66 @@ def build_graph(
     (whose update is then not kept: a resume runs that node again, whole)."""
     emit = emit or (lambda event: None)
     # The state schema is the spec's own keys, so LangGraph checks every update against it.
-    schema = TypedDict("State", {key: Any for key in sorted(spec.state_keys() | {"route_to"})}, total=False)
+    keys = spec.state_keys() | {"route_to", "agent_progress"}
+    schema = TypedDict("State", {key: Any for key in sorted(keys)}, total=False)
     graph = StateGraph(schema)
     for name in spec.nodes:
         graph.add_node(name, _traced(spec, name, make_node(spec, name, runtime, emit), runtime, emit, stop))
     graph.add_edge(START, spec.start)
     for name, node in spec.nodes.items():
+        after = END if node.next == SPEC_END else node.next
         if isinstance(node, RouteNode):
             targets = {t for t in [r.goto for r in node.routes] + [node.default]}
             graph.add_conditional_edges(name, _route_to, {t: (END if t == SPEC_END else t) for t in targets})
+        elif isinstance(node, AgentNode) and node.approve:
+            asking = approval_node(name)
+            graph.add_node(asking, _approval(name, asks=checkpointer is not None))
+            graph.add_conditional_edges(name, _waits_for(name), {True: asking, False: after})
+            graph.add_edge(asking, name)
         else:
-            graph.add_edge(name, END if node.next == SPEC_END else node.next)
+            graph.add_edge(name, after)
     return graph.compile(checkpointer=checkpointer)
+
+
+def approval_node(name: str) -> str:
+    """The graph node that asks a person about agent node ``name``'s calls."""
+    return f"{name}__approval"
+
+
+def _waits_for(name: str):
+    def waits(state: State) -> bool:
+        progress = state.get("agent_progress") or {}
+        return progress.get("node") == name and progress.get("decision") is None
+
+    return waits
+
+
+def _approval(name: str, asks: bool):
+    """A LangGraph interrupt with the calls to approve; the resume value is the decision:
+    {"approved": bool, "note": str} (True/False alone will do). A run with no checkpointer (an
+    eval, a workflow answering as a model) has no one to ask: its calls are denied."""
+
+    def approval(state: State) -> State:
+        from langgraph.types import interrupt
+
+        progress = dict(state["agent_progress"])
+        if not asks:
+            decision: Any = {
+                "approved": False,
+                "note": "no one to approve it in this run (an eval or a model call)",
+            }
+        else:
+            decision = interrupt({"node": name, "asks": progress["asks"]})
+        if not isinstance(decision, dict):
+            decision = {"approved": bool(decision)}
+        progress["decision"] = {
+            "approved": bool(decision.get("approved")),
+            "note": str(decision.get("note") or ""),
+        }
+        return {"agent_progress": progress}
+
+    approval.__name__ = approval_node(name)
+    return approval
 
 
 def _route_to(state: State) -> str:

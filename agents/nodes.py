@@ -267,7 +267,7 @@ def make_node(spec: Spec, name: str, runtime: Runtime, emit: Emit) -> Callable[[
         return tool
 
     if isinstance(node, AgentNode):
-        return _agent(node, runtime, tokens)
+        return _agent(name, node, runtime, tokens)
 
     raise TypeError(f"no implementation for node type {type(node).__name__}")  # spec validation prevents it
 
@@ -333,19 +333,25 @@ def _guardrail(node: GuardrailNode, runtime: Runtime) -> Callable[[State], State
 
 
 def _agent(
-    node: AgentNode, runtime: Runtime, tokens: Callable[[str], None] | None
+    name: str, node: AgentNode, runtime: Runtime, tokens: Callable[[str], None] | None
 ) -> Callable[[State], State]:
     """The model-tools loop: tools to the model, its calls run (those of the allow-list), their
-    results back as `tool` messages, until it answers in words or runs out of steps."""
-    import json as json_
-
-    from agents.tools import MAX_OUTPUT, ToolFailed
+    results back as `tool` messages, until it answers in words or runs out of steps. A call to a
+    tool of ``approve`` ends the node's turn with the loop's progress in ``agent_progress``:
+    the graph's approval node asks a person (a LangGraph interrupt) and comes back here with
+    the decision, and the loop goes on where it was, no model call made twice."""
 
     def agent(state: State) -> State:
         specs = runtime.tool_specs(node.tools)
-        messages: list[dict[str, Any]] = list(prompt_messages(node.prompt, state))
-        observations = list(state.get("observations") or [])
-        steps = int(state.get("steps") or 0)
+        progress = state.get("agent_progress") or {}
+        if progress.get("node") == name and progress.get("decision") is not None:
+            messages = list(progress["messages"])
+            observations, steps, first = list(progress["observations"]), progress["steps"], progress["first"]
+            _run_calls(node, runtime, progress["pending"], messages, observations, progress["decision"])
+        else:
+            messages = list(prompt_messages(node.prompt, state))
+            observations = list(state.get("observations") or [])
+            steps = first = int(state.get("steps") or 0)
         params = {
             "temperature": node.temperature,
             "max_tokens": node.max_tokens,
@@ -353,27 +359,57 @@ def _agent(
             "tools": tuple(specs),
             "tool_choice": "auto",
         }
-        for _ in range(node.max_steps):
+        while steps - first < node.max_steps:
             steps += 1
             reply = runtime.chat(node.model, messages, params, tokens)
             calls = reply.get("tool_calls") or []
             if not calls:
-                return {node.output: reply["text"], "observations": observations, "steps": steps}
+                done = {node.output: reply["text"], "observations": observations, "steps": steps}
+                return {**done, "agent_progress": None}
             messages.append({"role": "assistant", "content": None, "tool_calls": calls})
-            for call in calls:
-                name, raw = call["function"]["name"], call["function"].get("arguments") or "{}"
-                if name not in node.tools:  # the grammar holds the model to the list; a runtime may not
-                    output = f"refused: tool {name!r} is not allowed here (allowed: {', '.join(node.tools)})"
-                else:
-                    try:
-                        output = runtime.call_tool(name, json_.loads(raw), node.files)[:MAX_OUTPUT]
-                    except ToolFailed as exc:
-                        output = f"error: {exc}"
-                    except ValueError:
-                        output = "error: the arguments are not JSON"
-                messages.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": output})
-                observations.append({"tool": name, "input": raw, "output": output})
+            asks = [
+                {"id": c["id"], "tool": c["function"]["name"], "arguments": c["function"].get("arguments")}
+                for c in calls
+                if c["function"]["name"] in node.approve
+            ]
+            if asks:
+                waiting = {"node": name, "messages": messages, "observations": observations}
+                waiting.update(steps=steps, first=first, pending=calls, asks=asks, decision=None)
+                return {"agent_progress": waiting, "steps": steps}
+            _run_calls(node, runtime, calls, messages, observations, None)
         stopped = f"(no answer: the agent stopped after {node.max_steps} model calls)"
-        return {node.output: stopped, "observations": observations, "steps": steps}
+        return {node.output: stopped, "observations": observations, "steps": steps, "agent_progress": None}
 
     return agent
+
+
+def _run_calls(
+    node: AgentNode,
+    runtime: Runtime,
+    calls: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    observations: list[dict[str, Any]],
+    decision: dict[str, Any] | None,
+) -> None:
+    """Run the calls of one model answer, each result a `tool` message; a call that needed
+    approval runs only if ``decision`` approved it."""
+    import json as json_
+
+    from agents.tools import MAX_OUTPUT, ToolFailed
+
+    for call in calls:
+        name, raw = call["function"]["name"], call["function"].get("arguments") or "{}"
+        if name not in node.tools:  # the grammar holds the model to the list; a runtime may not
+            output = f"refused: tool {name!r} is not allowed here (allowed: {', '.join(node.tools)})"
+        elif name in node.approve and not (decision or {}).get("approved"):
+            note = (decision or {}).get("note") or ""
+            output = "denied: the user did not approve this call" + (f" ({note})" if note else "")
+        else:
+            try:
+                output = runtime.call_tool(name, json_.loads(raw), node.files)[:MAX_OUTPUT]
+            except ToolFailed as exc:
+                output = f"error: {exc}"
+            except ValueError:
+                output = "error: the arguments are not JSON"
+        messages.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": output})
+        observations.append({"tool": name, "input": raw, "output": output})

@@ -19,7 +19,7 @@ from typing import Any
 from agents.checks import parse_spec
 from agents.graph import Stopped, build_graph, initial_state
 from agents.nodes import Emit, Runtime
-from workbench.core.errors import RunStopped, WorkflowError, WorkflowNotFound
+from workbench.core.errors import RunStopped, UsageError, WorkflowError, WorkflowNotFound
 
 __all__ = ["Runs", "execute"]
 
@@ -105,12 +105,16 @@ def execute(
     trace_id: str,
     stop: threading.Event | None = None,
     owner: str | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a run (``text``) or resume one (``thread_id``); returns {"thread_id", "state",
-    "resumed", "skipped"} where skipped lists the nodes a resume did not redo. Setting ``stop``
-    ends the run at its next node boundary, status "stopped", resumable."""
+    "resumed", "skipped"} where skipped lists the nodes a resume did not redo, and "waiting"
+    (the calls an agent node asks a person to approve) when the run waits, status "waiting":
+    its resume gives ``decision`` ({"approved": bool, "note": str}). Setting ``stop`` ends the
+    run at its next node boundary, status "stopped", resumable."""
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.errors import GraphRecursionError
+    from langgraph.types import Command
 
     con = runs.connect()
     try:
@@ -127,6 +131,16 @@ def execute(
         skipped: list[str] = []
         if resumed:
             snapshot = graph.get_state(config)
+            asked = _waiting(snapshot)
+            if asked is not None and decision is None:
+                raise UsageError(
+                    f"run {thread_id} waits for approval of {_asks(asked)}",
+                    f"answer it: workbench run --resume {thread_id} --approve (or --deny [--note WHY])",
+                )
+            if asked is None and decision is not None:
+                raise UsageError(
+                    f"run {thread_id} waits for no approval", f"resume it: workbench run --resume {thread_id}"
+                )
             skipped = [name for name in _done_nodes(graph, config)]
             if not snapshot.next and snapshot.values:  # finished before: nothing to redo
                 runs.finish(con, thread_id, "done", trace_id, None)
@@ -150,7 +164,10 @@ def execute(
         try:
             # durability="sync": a step's checkpoint is on disk before the next node starts, so a
             # kill at any point loses at most the node that was running.
-            graph.invoke(None if resumed else initial_state(text or ""), config, durability="sync")
+            start: Any = initial_state(text or "")
+            if resumed:
+                start = Command(resume=decision) if decision is not None else None
+            graph.invoke(start, config, durability="sync")
         except GraphRecursionError:
             runs.finish(con, thread_id, "failed", trace_id, f"stopped after {spec.max_steps} steps")
             raise WorkflowError(
@@ -168,16 +185,35 @@ def execute(
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             runs.finish(con, thread_id, "failed", trace_id, message)
             raise
-        runs.finish(con, thread_id, "done", trace_id, None)
-        return {
+        snapshot = graph.get_state(config)
+        asked = _waiting(snapshot)
+        runs.finish(con, thread_id, "done" if asked is None else "waiting", trace_id, None)
+        outcome = {
             "thread_id": thread_id,
-            "state": graph.get_state(config).values,
+            "state": snapshot.values,
             "resumed": resumed,
             "skipped": skipped,
             "workflow": workflow,
         }
+        if asked is not None:
+            outcome["waiting"] = asked
+            if emit is not None:
+                emit({"event": "approval", "thread_id": thread_id, **asked})
+        return outcome
     finally:
         con.close()
+
+
+def _waiting(snapshot) -> dict[str, Any] | None:
+    """What the run's interrupt asks ({"node", "asks": [{"id", "tool", "arguments"}]}), if it waits."""
+    for interrupt in getattr(snapshot, "interrupts", ()) or ():
+        if isinstance(interrupt.value, dict) and "asks" in interrupt.value:
+            return interrupt.value
+    return None
+
+
+def _asks(asked: dict[str, Any]) -> str:
+    return ", ".join(f"{ask['tool']}({ask['arguments']})" for ask in asked["asks"])
 
 
 def _done_nodes(graph, config) -> list[str]:

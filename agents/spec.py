@@ -158,6 +158,10 @@ class AgentNode(_Node):
     (<workspace>/tools/*.py); a call to any other is refused and the model told so."""
     files: list[str] = []
     """The folders read_file may read, as on a tool node."""
+    approve: list[str] = []
+    """Tools of ``tools`` that run only once a person approves the call (its arguments shown):
+    the run waits (a LangGraph interrupt) for `workbench run --resume ID --approve|--deny`, the
+    app's approval prompt or the gateway's resume; a denied call's result says so to the model."""
     max_steps: int = Field(6, ge=1, le=50)
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     max_tokens: int = Field(256, ge=1)

@@ -99,26 +99,40 @@ def workflows_runs(obj: Context, limit: int, as_json: bool) -> None:
 @click.command()
 @click.argument("name", required=False)
 @click.option("--input", "-i", "text", help="The workflow's input (a question, a task).")
-@click.option("--resume", "thread_id", metavar="THREAD_ID", help="Resume an interrupted run.")
+@click.option("--resume", "thread_id", metavar="THREAD_ID", help="Resume an interrupted or waiting run.")
+@click.option(
+    "--approve/--deny", "approve", default=None, help="With --resume: answer the calls the run waits on."
+)
+@click.option("--note", help="With --deny (or --approve): why, for the model to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No node-by-node progress on stderr.")
 @click.pass_obj
 def run(
-    obj: Context, name: str | None, text: str | None, thread_id: str | None, as_json: bool, quiet: bool
+    obj: Context,
+    name: str | None,
+    text: str | None,
+    thread_id: str | None,
+    approve: bool | None,
+    note: str | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Run workflow NAME on --input; node events and tokens stream to stderr, the answer to stdout
-    (through the workspace's running gateway when there is one)."""
-    from workbench.core.errors import WorkflowError
+    (through the workspace's running gateway when there is one). A run whose agent calls a tool
+    marked `approve` waits: answer it with --resume THREAD_ID --approve or --deny."""
+    from workbench.core.errors import UsageError, WorkflowError
 
     if thread_id is None and (not name or text is None):
         raise WorkflowError(
             "say what to run", 'workbench run NAME --input "..." or workbench run --resume THREAD_ID'
         )
+    if approve is not None and thread_id is None:
+        raise UsageError("--approve and --deny answer a waiting run", "give its --resume THREAD_ID")
     from workbench.server.client import client_for
     from workbench.server.protocol.workbench import RunRequest
 
     printer = _Events(enabled=not quiet)
-    request = RunRequest(name=name, input=text, thread_id=thread_id)
+    request = RunRequest(name=name, input=text, thread_id=thread_id, approve=approve, note=note)
     try:  # through the workspace's gateway when one runs: its models are loaded already
         outcome = client_for(obj.workspace, lambda: obj.service).run_workflow(request, printer)
     finally:
@@ -126,6 +140,15 @@ def run(
     state = outcome["state"]
     if as_json:
         click.echo(json.dumps({**outcome, "state": state}, indent=2, default=str))
+        return
+    if outcome.get("waiting"):
+        for ask in outcome["waiting"]["asks"]:
+            click.echo(f"waiting for approval: {ask['tool']}({ask['arguments']})", err=True)
+        click.echo(
+            f"[thread {outcome['thread_id']}: workbench run --resume {outcome['thread_id']} "
+            "--approve (or --deny --note WHY)]",
+            err=True,
+        )
         return
     answer = _answer_text(state.get("answer"))
     if not (sys.stdout.isatty() and answer in printer.streamed):  # already on the screen

@@ -76,7 +76,9 @@ class InProcess:
         return self.service.search(**request.arguments())
 
     def run_workflow(self, request: RunRequest, on_event: Callable[[dict], None]) -> dict[str, Any]:
-        return self.service.workflows.run(request.name, request.input, request.thread_id, on_event)
+        return self.service.workflows.run(
+            request.name, request.input, request.thread_id, on_event, decision=request.decision()
+        )
 
     def compare(self, request: CompareRequest) -> list[Answer | WorkbenchError]:
         from workbench.core.errors import WorkbenchError

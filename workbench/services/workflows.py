@@ -410,11 +410,13 @@ class Workflows:
         emit: Callable[[dict[str, Any]], None] | None = None,
         stop: threading.Event | None = None,
         owner: str | None = None,
+        decision: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run workflow ``name`` on ``text``, or resume run ``thread_id``. One trace per call.
         Setting ``stop`` ends the run at its next node boundary (RunStopped; resumable).
         ``owner``: the gateway key the run belongs to, which alone may resume it (None: the
-        local user, who may resume any)."""
+        local user, who may resume any). A run that waits for approval returns with "waiting";
+        its resume gives ``decision`` ({"approved": bool, "note": str})."""
         from agents.run import Runs, execute
 
         spec_text = None
@@ -440,6 +442,7 @@ class Workflows:
                 root.trace_id,
                 stop,
                 owner,
+                decision,
             )
             state = outcome["state"]
             root.update(
@@ -451,6 +454,10 @@ class Workflows:
             )
             if state.get("escalation_reason"):
                 root.set("workbench.escalation_reason", state["escalation_reason"])
+            if outcome.get("waiting"):
+                root.set("workbench.waiting_for", [ask["tool"] for ask in outcome["waiting"]["asks"]])
+            if decision is not None:
+                root.set("workbench.approved", decision["approved"])
             root.set_payload(answer=state.get("answer"))
         self.service.flush_traces()
         return {**outcome, "trace_id": root.trace_id}

@@ -93,6 +93,13 @@ class RunRequest(BaseModel):
     name: str | None = None
     input: str | None = None
     thread_id: str | None = None
+    approve: bool | None = None
+    """Resuming a run that waits for approval: the person's answer (true: run the calls)."""
+    note: str | None = None
+    """Why, with ``approve`` (a denied call's result tells the model)."""
+
+    def decision(self) -> dict[str, Any] | None:
+        return None if self.approve is None else {"approved": self.approve, "note": self.note or ""}
 
     def asked_tokens(self) -> int:
         return 0  # the workflow's nodes set their own, checked when the spec is

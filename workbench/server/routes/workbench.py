@@ -48,7 +48,7 @@ async def search(request: Request) -> Response:
 
 
 def _run(service, body: RunRequest, emit, stop: threading.Event, owner: str | None) -> Any:
-    return service.workflows.run(body.name, body.input, body.thread_id, emit, stop, owner)
+    return service.workflows.run(body.name, body.input, body.thread_id, emit, stop, owner, body.decision())
 
 
 def _compare(service, body: CompareRequest, emit, stop: threading.Event, owner: str | None) -> Any:
