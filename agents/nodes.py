@@ -267,7 +267,7 @@ def make_node(spec: Spec, name: str, runtime: Runtime, emit: Emit) -> Callable[[
         return tool
 
     if isinstance(node, AgentNode):
-        return _agent(name, node, runtime, tokens)
+        return _agent(name, node, runtime, tokens, emit)
 
     raise TypeError(f"no implementation for node type {type(node).__name__}")  # spec validation prevents it
 
@@ -333,7 +333,7 @@ def _guardrail(node: GuardrailNode, runtime: Runtime) -> Callable[[State], State
 
 
 def _agent(
-    name: str, node: AgentNode, runtime: Runtime, tokens: Callable[[str], None] | None
+    name: str, node: AgentNode, runtime: Runtime, tokens: Callable[[str], None] | None, emit: Emit
 ) -> Callable[[State], State]:
     """The model-tools loop: tools to the model, its calls run (those of the allow-list), their
     results back as `tool` messages, until it answers in words or runs out of steps. A call to a
@@ -347,7 +347,9 @@ def _agent(
         if progress.get("node") == name and progress.get("decision") is not None:
             messages = list(progress["messages"])
             observations, steps, first = list(progress["observations"]), progress["steps"], progress["first"]
-            _run_calls(node, runtime, progress["pending"], messages, observations, progress["decision"])
+            _run_calls(
+                node, runtime, progress["pending"], messages, observations, progress["decision"], emit, name
+            )
         else:
             messages = list(prompt_messages(node.prompt, state))
             observations = list(state.get("observations") or [])
@@ -376,7 +378,7 @@ def _agent(
                 waiting = {"node": name, "messages": messages, "observations": observations}
                 waiting.update(steps=steps, first=first, pending=calls, asks=asks, decision=None)
                 return {"agent_progress": waiting, "steps": steps}
-            _run_calls(node, runtime, calls, messages, observations, None)
+            _run_calls(node, runtime, calls, messages, observations, None, emit, name)
         stopped = f"(no answer: the agent stopped after {node.max_steps} model calls)"
         return {node.output: stopped, "observations": observations, "steps": steps, "agent_progress": None}
 
@@ -390,6 +392,8 @@ def _run_calls(
     messages: list[dict[str, Any]],
     observations: list[dict[str, Any]],
     decision: dict[str, Any] | None,
+    emit: Emit,
+    node_name: str,
 ) -> None:
     """Run the calls of one model answer, each result a `tool` message; a call that needed
     approval runs only if ``decision`` approved it."""
@@ -413,3 +417,4 @@ def _run_calls(
                 output = "error: the arguments are not JSON"
         messages.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": output})
         observations.append({"tool": name, "input": raw, "output": output})
+        emit({"event": "tool", "node": node_name, "tool": name, "arguments": raw, "output": output[:500]})

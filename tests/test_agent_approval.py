@@ -136,3 +136,46 @@ def test_a_run_with_no_one_to_ask_denies_the_call(model_workspace, tmp_path):
         upstream.close()
     assert state["answer"].startswith("Done: denied: the user did not approve this call (no one to approve it")
     assert not outbox.exists()
+
+
+def test_the_workflows_screen_asks_for_approval_and_shows_the_tool_calls(model_workspace, tmp_path):
+    from textual.widgets import RichLog
+
+    from tests.test_tui import run, settle, text_of
+    from tests.test_tui_models import type_into
+    from tui.app import WorkbenchApp
+    from tui.approval import ApprovalDialog
+    from tui.screens.workflows import WorkflowsScreen
+    from workbench.services import Service
+
+    outbox = tmp_path / "outbox.txt"
+    upstream = FakeCloud(answer=_model)
+    _setup(model_workspace, upstream, outbox)
+    service = Service(model_workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("5")
+            await settle(app, pilot)
+            assert isinstance(app.screen, WorkflowsScreen)
+            app.screen.show("mailer")
+            await type_into(pilot, app, "#wf-input", "Tell Ana the report is ready.")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, ApprovalDialog)
+            calls = text_of(app, "#approval-calls")
+            assert "send_mail" in calls and '"to": "ana@example.com"' in calls
+            await pilot.press(*"not today", "ctrl+n")
+            await settle(app, pilot)
+            assert isinstance(app.screen, WorkflowsScreen)
+            log = "\n".join(line.text for line in app.screen.query_one("#wf-log", RichLog).lines)
+            assert "waiting for approval: send_mail" in log and "denied" in log
+            assert "tool send_mail" in log and "(not today)" in log
+            assert "Done: denied: the user did not approve this call (not today)" in text_of(app, "#wf-answer")
+
+    try:
+        run(scenario())
+    finally:
+        upstream.close()
+    assert not outbox.exists()

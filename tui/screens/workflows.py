@@ -188,10 +188,22 @@ class WorkflowsScreen(Rating, BaseScreen):
         self.stop_event.set()
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False, description="workflow run")
-    def run_workflow(self, name: str, text: str, stop: threading.Event) -> None:
+    def run_workflow(
+        self,
+        name: str | None,
+        text: str | None,
+        stop: threading.Event,
+        thread_id: str | None = None,
+        decision: dict | None = None,
+    ) -> None:
         try:
             outcome = self.service.workflows.run(
-                name, text, emit=lambda e: self.post_message(self.Event(e)), stop=stop
+                name,
+                text,
+                thread_id,
+                emit=lambda e: self.post_message(self.Event(e)),
+                stop=stop,
+                decision=decision,
             )
         except RunStopped as exc:
             self.post_message(self.Stopped(exc))
@@ -218,10 +230,19 @@ class WorkflowsScreen(Rating, BaseScreen):
         elif event["event"] == "node_end":
             summary = describe_update(event["update"])
             log.write(f"  done in {event['ms']:.0f} ms" + (f": {escape(summary)}" if summary else ""))
+        elif event["event"] == "tool":
+            output = " ".join(event["output"].split())
+            log.write(
+                f"  [magenta]tool {escape(event['tool'])}[/magenta]({escape(event['arguments'])}) "
+                f"-> {escape(output[:160])}"
+            )
 
     def on_workflows_screen_finished(self, message: Finished) -> None:
         state, outcome = message.outcome["state"], message.outcome
         self.trace_id = outcome["trace_id"]
+        if outcome.get("waiting"):
+            self.ask_approval(outcome["thread_id"], outcome["waiting"])
+            return
         answer = state.get("answer")
         lines = [escape(answer if isinstance(answer, str) else str(answer))]
         if state.get("escalation_reason"):
@@ -235,6 +256,25 @@ class WorkflowsScreen(Rating, BaseScreen):
         )
         self.query_one("#wf-answer", Static).update("\n".join(lines))
         self.query_one("#wf-log", RichLog).write("[green]finished[/green]")
+
+    def ask_approval(self, thread_id: str, waiting: dict) -> None:
+        from tui.approval import ApprovalDialog
+
+        asks = ", ".join(ask["tool"] for ask in waiting["asks"])
+        self.query_one("#wf-log", RichLog).write(f"[yellow]waiting for approval: {escape(asks)}[/yellow]")
+
+        def decided(decision: dict | None) -> None:
+            log = self.query_one("#wf-log", RichLog)
+            if decision is None:
+                log.write(
+                    f"[dim]the run waits: workbench run --resume {escape(thread_id)} --approve|--deny[/dim]"
+                )
+                return
+            log.write("[green]approved[/green]" if decision["approved"] else "[red]denied[/red]")
+            self.stop_event = threading.Event()
+            self.run_workflow(None, None, self.stop_event, thread_id, decision)
+
+        self.app.push_screen(ApprovalDialog(thread_id, waiting), decided)
 
     def rating_target(self) -> tuple[str | None, str, list[str] | None]:
         return self.trace_id, "the run's answer", None

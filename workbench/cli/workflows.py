@@ -191,6 +191,9 @@ class _Events:
             self._line(f"[{what}]")
         elif kind == "node_start":
             self._line(f"> {event['node']} ({event['type']})")
+        elif kind == "tool":
+            output = " ".join(event["output"].split())
+            self._line(f"  tool {event['tool']}({event['arguments']}) -> {output[:120]}")
         elif kind == "token":
             self.streaming = True
             self._text.append(event["text"])
