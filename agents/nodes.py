@@ -27,7 +27,7 @@ from agents.spec import (
     ToolNode,
 )
 
-__all__ = ["Runtime", "Refused", "make_node", "render", "prompt_messages", "GRADE_SCHEMA"]
+__all__ = ["Runtime", "Refused", "make_node", "render", "prompt_messages", "run_calls", "GRADE_SCHEMA"]
 
 State = dict[str, Any]
 Emit = Callable[[dict[str, Any]], None]
@@ -347,7 +347,7 @@ def _agent(
         if progress.get("node") == name and progress.get("decision") is not None:
             messages = list(progress["messages"])
             observations, steps, first = list(progress["observations"]), progress["steps"], progress["first"]
-            _run_calls(
+            run_calls(
                 node, runtime, progress["pending"], messages, observations, progress["decision"], emit, name
             )
         else:
@@ -378,14 +378,14 @@ def _agent(
                 waiting = {"node": name, "messages": messages, "observations": observations}
                 waiting.update(steps=steps, first=first, pending=calls, asks=asks, decision=None)
                 return {"agent_progress": waiting, "steps": steps}
-            _run_calls(node, runtime, calls, messages, observations, None, emit, name)
+            run_calls(node, runtime, calls, messages, observations, None, emit, name)
         stopped = f"(no answer: the agent stopped after {node.max_steps} model calls)"
         return {node.output: stopped, "observations": observations, "steps": steps, "agent_progress": None}
 
     return agent
 
 
-def _run_calls(
+def run_calls(
     node: AgentNode,
     runtime: Runtime,
     calls: list[dict[str, Any]],

@@ -193,3 +193,59 @@ def test_an_agent_node_on_a_cloud_model_runs_the_calls_it_gets(model_workspace):
         "name": "get_weather",
         "content": "sunny and 21 degrees celsius in Oslo",
     }
+
+
+def test_the_playground_shows_the_calls_a_model_makes_and_their_results(model_workspace):
+    """Tools named in the Playground: the (scripted, loopback) cloud model calls calculator, the
+    call runs, its result goes back, and the transcript shows the call, the result and the
+    answer; the next turn carries them."""
+    from tests.fake_cloud import FakeCloud
+    from tests.test_tui import run, settle, text_of
+    from tests.test_tui_models import type_into
+    from tui.app import WorkbenchApp
+    from tui.screens.playground import PlaygroundScreen
+    from workbench.services import Service
+
+    def answer(body):
+        results = [m for m in body["messages"] if m["role"] == "tool"]
+        if not results:
+            return {
+                "calls": [{"id": "call_p1", "name": "calculator", "arguments": ['{"expression": "17 * 23"}']}]
+            }
+        return [f"It is {results[-1]['content']}."]
+
+    upstream = FakeCloud(answer=answer)
+    model_workspace.config_path.write_text(f'[cloud.remote]\nbase_url = "{upstream.url}"\nmodels = ["big"]\n')
+    service = Service(model_workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            assert isinstance(app.screen, PlaygroundScreen)
+            app.screen.query_one("#chat-model").value = "remote/big"
+            await type_into(pilot, app, "#chat-tools", "calculator")
+            await type_into(pilot, app, "#chat-input", "What is 17 * 23?")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            transcript = text_of(app, "#chat-transcript")
+            assert 'tool calculator({"expression": "17 * 23"}) -> 391' in transcript
+            assert "model: It is 391." in transcript
+            assert [m["role"] for m in app.screen.history] == ["user", "assistant", "tool", "assistant"]
+            return app.screen.trace_id
+
+    try:
+        trace_id = run(scenario())
+    finally:
+        upstream.close()
+    service.flush_traces()
+    names = [span["name"] for span in service.get_trace(trace_id)]
+    assert names == [
+        "chat.tools",
+        "llm.chat",
+        "llm.attempt",
+        "execute_tool calculator",
+        "llm.chat",
+        "llm.attempt",
+    ]

@@ -1,6 +1,7 @@
 """Playground: a streaming chat with one model, its figures, and the escalation reason when the
 router hands a question to the cloud. With a collection chosen, each question retrieves passages
-and the answer cites them ([1], [2]); the cited passages are listed under it."""
+and the answer cites them ([1], [2]); the cited passages are listed under it. With tools named,
+the model may call them: each call and its result show in the transcript as they run."""
 
 from __future__ import annotations
 
@@ -35,14 +36,20 @@ class PlaygroundScreen(Rating, BaseScreen):
             self.request, self.text = request, text
 
     class Answered(Message):
-        def __init__(self, request: int, result) -> None:
+        def __init__(self, request: int, result, conversation: list | None = None) -> None:
             super().__init__()
-            self.request, self.result = request, result
+            self.request, self.result, self.conversation = request, result, conversation
+
+    class ToolRan(Message):
+        def __init__(self, request: int, event: dict) -> None:
+            super().__init__()
+            self.request, self.event = request, event
 
     def __init__(self) -> None:
         super().__init__()
-        self.history: list[dict[str, str]] = []
+        self.history: list[dict] = []
         self.answer = ""
+        self.tool_lines: list[str] = []  # the calls the pending answer made so far
         self.request = 0  # the number of the newest request; older ones are stale
         self.pending = False  # whether the newest request is still answering
         self.cancel = threading.Event()
@@ -61,6 +68,7 @@ class PlaygroundScreen(Rating, BaseScreen):
                 allow_blank=False,
                 id="chat-mode",
             )
+            yield Input(placeholder="tools: calculator, ... (`workbench tools list`)", id="chat-tools")
         with VerticalScroll(id="chat-log"):
             yield Static("Pick a model, type below and press enter.", id="chat-transcript")
         yield Static("", id="chat-figures")
@@ -106,14 +114,20 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.stop_answer()
         self.history.append({"role": "user", "content": prompt})
         self.answer = ""
+        self.tool_lines = []
         self.request += 1
         self.pending = True
         self.cancel = threading.Event()
         self._show_transcript(pending=True)
         self.query_one("#chat-figures", Static).update(f"{model} is answering...")
-        self.generate(
-            self.request, model, list(self.history), self._params(), self.cancel, self._collection()
-        )
+        tools = [t.strip() for t in self.query_one("#chat-tools", Input).value.split(",") if t.strip()]
+        grounded = self._collection()
+        if tools and grounded is not None:
+            self.notify(
+                "Tools or a collection: the tools are used, the collection is not.", severity="warning"
+            )
+            grounded = None
+        self.generate(self.request, model, list(self.history), self._params(), self.cancel, grounded, tools)
 
     def stop_answer(self) -> None:
         """Cancel the answer in flight (the model stops decoding); what it said so far stays in
@@ -146,11 +160,23 @@ class PlaygroundScreen(Rating, BaseScreen):
 
     @work(thread=True, exclusive=True, group="playground", exit_on_error=False, description="chat")
     def generate(
-        self, request: int, model: str, messages: list[dict[str, str]], params, cancel, grounded
+        self, request: int, model: str, messages: list[dict], params, cancel, grounded, tools: list[str]
     ) -> None:
         def stream(piece: str) -> None:
             self.post_message(self.Piece(request, piece))
 
+        if tools:
+            result, conversation = self.service.workflows.chat_with_tools(
+                model,
+                messages,
+                tools,
+                params,
+                stream,
+                lambda e: self.post_message(self.ToolRan(request, e)),
+                cancel,
+            )
+            self.post_message(self.Answered(request, result, conversation))
+            return
         if grounded is None:
             result = self.service.chat(model, messages, params, stream, cancel=cancel)
         else:
@@ -166,13 +192,23 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.answer += message.text
         self._show_transcript(pending=True)
 
+    def on_playground_screen_tool_ran(self, message: ToolRan) -> None:
+        if message.request != self.request or not self.pending:
+            return
+        event = message.event
+        self.tool_lines.append(_tool_line(event["tool"], event["arguments"], event["output"]))
+        self._show_transcript(pending=True)
+
     def on_playground_screen_answered(self, message: Answered) -> None:
         if message.request != self.request or not self.pending:
             return
         self.pending = False
         result = message.result
         self.answer = result.text
-        self.history.append({"role": "assistant", "content": result.text})
+        if message.conversation is not None:  # the turn's calls and results are part of it now
+            self.history = message.conversation
+        else:
+            self.history.append({"role": "assistant", "content": result.text})
         self.trace_id = result.trace_id
         self._show_transcript(pending=False)
         figures = (
@@ -193,10 +229,23 @@ class PlaygroundScreen(Rating, BaseScreen):
 
     def _show_transcript(self, pending: bool) -> None:
         lines = []
+        results = {m.get("tool_call_id"): m for m in self.history if m["role"] == "tool"}
         for turn in self.history:
+            if turn["role"] == "tool":
+                continue  # shown with its call
+            if turn.get("tool_calls"):
+                for call in turn["tool_calls"]:
+                    done = results.get(call["id"], {})
+                    lines.append(
+                        _tool_line(
+                            call["function"]["name"], call["function"]["arguments"], done.get("content", "")
+                        )
+                    )
+                continue
             who = "[b]you[/b]" if turn["role"] == "user" else "[b]model[/b]"
-            lines.append(f"{who}: {escape(turn['content'])}")
+            lines.append(f"{who}: {escape(turn['content'] or '')}")
         if pending:
+            lines += self.tool_lines
             lines.append(f"[b]model[/b]: {escape(self.answer)}▌")
         self.query_one("#chat-transcript", Static).update("\n\n".join(lines))
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
@@ -212,6 +261,11 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.history, self.answer, self.trace_id = [], "", None
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")
+
+
+def _tool_line(tool: str, arguments: str, output: str) -> str:
+    result = " ".join(str(output).split())
+    return f"[magenta]tool {escape(tool)}({escape(arguments)})[/magenta] -> {escape(result[:300])}"
 
 
 def _sources(extra: dict) -> str:

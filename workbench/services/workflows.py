@@ -462,6 +462,55 @@ class Workflows:
         self.service.flush_traces()
         return {**outcome, "trace_id": root.trace_id}
 
+    def chat_with_tools(
+        self,
+        model: str,
+        messages: builtins.list[dict[str, Any]],
+        tools: builtins.list[str],
+        params: dict[str, Any] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        emit: Callable[[dict[str, Any]], None] | None = None,
+        cancel: threading.Event | None = None,
+        max_steps: int = 6,
+    ):
+        """A chat turn whose model may call ``tools`` (the Playground's): its calls run and
+        their results go back, as an agent node's do, until it answers in words. Returns
+        (the answer, the conversation with the turn's calls and results added). One trace."""
+        from agents.nodes import run_calls
+        from agents.spec import AgentNode
+
+        node = AgentNode.model_validate(
+            {
+                "type": "agent",
+                "model": model,
+                "prompt": {"id": "playground", "template": "{input}"},
+                "tools": tools,
+            }
+        )
+        conversation = builtins.list(messages)
+        with self.service.tracer.span("chat.tools", "workflow", {"workbench.tools": tools}) as root:
+            runtime = WorkbenchRuntime(self.service, root, cancel=cancel)
+            asked = {**(params or {}), "tools": tuple(runtime.tool_specs(tools)), "tool_choice": "auto"}
+            for step in range(max_steps):
+                last = step == max_steps - 1  # the last model call must answer in words
+                result = self.service.chat(
+                    model,
+                    conversation,
+                    {**asked, "tool_choice": "none"} if last else asked,
+                    on_text,
+                    cancel=cancel,
+                )
+                if not result.tool_calls or (cancel is not None and cancel.is_set()):
+                    break
+                conversation.append({"role": "assistant", "content": None, "tool_calls": result.tool_calls})
+                run_calls(
+                    node, runtime, result.tool_calls, conversation, [], None, emit or (lambda e: None), "chat"
+                )
+            root.set_payload(answer=result.text)
+        result.trace_id = root.trace_id
+        conversation.append({"role": "assistant", "content": result.text})
+        return result, conversation
+
     def invoke(self, spec: Spec, text: str, usage: builtins.list | None = None) -> tuple[dict[str, Any], str]:
         """Run a spec once, with no checkpoints (evals resume case by case); (state, trace id)."""
         from agents.graph import build_graph, initial_state
