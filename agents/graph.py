@@ -41,9 +41,14 @@ def build_graph(
     emit: Emit | None = None,
     checkpointer: Any = None,
     stop: threading.Event | None = None,
+    approvals: bool | None = None,
 ):
     """``stop``, once set, ends the run before its next node, or at the end of the one running
-    (whose update is then not kept: a resume runs that node again, whole)."""
+    (whose update is then not kept: a resume runs that node again, whole). ``approvals``:
+    whether a call that needs approval waits for it (an interrupt, which needs a checkpointer:
+    by default, whether one is given; LangGraph's server brings its own) or is denied."""
+    if approvals is None:
+        approvals = checkpointer is not None
     emit = emit or (lambda event: None)
     # The state schema is the spec's own keys, so LangGraph checks every update against it.
     keys = spec.state_keys() | {"route_to", "agent_progress"}
@@ -59,7 +64,7 @@ def build_graph(
             graph.add_conditional_edges(name, _route_to, {t: (END if t == SPEC_END else t) for t in targets})
         elif isinstance(node, AgentNode) and node.approve:
             asking = approval_node(name)
-            graph.add_node(asking, _approval(name, asks=checkpointer is not None))
+            graph.add_node(asking, _approval(name, asks=approvals))
             graph.add_conditional_edges(name, _waits_for(name), {True: asking, False: after})
             graph.add_edge(asking, name)
         else:

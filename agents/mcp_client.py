@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.tools import ToolFailed
-from workbench.core.config import McpServer
+
+# A server's settings: workbench.core.config.McpServer in the workbench, a plain object with the
+# same fields in an exported LangGraph project (which copies this module and has no workbench).
+McpServer = Any
 
 __all__ = ["SEPARATOR", "list_tools", "call_tool"]
 

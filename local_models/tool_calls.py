@@ -141,7 +141,12 @@ def call_schema(tools: list[Tool], choice: Any, parallel: bool = True) -> dict[s
     }
     if required:
         return calls
-    answer = {"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}
+    # minLength: an empty answer after the tool results (SmolLM2 gave one) answers nothing
+    answer = {
+        "type": "object",
+        "properties": {"response": {"type": "string", "minLength": 1}},
+        "required": ["response"],
+    }
     return {"oneOf": [calls, answer]}
 
 

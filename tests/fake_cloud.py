@@ -92,6 +92,14 @@ class FakeCloud:
                 calls: list[dict] = []
                 if isinstance(pieces, dict):
                     pieces, calls = pieces.get("text", []), pieces.get("calls", [])
+                if not anthropic and body.get("stream") is False:  # a whole answer, as JSON
+                    payload = json.dumps(_openai_whole(pieces, body.get("model", "?"), calls)).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 events = (
                     _anthropic(pieces, calls) if anthropic else _openai(pieces, body.get("model", "?"), calls)
                 )
@@ -136,6 +144,26 @@ def _openai(pieces: list[str], model: str, calls: list[dict] = ()) -> list[str]:
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "model": model})
     chunks.append({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(pieces)}})
     return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+
+
+def _openai_whole(pieces: list[str], model: str, calls: list[dict] = ()) -> dict:
+    message: dict = {"role": "assistant", "content": "".join(pieces) or None}
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+            }
+            for c in calls
+        ]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)},
+    }
 
 
 def _anthropic(pieces: list[str], calls: list[dict] = ()) -> list[str]:

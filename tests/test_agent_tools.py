@@ -152,9 +152,11 @@ def test_an_agent_node_calls_a_user_tool_and_answers(model_workspace):
     assert (
         refused.returncode != 0 and "nodes.agent.tools.0" in refused.stderr and "get_wether" in refused.stderr
     )
-    # and the langgraph export says it does not carry agent nodes yet, rather than a project that fails
-    exported = run_cli("export", "weather", "-t", "langgraph")
-    assert exported.returncode != 0 and "does not carry `agent` nodes yet" in exported.stderr
+    # the langgraph export carries the user's tools (tests/test_engine_langgraph.py runs one)
+    exported = run_cli("export", "weather", "-t", "langgraph", "--out", str(model_workspace.root / "out"))
+    assert exported.returncode == 0, exported.stderr
+    out = model_workspace.root / "out"
+    assert (out / "tools" / "mine.py").read_text() == TOOLS and not (out / "mcp.json").exists()
 
 
 def test_an_agent_node_on_a_cloud_model_runs_the_calls_it_gets(model_workspace):

@@ -235,6 +235,46 @@ def test_the_agents_sdk_and_langchain_call_tools_through_the_gateway(model_works
     assert out["react_answer"].strip() and "tool_calls" not in out["react_answer"], out["react_answer"]
 
 
+def test_llm_cli_calls_its_tools_through_the_gateway(model_workspace, tmp_path):
+    """simonw's `llm` (its own virtualenv) with the gateway as an extra OpenAI model that
+    supports tools: `--functions` and `-T llm_version` each call their tool once, llm runs it
+    and SmolLM2 answers from the result."""
+    llm = engine_venv("llm", ["llm==0.36"]).parent / "llm"
+    port = free_port()
+    home = tmp_path / "llm-home"
+    home.mkdir()
+    (home / "extra-openai-models.yaml").write_text(
+        f'- model_id: smollm2\n  model_name: smollm2\n  api_base: "http://127.0.0.1:{port}/v1"\n'
+        "  supports_tools: true\n"
+    )
+    multiply = 'def multiply(a: int, b: int) -> int:\n    "Multiply two integers."\n    return a * b\n'
+    env = {**os.environ, "LLM_USER_PATH": str(home)}
+    asks = [
+        ["--functions", multiply, "Use multiply to compute 17 times 23."],
+        ["-T", "llm_version", "What version of llm is installed? Call the tool."],
+    ]
+    run_cli("serve", "--port", str(port), "--background", check=True)
+    try:
+        done = [
+            subprocess.run(
+                [str(llm), "-m", "smollm2", "-o", "temperature", "0", "--td", *ask],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+                cwd=tmp_path,
+            )
+            for ask in asks
+        ]
+    finally:
+        run_cli("serve", "--stop")
+    for result in done:
+        assert result.returncode == 0, result.stderr[-2000:]
+    # --td prints each call and its result on stderr; the answer after it goes to stdout
+    assert "Tool call: multiply({'a': 17, 'b': 23})\n  391" in done[0].stderr and done[0].stdout.strip()
+    assert "Tool call: llm_version({})\n  0.36" in done[1].stderr and done[1].stdout.strip()
+
+
 @pytest.fixture
 def keyed_gateway(model_workspace):
     with open(model_workspace.config_path, "a") as config:

@@ -37,6 +37,7 @@ class ExportContext:
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"embedding_model": path}
     fusion: Fusion = field(default_factory=Fusion)  # hybrid search's, from [documents]
     spec_text: str = ""  # the spec's YAML as written (the langgraph export ships it)
+    mcp: dict[str, dict[str, Any]] = field(default_factory=dict)  # [mcp.NAME] settings by name
 
 
 class Writer:

@@ -13,6 +13,8 @@ Settings come from the environment (see .env.example in the export):
   LANCEDB_URI             the LanceDB folder or object-store URI holding the collections
   EMBEDDING_MODEL         the sentence-transformers model folder the collections were built with
   DATA_DIR                the folder the read_file tool may read
+  WORKFLOW_TOOLS_DIR      the user's tools (a copy of <workspace>/tools; default: tools/ here)
+  WORKFLOW_MCP_CONFIG     the MCP servers' settings (default: mcp.json here)
   WORKFLOW_FUSION, WORKFLOW_FUSION_VECTOR_WEIGHT, WORKFLOW_RRF_K
                           hybrid search's fusion, as [documents] in the workbench's config
 """
@@ -58,6 +60,8 @@ class HttpRuntime:
         timeout_s: float = 120.0,
         fusion: Fusion | None = None,
         kind: str = "openai",
+        tools_dir: str | None = None,
+        mcp_config: str | None = None,
     ) -> None:
         if kind not in ("openai", "vllm", "llamacpp"):
             raise ValueError(f"WORKFLOW_LLM_KIND={kind!r}: use openai, vllm or llamacpp")
@@ -69,6 +73,10 @@ class HttpRuntime:
         self.timeout_s = timeout_s
         self.fusion = fusion or Fusion()  # the workbench's hybrid search, same code and settings
         self._db = self._embedder = None
+        here = Path(__file__).parent
+        self.tools_dir = Path(tools_dir) if tools_dir else here / "tools"
+        self.mcp_config = Path(mcp_config) if mcp_config else here / "mcp.json"
+        self._tools: dict[str, Any] | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> HttpRuntime:
@@ -82,6 +90,8 @@ class HttpRuntime:
             "lancedb_uri": env("LANCEDB_URI"),
             "embedding_model": env("EMBEDDING_MODEL"),
             "data_dir": env("DATA_DIR"),
+            "tools_dir": env("WORKFLOW_TOOLS_DIR"),
+            "mcp_config": env("WORKFLOW_MCP_CONFIG"),
             "fusion": Fusion(
                 method=env("WORKFLOW_FUSION") or Fusion.method,
                 vector_weight=float(env("WORKFLOW_FUSION_VECTOR_WEIGHT") or Fusion.vector_weight),
@@ -105,6 +115,9 @@ class HttpRuntime:
         }
         if params.get("seed") is not None:
             body["seed"] = params["seed"]
+        if params.get("tools"):  # an agent node's: OpenAI's function tools, as the workbench sends them
+            body["tools"] = list(params["tools"])
+            body["tool_choice"] = params.get("tool_choice") or "auto"
         # The workbench's local sampler settings (local_models/sampling.py, copied with this file):
         # llama.cpp's server would otherwise apply its own repetition penalty of 1.1.
         if self.kind == "llamacpp":
@@ -124,13 +137,18 @@ class HttpRuntime:
         )
         response.raise_for_status()
         data = response.json()
-        return {"text": data["choices"][0]["message"]["content"] or "", "model": data.get("model", model)}
+        message = data["choices"][0]["message"]
+        return {
+            "text": message.get("content") or "",
+            "model": data.get("model", model),
+            "tool_calls": message.get("tool_calls") or None,
+        }
 
     def chat(self, model: str, messages, params: dict[str, Any], on_text: Callable[[str], None] | None):
         if model == "auto":
             model = self.router_model or model
         result = self._complete(model, messages, params)
-        if on_text is not None:
+        if on_text is not None and result["text"]:
             on_text(result["text"])
         return result
 
@@ -200,6 +218,73 @@ class HttpRuntime:
             return tools.read_file([Path(self.data_dir) / folder for folder in files], text)
         raise tools.ToolFailed(f"tool {name!r} is not available in this deployment")
 
+    def _registry(self) -> dict[str, Any]:
+        """The tools an agent node may call: the built-ins, the user's (tools/*.py), the MCP
+        servers' (mcp.json), as the workbench's registry gives them."""
+        if self._tools is None:
+            import json
+
+            from agents.tool_registry import builtin_tools, load_user_tools, mcp_tools
+
+            user, problems = load_user_tools(self.tools_dir)
+            servers = {}
+            if self.mcp_config.is_file():
+                servers = {
+                    name: _McpSettings(**settings)
+                    for name, settings in json.loads(self.mcp_config.read_text(encoding="utf-8")).items()
+                }
+            served, down = mcp_tools(servers, self.tools_dir.parent)
+            self._tools = {**served, **builtin_tools(), **user}
+            for problem in problems + down:
+                print(f"tools: {problem}", flush=True)  # the server's log: no tool is dropped in silence
+        return self._tools
+
+    def tool_specs(self, names: list[str]) -> list[dict[str, Any]]:
+        known = self._registry()
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise tools.ToolFailed(f"no tool {', '.join(missing)} in this deployment")
+        return [known[name].spec() for name in names]
+
+    def call_tool(self, name: str, arguments: dict[str, Any], files: list[str]) -> str:
+        from agents.tool_registry import check_arguments, cut, run_user_tool
+
+        tool = self._registry().get(name)
+        if tool is None:
+            raise tools.ToolFailed(f"no tool {name!r} in this deployment")
+        if tool.mcp_tool is not None:
+            from agents.mcp_client import call_tool
+
+            check_arguments(tool, arguments)
+            server = tool.source.removeprefix("mcp:")
+            settings = self._mcp_settings(server)
+            return cut(call_tool(server, settings, self.tools_dir.parent, tool.mcp_tool, arguments))
+        if tool.function is None:  # a built-in: its one text argument
+            return self.tool(name, tool.builtin_text(arguments), files)
+        return run_user_tool(tool, arguments)
+
+    def _mcp_settings(self, server: str) -> Any:
+        import json
+
+        return _McpSettings(**json.loads(self.mcp_config.read_text(encoding="utf-8"))[server])
+
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         counts: Counter[str] = Counter()
         return redact(text, counts), dict(counts)
+
+
+class _McpSettings:
+    """One server of mcp.json: the fields of the workbench's [mcp.NAME]."""
+
+    def __init__(
+        self,
+        command: str | None = None,
+        args: list[str] | None = None,
+        cwd: str | None = None,
+        env: list[str] | None = None,
+        url: str | None = None,
+        bearer_env: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.command, self.args, self.cwd, self.env = command, list(args or []), cwd, list(env or [])
+        self.url, self.bearer_env, self.timeout_s = url, bearer_env, timeout_s

@@ -20,6 +20,8 @@ _VENDORED = {
     "wb_agents/tools.py": ("agents", "tools.py"),
     "wb_agents/guardrails.py": ("agents", "guardrails.py"),
     "wb_agents/prompt_template.py": ("agents", "prompt_template.py"),
+    "wb_agents/tool_registry.py": ("agents", "tool_registry.py"),
+    "wb_agents/mcp_client.py": ("agents", "mcp_client.py"),
     "wb_agents/redaction.py": ("workbench.core", "redaction.py"),
     "wb_agents/fusion.py": ("indexes", "fusion.py"),
     "wb_agents/sampling.py": ("local_models", "sampling.py"),
@@ -33,6 +35,10 @@ REQUIREMENTS = [
     "lancedb==0.40.0",
     "sentence-transformers==6.2.0",
     "typing_extensions==4.16.0",
+    # agent nodes: tool arguments checked against their schemas, and MCP servers' tools
+    "jsonschema==4.26.0",
+    "mcp==2.3.0",
+    "httpx2==2.17.0",
 ]
 
 
@@ -47,22 +53,13 @@ def _vendored(package: str, name: str) -> str:
 
 
 def write_langgraph(spec: Spec, spec_text: str, context: ExportContext, writer: Writer) -> None:
-    from agents.spec import AgentNode
-
-    agents = [name for name, node in spec.nodes.items() if isinstance(node, AgentNode)]
-    if agents:
-        # The exported runtime calls models through an OpenAI-compatible endpoint and has no
-        # tool registry yet: a project that cannot run its agent node is not written.
-        raise WorkflowError(
-            f"{spec.name}: the langgraph export does not carry `agent` nodes yet ({', '.join(agents)})",
-            "export the litellm, vllm or otel targets, or run the workflow in the workbench",
-        )
     module = f"{spec.name.replace('-', '_')}_graph"
     digest = hashlib.sha256(spec_text.encode()).hexdigest()[:16]
     writer.write(f"{spec.name}.yaml", spec_text)
     for relative, (package, name) in _VENDORED.items():
         writer.write(relative, _vendored(package, name))
     writer.write("wb_agents/__init__.py", '"""The workbench node library, copied by `workbench export`."""\n')
+    _write_tools(spec, context, writer)
     writer.write(f"{module}.py", _MODULE.format(name=spec.name, digest=digest))
     writer.write("requirements.txt", "\n".join(REQUIREMENTS) + "\n")
     writer.write("Dockerfile", _DOCKERFILE)
@@ -94,6 +91,25 @@ def write_langgraph(spec: Spec, spec_text: str, context: ExportContext, writer: 
         _README.format(name=spec.name, module=module, models=", ".join(used) or "none", digest=digest),
     )
     _validate(path)
+
+
+def _write_tools(spec: Spec, context: ExportContext, writer: Writer) -> None:
+    """What agent nodes call: the user's tools (<workspace>/tools/*.py, copied as they are) and
+    the settings of the MCP servers whose tools they name (mcp.json; secrets by variable name,
+    as in workbench.toml)."""
+    from agents.mcp_client import SEPARATOR
+    from agents.spec import AgentNode
+
+    named = {tool for node in spec.nodes.values() if isinstance(node, AgentNode) for tool in node.tools}
+    if not named:
+        return
+    folder = context.workspace / "tools"
+    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+        writer.write(f"tools/{path.name}", path.read_text(encoding="utf-8"))
+    servers = {tool.split(SEPARATOR, 1)[0] for tool in named if SEPARATOR in tool}
+    used = {name: settings for name, settings in context.mcp.items() if name in servers}
+    if used:
+        writer.write("mcp.json", json.dumps(used, indent=2) + "\n")
 
 
 def _validate(path) -> None:
@@ -128,14 +144,17 @@ from wb_runtime import HttpRuntime
 SPEC = parse_spec((Path(__file__).parent / "{name}.yaml").read_text(encoding="utf-8"), "{name}.yaml")
 
 
-def make_graph(runtime=None, checkpointer=None):
-    return build_graph(SPEC, runtime or HttpRuntime.from_env(), checkpointer=checkpointer)
+def make_graph(runtime=None, checkpointer=None, approvals=None):
+    return build_graph(SPEC, runtime or HttpRuntime.from_env(), checkpointer=checkpointer, approvals=approvals)
 
 
-graph = make_graph()  # what langgraph.json serves; the LangGraph server adds its own checkpointer
+# What langgraph.json serves. The LangGraph server adds its own checkpointer, so a call an agent
+# node marks `approve` interrupts the run there, for a person to resume (Command(resume=...)).
+graph = make_graph(approvals=True)
 
 
 def run(text: str, runtime=None) -> dict:
+    """One run in this process, no checkpointer: calls that need approval are denied."""
     return make_graph(runtime).invoke(initial_state(text), {{"recursion_limit": SPEC.max_steps}})
 '''
 
@@ -197,6 +216,13 @@ WORKFLOW_LLM_KIND=llamacpp in `.env`), then, in this folder:
     pip install torch==2.13.0 -r requirements.txt 'langgraph-cli[inmem]==0.4.40' 'langgraph-api==0.16.7'
     python -c 'from {module} import run; print(run("your question")["answer"])'
     langgraph dev --host 127.0.0.1 --port 2024 --no-browser
+
+Agent nodes: their tools are the built-ins, the workspace's own (copied into `tools/`) and
+those of the MCP servers in `mcp.json` (the workbench's [mcp.NAME] settings; their secrets by
+variable name, to set in the environment). A call to a tool the node marks `approve` interrupts
+the run on the LangGraph server; resume it with a command, as LangGraph Studio does:
+`POST /threads/THREAD/runs/wait {{"assistant_id": "{name}", "command": {{"resume": {{"approved": true}}}}}}`
+(`false`, with a `"note"`, denies it). `run()` in this process has no one to ask: it denies them.
 
 Runs are checkpointed by the LangGraph server. Traces: see the `otel` export.
 """

@@ -609,8 +609,9 @@ class Workflows:
 
         documents = config.documents
         fusion = Fusion(documents.fusion, documents.fusion_vector_weight, rrf_k=documents.rrf_k)
+        mcp = {name: server.model_dump() for name, server in config.mcp.items()}
         return ExportContext(
-            self.service.workspace.root, models, escalation, config.router.local, collections, fusion
+            self.service.workspace.root, models, escalation, config.router.local, collections, fusion, mcp=mcp
         )
 
     def preview(self, name: str, target: str) -> dict[str, str]:
