@@ -134,7 +134,9 @@ def test_a_run_with_no_one_to_ask_denies_the_call(model_workspace, tmp_path):
         state, _ = service.workflows.invoke(service.workflows.load("mailer"), "Tell Ana.")
     finally:
         upstream.close()
-    assert state["answer"].startswith("Done: denied: the user did not approve this call (no one to approve it")
+    assert state["answer"].startswith(
+        "Done: denied: the user did not approve this call (no one to approve it"
+    )
     assert not outbox.exists()
 
 
@@ -172,7 +174,9 @@ def test_the_workflows_screen_asks_for_approval_and_shows_the_tool_calls(model_w
             log = "\n".join(line.text for line in app.screen.query_one("#wf-log", RichLog).lines)
             assert "waiting for approval: send_mail" in log and "denied" in log
             assert "tool send_mail" in log and "(not today)" in log
-            assert "Done: denied: the user did not approve this call (not today)" in text_of(app, "#wf-answer")
+            assert "Done: denied: the user did not approve this call (not today)" in text_of(
+                app, "#wf-answer"
+            )
 
     try:
         run(scenario())
