@@ -138,6 +138,19 @@ llm = ChatOpenAI(model="smollm2", base_url=base, api_key="unused", temperature=0
 message = llm.bind_tools([get_time], tool_choice="required").invoke("What time is it in Tokyo?")
 out["langchain_tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
 
+from pydantic import BaseModel
+
+
+class Weather(BaseModel):
+    \"\"\"The weather asked about.\"\"\"
+
+    city: str
+    degrees: int
+
+
+structured = llm.with_structured_output(Weather, method="function_calling").invoke("It is 21 degrees in Oslo.")
+out["structured"] = structured.model_dump() if structured is not None else None
+
 import warnings
 
 from langgraph.prebuilt import create_react_agent
@@ -225,6 +238,8 @@ def test_the_agents_sdk_and_langchain_call_tools_through_the_gateway(model_works
     )
     assert len(out["responses_calls"]) == 1, out["responses_calls"]
     assert out["responses_output"] == f"sunny and 21 C in {out['responses_calls'][0]}"
+    # with_structured_output(method="function_calling") gave None before tools were honoured
+    assert isinstance(out["structured"]["city"], str) and isinstance(out["structured"]["degrees"], int)
     langchain = out["langchain_tool_calls"]
     assert langchain and all(
         c["name"] == "get_time" and isinstance(c["args"].get("zone"), str) for c in langchain
