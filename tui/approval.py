@@ -38,7 +38,8 @@ class ApprovalDialog(ModalScreen[dict | None]):
             calls.append(f"[b]{escape(ask['tool'])}[/b]\n{escape(arguments)}")
         with Vertical(id="approval-box"):
             yield Static(
-                f"The agent [b]{escape(self.waiting['node'])}[/b] asks to call:", id="approval-title"
+                f"Node [b]{escape(self.waiting['node'])}[/b] wants to call (approve or deny):",
+                id="approval-title",
             )
             yield Static("\n\n".join(calls), id="approval-calls")
             yield Input(placeholder="a note for the model (optional)", id="approval-note")
