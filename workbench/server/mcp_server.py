@@ -88,9 +88,9 @@ def build_server(service) -> Any:
         """One read-only SELECT over the traces (table `spans`: trace_id, name, kind, model,
         provider, status, start_ns, duration_ms, input_tokens, output_tokens, cost_usd, error,
         attributes, payload); at most 20 rows, 5 s."""
-        from workbench.services.workflows import read_only_sql
+        from workbench.services.workflows import query_traces
 
-        return _answer(lambda: read_only_sql(service, sql))
+        return _answer(lambda: query_traces(service, sql))
 
     @server.tool()
     def list_models() -> str:
@@ -122,12 +122,9 @@ def _answer(work: Callable[[], str]) -> str:
     """``work()``, or its failure as the tool error the client's model reads."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from agents.tools import ToolFailed
     from workbench.core.errors import WorkbenchError
 
     try:
         return work()
     except WorkbenchError as exc:
         raise ToolError(exc.one_line()) from None
-    except ToolFailed as exc:
-        raise ToolError(str(exc)) from None

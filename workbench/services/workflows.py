@@ -185,6 +185,17 @@ def read_only_sql(service, query: str) -> str:
     return "\n".join([" | ".join(columns)] + [" | ".join(map(str, row)) for row in rows])
 
 
+def query_traces(service, query: str) -> str:
+    """read_only_sql for callers above the services (`workbench mcp`): a refusal is a QueryError."""
+    from agents import tools
+    from workbench.core.errors import QueryError
+
+    try:
+        return read_only_sql(service, query)
+    except tools.ToolFailed as exc:
+        raise QueryError(str(exc), "one SELECT over `spans`, `traces` or `scores`") from None
+
+
 def describe_update(update: dict[str, Any]) -> str:
     """One line saying what a node did, for progress displays: `4 passages; 1 dropped`."""
     parts = []
