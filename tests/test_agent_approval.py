@@ -183,3 +183,31 @@ def test_the_workflows_screen_asks_for_approval_and_shows_the_tool_calls(model_w
     finally:
         upstream.close()
     assert not outbox.exists()
+
+
+def test_a_waiting_run_through_the_gateway_is_answered_through_it(model_workspace, tmp_path):
+    """With the workspace's gateway up, `workbench run` goes through it (/workbench/run): the
+    run waits there, and `--resume ID --approve` answers it there."""
+    from tests.test_server import free_port
+
+    outbox = tmp_path / "outbox.txt"
+    upstream = FakeCloud(answer=_model)
+    port = free_port()
+    try:
+        _setup(model_workspace, upstream, outbox)
+        run_cli("serve", "--port", str(port), "--background", check=True)
+        waiting = run_cli("run", "mailer", "--input", "Tell Ana.", "--json", timeout=120)
+        assert waiting.returncode == 0, waiting.stderr
+        outcome = json.loads(waiting.stdout)
+        assert outcome["waiting"]["asks"][0]["tool"] == "send_mail" and not outbox.exists()
+        approved = run_cli("run", "--resume", outcome["thread_id"], "--approve", "--json", timeout=120)
+    finally:
+        run_cli("serve", "--stop")
+        upstream.close()
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["state"]["answer"] == "Done: sent to ana@example.com"
+    assert outbox.exists()
+    from workbench.services import Service
+
+    _, rows = Service(model_workspace.root).sql("SELECT count(*) FROM spans WHERE name = 'gateway.run'")
+    assert rows[0][0] == 2, "the run and its resume went through the gateway"
