@@ -58,11 +58,12 @@ def build_graph(
         graph.add_node(name, _traced(spec, name, make_node(spec, name, runtime, emit), runtime, emit, stop))
     graph.add_edge(START, spec.start)
     for name, node in spec.nodes.items():
-        after = END if node.next == SPEC_END else node.next
         if isinstance(node, RouteNode):
             targets = {t for t in [r.goto for r in node.routes] + [node.default]}
             graph.add_conditional_edges(name, _route_to, {t: (END if t == SPEC_END else t) for t in targets})
-        elif isinstance(node, AgentNode) and node.approve:
+            continue
+        after = END if node.next == SPEC_END else node.next
+        if isinstance(node, AgentNode) and node.approve:
             asking = approval_node(name)
             graph.add_node(asking, _approval(name, asks=approvals))
             graph.add_conditional_edges(name, _waits_for(name), {True: asking, False: after})

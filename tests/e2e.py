@@ -217,7 +217,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.keys("Escape", "9")
     screen.wait("langgraph.json", "guide_rag_graph.py", timeout=150, step="export preview")
     screen.keys("C-w")
-    screen.wait("wrote 19 files", step="export written")
+    screen.wait("wrote 21 files", step="export written")
     assert (workspace / "exports" / "guide-rag" / "langgraph" / "langgraph.json").is_file()
 
     step("quit")

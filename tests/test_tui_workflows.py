@@ -86,7 +86,7 @@ def test_workflows_screen_creates_shows_and_runs_a_workflow(model_workspace):
             await pilot.press("ctrl+w")
             await settle(app, pilot)
             assert (model_workspace.exports_dir / "triage" / "langgraph" / "langgraph.json").is_file()
-            assert "wrote 19 files" in text_of(app, "#export-status")
+            assert "wrote 21 files" in text_of(app, "#export-status")
 
     run(scenario())
     service.models.close()
