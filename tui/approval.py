@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+from tui.markup import escape
 
 __all__ = ["ApprovalDialog"]
 

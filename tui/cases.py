@@ -3,13 +3,13 @@ traces, shown as JSONL to edit (the expected answer above all), then added to a 
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static, TextArea
 
+from tui.markup import escape
 from workbench.core.errors import WorkbenchError
 
 __all__ = ["CasesEditor"]

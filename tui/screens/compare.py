@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from tui.markup import escape
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 

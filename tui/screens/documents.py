@@ -3,7 +3,6 @@ per-file report, and a search box showing ranked chunks with provenance and a pr
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,6 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static
 
+from tui.markup import escape
 from tui.screens.base import BaseScreen
 from tui.table import Table
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Label, ProgressBar, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
+from tui.markup import escape
 from tui.screens.base import BaseScreen
 from tui.table import Table
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,6 +9,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
+from tui.markup import escape
 from tui.screens.base import BaseScreen
 
 MARKS = {"ok": "[green]ok[/green]  ", "warn": "[yellow]WARN[/yellow]", "fail": "[red]FAIL[/red]"}

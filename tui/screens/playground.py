@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Select, Static
 
+from tui.markup import escape
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 

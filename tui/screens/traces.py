@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Select, Static, Tree
 
 from tui.cases import CasesEditor
+from tui.markup import escape
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table

@@ -6,7 +6,6 @@ figures, cost per day as a chart, and one table per figure. `s` shows the SQL be
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Select, Static
 from textual_plotext import PlotextPlot
 
+from tui.markup import escape
 from tui.screens.base import BaseScreen
 from tui.table import Table
 

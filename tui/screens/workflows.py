@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from rich.markup import escape
+from rich.markup import escape as log_escape  # RichLog writes: Rich's parser
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, RichLog, Select, Static
 
+from tui.markup import escape
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table
@@ -212,7 +213,7 @@ class WorkflowsScreen(Rating, BaseScreen):
 
     def on_workflows_screen_stopped(self, message: Stopped) -> None:
         self.query_one("#wf-log", RichLog).write(
-            f"[yellow]{escape(message.error.message)}[/yellow]\n[dim]{escape(message.error.hint)}[/dim]"
+            f"[yellow]{log_escape(message.error.message)}[/yellow]\n[dim]{log_escape(message.error.hint)}[/dim]"
         )
 
     def on_workflows_screen_event(self, message: Event) -> None:
@@ -220,21 +221,21 @@ class WorkflowsScreen(Rating, BaseScreen):
 
         event, log = message.event, self.query_one("#wf-log", RichLog)
         if event["event"] == "run_start":
-            log.write(f"[b]run {escape(event['thread_id'])}[/b]")
+            log.write(f"[b]run {log_escape(event['thread_id'])}[/b]")
         elif event["event"] == "node_start":
             self._tokens = []
-            log.write(f"[cyan]> {escape(event['node'])}[/cyan] ({event['type']})")
+            log.write(f"[cyan]> {log_escape(event['node'])}[/cyan] ({event['type']})")
         elif event["event"] == "token":
             self._tokens.append(event["text"])
             self.query_one("#wf-answer", Static).update(escape("".join(self._tokens)))
         elif event["event"] == "node_end":
             summary = describe_update(event["update"])
-            log.write(f"  done in {event['ms']:.0f} ms" + (f": {escape(summary)}" if summary else ""))
+            log.write(f"  done in {event['ms']:.0f} ms" + (f": {log_escape(summary)}" if summary else ""))
         elif event["event"] == "tool":
             output = " ".join(event["output"].split())
             log.write(
-                f"  [magenta]tool {escape(event['tool'])}[/magenta]({escape(event['arguments'])}) "
-                f"-> {escape(output[:160])}"
+                f"  [magenta]tool {log_escape(event['tool'])}[/magenta]({log_escape(event['arguments'])}) "
+                f"-> {log_escape(output[:160])}"
             )
 
     def on_workflows_screen_finished(self, message: Finished) -> None:
@@ -261,13 +262,13 @@ class WorkflowsScreen(Rating, BaseScreen):
         from tui.approval import ApprovalDialog
 
         asks = ", ".join(ask["tool"] for ask in waiting["asks"])
-        self.query_one("#wf-log", RichLog).write(f"[yellow]waiting for approval: {escape(asks)}[/yellow]")
+        self.query_one("#wf-log", RichLog).write(f"[yellow]waiting for approval: {log_escape(asks)}[/yellow]")
 
         def decided(decision: dict | None) -> None:
             log = self.query_one("#wf-log", RichLog)
             if decision is None:
                 log.write(
-                    f"[dim]the run waits: workbench run --resume {escape(thread_id)} --approve|--deny[/dim]"
+                    f"[dim]the run waits: workbench run --resume {log_escape(thread_id)} --approve|--deny[/dim]"
                 )
                 return
             log.write("[green]approved[/green]" if decision["approved"] else "[red]denied[/red]")
