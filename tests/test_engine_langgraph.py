@@ -15,6 +15,7 @@ import pytest
 from agents.export.langgraph import REQUIREMENTS
 from tests.conftest import llama_server, run_cli
 from tests.engines import Engine, engine_venv
+from tests.test_agent_approval import TOOLS as MAIL_TOOL
 from tests.test_server import free_port
 
 # torch pinned to the CPU wheel: sentence-transformers would pull a multi-GB CUDA build
@@ -109,15 +110,6 @@ nodes:
     max_steps: 4
     next: end
 """
-MAIL_TOOL = '''
-from pathlib import Path
-
-
-def send_mail(to: str, body: str) -> str:
-    """Send an e-mail (here: write it to the outbox file)."""
-    Path("{outbox}").write_text(f"to {{to}}: {{body}}")
-    return f"sent to {{to}}"
-'''
 
 
 def _agent_model(body):
