@@ -47,12 +47,24 @@ class Screen:
 
     def wait(self, *wanted: str, timeout: float = 150, step: str = "") -> str:
         deadline = time.monotonic() + timeout
+        # A failed worker shows as a toast for 10 s: keep what went by, or the failure names none
+        notices: dict[str, None] = {}
         while time.monotonic() < deadline:
             screen = self.text()
             if all(w in screen for w in wanted):
                 return screen
+            notices.update(dict.fromkeys(_notices(screen)))
             time.sleep(0.2)
-        raise AssertionError(f"step {step!r}: {wanted} not on the screen after {timeout:g} s:\n{self.text()}")
+        screen = "\n".join(line.rstrip() for line in self.text().splitlines())
+        # The step's name last: a test runner keeps the tail of a long message
+        raise AssertionError(
+            f"{screen}\nerror notices seen while waiting: {list(notices) or 'none'}\n"
+            f"step {step!r}: {wanted} not on the screen after {timeout:g} s"
+        )
+
+
+def _notices(screen: str) -> list[str]:
+    return [line.strip(" │▏▕▌▐") for line in screen.splitlines() if "rror" in line or "a bug" in line]
 
 
 def prepare(root: Path) -> Path:
@@ -184,8 +196,10 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     step("run a small eval")
     screen.keys("Escape", "6")
     screen.wait("smoke", step="evals")
+    time.sleep(1.0)  # the screen focuses its dataset table as it is shown: Tab goes on from there
     screen.keys("Tab")
     screen.type("smollm2")
+    screen.wait("smollm2", timeout=20, step="the models field holds the model")
     screen.keys("Enter")
     screen.wait("contains", "smollm2", "latency", timeout=300, step="eval results")
 
