@@ -1,16 +1,24 @@
 """Continuous batching: several answers decoded together in one llama.cpp context.
 
 Each request gets a sequence id and KV cells of its own in one context, as llama-server's
-``-np N -cb`` does. Every step puts one batch through ``llama_decode``: the last sampled token
-of every answering sequence, then as much of the waiting prompts as the batch has room for.
+``-np N -cb`` does. Every step puts the last sampled token of every answering sequence through
+one ``llama_decode``, then as much of the waiting prompts as a batch has room for, in chunks.
 Each sequence samples from its own row of logits with its own sampler chain (temperature,
 top-p, seed, grammar), so what one request asks never changes another's tokens. New requests
 join between steps; a finished or cancelled one leaves and frees its slot at once.
 
-A slot does not keep the KV cells of its last answer for a next prompt that starts the same way
-(llama-server's prompt cache): tried, answers came out different from the same request on a
-fresh model (3 of 7 in a chat after a grammar-constrained request), and an answer that depends
-on what was asked before breaks the promise of the same tokens at temperature 0.
+A free slot keeps the KV cells of its last prompt (llama-server's prompt cache): a new request
+takes the free slot whose cells hold the longest start of its prompt and decodes only the rest,
+so a chat's next turn reads little more than the new turn and a template's fixed instructions
+are read once. What a kept prefix gives equals what decoding it again gives, bit for bit
+(tests/test_prompt_cache.py checks the tokens against a fresh model after every kind of
+request). llama-server's cache does not promise that ("logits are not guaranteed to be
+bit-for-bit identical for different batch sizes"), and neither did this cache's first version:
+3 of 7 answers of a chat differed. The cause: ggml computes a row differently depending on how
+many rows its decode holds (one generated token, a 2-row or a 400-row prompt chunk), so the KV
+of a prefix decoded in other pieces, or of an answer decoded a token at a time, differs in its
+low bits and, at temperature 0, sometimes in the next token. So prompts are decoded alone, on a
+fixed grid of CHUNK tokens, and a slot keeps only its prompt's whole chunks.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from workbench.core.errors import ModelError
 __all__ = ["Batcher", "Sequence", "cancelled", "random_seed"]
 
 _PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
+CHUNK = 64
+"""Prompts are decoded in chunks that start at multiples of this, and kept in a slot's cache
+only in whole chunks (Batcher._prompt_chunk says why)."""
 
 
 @dataclass
@@ -44,8 +55,8 @@ class Sequence:
     attached: bool  # sampler runs inside llama.cpp's graph (backend sampling)
     result: GenerationResult
     start: float
-    prefilled: int = 0  # prompt tokens decoded so far
-    decoded: int = 0  # tokens in its KV cells: the next one goes at this position
+    prefilled: int = 0  # prompt tokens decoded so far (or found in the slot's cells)
+    held: list[int] = field(default_factory=list)  # the tokens in its KV cells, in position order
     last_token: int = -1  # sampled, not yet decoded
     logits_row: int = -1  # where this step's logits are in the batch, -1 if none
     text: str = ""
@@ -67,7 +78,9 @@ class Sequence:
 class Batcher:
     """The decode steps of one context, run by the model's owner thread only."""
 
-    def __init__(self, ctx, vocab, n_batch: int, alias: str, logprob: Callable, slots: int) -> None:
+    def __init__(
+        self, ctx, vocab, n_batch: int, alias: str, logprob: Callable, slots: int, n_swa: int, reuse: bool
+    ) -> None:
         import llama_cpp as C
 
         self.C, self.ctx, self.vocab, self.alias = C, ctx, vocab, alias
@@ -77,61 +90,123 @@ class Batcher:
         self.buffer = ctypes.create_string_buffer(256)
         self.active: list[Sequence] = []
         self.peak = 0  # the most sequences decoded together so far
-        self.slots = slots
+        self.slots, self.n_swa, self.reuse = slots, n_swa, reuse
+        self.held: dict[int, list[int]] = {}  # free slot -> the tokens its KV cells still hold
+        self.used: dict[int, int] = {}  # slot -> when it was last taken (the join count then)
+        self.joins = 0
+        self.reused = 0  # prompt tokens found in a slot instead of decoded, since the model loaded
 
     def close(self) -> None:
         self.C.llama_batch_free(self.batch)
 
-    def free_slot(self) -> int:
+    def free_slot(self, prompt: list[int]) -> int:
+        """The free slot whose cells hold the longest start of ``prompt``; with none, the one
+        used longest ago, so the caches of the others last (llama-server picks the same way)."""
         busy = {s.seq_id for s in self.active}
-        return min(slot for slot in range(self.slots) if slot not in busy)
+        free = [slot for slot in range(self.slots) if slot not in busy]
+        return max(
+            free, key=lambda slot: (_common(self.held.get(slot, []), prompt), -self.used.get(slot, -1))
+        )
 
     def join(self, sequence: Sequence) -> None:
-        self.C.llama_memory_seq_rm(self.memory, sequence.seq_id, -1, -1)
+        """Start ``sequence`` in its slot, on what the slot's cells already hold of its prompt."""
+        slot, prompt = sequence.seq_id, sequence.prompt
+        self.joins += 1
+        self.used[slot] = self.joins
+        # At least the prompt's last token is decoded again: its logits start the answer. A
+        # scored prompt needs the logits of every token: decoded whole.
+        reuse = self.reuse and not sequence.request.params.score_prompt
+        common = min(_common(self.held.pop(slot, []), prompt), len(prompt) - 1) if reuse else 0
+        common -= common % CHUNK
+        if common > 0 and not self._window_kept(slot, len(prompt)):
+            common = 0
+        if common > 0 and self.C.llama_memory_seq_rm(self.memory, slot, common, -1):
+            sequence.prefilled, sequence.held = common, prompt[:common]
+            self.reused += common
+        else:
+            self.C.llama_memory_seq_rm(self.memory, slot, -1, -1)
+        sequence.result.cached_tokens = sequence.prefilled
         self.active.append(sequence)
         self.peak = max(self.peak, len(self.active))
 
+    def _window_kept(self, slot: int, size: int) -> bool:
+        """Whether a kept prefix still gives what a fresh decode gives. A sliding-window cache
+        (Gemma 3) frees cells that fall out of its window as it goes and reuses them, so past
+        the window the cells' order, and the order attention sums them in, depends on what the
+        slot decoded before: reused only while nothing was ever dropped and the new prompt
+        stays inside the window."""
+        pos_min = self.C.llama_memory_seq_pos_min(self.memory, slot)
+        if pos_min < 0:
+            return False
+        return self.n_swa == 0 or (pos_min == 0 and size <= self.n_swa)
+
     def step(self) -> list[Sequence]:
-        """Decode one batch and sample; returns the sequences that finished in this step."""
-        C, batch, n = self.C, self.batch, 0
-        for s in self.active:  # answering sequences first: one token each
-            if s.prefilled == len(s.prompt):
+        """Decode the answering sequences' tokens together, then prompt chunks, each in a
+        llama_decode of its own, until the batch's worth of rows is spent; sample; returns the
+        sequences that finished in this step."""
+        answering = [s for s in self.active if s.prefilled == len(s.prompt)]
+        if answering:
+            n = 0
+            for s in answering:  # one token each
                 n = self._add(n, s, s.last_token, True)
                 s.logits_row = n - 1
-            else:
-                s.logits_row = -1
-        for s in self.active:  # then the prompts, as far as the batch has room
-            score = s.request.params.score_prompt
-            s.prompt_rows.clear()
-            while s.prefilled < len(s.prompt) and n < self.n_batch:
-                last = s.prefilled == len(s.prompt) - 1
-                n = self._add(n, s, s.prompt[s.prefilled], last or score)
-                if score:
-                    s.prompt_rows.append((n - 1, s.prefilled))
-                s.prefilled += 1
-                if last:
-                    s.logits_row = n - 1
-        batch.n_tokens = n
-        code = C.llama_decode(self.ctx, batch)
-        if code != 0:
-            error = ModelError(
-                f"llama.cpp failed to decode on {self.alias} (code {code})",
-                "retry; if it persists, reload the model with a larger --ctx or fewer parallel requests",
-            )
-            for s in self.active:
-                s.request.error, s.done = error, True
-            return self._leave()
+            if not self._decode(n):
+                return self._leave()
+            for s in answering:
+                self._take(s, self.C.llama_sampler_sample(s.sampler, self.ctx, s.logits_row))
+        budget = self.n_batch
         for s in self.active:
-            self._score_prompt(s)
-            if s.logits_row >= 0 and not s.done:
-                if s.max_tokens == 0:  # the prompt scored, nothing to generate
-                    s.finish, s.done = "length", True
-                else:
-                    self._take(s, C.llama_sampler_sample(s.sampler, self.ctx, s.logits_row))
+            while s.prefilled < len(s.prompt) and budget > 0 and not s.done:
+                rows = self._prompt_chunk(s)
+                if rows == 0:
+                    return self._leave()
+                budget -= rows
         for s in self.active:  # cancelled while its prompt was still going in
             if not s.done and cancelled(s.request):
                 s.finish, s.done = "cancelled", True
         return self._leave()
+
+    def _prompt_chunk(self, s: Sequence) -> int:
+        """Decode the next chunk of ``s``'s prompt, alone, up to the next multiple of CHUNK.
+
+        Alone and on a fixed grid, whatever else is running: how many rows a llama_decode holds
+        changes the kernels ggml picks (flash attention's tiled path, matmul on one row or many),
+        and so the low bits of the KV it writes. On the grid, a prompt's KV is the same whether
+        its first chunks were decoded now or kept from an earlier request, and so is the answer.
+        Returns the rows decoded (0: the decode failed)."""
+        score = s.request.params.score_prompt
+        end = min(len(s.prompt), (s.prefilled // CHUNK + 1) * CHUNK)
+        s.prompt_rows.clear()
+        n = 0
+        for index in range(s.prefilled, end):
+            last = index == len(s.prompt) - 1
+            n = self._add(n, s, s.prompt[index], last or score)
+            if score:
+                s.prompt_rows.append((n - 1, index))
+        s.prefilled = end
+        if not self._decode(n):
+            return 0
+        self._score_prompt(s)
+        if end == len(s.prompt):
+            s.logits_row = n - 1
+            if s.max_tokens == 0:  # the prompt scored, nothing to generate
+                s.finish, s.done = "length", True
+            else:
+                self._take(s, self.C.llama_sampler_sample(s.sampler, self.ctx, s.logits_row))
+        return n
+
+    def _decode(self, n: int) -> bool:
+        self.batch.n_tokens = n
+        code = self.C.llama_decode(self.ctx, self.batch)
+        if code == 0:
+            return True
+        error = ModelError(
+            f"llama.cpp failed to decode on {self.alias} (code {code})",
+            "retry; if it persists, reload the model with a larger --ctx or fewer parallel requests",
+        )
+        for s in self.active:
+            s.request.error, s.done = error, True
+        return False
 
     def _score_prompt(self, s: Sequence) -> None:
         """The log-probability of each prompt token decoded this step, from the row before it."""
@@ -149,9 +224,9 @@ class Batcher:
     def _add(self, n: int, s: Sequence, token: int, logits: bool) -> int:
         """Put ``token`` of ``s`` at the next position of its sequence, as row ``n``."""
         batch = self.batch
-        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, s.decoded, 1
+        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, len(s.held), 1
         batch.seq_id[n][0], batch.logits[n] = s.seq_id, logits
-        s.decoded += 1
+        s.held.append(token)
         return n + 1
 
     def _take(self, s: Sequence, token: int) -> None:
@@ -193,7 +268,15 @@ class Batcher:
         finished = [s for s in self.active if s.done]
         self.active = [s for s in self.active if not s.done]
         for s in finished:
-            self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)
+            if s.request.error is None and self.reuse:
+                # Only the prompt's whole chunks: an answer's tokens were decoded one at a time
+                # (other kernels), the last part-chunk will be a different chunk next time.
+                kept = min(s.prefilled, len(s.held))
+                kept -= kept % CHUNK
+                self.held[s.seq_id] = s.held[:kept]
+                self.C.llama_memory_seq_rm(self.memory, s.seq_id, kept, -1)
+            else:  # what a failed decode left in its cells is not known
+                self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)
             if s.attached:
                 self.C.llama_set_sampler(self.ctx, s.seq_id, None)
             self.C.llama_sampler_free(s.sampler)
@@ -231,6 +314,16 @@ def _within(entries: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
         kept.append(entry)
         total += len(entry["bytes"])
     return kept
+
+
+def _common(held: list[int], prompt: list[int]) -> int:
+    """How many first tokens ``held`` and ``prompt`` share."""
+    count = 0
+    for a, b in zip(held, prompt):
+        if a != b:
+            break
+        count += 1
+    return count
 
 
 def cancelled(request) -> bool:

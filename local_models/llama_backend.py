@@ -139,6 +139,9 @@ class LoadOptions:
     parallel: int = 4
     """Requests answered at once, decoded together, each with n_ctx cells of KV cache of its
     own (memory: n_ctx x parallel cells)."""
+    prompt_cache: bool = True
+    """A free slot keeps its last prompt and answer; a request starting the same way reads only
+    the rest (local_models/batching.py). Off: every prompt is decoded whole."""
 
 
 @dataclass
@@ -213,6 +216,11 @@ class LocalModel:
             layers = "all" if self.options.n_gpu_layers < 0 else self.options.n_gpu_layers
             return f"gpu:{layers} layers"
         return f"cpu:{self.n_threads} threads"
+
+    @property
+    def reused_tokens(self) -> int:
+        """Prompt tokens a request found in its slot's cells instead of decoding, since loaded."""
+        return self._batcher.reused
 
     @property
     def peak_parallel(self) -> int:
@@ -370,6 +378,8 @@ class LocalModel:
             self.alias,
             _TokenLogprob(self._ctx, self._vocab),
             self.parallel,
+            n_swa=llama_cpp.llama_model_n_swa(self._llm.model),
+            reuse=self.options.prompt_cache,
         )
 
     def _use_batched_context(self, llama_cpp) -> None:
@@ -492,7 +502,7 @@ class LocalModel:
                 f"the prompt has {len(prompt)} tokens; {self.alias} holds {self._n_ctx}",
                 "shorten it or load the model with a larger --ctx",
             )
-        seq_id = self._batcher.free_slot()
+        seq_id = self._batcher.free_slot(prompt)
         seed = params.seed if params.seed is not None else random_seed()
         sampler = self._sampler(params, seed)
         wanted = BACKEND_SAMPLING == "on" or (BACKEND_SAMPLING == "auto" and bool(self.options.n_gpu_layers))

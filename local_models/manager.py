@@ -198,6 +198,7 @@ class ModelManager:
             span.update(
                 {
                     A.INPUT_TOKENS: result.input_tokens,
+                    A.CACHED_INPUT_TOKENS: result.cached_tokens,
                     A.OUTPUT_TOKENS: result.output_tokens,
                     A.FINISH_REASONS: [result.finish_reason],
                     A.TIME_TO_FIRST_TOKEN: result.ttft_s,

@@ -57,6 +57,8 @@ class GenerationResult:
     text: str = ""
     finish_reason: str = "stop"  # stop | length | tool_calls | cancelled | error
     input_tokens: int = 0
+    cached_tokens: int = 0
+    """Of the input tokens, those whose KV a slot already held (not decoded again)."""
     output_tokens: int = 0
     ttft_s: float | None = None
     duration_s: float = 0.0

@@ -422,3 +422,31 @@ def test_an_embedding_whose_client_leaves_stops_between_batches(gateway, model_w
     # and the gateway answers the next request
     answer = httpx.post(f"{gateway}/v1/embeddings", json={"model": "minilm", "input": "x"}, timeout=60)
     assert answer.status_code == 200
+
+
+def test_usage_reports_the_prompt_tokens_read_from_the_cache(client, gateway):
+    """The same long instructions before two questions: the second reads them from a slot's
+    KV cache, and says so as OpenAI does (usage.prompt_tokens_details.cached_tokens), in the
+    stream's last chunk too."""
+    system = "You answer questions about the workbench. " * 30
+    usages = []
+    for question in ("What is a collection?", "What is a trace?"):
+        reply = client.chat.completions.create(
+            model="smollm2",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=4,
+            temperature=0,
+        )
+        usages.append(reply.usage)
+    assert usages[0].prompt_tokens_details.cached_tokens == 0
+    assert 128 <= usages[1].prompt_tokens_details.cached_tokens < usages[1].prompt_tokens
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": "And a model?"}],
+        max_tokens=4,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    last = [chunk for chunk in stream][-1]
+    assert last.usage.prompt_tokens_details.cached_tokens >= 128

@@ -39,8 +39,9 @@ def write(piece: str) -> None:
 def report(result, trace: str) -> None:
     """The figures of one answer, and its route when the router chose, on stderr. ``trace``:
     the trace's line (Context.trace_note: its id once stored)."""
+    cached = f" ({result.cached_tokens} cached)" if getattr(result, "cached_tokens", 0) else ""
     click.echo(
-        f"[{result.model} {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
+        f"[{result.model} {result.hardware}: {result.input_tokens} in{cached}, {result.output_tokens} out, "
         f"ttft {(result.ttft_s or 0) * 1000:.0f} ms, {result.tokens_per_s:.1f} tok/s, "
         f"${result.cost_usd:.5f}, {result.finish_reason}, {trace}]",
         err=True,

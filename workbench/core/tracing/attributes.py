@@ -6,6 +6,7 @@ PROVIDER = "gen_ai.provider.name"  # llama.cpp, openai, anthropic, ...
 REQUEST_MODEL = "gen_ai.request.model"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+CACHED_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"  # of the input, read from a KV cache
 FINISH_REASONS = "gen_ai.response.finish_reasons"
 TIME_TO_FIRST_TOKEN = "gen_ai.server.time_to_first_token"  # seconds
 COST_USD = "gen_ai.usage.cost"  # USD, the name Langfuse reads

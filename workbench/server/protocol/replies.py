@@ -62,7 +62,13 @@ class Usage(BaseModel):
         each = len(results) // prompts
         prompt = sum(r.input_tokens for r in results[::each])
         completion = sum(r.output_tokens for r in results)
-        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+        cached = sum(r.cached_tokens for r in results[::each])
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details={"cached_tokens": cached},
+        )
 
 
 class TopLogprob(BaseModel):

@@ -49,6 +49,7 @@ class Answer(BaseModel):
     text: str = ""
     finish_reason: str = "stop"
     input_tokens: int = 0
+    cached_tokens: int = 0
     output_tokens: int = 0
     ttft_s: float | None = None
     tokens_per_s: float = 0.0

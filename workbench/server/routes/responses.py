@@ -199,6 +199,7 @@ def _finished(shell: ResponseObject, result, trace_id: str, message_id: str) -> 
         ]
     usage = ResponseUsage(
         input_tokens=result.input_tokens,
+        input_tokens_details={"cached_tokens": result.cached_tokens},
         output_tokens=result.output_tokens,
         total_tokens=result.input_tokens + result.output_tokens,
     )
