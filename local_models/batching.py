@@ -18,7 +18,11 @@ bit-for-bit identical for different batch sizes"), and neither did this cache's 
 many rows its decode holds (one generated token, a 2-row or a 400-row prompt chunk), so the KV
 of a prefix decoded in other pieces, or of an answer decoded a token at a time, differs in its
 low bits and, at temperature 0, sometimes in the next token. So prompts are decoded alone, on a
-fixed grid of CHUNK tokens, and a slot keeps only its prompt's whole chunks.
+fixed grid of CHUNK tokens, and a slot keeps only whole chunks: its prompt's at once, and its
+answer's once the idle model has decoded them again on the grid (Batcher.warm), as a fresh
+prompt holding them would be. A chat's next turn then reads its new turn, the part-chunks on
+either side, and nothing else. A model with a sliding-window cache (Gemma 3) reuses a prefix only
+while the prompt fits in its window.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from workbench.core.errors import ModelError
 __all__ = ["Batcher", "Sequence", "cancelled", "random_seed"]
 
 _PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
-CHUNK = 64
+CHUNK = 128
 """Prompts are decoded in chunks that start at multiples of this, and kept in a slot's cache
 only in whole chunks (Batcher._prompt_chunk says why)."""
 
@@ -92,6 +96,9 @@ class Batcher:
         self.peak = 0  # the most sequences decoded together so far
         self.slots, self.n_swa, self.reuse = slots, n_swa, reuse
         self.held: dict[int, list[int]] = {}  # free slot -> the tokens its KV cells still hold
+        # free slot -> the tokens that followed them (the rest of its prompt, its answer), whose
+        # KV is decoded again on the grid while the model is idle (warm)
+        self.pending: dict[int, list[int]] = {}
         self.used: dict[int, int] = {}  # slot -> when it was last taken (the join count then)
         self.joins = 0
         self.reused = 0  # prompt tokens found in a slot instead of decoded, since the model loaded
@@ -116,6 +123,7 @@ class Batcher:
         # At least the prompt's last token is decoded again: its logits start the answer. A
         # scored prompt needs the logits of every token: decoded whole.
         reuse = self.reuse and not sequence.request.params.score_prompt
+        self.pending.pop(slot, None)
         common = min(_common(self.held.pop(slot, []), prompt), len(prompt) - 1) if reuse else 0
         common -= common % CHUNK
         if common > 0 and not self._window_kept(slot, len(prompt)):
@@ -139,6 +147,30 @@ class Batcher:
         if pos_min < 0:
             return False
         return self.n_swa == 0 or (pos_min == 0 and size <= self.n_swa)
+
+    def warm(self) -> bool:
+        """Decode one grid chunk of a free slot's answer (and the part-chunk of prompt before
+        it) again, alone, as a fresh prompt holding them would: the next turn of a chat then
+        finds its last answer in the cache too, and the answer stays that of a fresh model.
+        Run while nothing else waits; returns whether there was a chunk to decode."""
+        for slot, pending in self.pending.items():
+            if len(pending) >= CHUNK:
+                break
+        else:
+            return False
+        held = self.held[slot]
+        chunk, self.pending[slot] = pending[:CHUNK], pending[CHUNK:]
+        batch = self.batch
+        for n, token in enumerate(chunk):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, len(held) + n, 1
+            batch.seq_id[n][0], batch.logits[n] = slot, False
+        batch.n_tokens = len(chunk)
+        if self.C.llama_decode(self.ctx, batch) == 0:
+            held.extend(chunk)
+        else:  # what it left in the cells is not known
+            self.held.pop(slot), self.pending.pop(slot)
+            self.C.llama_memory_seq_rm(self.memory, slot, -1, -1)
+        return True
 
     def step(self) -> list[Sequence]:
         """Decode the answering sequences' tokens together, then prompt chunks, each in a
@@ -232,6 +264,7 @@ class Batcher:
     def _take(self, s: Sequence, token: int) -> None:
         """What one sampled token does to its sequence: end it, or extend and stream its text."""
         C = self.C
+        s.last_token = token  # sampled, decoded with the next step (or again when warmed)
         if C.llama_vocab_is_eog(self.vocab, token):
             s.finish, s.done = "stop", True
             return
@@ -262,7 +295,6 @@ class Batcher:
             s.finish, s.done = "cancelled", True
         elif s.count >= s.max_tokens:
             s.done = True
-        s.last_token = token
 
     def _leave(self) -> list[Sequence]:
         finished = [s for s in self.active if s.done]
@@ -274,6 +306,9 @@ class Batcher:
                 kept = min(s.prefilled, len(s.held))
                 kept -= kept % CHUNK
                 self.held[s.seq_id] = s.held[:kept]
+                tail = s.held[kept:] + ([s.last_token] if s.last_token >= 0 else [])
+                if self.n_swa == 0:  # a sliding window would have to drop cells on the way
+                    self.pending[s.seq_id] = tail
                 self.C.llama_memory_seq_rm(self.memory, s.seq_id, kept, -1)
             else:  # what a failed decode left in its cells is not known
                 self.C.llama_memory_seq_rm(self.memory, s.seq_id, -1, -1)

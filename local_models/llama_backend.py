@@ -246,7 +246,9 @@ class LocalModel:
         closing = False
         while not closing or waiting or self._batcher.active:
             idle = not waiting and not self._batcher.active
-            for item in self._take_queued(block=idle and not closing):
+            # Idle: warm a slot's cache a chunk at a time, looking at the queue in between
+            warmed = idle and not closing and self._batcher.warm()
+            for item in self._take_queued(block=idle and not closing and not warmed):
                 if item is None:
                     closing = True  # finish what came before, take nothing after
                 elif isinstance(item, Future):
