@@ -153,12 +153,10 @@ class Batcher:
         it) again, alone, as a fresh prompt holding them would: the next turn of a chat then
         finds its last answer in the cache too, and the answer stays that of a fresh model.
         Run while nothing else waits; returns whether there was a chunk to decode."""
-        for slot, pending in self.pending.items():
-            if len(pending) >= CHUNK:
-                break
-        else:
+        slot = next((slot for slot, pending in self.pending.items() if len(pending) >= CHUNK), None)
+        if slot is None:
             return False
-        held = self.held[slot]
+        held, pending = self.held[slot], self.pending[slot]
         chunk, self.pending[slot] = pending[:CHUNK], pending[CHUNK:]
         batch = self.batch
         for n, token in enumerate(chunk):

@@ -424,7 +424,7 @@ def test_an_embedding_whose_client_leaves_stops_between_batches(gateway, model_w
     assert answer.status_code == 200
 
 
-def test_usage_reports_the_prompt_tokens_read_from_the_cache(client, gateway):
+def test_usage_reports_the_prompt_tokens_read_from_the_cache(client):
     """The same long instructions before two questions: the second reads them from a slot's
     KV cache, and says so as OpenAI does (usage.prompt_tokens_details.cached_tokens), in the
     stream's last chunk too."""
