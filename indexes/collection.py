@@ -37,8 +37,9 @@ class Collections:
     @property
     def db(self):
         if self._db is None:
-            import lancedb
+            from indexes.lancedb_import import import_lancedb
 
+            lancedb = import_lancedb()
             uri, options = self.storage()
             self._db = lancedb.connect(uri, storage_options=options or None)
         return self._db
