@@ -34,6 +34,9 @@ _DONE = object()
 # never. Off by default until bench/gpu_llama.py has measured it on a GPU: on CPU it gives the
 # same tokens at the same speed (tests/test_local_models.py), on a GPU it is not yet proven.
 BACKEND_SAMPLING = os.environ.get("WORKBENCH_BACKEND_SAMPLING", "off")
+# The prompt cache (local_models/batching.py), on unless WORKBENCH_PROMPT_CACHE=off: for
+# bench/bench_latency.py's figures without it, and a way out should it ever misbehave.
+PROMPT_CACHE = os.environ.get("WORKBENCH_PROMPT_CACHE", "on") != "off"
 
 # Used when a GGUF file carries no chat template of its own (the packaged Gemma 3 has none).
 _FALLBACK_TEMPLATES = {
@@ -139,7 +142,7 @@ class LoadOptions:
     parallel: int = 4
     """Requests answered at once, decoded together, each with n_ctx cells of KV cache of its
     own (memory: n_ctx x parallel cells)."""
-    prompt_cache: bool = True
+    prompt_cache: bool = PROMPT_CACHE
     """A free slot keeps its last prompt and answer; a request starting the same way reads only
     the rest (local_models/batching.py). Off: every prompt is decoded whole."""
 

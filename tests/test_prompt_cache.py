@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from local_models.batching import CHUNK
+from local_models.batching import CHUNK, PIECE, kept_end, plan_end, reusable
 from local_models.llama_backend import LoadOptions, LocalModel
 from local_models.types import GenerationParams
 from workbench.core.errors import ContextLengthExceeded
@@ -81,7 +81,7 @@ def test_a_chat_reads_only_its_new_turn_and_answers_as_a_fresh_model(models):
         conversation.append({"role": "assistant", "content": answer.text})
         _warmed(cached)
     hits = [a.cached_tokens for a in answers]
-    assert hits[0] == 0 and all(h % CHUNK == 0 for h in hits), hits
+    assert hits[0] == 0 and all(h % PIECE == 0 for h in hits), hits
     for earlier, later in zip(answers, answers[1:]):
         # all of the earlier prompt's whole chunks, and, warmed, its answer's as well
         assert later.cached_tokens >= earlier.input_tokens - earlier.input_tokens % CHUNK, hits
@@ -96,15 +96,17 @@ def test_a_shared_instruction_is_read_once_for_different_questions(models):
     context = "\n".join(
         f"Passage {i}: the workbench keeps version {i} of each collection." for i in range(40)
     )
+    system = {"role": "system", "content": SYSTEM + "\n" + context}
     answers = []
     for question in ("Which version comes first?", "How many versions are kept?"):
-        messages = [
-            {"role": "system", "content": SYSTEM + "\n" + context},
-            {"role": "user", "content": question},
-        ]
-        answers.append(_same(cached, fresh, messages))
-    shared = cached.prompt_tokens([{"role": "system", "content": SYSTEM + "\n" + context}])
-    assert answers[1].cached_tokens >= shared - shared % CHUNK - CHUNK, (answers[1].cached_tokens, shared)
+        answers.append(_same(cached, fresh, [system, {"role": "user", "content": question}]))
+    shared = cached.prompt_tokens([system])
+    sizes = {a.input_tokens // CHUNK for a in answers}
+    assert len(sizes) == 1, "both prompts end in the same block: its pieces are reused"
+    assert shared - PIECE <= answers[1].cached_tokens < answers[1].input_tokens, (
+        answers[1].cached_tokens,
+        shared,
+    )
 
 
 def test_after_cancelled_and_failed_requests(models):
@@ -153,3 +155,29 @@ def test_off_means_nothing_is_kept(models):
     first = fresh.chat(messages, GREEDY).result
     assert first.cached_tokens == 0
     assert fresh.chat(messages, GREEDY).result.cached_tokens == 0 and fresh.reused_tokens == 0
+
+
+def _cuts(size: int, start: int = 0) -> list[tuple[int, int]]:
+    cuts = []
+    while start < size:
+        end = plan_end(start, size)
+        cuts.append((start, end))
+        start = end
+    return cuts
+
+
+def test_a_reused_prefix_was_cut_as_the_new_prompt_cuts_it():
+    """The rule behind the exactness above, over every pair of prompt sizes up to 700: what a
+    slot keeps of one prompt, and reuses for another, is the same chunks the other's own
+    decode would make, and the rest of it is cut on from there as a fresh decode would."""
+    for old in range(1, 700):
+        kept = kept_end(old)
+        held_cuts = [c for c in _cuts(old) if c[1] <= kept]
+        assert sum(e - s for s, e in held_cuts) == kept
+        for new in range(2, 700, 7):
+            for common in {min(kept, new - 1), min(kept, new - 1) // 2}:
+                reused = reusable(kept, common, new)
+                assert 0 <= reused <= common
+                fresh = _cuts(new)
+                assert [c for c in held_cuts if c[1] <= reused] == [c for c in fresh if c[1] <= reused]
+                assert _cuts(new, reused) == [c for c in fresh if c[0] >= reused], (old, new, common)
