@@ -182,18 +182,24 @@ class Batcher:
             return False
         return self.n_swa == 0 or (pos_min == 0 and size <= self.n_swa)
 
+    def warm_pending(self) -> int | None:
+        """A free slot with a block to warm, if any."""
+        for slot, pending in self.pending.items():
+            held = self.held[slot]
+            if len(held) % CHUNK + len(pending) >= CHUNK:
+                return slot
+        return None
+
     def warm(self) -> bool:
         """Decode one block of a free slot's answer (with the prompt's pieces before it) again,
         alone, as a fresh prompt holding them would: the next turn of a chat then finds its
         last answer in the cache too, and the answer stays that of a fresh model. Run while
         nothing else waits; returns whether there was a block to decode."""
-        for slot, pending in self.pending.items():
-            held = self.held[slot]
-            start = len(held) - len(held) % CHUNK
-            if len(held) + len(pending) - start >= CHUNK:
-                break
-        else:
+        slot = self.warm_pending()
+        if slot is None:
             return False
+        held, pending = self.held[slot], self.pending[slot]
+        start = len(held) - len(held) % CHUNK
         tokens = held + pending
         self.C.llama_memory_seq_rm(self.memory, slot, start, -1)  # the pieces, cut otherwise
         batch = self.batch

@@ -37,6 +37,7 @@ BACKEND_SAMPLING = os.environ.get("WORKBENCH_BACKEND_SAMPLING", "off")
 # The prompt cache (local_models/batching.py), on unless WORKBENCH_PROMPT_CACHE=off: for
 # bench/bench_latency.py's figures without it, and a way out should it ever misbehave.
 PROMPT_CACHE = os.environ.get("WORKBENCH_PROMPT_CACHE", "on") != "off"
+WARM_AFTER_S = 0.5  # idle this long before an answer is decoded again into its slot's cache
 
 # Used when a GGUF file carries no chat template of its own (the packaged Gemma 3 has none).
 _FALLBACK_TEMPLATES = {
@@ -249,9 +250,17 @@ class LocalModel:
         closing = False
         while not closing or waiting or self._batcher.active:
             idle = not waiting and not self._batcher.active
-            # Idle: warm a slot's cache a chunk at a time, looking at the queue in between
-            warmed = idle and not closing and self._batcher.warm()
-            for item in self._take_queued(block=idle and not closing and not warmed):
+            if idle and not closing and self._batcher.warm_pending() is not None:
+                # Idle with a slot to warm: only once no request came for WARM_AFTER_S. A client
+                # chaining requests (an eval, an agent) sends the next within milliseconds, and a
+                # block being warmed would hold it up; a person reading the answer takes seconds.
+                items = self._take_queued(block=True, timeout=WARM_AFTER_S)
+                if not items:
+                    self._batcher.warm()
+                    continue
+            else:
+                items = self._take_queued(block=idle and not closing)
+            for item in items:
                 if item is None:
                     closing = True  # finish what came before, take nothing after
                 elif isinstance(item, Future):
@@ -267,8 +276,11 @@ class LocalModel:
         self._llm = None
         self._fail_queued()
 
-    def _take_queued(self, block: bool) -> list:
-        items = [self._queue.get()] if block else []
+    def _take_queued(self, block: bool, timeout: float | None = None) -> list:
+        try:
+            items = [self._queue.get(timeout=timeout)] if block else []
+        except queue.Empty:
+            return []
         while True:
             try:
                 items.append(self._queue.get_nowait())

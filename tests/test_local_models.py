@@ -186,6 +186,16 @@ def test_every_call_is_a_span(service):
     assert payload["output"] == result.text
 
 
+def test_the_span_counts_the_tokens_read_from_the_cache(service):
+    system = "Answer about the workbench in one short sentence. " * 20
+    service.ask("smollm2", "What is a trace?", system=system, params=GREEDY)
+    again = service.ask("smollm2", "What is a collection?", system=system, params=GREEDY)
+    assert again.cached_tokens >= 128
+    service.flush_traces()
+    llm = next(s for s in service.get_trace(again.trace_id) if s["name"] == "llm.chat")
+    assert json.loads(llm["attributes"])["gen_ai.usage.cache_read.input_tokens"] == again.cached_tokens
+
+
 def test_errors_are_clear(service):
     with pytest.raises(ModelError, match="no model named"):
         service.ask("llama-70b", "hi")

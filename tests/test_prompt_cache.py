@@ -56,7 +56,7 @@ def _same(cached: LocalModel, fresh: LocalModel, messages, params=GREEDY):
 def _warmed(model: LocalModel) -> None:
     """Wait until the idle model has decoded its slots' answers again (Batcher.warm)."""
     deadline = time.monotonic() + 30
-    while any(len(p) >= CHUNK for p in list(model._batcher.pending.values())):
+    while model._batcher.warm_pending() is not None:
         assert time.monotonic() < deadline, "the idle model never warmed its cache"
         time.sleep(0.05)
 
