@@ -4,8 +4,8 @@ attention, the prompt cache) and `llama-server` built from the llama.cpp that ll
 vendors (bench_batching.py builds it), started with the same slots, context, threads and flash
 attention, `cache_prompt` on (its default). Both streamed over HTTP on loopback, greedy.
 
-1. A chat whose turns add about 300 tokens each: time to first token of turns 1, 3 and 6, with
-   the prompt cache, without it (WORKBENCH_PROMPT_CACHE=off), and llama-server's
+1. A chat whose turns add about 300 tokens each, 3 s between an answer and the next turn
+   (BENCH_THINK_S): time to first token of turns 1, 3 and 6, with the prompt cache, without it (WORKBENCH_PROMPT_CACHE=off), and llama-server's
    (goals: turn 6 cached <= 0.35 of uncached, <= 1.1x llama-server's).
 2. A RAG question with a 1,500-token context asked twice with different questions: the second's
    time to first token and the tokens it read from the cache.
@@ -38,6 +38,7 @@ MODELS = ROOT / ".test-models"
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 THREADS, CTX, SLOTS = 2, 4096, 4  # the gateway's defaults on this machine
 ANSWER_TOKENS = 48
+THINK_S = float(os.environ.get("BENCH_THINK_S", "3"))
 
 
 def _free_port() -> int:
@@ -100,7 +101,9 @@ def conversation(url: str) -> list[dict]:
         turn = stream(url, messages)
         turns.append(turn)
         messages.append({"role": "assistant", "content": turn["text"]})
-        time.sleep(1.0)  # a person reads the answer before typing the next turn
+        # A person reads the answer and pastes the next passage: a few seconds (THINK_S). The
+        # idle model uses them to warm its cache with the answer (WARM_AFTER_S in).
+        time.sleep(THINK_S)
     return turns
 
 
