@@ -10,21 +10,23 @@ join between steps; a finished or cancelled one leaves and frees its slot at onc
 A free slot keeps the KV cells of its last prompt (llama-server's prompt cache): a new request
 takes the free slot whose cells hold the longest start of its prompt and decodes only the rest,
 so a chat's next turn reads little more than the new turn and a template's fixed instructions
-are read once. What a kept prefix gives equals what decoding it again gives, bit for bit
-(tests/test_prompt_cache.py checks the tokens against a fresh model after every kind of
-request). llama-server's cache does not promise that ("logits are not guaranteed to be
-bit-for-bit identical for different batch sizes"), and neither did this cache's first version:
-3 of 7 answers of a chat differed. The cause: ggml computes a row differently depending on how
-many rows its decode holds (one generated token, a 2-row or a 400-row prompt chunk), so the KV
-of a prefix decoded in other pieces, or of an answer decoded a token at a time, differs in its
-low bits and, at temperature 0, sometimes in the next token. So a prompt is decoded alone, cut
-by a fixed plan (plan_end: blocks of CHUNK tokens, then PIECE-token pieces), and a slot keeps
-only what a later prompt's own plan would cut the same way: its prompt's blocks and pieces at
-once, and its answer once the idle model has decoded it again as blocks (Batcher.warm), as a
-fresh prompt holding it would. A chat's next turn then reads its new turn, the bits of block on
-either side, and nothing else; the same instructions before another question are read once.
-A model with a sliding-window cache (Gemma 3) reuses a prefix only while the prompt fits in its
-window.
+are read once. Every answer equals what llama.cpp gives the same prompt decoded fresh, as
+llama-server and llama-cpp-python decode it (in ubatches of 512 from its start), bit for bit,
+cache or not (tests/test_prompt_cache.py checks the tokens against a fresh model and against
+llama-cpp-python after every kind of request). llama-server's own cache does not promise that
+("logits are not guaranteed to be bit-for-bit identical for different batch sizes").
+
+What makes it hold (CPU, measured on this build; Plan says how): ggml computes a row alike
+in any decode of TILE rows or more (flash attention's tiled path; its one-row path below
+that gives other low bits, and so, at temperature 0, sometimes another next token), and
+groups rows by 4 or 8 from a decode's first row in the repacked matmuls (Q4_K). So a prompt
+decoded fresh is cut on llama.cpp's own grid; a kept prefix is reused only up to a point on
+an ALIGN grid that leaves TILE rows or more to decode, and only the rows its first decode
+computed in such chunks; an answer, decoded a token at a time, is decoded again as such a
+chunk while the model is idle (Batcher.warm), so a chat's next turn finds it too. On a GPU,
+whose kernels depend on the batch in other ways, a slot reuses whole ubatches only: the
+same cuts as a fresh decode. A model with a sliding-window cache (Gemma 3) reuses a prefix
+only while the prompt fits in its window.
 """
 
 from __future__ import annotations
@@ -43,40 +45,67 @@ from workbench.core.errors import ModelError
 __all__ = ["Batcher", "Sequence", "cancelled", "random_seed"]
 
 _PUT_INTERVAL_S = 0.03  # stream to the reader at most ~30 times a second
-CHUNK = 128
-"""A prompt is decoded in blocks of this many tokens, each alone (Batcher._prompt_chunk says
-why); its last, incomplete block in pieces of PIECE tokens, and what is left after those alone.
-A slot's cache keeps whole blocks, and whole pieces of an incomplete block, which a next prompt
-can use while that block is incomplete in it as well (the same instructions before another
-question). Smaller blocks decode prompts slower (64: 14% on a 1,800-token prompt); a cached
-prefix ends up to a block (or piece) before the shared text does."""
-PIECE = 16
+TILE = 64
+"""ggml-cpu's flash attention takes its tiled path for a decode of this many rows or more
+(GGML_FA_TILE_Q, ggml-cpu/common.h) and computes each row alike there, whatever the cut."""
+ALIGN = 16
+"""Repacked matmuls (Q4_K on AVX2) take a decode's rows in groups of 4 or 8 from its first,
+and the last incomplete group another way: a cut of a cached decode starts on this grid."""
 
 
-def plan_end(start: int, size: int) -> int:
-    """Where the chunk of a ``size``-token prompt that begins at ``start`` ends: a function of
-    the position and the prompt's size alone, so that a fresh decode and a cached one cut the
-    prompt the same way."""
-    blocks = size - size % CHUNK
-    if start < blocks:
-        return start - start % CHUNK + CHUNK
-    pieces = blocks + (size - blocks) // PIECE * PIECE
-    return start + PIECE if start < pieces else size
+@dataclass(frozen=True)
+class Plan:
+    """How a prompt is cut into llama_decode calls, and which of a slot's cells a later
+    prompt may reuse, so that every answer is the one a fresh decode gives."""
 
+    ubatch: int  # the context's n_ubatch: llama.cpp cuts a fresh prompt every ubatch tokens
+    free_cuts: bool  # CPU: any cut on ALIGN with chunks of TILE rows or more; GPU: the grid only
 
-def kept_end(size: int) -> int:
-    """How much of a fully decoded ``size``-token prompt a slot keeps: its blocks and pieces."""
-    blocks = size - size % CHUNK
-    return blocks + (size - blocks) // PIECE * PIECE
+    def tiled_end(self, size: int) -> int:
+        """Where the rows a fresh decode computes in chunks of TILE rows or more end: all of
+        them, but a last ubatch shorter than TILE."""
+        tail = size % self.ubatch
+        return size - tail if 0 < tail < TILE else size
 
+    def keep(self, size: int) -> int:
+        """How many first rows of a decoded ``size``-token prompt a later prompt may reuse."""
+        if self.free_cuts:
+            end = self.tiled_end(size)
+            return end - end % ALIGN
+        return size - size % self.ubatch
 
-def reusable(held: int, common: int, size: int) -> int:
-    """Of ``common`` tokens that ``held`` kept ones share with a ``size``-token prompt, how many
-    were cut as that prompt's own decode would cut them."""
-    blocks = held - held % CHUNK  # held past its last whole block: pieces of an incomplete one
-    if common <= blocks or size >= blocks + CHUNK:  # that block is whole in the new prompt
-        return min(common, blocks) - min(common, blocks) % CHUNK
-    return common - (common - blocks) % PIECE
+    def reusable(self, common: int, size: int) -> int:
+        """Of ``common`` kept rows a ``size``-token prompt starts with, how many it reuses."""
+        if self.free_cuts:
+            reused = min(common, self.tiled_end(size) - TILE)
+            return max(0, reused - reused % ALIGN)
+        return common - common % self.ubatch
+
+    def chunk_end(self, start: int, size: int) -> int:
+        """Where the chunk of a ``size``-token prompt that starts at ``start`` ends."""
+        if start % self.ubatch == 0:  # llama.cpp's own cut
+            return min(start + self.ubatch, size)
+        end = self.tiled_end(size)  # start is a reused prefix's end (free_cuts), TILE or more before
+        chunks = -(-(end - start) // self.ubatch)
+        step = -(-(end - start) // chunks)  # even chunks of TILE rows or more, on ALIGN
+        return min(start + step - step % ALIGN, end) if chunks > 1 else end
+
+    def warm_span(self, held: int, total: int) -> tuple[int, int] | None:
+        """The cells [start, end) to decode again so that more of a slot's ``total`` tokens
+        are kept, ``held`` of them already; None when that would not add any."""
+        if not self.free_cuts:
+            return (
+                (held, held + self.ubatch)
+                if held % self.ubatch == 0 and total - held >= self.ubatch
+                else None
+            )
+        end = total - total % ALIGN
+        if end - held > min(3 * TILE, self.ubatch):  # short decodes: the model stays quick to answer
+            end = held + min(2 * TILE, self.ubatch - self.ubatch % ALIGN)
+        if end <= held or end < TILE:
+            return None
+        start = min(held, end - TILE)
+        return start - start % ALIGN, end
 
 
 @dataclass
@@ -116,7 +145,16 @@ class Batcher:
     """The decode steps of one context, run by the model's owner thread only."""
 
     def __init__(
-        self, ctx, vocab, n_batch: int, alias: str, logprob: Callable, slots: int, n_swa: int, reuse: bool
+        self,
+        ctx,
+        vocab,
+        n_batch: int,
+        alias: str,
+        logprob: Callable,
+        slots: int,
+        n_swa: int,
+        reuse: bool,
+        gpu: bool = False,
     ) -> None:
         import llama_cpp as C
 
@@ -128,6 +166,7 @@ class Batcher:
         self.active: list[Sequence] = []
         self.peak = 0  # the most sequences decoded together so far
         self.slots, self.n_swa, self.reuse = slots, n_swa, reuse
+        self.plan = Plan(ubatch=min(C.llama_n_ubatch(ctx), n_batch), free_cuts=not gpu)
         self.held: dict[int, list[int]] = {}  # free slot -> the tokens its KV cells still hold
         # free slot -> the tokens that followed them (the rest of its prompt, its answer), whose
         # KV is decoded again on the grid while the model is idle (warm)
@@ -159,7 +198,7 @@ class Batcher:
         self.pending.pop(slot, None)
         held = self.held.pop(slot, [])
         common = min(_common(held, prompt), len(prompt) - 1) if reuse else 0
-        common = reusable(len(held), common, len(prompt))
+        common = self.plan.reusable(common, len(prompt))
         if common > 0 and not self._window_kept(slot, len(prompt)):
             common = 0
         if common > 0 and self.C.llama_memory_seq_rm(self.memory, slot, common, -1):
@@ -185,30 +224,30 @@ class Batcher:
     def warm_pending(self) -> int | None:
         """A free slot with a block to warm, if any."""
         for slot, pending in self.pending.items():
-            held = self.held[slot]
-            if len(held) % CHUNK + len(pending) >= CHUNK:
+            held = len(self.held[slot])
+            if self.plan.warm_span(held, held + len(pending)) is not None:
                 return slot
         return None
 
     def warm(self) -> bool:
-        """Decode one block of a free slot's answer (with the prompt's pieces before it) again,
-        alone, as a fresh prompt holding them would: the next turn of a chat then finds its
-        last answer in the cache too, and the answer stays that of a fresh model. Run while
-        nothing else waits; returns whether there was a block to decode."""
+        """Decode a chunk of a free slot's answer (and the prompt's last rows before it)
+        again, alone, as a fresh prompt holding them would: the next turn of a chat then finds
+        its last answer in the cache too, and the answer stays that of a fresh model. Run while
+        nothing else waits; returns whether there was a chunk to decode."""
         slot = self.warm_pending()
         if slot is None:
             return False
         held, pending = self.held[slot], self.pending[slot]
-        start = len(held) - len(held) % CHUNK
         tokens = held + pending
-        self.C.llama_memory_seq_rm(self.memory, slot, start, -1)  # the pieces, cut otherwise
+        start, end = self.plan.warm_span(len(held), len(tokens)) or (0, 0)
+        self.C.llama_memory_seq_rm(self.memory, slot, start, -1)
         batch = self.batch
-        for n, token in enumerate(tokens[start : start + CHUNK]):
+        for n, token in enumerate(tokens[start:end]):
             batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, start + n, 1
             batch.seq_id[n][0], batch.logits[n] = slot, False
-        batch.n_tokens = CHUNK
+        batch.n_tokens = end - start
         if self.C.llama_decode(self.ctx, batch) == 0:
-            self.held[slot], self.pending[slot] = tokens[: start + CHUNK], tokens[start + CHUNK :]
+            self.held[slot], self.pending[slot] = tokens[:end], tokens[end:]
         else:  # what it left in the cells is not known
             self.held.pop(slot), self.pending.pop(slot)
             self.C.llama_memory_seq_rm(self.memory, slot, -1, -1)
@@ -241,15 +280,15 @@ class Batcher:
         return self._leave()
 
     def _prompt_chunk(self, s: Sequence) -> int:
-        """Decode the next chunk of ``s``'s prompt (plan_end), alone.
+        """Decode the next chunk of ``s``'s prompt (Plan.chunk_end), alone.
 
-        Alone and on a fixed grid, whatever else is running: how many rows a llama_decode holds
-        changes the kernels ggml picks (flash attention's tiled path, matmul on one row or many),
-        and so the low bits of the KV it writes. On the grid, a prompt's KV is the same whether
-        its first chunks were decoded now or kept from an earlier request, and so is the answer.
-        Returns the rows decoded (0: the decode failed)."""
+        Alone, whatever else is running: how many rows a llama_decode holds changes the kernels
+        ggml picks (flash attention's tiled path, matmul on one row or many), and so the low
+        bits of the KV it writes. Cut by the plan, a prompt's KV is the one a fresh decode
+        writes, whether its first chunks were decoded now or kept from an earlier request, and
+        so is the answer. Returns the rows decoded (0: the decode failed)."""
         score = s.request.params.score_prompt
-        end = plan_end(s.prefilled, len(s.prompt))
+        end = self.plan.chunk_end(s.prefilled, len(s.prompt))
         s.prompt_rows.clear()
         n = 0
         for index in range(s.prefilled, end):
@@ -343,9 +382,9 @@ class Batcher:
         self.active = [s for s in self.active if not s.done]
         for s in finished:
             if s.request.error is None and self.reuse:
-                # Only the prompt's blocks and pieces: an answer's tokens were decoded one at a
-                # time (other kernels), the prompt's last bit will be cut otherwise next time.
-                kept = min(s.prefilled, len(s.held), kept_end(len(s.prompt)))
+                # Only the rows a later prompt may reuse (Plan.keep): an answer's tokens were
+                # decoded one at a time, by other kernels.
+                kept = min(s.prefilled, len(s.held), self.plan.keep(len(s.prompt)))
                 self.held[s.seq_id] = s.held[:kept]
                 tail = s.held[kept:] + ([s.last_token] if s.last_token >= 0 else [])
                 if self.n_swa == 0:  # a sliding window would have to drop cells on the way

@@ -397,6 +397,7 @@ class LocalModel:
             self.parallel,
             n_swa=llama_cpp.llama_model_n_swa(self._llm.model),
             reuse=self.options.prompt_cache,
+            gpu=bool(self.options.n_gpu_layers),
         )
 
     def _use_batched_context(self, llama_cpp) -> None:

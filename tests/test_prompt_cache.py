@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from local_models.batching import CHUNK, PIECE, kept_end, plan_end, reusable
+from local_models.batching import ALIGN, TILE, Plan
 from local_models.llama_backend import LoadOptions, LocalModel
 from local_models.types import GenerationParams
 from workbench.core.errors import ContextLengthExceeded
@@ -81,11 +81,12 @@ def test_a_chat_reads_only_its_new_turn_and_answers_as_a_fresh_model(models):
         conversation.append({"role": "assistant", "content": answer.text})
         _warmed(cached)
     hits = [a.cached_tokens for a in answers]
-    assert hits[0] == 0 and all(h % PIECE == 0 for h in hits), hits
+    plan = cached._batcher.plan
+    assert hits[0] == 0 and all(h % ALIGN == 0 for h in hits), hits
     for earlier, later in zip(answers, answers[1:]):
-        # all of the earlier prompt's whole chunks, and, warmed, its answer's as well
-        assert later.cached_tokens >= earlier.input_tokens - earlier.input_tokens % CHUNK, hits
-    long_answers = [i for i, a in enumerate(answers[:-1]) if a.output_tokens >= CHUNK]
+        # all the earlier prompt's rows the plan keeps, and, warmed, its answer's as well
+        assert later.cached_tokens >= plan.reusable(plan.keep(earlier.input_tokens), later.input_tokens), hits
+    long_answers = [i for i, a in enumerate(answers[:-1]) if a.output_tokens >= TILE]
     assert long_answers, [a.output_tokens for a in answers]
     assert any(hits[i + 1] > answers[i].input_tokens for i in long_answers), hits
     assert cached.reused_tokens - before == sum(hits)
@@ -101,9 +102,10 @@ def test_a_shared_instruction_is_read_once_for_different_questions(models):
     for question in ("Which version comes first?", "How many versions are kept?"):
         answers.append(_same(cached, fresh, [system, {"role": "user", "content": question}]))
     shared = cached.prompt_tokens([system])
-    sizes = {a.input_tokens // CHUNK for a in answers}
-    assert len(sizes) == 1, "both prompts end in the same block: its pieces are reused"
-    assert shared - PIECE <= answers[1].cached_tokens < answers[1].input_tokens, (
+    assert shared > 2 * TILE
+    # all of the instructions but the rows the new question needs to make a whole tile
+    reachable = min(shared, answers[1].input_tokens - TILE)
+    assert reachable - 2 * ALIGN <= answers[1].cached_tokens < answers[1].input_tokens, (
         answers[1].cached_tokens,
         shared,
     )
@@ -125,7 +127,7 @@ def test_after_cancelled_and_failed_requests(models):
     with pytest.raises(Exception, match="vocabulary"):
         _ = cached.complete([10**9], GREEDY).result
     messages.append({"role": "user", "content": "Make it short instead."})
-    assert _same(cached, fresh, messages).cached_tokens >= CHUNK
+    assert _same(cached, fresh, messages).cached_tokens >= TILE
 
 
 def test_eight_at_once_and_slots_evicted(models):
@@ -149,6 +151,34 @@ def test_eight_at_once_and_slots_evicted(models):
     assert cached.peak_parallel == 8
 
 
+def test_answers_are_llama_cpp_pythons_fresh_ones(models):
+    """Each answer, cached or not, is the one llama-cpp-python's own Llama gives the prompt
+    decoded fresh (ubatches of 512, as its server and llama-server cut it): a chat whose
+    prompts cross a ubatch, end a few tokens past one, and reuse their last turn."""
+    import llama_cpp
+
+    cached, fresh = models
+    theirs = llama_cpp.Llama(
+        str(cached.path), n_ctx=2048, flash_attn=True, n_threads=cached.n_threads, verbose=False
+    )
+    words = "river tea index vector lance duck green model cache steeped pressure bar".split()
+    filler = theirs.tokenize(" ".join(words[(i * 7) % 12] for i in range(1200)).encode(), add_bos=False)
+    tokens = theirs.tokenize(b"Notes:")
+    checked = []
+    for size in (300, 530, 700, 790, 1000):  # 1,000-token prompts at most (the fixture's n_ctx)
+        tokens = tokens + filler[len(tokens) : size]
+        ours = cached.complete(list(tokens), GREEDY).result
+        theirs.reset()  # its own prefix cache off: a fresh decode
+        expected = theirs.create_completion(list(tokens), temperature=0.0, max_tokens=GREEDY.max_tokens)
+        assert ours.text == expected["choices"][0]["text"], (len(tokens), ours.cached_tokens)
+        checked.append((len(tokens), ours.cached_tokens))
+        tokens = tokens + theirs.tokenize(ours.text.encode(), add_bos=False)
+        _warmed(cached)
+    assert any(size > 512 and size % 512 < TILE for size, _ in checked), checked
+    assert sum(hit > 0 for _, hit in checked) >= 3, checked
+    theirs.close()
+
+
 def test_off_means_nothing_is_kept(models):
     _, fresh = models
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hello."}]
@@ -157,27 +187,52 @@ def test_off_means_nothing_is_kept(models):
     assert fresh.chat(messages, GREEDY).result.cached_tokens == 0 and fresh.reused_tokens == 0
 
 
-def _cuts(size: int, start: int = 0) -> list[tuple[int, int]]:
-    cuts = []
+def _rows(plan: Plan, size: int, start: int = 0) -> list[tuple[bool, bool]]:
+    """How a decode from ``start`` computes each row of a ``size``-token prompt: in a chunk of
+    TILE rows or more (flash attention's tiled path), and in the last incomplete group of 8 of
+    its chunk (the repacked matmul's leftover rows); asserts each chunk fits a ubatch."""
+    rows = []
     while start < size:
-        end = plan_end(start, size)
-        cuts.append((start, end))
+        end = plan.chunk_end(start, size)
+        assert start < end <= start + plan.ubatch, (size, start, end)
+        leftover = end - (end - start) % 8
+        rows += [(end - start >= TILE, row >= leftover) for row in range(start, end)]
         start = end
-    return cuts
+    return rows
 
 
-def test_a_reused_prefix_was_cut_as_the_new_prompt_cuts_it():
-    """The rule behind the exactness above, over every pair of prompt sizes up to 700: what a
-    slot keeps of one prompt, and reuses for another, is the same chunks the other's own
-    decode would make, and the rest of it is cut on from there as a fresh decode would."""
-    for old in range(1, 700):
-        kept = kept_end(old)
-        held_cuts = [c for c in _cuts(old) if c[1] <= kept]
-        assert sum(e - s for s, e in held_cuts) == kept
-        for new in range(2, 700, 7):
-            for common in {min(kept, new - 1), min(kept, new - 1) // 2}:
-                reused = reusable(kept, common, new)
-                assert 0 <= reused <= common
-                fresh = _cuts(new)
-                assert [c for c in held_cuts if c[1] <= reused] == [c for c in fresh if c[1] <= reused]
-                assert _cuts(new, reused) == [c for c in fresh if c[0] >= reused], (old, new, common)
+@pytest.mark.parametrize("plan", [Plan(512, True), Plan(128, True), Plan(128, False)], ids=str)
+def test_a_reused_prefix_is_computed_as_a_fresh_decode_computes_it(plan):
+    """The rule behind the exactness above, over pairs of prompt sizes past several ubatches:
+    a fresh decode is cut where llama.cpp cuts it; every row of a prompt that reuses a kept
+    prefix, kept or decoded, goes through the kernels a fresh decode puts it through; so does
+    every row an idle model decodes again (warm_span)."""
+    for old in range(1, 1300, 3):
+        fresh_old = _rows(plan, old)
+        assert [end for end in _ends(plan, old)] == [
+            min(e, old) for e in range(plan.ubatch, old + plan.ubatch, plan.ubatch)
+        ]
+        kept = plan.keep(old)
+        assert all(tiled and not leftover for tiled, leftover in fresh_old[:kept]) or not plan.free_cuts
+        for new in range(2, 1300, 11):
+            fresh = _rows(plan, new)
+            for common in {min(kept, new - 1), min(kept, new - 1) // 2, min(kept, new - 1) - 5}:
+                reused = plan.reusable(max(common, 0), new)
+                assert 0 <= reused <= max(common, 0) and reused < new
+                cached = fresh_old[:reused] + _rows(plan, new, reused)
+                assert cached == fresh, (old, new, common, reused)
+        if plan.free_cuts:
+            for answer in (1, 15, 16, 63, 64, 200, 700):
+                span = plan.warm_span(kept, kept + answer)
+                if span is not None:
+                    start, end = span
+                    assert start % ALIGN == 0 and end % ALIGN == 0 and TILE <= end - start <= plan.ubatch
+                    assert start <= kept < end <= kept + answer
+
+
+def _ends(plan: Plan, size: int) -> list[int]:
+    ends, start = [], 0
+    while start < size:
+        start = plan.chunk_end(start, size)
+        ends.append(start)
+    return ends
