@@ -230,10 +230,10 @@ def test_queries_are_embedded_without_torch_as_sentence_transformers_does(fetche
     ours = query_encoder(folder).encode(texts)
     theirs = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
-    # It needs neither torch nor sentence-transformers.
+    # It needs neither torch nor sentence-transformers, nor scipy (a cold search imports it).
     script = (
         "import sys\n"
-        "for name in ('torch', 'sentence_transformers', 'transformers'):\n"
+        "for name in ('torch', 'sentence_transformers', 'transformers', 'scipy'):\n"
         "    sys.modules[name] = None\n"
         "from pathlib import Path\n"
         "from indexes.query_encoder import query_encoder\n"

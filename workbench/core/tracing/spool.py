@@ -26,18 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from workbench.core import secrets
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from workbench.core.tracing.span import Span
     from workbench.core.tracing.store import TraceStore
 
-__all__ = ["SpoolWriter", "SEGMENT_COLUMNS", "SEGMENT_SCHEMA", "encode_spans"]
+__all__ = ["SpoolWriter", "SEGMENT_COLUMNS", "segment_schema", "encode_spans"]
 
-_STR, _I64 = pa.string(), pa.int64()
 # Segments hold what the caller gave; the promoted GenAI columns are extracted by DuckDB at
 # compaction (vectorised C++), which measured cheaper than doing it per span in Python.
 SEGMENT_COLUMNS = (
@@ -54,9 +53,18 @@ SEGMENT_COLUMNS = (
     "payload",
     "process",
 )
-SEGMENT_SCHEMA = pa.schema(
-    [(name, _I64 if name in ("start_ns", "end_ns") else _STR) for name in SEGMENT_COLUMNS]
-)
+
+
+def segment_schema() -> pa.Schema:
+    # pyarrow is imported when a process first records a span (SpoolWriter._start), not on
+    # import: a command that records none (doctor, collections list) starts 0.1 s sooner.
+    import pyarrow as pa
+
+    return pa.schema(
+        [(name, pa.int64() if name in ("start_ns", "end_ns") else pa.string()) for name in SEGMENT_COLUMNS]
+    )
+
+
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -106,9 +114,12 @@ def span_row(span: Span, redact: bool = False) -> tuple:
 
 def encode_rows(rows: list[tuple], process: str) -> pa.Table:
     """Buffered span rows as one Arrow table in the segment schema."""
+    import pyarrow as pa
+
+    schema = segment_schema()
     columns = [*zip(*rows), [process] * len(rows)]
-    arrays = [pa.array(column, type=t) for column, t in zip(columns, SEGMENT_SCHEMA.types)]
-    return pa.Table.from_arrays(arrays, schema=SEGMENT_SCHEMA)
+    arrays = [pa.array(column, type=t) for column, t in zip(columns, schema.types)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def encode_spans(spans: list[Span], process: str, redact: bool = False) -> pa.Table:
@@ -163,6 +174,10 @@ class SpoolWriter:
             self._wake.set()
 
     def _start(self) -> None:
+        # Imported here, on the first span, rather than by the flush at exit, where importing
+        # (pyarrow's first conversion imports pandas) is fragile.
+        import pyarrow.parquet  # noqa: F401
+
         with self._flush_lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="trace-flush", daemon=True)
@@ -201,6 +216,8 @@ class SpoolWriter:
         stem = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}-{uuid.uuid4().hex[:8]}"
         final = self.spool_dir / f"{stem}.parquet"
         tmp = self.spool_dir / f".{stem}.parquet.tmp"
+        import pyarrow.parquet as pq
+
         pq.write_table(table, tmp, compression="none")  # segments are short-lived
         secrets.private(tmp)  # spans hold prompts and answers: the owner's only
         os.replace(tmp, final)

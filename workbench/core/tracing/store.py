@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 
 from workbench.core import secrets
 from workbench.core.errors import QueryError, TraceStoreError
@@ -192,6 +191,8 @@ class TraceStore:
                 if path.name in done:
                     continue
                 try:
+                    import pyarrow.parquet as pq  # on first use: most commands never compact
+
                     todo.append((path, pq.read_metadata(path).num_rows))
                 except Exception:  # noqa: BLE001 - any unreadable segment is set aside
                     bad.append(path)
