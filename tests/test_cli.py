@@ -136,6 +136,24 @@ def test_doctor_reports_machine_and_workspace(workspace):
     assert {(c["name"], c["detail"]) for c in offline} >= {("offline mode", "on")}
 
 
+def test_doctor_asks_llama_cpps_library_what_llama_cpp_would_answer(tmp_path, monkeypatch):
+    """doctor loads libllama without importing llama_cpp (workbench/core/llama_native.py): the
+    library it finds is the one llama_cpp loads, with the same answer about GPU offload, and a
+    broken one is a failed check, not a crash."""
+    import llama_cpp
+
+    from workbench.core.hardware import llama_check
+    from workbench.core.llama_native import library_path, supports_gpu_offload
+
+    path = library_path()
+    assert path is not None and path.parent == Path(llama_cpp.__file__).parent / "lib"
+    assert supports_gpu_offload(path) == llama_cpp.llama_supports_gpu_offload()
+    (tmp_path / "libllama.so").write_text("not a library")
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(tmp_path))
+    check = llama_check([])
+    assert check.status == "fail" and "cannot load" in check.detail, check
+
+
 def test_help_is_fast_and_light():
     start = time.perf_counter()
     run_cli("--help", check=True)

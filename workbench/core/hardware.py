@@ -117,14 +117,17 @@ def system_checks() -> list[Check]:
 
 
 def llama_check(devices: list[str]) -> Check:
-    try:
-        import llama_cpp
-    except ImportError:
+    from workbench.core.llama_native import library_path, supports_gpu_offload
+
+    path = library_path()
+    if path is None:
         return Check("hardware", "llama.cpp", "fail", "llama-cpp-python is not installed (run `make run`)")
-    except Exception as exc:  # noqa: BLE001 - a broken native build must not crash doctor
-        return Check("hardware", "llama.cpp", "fail", f"cannot load llama_cpp: {exc}")
-    version = getattr(llama_cpp, "__version__", "?")
-    if llama_cpp.llama_supports_gpu_offload():
+    try:
+        offload = supports_gpu_offload(path)
+    except (OSError, AttributeError) as exc:  # a broken native build must not crash doctor
+        return Check("hardware", "llama.cpp", "fail", f"cannot load {path}: {exc} (run `make run` again)")
+    version = _version("llama-cpp-python") or "?"
+    if offload:
         seen = f"; GPU: {'; '.join(devices)}" if devices else "; but no GPU is visible"
         return Check(
             "hardware", "llama.cpp", "ok" if devices else "warn", f"{version}, built with GPU offload{seen}"
