@@ -1,4 +1,4 @@
-"""lancedb, imported without the REST client it never needs here.
+"""lancedb, imported without the REST client it never needs here, nor overrides' checks.
 
 lancedb imports lance_namespace, which imports lance_namespace_urllib3_client, a generated REST
 client whose package __init__ loads every API module (about 0.7 s of a cold `workbench search`
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from types import ModuleType
 
 __all__ = ["import_lancedb"]
@@ -22,9 +24,39 @@ _REST_CLIENT = "lance_namespace_urllib3_client"
 def import_lancedb() -> ModuleType:
     if "lancedb" not in sys.modules and _REST_CLIENT not in sys.modules:
         _register_lazily(_REST_CLIENT)
-    import lancedb
+    with _typing_override():
+        import lancedb
 
     return lancedb
+
+
+@contextmanager
+def _typing_override() -> Iterator[None]:
+    """lancedb marks its connection classes' methods with ``overrides.override`` on Python 3.11
+    and with ``typing.override`` on 3.12 and later. The former checks each against its base
+    class when the class is defined, by disassembling the caller's bytecode: 105 methods, 0.2 s
+    of a cold search. While lancedb is imported it gets the latter's behaviour (mark the method,
+    ``__override__ = True``, which its EnforceOverrides base checks for), as on 3.12."""
+    try:
+        import overrides
+    except ImportError:  # lancedb on 3.12+ does not need it
+        yield
+        return
+
+    def override(method=None, **_checks):
+        def mark(function):
+            with suppress(AttributeError, TypeError):
+                function.__override__ = True
+            return function
+
+        return mark if method is None else mark(method)
+
+    checking = overrides.override
+    overrides.override = override
+    try:
+        yield
+    finally:
+        overrides.override = checking
 
 
 def _register_lazily(name: str) -> None:

@@ -32,3 +32,23 @@ def test_the_rest_client_still_loads_whole_when_asked_for():
         "print(client.ApiClient.__name__, client.TableApi.__name__)\n"
     )
     assert out.split() == ["ApiClient", "TableApi"]
+
+
+def test_lancedb_gets_typing_overrides_behaviour_while_it_imports():
+    """As on Python 3.12+, where lancedb uses typing.override: its methods are marked, the
+    checking decorator is back for anyone else afterwards, and lancedb's own EnforceOverrides
+    base still refuses an unmarked override."""
+    out = _run(
+        "import overrides\n"
+        "checking = overrides.override\n"
+        "from indexes.lancedb_import import import_lancedb\n"
+        "lancedb = import_lancedb()\n"
+        "from lancedb.db import DBConnection, LanceDBConnection\n"
+        "print(overrides.override is checking, LanceDBConnection.table_names.__override__)\n"
+        "try:\n"
+        "    class Broken(DBConnection):\n"
+        "        def table_names(self): return []\n"
+        "except TypeError:\n"
+        "    print('refused')\n"
+    )
+    assert out.split() == ["True", "True", "refused"]
