@@ -118,7 +118,11 @@ def detect_kind(path: Path, kind: str | None = None) -> str:
 
 
 def register_model(
-    workspace: Workspace, raw_path: str, alias: str | None = None, kind: str | None = None
+    workspace: Workspace,
+    raw_path: str,
+    alias: str | None = None,
+    kind: str | None = None,
+    record: dict | None = None,
 ) -> ModelInfo:
     path = Path(raw_path).expanduser().resolve()
     kind = detect_kind(path, kind)
@@ -133,6 +137,7 @@ def register_model(
             document["models"] = tomlkit.table(is_super_table=True)
         entry = tomlkit.inline_table()
         entry.update({"path": str(path), "kind": kind})
+        entry.update({key: value for key, value in (record or {}).items() if value not in (None, "")})
         document["models"][alias] = entry
 
     workspace.edit_config(add)

@@ -17,7 +17,7 @@ from typing import Any
 from local_models.native_tools import tool_format
 from workbench.core.errors import ModelError
 
-__all__ = ["GGUFInfo", "read_gguf_info", "FILE_TYPES"]
+__all__ = ["read_gguf_prefix", "GGUFInfo", "read_gguf_info", "FILE_TYPES"]
 
 # llama_ftype as written in general.file_type
 FILE_TYPES = {
@@ -102,9 +102,20 @@ class GGUFInfo:
         return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
+class _NeedMore(Exception):
+    """A read past the end of a file's first bytes, within the file: fetch more of it."""
+
+
 class _Cursor:
-    def __init__(self, data: mmap.mmap | bytes, path: Path) -> None:
+    def __init__(self, data: mmap.mmap | bytes, path: Path, total: int | None = None) -> None:
         self.data, self.pos, self.path = data, 0, path
+        self.total = len(data) if total is None else total  # the whole file's size
+
+    def need(self, end: int, what: str) -> None:
+        if end > len(self.data):
+            if end <= self.total:
+                raise _NeedMore
+            raise self.fail(what)
 
     def fail(self, what: str) -> ModelError:
         return ModelError(
@@ -114,8 +125,7 @@ class _Cursor:
 
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
-        if self.pos + size > len(self.data):
-            raise self.fail("unexpected end of file")
+        self.need(self.pos + size, "unexpected end of file")
         (value,) = struct.unpack_from(fmt, self.data, self.pos)
         self.pos += size
         return value
@@ -127,16 +137,14 @@ class _Cursor:
         return value
 
     def string(self) -> str:
-        length = self.count(len(self.data))
-        if self.pos + length > len(self.data):
-            raise self.fail("string runs past the end of the file")
+        length = self.count(self.total)
+        self.need(self.pos + length, "string runs past the end of the file")
         raw = bytes(self.data[self.pos : self.pos + length])
         self.pos += length
         return raw.decode("utf-8", errors="replace")
 
     def skip(self, size: int) -> None:
-        if self.pos + size > len(self.data):
-            raise self.fail("array runs past the end of the file")
+        self.need(self.pos + size, "array runs past the end of the file")
         self.pos += size
 
     def value(self, kind: int, keep: bool) -> Any:
@@ -147,13 +155,13 @@ class _Cursor:
         if kind != _ARRAY:
             raise self.fail(f"unknown value type {kind}")
         item = self.take("<I")
-        length = self.count(len(self.data))
+        length = self.count(self.total)
         if item in _SCALARS and not keep:
             self.skip(length * struct.calcsize(_SCALARS[item]))
             return length
         if item == _STRING and not keep:
             for _ in range(length):
-                self.skip(self.count(len(self.data)))
+                self.skip(self.count(self.total))
             return length
         if item == _ARRAY:
             raise self.fail("nested arrays are not supported")
@@ -170,6 +178,15 @@ def read_gguf_info(path: Path) -> GGUFInfo:
                 return _parse(_Cursor(data, path), path, size)
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror}", "check the path and permissions") from None
+
+
+def read_gguf_prefix(data: bytes, name: str, total: int) -> GGUFInfo | None:
+    """A GGUF's header from its first bytes (a ranged download of a file of ``total`` bytes);
+    None when the header goes on past them."""
+    try:
+        return _parse(_Cursor(data, Path(name), total), Path(name), total)
+    except _NeedMore:
+        return None
 
 
 def _parse(cur: _Cursor, path: Path, size: int) -> GGUFInfo:

@@ -66,6 +66,57 @@ def models_fetch(obj: Context, aliases: tuple[str, ...]) -> None:
     )
 
 
+@models.command("search")
+@click.argument("text")
+@click.option(
+    "--kind",
+    type=click.Choice(["gguf", "embedding", "reranker"]),
+    default="gguf",
+    show_default=True,
+    help="GGUF models for llama.cpp, sentence-transformers embedding models, or rerankers.",
+)
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_search(obj: Context, text: str, kind: str, limit: int, as_json: bool) -> None:
+    """Search the Hugging Face Hub (HF_ENDPOINT for a mirror), most downloaded first."""
+    found = obj.service.search_hub(text, kind, limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo(f"nothing on the Hub matches '{text}'", err=True)
+    for repo in found:
+        gated = "  (gated: needs HF_TOKEN)" if repo["gated"] else ""
+        click.echo(
+            f"{repo['repo']}  {repo['downloads']:,} downloads, {repo['likes']} likes, {repo['updated']}{gated}"
+        )
+    if found and kind == "gguf":
+        click.echo(
+            f"pull one: workbench models pull {found[0]['repo']} (the quant that fits is chosen)", err=True
+        )
+
+
+@models.command("pull")
+@click.argument("spec", metavar="REPO[:QUANT|FILE]")
+@click.option(
+    "--ctx",
+    type=click.IntRange(256, 16_777_216),
+    default=4096,
+    show_default=True,
+    help="The context to plan the fit for.",
+)
+@click.option("--alias", help="Short name (default: from the repo and the quant).")
+@click.option("--force", is_flag=True, help="Pull a quant the planner says does not fit.")
+@click.pass_obj
+def models_pull(obj: Context, spec: str, ctx: int, alias: str | None, force: bool) -> None:
+    """Download a GGUF from the Hugging Face Hub and register it: the largest quant that fits
+    this machine with a --ctx KV cache, unless one is named (REPO:Q4_K_M, or REPO:FILE)."""
+    pulled = obj.service.pull_model(spec, ctx, force, alias, progress=lambda line: click.echo(line, err=True))
+    click.echo(f"registered {pulled.alias}: {pulled.path} ({pulled.quant})")
+    click.echo(f'try it: workbench ask -m {pulled.alias} "hello"', err=True)
+
+
 @models.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)

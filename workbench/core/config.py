@@ -50,6 +50,18 @@ class ModelEntry(_Strict):
     kind: Literal["gguf", "embedding", "reranker"] = "gguf"
     """'gguf' for llama.cpp models, 'embedding' for sentence-transformers folders, 'reranker'
     for sentence-transformers CrossEncoder folders."""
+    source: str | None = None
+    """Where `models pull` took it from: hf://OWNER/NAME/FILE."""
+    revision: str | None = None
+    """The Hub commit it was pulled at."""
+    quant: str | None = None
+    sha256: str | None = None
+    """Of the (first) file, as the Hub publishes it and as checked after the download."""
+    context_length: int | None = None
+    """The context the model was trained for (its GGUF header)."""
+    license: str | None = None
+    chat_template: bool | None = None
+    """Whether the GGUF carries a chat template of its own."""
 
 
 class Price(_Strict):

@@ -175,6 +175,46 @@ class Service:
         with self.tracer.span("models.fetch_all", "io"):
             return fetch_models(self.workspace.models_dir, aliases, progress, self.tracer)
 
+    def search_hub(self, text: str, kind: str = "gguf", limit: int = 20) -> list[dict[str, Any]]:
+        """Repos on the Hugging Face Hub (HF_ENDPOINT honoured) matching ``text``."""
+        from local_models.hub import search
+
+        self._refuse_offline("search the Hub")
+        return search(text, kind, limit)
+
+    def pull_model(
+        self,
+        spec: str,
+        n_ctx: int = 4096,
+        force: bool = False,
+        alias: str | None = None,
+        progress: Callable[[str], None] = lambda line: None,
+    ):
+        """Pull ``REPO[:QUANT|FILE]`` from the Hub, the quant chosen by fit when none is
+        named, and register it; pulling the same file again registers nothing new."""
+        from local_models.catalog import list_models, register_model
+        from local_models.hub import pull
+
+        self._refuse_offline("pull a model")
+
+        def register(path, name: str, record: dict[str, Any]) -> str:
+            for model in list_models(self.workspace):
+                if model.path == path.resolve():
+                    return model.alias  # pulled before: already in the catalog
+            return register_model(self.workspace, str(path), name, "gguf", record).alias
+
+        with self.tracer.span("models.pull", "io", {"workbench.model.source": spec}):
+            return pull(self.workspace.models_dir, spec, register, n_ctx, force, alias, progress=progress)
+
+    def _refuse_offline(self, what: str) -> None:
+        if self.offline:
+            from workbench.core.errors import ModelFetchError
+
+            raise ModelFetchError(
+                f"offline mode is on: cannot {what}",
+                "set offline = false in workbench.toml (or turn it off in the app) to download",
+            )
+
     def register_model(self, path: str, alias: str | None = None, kind: str | None = None):
         from local_models.catalog import register_model
 

@@ -1,0 +1,139 @@
+"""`models search` and `models pull` through huggingface_hub's real client, against a Hub on
+loopback (tests/hub_server.py) serving the packaged GGUFs, and a Q8_0 made from SmolLM2 with
+llama.cpp's own quantize, as repos."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import tomllib
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.hub_server import TOKEN, Hub, Repo, sha256
+
+SMOL = "loopback/SmolLM2-135M-Instruct-GGUF"
+
+
+@pytest.fixture(scope="module")
+def q8(fetched_models, tmp_path_factory):
+    import llama_cpp
+
+    out = tmp_path_factory.mktemp("quants") / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, True
+    source = str(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf").encode()
+    assert llama_cpp.llama_model_quantize(source, str(out).encode(), ctypes.byref(params)) == 0
+    return out
+
+
+@pytest.fixture
+def hub(fetched_models, q8, tmp_path):
+    smol = fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    (tmp_path / "README.md").write_text("# notes\n")
+    repos = [
+        Repo(
+            SMOL,
+            {"SmolLM2-135M-Instruct.Q4_1.gguf": smol, "SmolLM2-135M-Instruct.Q8_0.gguf": q8},
+            downloads=900,
+        ),
+        Repo(
+            "loopback/gemma-3-270m-it-GGUF",
+            {"gemma-3-270m-it-Q4_K_M.gguf": fetched_models / "gemma-3-270m-q4_k_m.gguf"},
+            gated=True,
+        ),
+        Repo("loopback/broken-GGUF", {"broken.Q4_1.gguf": smol}, wrong_sha={"broken.Q4_1.gguf"}),
+        Repo("loopback/cut-GGUF", {"cut.Q4_1.gguf": smol}, cut_once={"cut.Q4_1.gguf"}),
+        Repo("loopback/notes", {"README.md": tmp_path / "README.md"}),
+    ]
+    with Hub(repos) as server:
+        yield server
+
+
+def _env(hub, **extra):
+    return {"HF_ENDPOINT": hub.url, "HF_TOKEN": "", "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
+
+
+def _catalog(workspace) -> dict:
+    return tomllib.loads(workspace.config_path.read_text()).get("models", {})
+
+
+def test_search_lists_gguf_repos_most_downloaded_first(workspace, hub):
+    done = run_cli("models", "search", "GGUF", "--json", env=_env(hub), check=True)
+    repos = [r["repo"] for r in json.loads(done.stdout)]
+    assert repos[0] == SMOL and "loopback/notes" not in repos
+    text = run_cli("models", "search", "gemma", env=_env(hub), check=True).stdout
+    assert "loopback/gemma-3-270m-it-GGUF" in text and "gated" in text
+
+
+def test_pull_by_fit_takes_the_largest_quant_that_fits_checks_it_and_registers_it(workspace, hub, q8):
+    done = run_cli("models", "pull", SMOL, env=_env(hub), check=True, timeout=300)
+    assert "Q8_0: the largest quant whose weights and KV cache fit" in done.stderr, done.stderr
+    entry = _catalog(workspace)["smollm2-135m-instruct-q8_0"]
+    assert entry["quant"] == "Q8_0" and entry["sha256"] == sha256(q8) and entry["license"] == "apache-2.0"
+    assert (
+        entry["source"] == f"hf://{SMOL}/SmolLM2-135M-Instruct.Q8_0.gguf" and entry["chat_template"] is True
+    )
+    assert sha256(workspace.root / entry["path"]) == sha256(q8)
+    assert hub.gets.count("SmolLM2-135M-Instruct.Q8_0.gguf") == 1
+    answer = run_cli(
+        "ask", "-m", "smollm2-135m-instruct-q8_0", "-t", "0", "--max-tokens", "4", "Hi", env=_env(hub)
+    )
+    assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr
+    # Pulled again: nothing downloaded, nothing registered twice.
+    again = run_cli("models", "pull", SMOL, env=_env(hub), check=True, timeout=300)
+    assert "registered smollm2-135m-instruct-q8_0" in again.stdout
+    assert hub.gets.count("SmolLM2-135M-Instruct.Q8_0.gguf") == 1
+
+
+def test_pull_by_quant_and_a_context_that_does_not_fit(workspace, hub):
+    done = run_cli(
+        "models", "pull", f"{SMOL}:q4_1", "--alias", "small", env=_env(hub), check=True, timeout=300
+    )
+    assert "registered small" in done.stdout and _catalog(workspace)["small"]["quant"] == "Q4_1"
+    # A KV cache of 8M tokens is about 180 GiB for SmolLM2: more than any machine here has free.
+    refused = run_cli("models", "pull", f"{SMOL}:Q8_0", "--ctx", "8388608", env=_env(hub))
+    assert refused.returncode != 0 and "does not fit" in refused.stderr and "--force" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    none_fits = run_cli("models", "pull", SMOL, "--ctx", "8388608", env=_env(hub))
+    assert none_fits.returncode != 0 and "no quant of" in none_fits.stderr
+    forced = run_cli(
+        "models", "pull", f"{SMOL}:Q8_0", "--ctx", "8388608", "--force", env=_env(hub), timeout=300
+    )
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_a_cut_download_resumes_where_it_stopped(workspace, hub):
+    done = run_cli("models", "pull", "loopback/cut-GGUF", env=_env(hub), timeout=300)
+    if done.returncode != 0:  # the client gave up on the cut: pulling again resumes
+        assert "pull again to resume" in done.stderr, done.stderr
+        done = run_cli("models", "pull", "loopback/cut-GGUF", env=_env(hub), check=True, timeout=300)
+    resumed = [r for r in hub.ranges if r.startswith("bytes=") and not r.startswith("bytes=0-")]
+    assert resumed, hub.ranges  # the second transfer asked for the rest only
+    path = workspace.root / _catalog(workspace)["cut-q4_1"]["path"]
+    assert sha256(path) == sha256(hub.repos["loopback/cut-GGUF"].files["cut.Q4_1.gguf"])
+
+
+def test_bad_pulls_say_what_to_do_and_register_nothing(workspace, hub):
+    cases = {
+        ("loopback/missing-GGUF",): "no repo loopback/missing-GGUF",
+        ("loopback/notes",): "holds no GGUF",
+        (f"{SMOL}:Q3_K_S",): "choose one of: Q8_0, Q4_1",
+        ("not-a-repo",): "is not a repo name",
+        ("loopback/gemma-3-270m-it-GGUF",): "is gated",
+        ("loopback/broken-GGUF",): "does not match the Hub's sha256",
+    }
+    for args, message in cases.items():
+        done = run_cli("models", "pull", *args, env=_env(hub), timeout=300)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert _catalog(workspace) == {}
+    assert not list((workspace.models_dir / "loopback--broken-GGUF").glob("*.gguf"))
+    gated = run_cli(
+        "models", "pull", "loopback/gemma-3-270m-it-GGUF", env=_env(hub, HF_TOKEN=TOKEN), timeout=300
+    )
+    assert gated.returncode == 0, gated.stderr
+    offline = run_cli("--offline", "models", "pull", SMOL, env=_env(hub))
+    assert offline.returncode != 0 and "offline mode is on" in offline.stderr
+    assert run_cli("--offline", "models", "search", "x", env=_env(hub)).returncode != 0
