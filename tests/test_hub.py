@@ -137,3 +137,66 @@ def test_bad_pulls_say_what_to_do_and_register_nothing(workspace, hub):
     offline = run_cli("--offline", "models", "pull", SMOL, env=_env(hub))
     assert offline.returncode != 0 and "offline mode is on" in offline.stderr
     assert run_cli("--offline", "models", "search", "x", env=_env(hub)).returncode != 0
+
+
+def test_discover_registers_what_the_hf_cache_lm_studio_and_ollama_hold_once_each(
+    workspace, fetched_models, q8, tmp_path
+):
+    import shutil
+
+    smol = fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    smol_sha, q8_sha = sha256(smol), sha256(q8)
+    # The Hugging Face cache, as huggingface_hub lays it out.
+    repo = tmp_path / "hf/hub/models--loopback--SmolLM2-135M-Instruct-GGUF"
+    (repo / "blobs").mkdir(parents=True)
+    shutil.copy(smol, repo / "blobs" / smol_sha)
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "SmolLM2-135M-Instruct.Q4_1.gguf").symlink_to(f"../../blobs/{smol_sha}")
+    (repo / "refs").mkdir()
+    (repo / "refs/main").write_text("a" * 40)
+    # LM Studio: the same SmolLM2 file again (listed once), and Gemma.
+    lms = tmp_path / "lmstudio"
+    (lms / "loopback/SmolLM2-135M-Instruct-GGUF").mkdir(parents=True)
+    shutil.copy(smol, lms / "loopback/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf")
+    (lms / "google/gemma-3-270m-it-GGUF").mkdir(parents=True)
+    (lms / "google/gemma-3-270m-it-GGUF/gemma-3-270m-it-Q4_K_M.gguf").symlink_to(
+        fetched_models / "gemma-3-270m-q4_k_m.gguf"
+    )
+    # Ollama: a manifest naming its GGUF blob by sha256, and one whose blob is not a GGUF.
+    ollama = tmp_path / "ollama"
+    (ollama / "blobs").mkdir(parents=True)
+    shutil.copy(q8, ollama / "blobs" / f"sha256-{q8_sha}")
+    (ollama / "blobs" / f"sha256-{'b' * 64}").write_text("a template, not weights")
+    library = ollama / "manifests/registry.ollama.ai/library"
+    for name, tag, digest in (("smollm2", "135m-q8", q8_sha), ("notes", "latest", "b" * 64)):
+        (library / name).mkdir(parents=True)
+        layers = [
+            {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": 1}
+        ]
+        (library / name / tag).write_text(json.dumps({"schemaVersion": 2, "layers": layers}))
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "HF_HUB_CACHE": str(tmp_path / "hf/hub"),
+        "LMSTUDIO_MODELS": str(lms),
+        "OLLAMA_MODELS": str(ollama),
+    }
+
+    listed = json.loads(run_cli("models", "discover", "--dry-run", "--json", env=env, check=True).stdout)
+    assert {(r["store"], r["name"], r["status"]) for r in listed} == {
+        ("huggingface", f"{SMOL}/SmolLM2-135M-Instruct.Q4_1.gguf", "found"),
+        ("lmstudio", "google/gemma-3-270m-it-GGUF/gemma-3-270m-it-Q4_K_M.gguf", "found"),
+        ("ollama", "smollm2:135m-q8", "found"),
+    }
+    assert _catalog(workspace) == {}
+    done = run_cli("models", "discover", env=env, check=True)
+    catalog = _catalog(workspace)
+    assert set(catalog) == {"smollm2-135m-instruct.q4_1", "gemma-3-270m-it-q4_k_m", "smollm2-135m-q8"}, (
+        done.stdout
+    )
+    assert catalog["smollm2-135m-q8"]["path"] == str(ollama / "blobs" / f"sha256-{q8_sha}")  # in place
+    assert catalog["smollm2-135m-q8"]["sha256"] == q8_sha
+    answer = run_cli("ask", "-m", "smollm2-135m-q8", "-t", "0", "--max-tokens", "4", "Hi", env=env)
+    assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr
+    again = json.loads(run_cli("models", "discover", "--json", env=env, check=True).stdout)
+    assert {r["status"] for r in again} == {"already registered"}

@@ -1,4 +1,4 @@
-"""`workbench models`: list, fetch, show, plan, load and register models."""
+"""`workbench models`: list, fetch, search, pull, discover, show, plan, load and register models."""
 
 from __future__ import annotations
 
@@ -115,6 +115,26 @@ def models_pull(obj: Context, spec: str, ctx: int, alias: str | None, force: boo
     pulled = obj.service.pull_model(spec, ctx, force, alias, progress=lambda line: click.echo(line, err=True))
     click.echo(f"registered {pulled.alias}: {pulled.path} ({pulled.quant})")
     click.echo(f'try it: workbench ask -m {pulled.alias} "hello"', err=True)
+
+
+@models.command("discover")
+@click.option("--dry-run", is_flag=True, help="List what is found; register nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_discover(obj: Context, dry_run: bool, as_json: bool) -> None:
+    """Find GGUFs that the Hugging Face cache, LM Studio and Ollama already hold, and register
+    them where they are (no copy), each file once."""
+    rows = obj.service.discover_models(register=not dry_run)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no GGUF found in the Hugging Face cache, LM Studio's or Ollama's models", err=True)
+        return
+    for row in rows:
+        click.echo(
+            f"{row['alias']}  {row['status']}  ({row['store']}: {row['name']}, {row['size'] / 1024**2:,.0f} MiB)"
+        )
 
 
 @models.command("show")

@@ -206,6 +206,34 @@ class Service:
         with self.tracer.span("models.pull", "io", {"workbench.model.source": spec}):
             return pull(self.workspace.models_dir, spec, register, n_ctx, force, alias, progress=progress)
 
+    def discover_models(self, register: bool = True) -> list[dict[str, Any]]:
+        """GGUFs in the Hugging Face cache, LM Studio's and Ollama's stores (local_models.discover),
+        registered in place under their own names unless ``register`` is off."""
+        from local_models.catalog import list_models, register_model
+        from local_models.discover import discover
+
+        known = {m.path.resolve(): m.alias for m in list_models(self.workspace)}
+        taken = set(known.values()) | {m.alias for m in list_models(self.workspace)}
+        rows = []
+        for item in discover():
+            row = {"store": item.store, "name": item.label, "path": str(item.path), "size": item.size}
+            alias = known.get(item.path.resolve())
+            if alias is not None:
+                row.update(alias=alias, status="already registered")
+            elif register:
+                alias = item.name
+                suffix = 2
+                while alias in taken:
+                    alias, suffix = f"{item.name}-{suffix}", suffix + 1
+                record = {"source": f"{item.store}://{item.label}", "sha256": item.sha256}
+                register_model(self.workspace, str(item.path), alias, "gguf", record)
+                taken.add(alias)
+                row.update(alias=alias, status="registered")
+            else:
+                row.update(alias=item.name, status="found")
+            rows.append(row)
+        return rows
+
     def _refuse_offline(self, what: str) -> None:
         if self.offline:
             from workbench.core.errors import ModelFetchError
