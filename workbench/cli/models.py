@@ -137,6 +137,78 @@ def models_discover(obj: Context, dry_run: bool, as_json: bool) -> None:
         )
 
 
+@models.command("quantize")
+@click.argument("name")
+@click.option("--type", "kind", required=True, help="The quant to make: Q4_K_M, Q5_K_M, Q8_0, Q2_K, ...")
+@click.option("--alias", help="Short name (default: NAME-TYPE).")
+@click.pass_obj
+def models_quantize(obj: Context, name: str, kind: str, alias: str | None) -> None:
+    """Quantize the GGUF model NAME with llama.cpp's own quantize, and register the result
+    (from an F16 or BF16 file for the best quality: requantizing a quantized one loses more)."""
+    model = obj.service.quantize_model(name, kind.upper(), alias)
+    click.echo(f"registered {model.alias}: {model.path} ({model.size_bytes / 1024**2:,.0f} MiB)")
+    click.echo(f"measure it: workbench models kl {model.alias} --base {name} --text FILE", err=True)
+
+
+@models.command("kl")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--base", required=True, help="The model the others are measured against.")
+@click.option(
+    "--text",
+    "text_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A text file (a few thousand words).",
+)
+@click.option(
+    "--ctx",
+    type=click.IntRange(64, 8192),
+    default=512,
+    show_default=True,
+    help="Chunk size; the second half of each is scored.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_kl(
+    obj: Context, names: tuple[str, ...], base: str, text_file: str, ctx: int, as_json: bool
+) -> None:
+    """Perplexity of BASE and of each model NAMES over a text, each one's KL divergence from
+    BASE and how often both rank the same token first, with size and speed: what a quant costs
+    (as llama.cpp's llama-perplexity --kl-divergence computes them)."""
+    from pathlib import Path
+
+    text = Path(text_file).read_text(encoding="utf-8", errors="replace")
+    scores = obj.service.compare_quants(base, list(names), text, ctx)
+    rows = [
+        {
+            "model": s.name,
+            "size_mib": round(s.size_bytes / 1024**2, 1),
+            "perplexity": round(s.perplexity, 4),
+            "kl_divergence": None if s.kl_divergence is None else round(s.kl_divergence, 6),
+            "top_token_agreement": None if s.top_token_agreement is None else round(s.top_token_agreement, 4),
+            "tokens_per_s": round(s.tokens_per_s, 1),
+            "scored_tokens": s.scored_tokens,
+        }
+        for s in scores
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    shown = [
+        {
+            "model": r["model"],
+            "size_mib": f"{r['size_mib']:,.1f}",
+            "ppl": f"{r['perplexity']:.4f}",
+            "kl": "-" if r["kl_divergence"] is None else f"{r['kl_divergence']:.6f}",
+            "same_top": "-" if r["top_token_agreement"] is None else f"{r['top_token_agreement']:.2%}",
+            "tok_s": f"{r['tokens_per_s']:,.0f}",
+        }
+        for r in rows
+    ]
+    click.echo(render_table(shown, ["model", "size_mib", "ppl", "kl", "same_top", "tok_s"]))
+    click.echo(f"{rows[0]['scored_tokens']} tokens scored, {ctx}-token chunks; base {base}", err=True)
+
+
 @models.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)

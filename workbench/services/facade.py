@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench.core.config import load_config
+from workbench.core.errors import ModelError
 from workbench.core.tracing import Tracer, open_store, open_tracer
 from workbench.core.workspace import Workspace, resolve_workspace_path
 
@@ -233,6 +234,52 @@ class Service:
                 row.update(alias=item.name, status="found")
             rows.append(row)
         return rows
+
+    def quantize_model(self, name: str, kind: str, alias: str | None = None):
+        """Quantize a registered GGUF (or a path) with llama.cpp's own quantize into the models
+        folder, and register the result."""
+        import re
+
+        from local_models.catalog import list_models, register_model, resolve_model
+        from local_models.quant_lab import quantize
+
+        source = resolve_model(self.workspace, name)
+        if source.kind != "gguf":
+            raise ModelError(f"{source.alias} is not a GGUF model", "quantize a GGUF model")
+        stem = re.sub(r"[.-](I?Q\d(_[A-Z0-9]+)*|BF16|F16|F32)$", "", source.path.stem, flags=re.IGNORECASE)
+        target = self.workspace.models_dir / f"{stem}.{kind}.gguf"
+        alias = alias or f"{source.alias}-{kind.lower()}"
+        with self.tracer.span("models.quantize", "io", {"workbench.model.source": source.alias}):
+            quantize(source.path, target, kind)
+        for model in list_models(self.workspace):
+            if model.path == target.resolve():  # made before: the file is new, the entry stands
+                return model
+        return register_model(
+            self.workspace,
+            str(target),
+            alias,
+            "gguf",
+            {"quant": kind, "source": f"quantized://{source.alias}"},
+        )
+
+    def compare_quants(self, base: str, others: list[str], text: str, n_ctx: int = 512):
+        """Perplexity, KL divergence from ``base`` and top-token agreement over ``text``
+        (local_models.quant_lab), with size and speed."""
+        from local_models.catalog import resolve_model
+        from local_models.quant_lab import compare
+
+        models = [resolve_model(self.workspace, name) for name in [base, *others]]
+        for model in models:
+            if model.kind != "gguf" or not model.present:
+                raise ModelError(f"{model.alias} is not a GGUF model on disk", "name registered GGUF models")
+        with self.tracer.span("models.kl", "internal", {"workbench.model.base": base}):
+            return compare(
+                models[0].path,
+                [(m.alias, m.path) for m in models[1:]],
+                text,
+                n_ctx,
+                base_name=models[0].alias,
+            )
 
     def _refuse_offline(self, what: str) -> None:
         if self.offline:
