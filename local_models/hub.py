@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,12 @@ from typing import Any
 from local_models.plan import FitPlan, plan_fit
 from workbench.core.errors import ModelFetchError
 
-__all__ = ["Quant", "search", "repo_quants", "choose_quant", "pull"]
+__all__ = ["Quant", "search", "repo_quants", "choose_quant", "quant_table", "pull", "Cancelled"]
+
+
+class Cancelled(Exception):
+    """The user stopped a pull; the bytes downloaded so far are kept for the next one."""
+
 
 _QUANT = re.compile(r"(?:^|[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=[-_.])", re.IGNORECASE)
 _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
@@ -48,10 +54,15 @@ class Quant:
         return sum(f.size for f in self.files)
 
 
+def _endpoint(endpoint: str | None) -> str | None:
+    # Read when called: huggingface_hub reads HF_ENDPOINT once, when it is first imported.
+    return endpoint or os.environ.get("HF_ENDPOINT") or None
+
+
 def _api(endpoint: str | None = None):
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=endpoint)
+    return HfApi(endpoint=_endpoint(endpoint))
 
 
 def _hub_error(exc: Exception, repo: str) -> ModelFetchError:
@@ -145,7 +156,7 @@ def _header(repo: str, info, quant: Quant, endpoint: str | None, token: str | No
     from local_models.gguf_info import read_gguf_prefix
 
     first = quant.files[0]
-    url = hf_hub_url(repo, first.name, revision=info.sha, endpoint=endpoint)
+    url = hf_hub_url(repo, first.name, revision=info.sha, endpoint=_endpoint(endpoint))
     wanted = _HEADER_BYTES
     while True:
         headers = {**build_hf_headers(token=token), "Range": f"bytes=0-{min(wanted, first.size) - 1}"}
@@ -201,6 +212,39 @@ def choose_quant(quants: list[Quant], plans: dict[str, FitPlan]) -> tuple[Quant 
     return None, "no quant fits this machine with that context"
 
 
+def quant_table(repo: str, n_ctx: int = 4096, endpoint: str | None = None) -> list[dict[str, Any]]:
+    """Each GGUF quant of ``repo`` with its size, whether it fits this machine with an
+    ``n_ctx``-token KV cache, and which one a pull would choose (the Models screen's badges)."""
+    info = _info(repo, endpoint)
+    quants = repo_quants(info)
+    if not quants:
+        raise ModelFetchError(f"{repo} holds no GGUF file", "pick a repo whose name ends in -GGUF")
+    header = _header(repo, info, quants[-1], endpoint, os.environ.get("HF_TOKEN") or None)
+    machine = _machine()
+    plans = {q.label: _plan(header, q, n_ctx, machine) for q in quants}
+    chosen, _ = choose_quant(quants, plans)
+    rows = []
+    for quant in quants:
+        plan = plans[quant.label]
+        if plan.gpu_offload and plan.gpu_layers > plan.layers:
+            fit = "fits on the GPU"
+        elif plan.fits_in_ram:
+            fit = "fits in RAM"
+        else:
+            fit = "too big"
+        rows.append(
+            {
+                "quant": quant.label,
+                "files": len(quant.files),
+                "size": quant.size,
+                "needs": plan.total_bytes,
+                "fit": fit,
+                "chosen": chosen is not None and quant.label == chosen.label,
+            }
+        )
+    return rows
+
+
 def _mib(n: int | None) -> str:
     return "?" if n is None else f"{n / 1024**2:,.0f} MiB"
 
@@ -232,6 +276,8 @@ def pull(
     alias: str | None = None,
     endpoint: str | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    on_bytes: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Pulled:
     """Pull ``REPO[:QUANT|FILE]`` into ``models_dir``/REPO and register it (``register`` takes
     the path, the alias and what to record, and returns the alias it used)."""
@@ -292,7 +338,8 @@ def pull(
             f"not enough disk for {repo}:{quant.label}: {_mib(missing)} to download, {_mib(free)} free in {target}",
             "free some disk space, or pick a smaller quant",
         )
-    paths = [_download(repo, info.sha, f, target, endpoint, token, progress) for f in quant.files]
+    bar = _progress_class(on_bytes, cancel) if on_bytes or cancel else None
+    paths = [_download(repo, info.sha, f, target, endpoint, token, progress, bar) for f in quant.files]
     license_ = (
         (getattr(info, "card_data", None) or {}).get("license") if getattr(info, "card_data", None) else None
     )
@@ -310,14 +357,46 @@ def pull(
     return Pulled(used, paths[0], quant.label, reason, plan, missing)
 
 
-def _download(repo, revision, file: HubFile, target: Path, endpoint, token, progress) -> Path:
+def _progress_class(on_bytes, cancel):
+    """A progress bar class for huggingface_hub that reports bytes to ``on_bytes`` and stops
+    the transfer when ``cancel`` is set (the partial file stays for a resume)."""
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    class Reporting(hub_tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["disable"] = True  # no terminal bar: the caller shows progress
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            self.n += n
+            if on_bytes is not None:
+                on_bytes(int(self.n), int(self.total or 0))
+
+    return Reporting
+
+
+def _download(repo, revision, file: HubFile, target: Path, endpoint, token, progress, bar=None) -> Path:
     from huggingface_hub import hf_hub_download
 
     path = target / file.name
     if path.exists() and file.sha256 and path.stat().st_size == file.size:
         return path  # pulled before: checked when it was
     try:
-        hf_hub_download(repo, file.name, revision=revision, local_dir=target, endpoint=endpoint, token=token)
+        hf_hub_download(
+            repo,
+            file.name,
+            revision=revision,
+            local_dir=target,
+            endpoint=_endpoint(endpoint),
+            token=token,
+            tqdm_class=bar,
+        )
+    except Cancelled:
+        raise ModelFetchError(
+            f"pull of {repo}/{file.name} stopped", "the bytes so far are kept: pull again to resume"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         error = _hub_error(exc, repo)
         raise ModelFetchError(

@@ -200,3 +200,53 @@ def test_discover_registers_what_the_hf_cache_lm_studio_and_ollama_hold_once_eac
     assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr
     again = json.loads(run_cli("models", "discover", "--json", env=env, check=True).stdout)
     assert {r["status"] for r in again} == {"already registered"}
+
+
+def test_the_models_screen_searches_shows_fit_badges_pulls_and_discovers(
+    workspace, hub, monkeypatch, tmp_path
+):
+    from textual.widgets import DataTable, Input
+
+    from tests.test_tui import cells, run, settle, text_of
+    from tui.app import WorkbenchApp
+    from workbench.services import Service
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    for name in ("HF_HUB_CACHE", "LMSTUDIO_MODELS", "OLLAMA_MODELS"):
+        monkeypatch.setenv(name, str(tmp_path / "empty" / name))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    service = Service(workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("8")
+            await settle(app, pilot)
+            app.screen.query_one("#hub-query", Input).focus()
+            await pilot.press(*"SmolLM2", "enter")
+            await settle(app, pilot)
+            repos = app.screen.query_one("#hub", DataTable)
+            assert [cells(repos, i)[0] for i in range(repos.row_count)] == [SMOL]
+            await pilot.press("enter")  # the repo's quants, with a fit badge each
+            await settle(app, pilot)
+            quants = app.screen.query_one("#hub-quants", DataTable)
+            rows = {cells(quants, i)[0]: cells(quants, i) for i in range(quants.row_count)}
+            assert rows["Q8_0"][3] == "fits in RAM" and rows["Q8_0"][4] == "<- pulled by fit"
+            assert rows["Q4_1"][4] == ""
+            await pilot.press("down")  # Q4_1 instead of the one that fits best
+            await pilot.press("p")
+            await settle(app, pilot)
+            assert "registered smollm2-135m-instruct-q4_1 (Q4_1)" in text_of(app, "#hub-status")
+            table = app.screen.query_one("#models", DataTable)
+            assert "smollm2-135m-instruct-q4_1" in [cells(table, i)[0] for i in range(table.row_count)]
+            # A pull that fails says so where the progress was, not only in a toast.
+            service.set_offline(True)
+            await pilot.press("p")
+            await settle(app, pilot)
+            assert "offline mode is on" in text_of(app, "#hub-status")
+            await pilot.press("d")
+            await settle(app, pilot)
+            assert "no GGUF in the HF cache" in text_of(app, "#hub-status")
+
+    run(scenario())

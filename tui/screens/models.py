@@ -1,14 +1,20 @@
 """Models: the catalog with what each model is (read from its GGUF header), the fit plan of the
-selected one, load/unload in this app, GPU status, cloud endpoints and the offline switch."""
+selected one, load/unload in this app, GPU status, cloud endpoints and the offline switch; the
+Hugging Face Hub searched and pulled from (a fit badge per quant, progress, stop), and the
+models LM Studio, Ollama and the HF cache already hold, discovered."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from tui.screens.base import BaseScreen
 from tui.table import Table
@@ -21,7 +27,25 @@ class ModelsScreen(BaseScreen):
         Binding("l", "load", "Load"),
         Binding("u", "unload", "Unload"),
         Binding("o", "toggle_offline", "Offline on/off"),
+        Binding("p", "pull", "Pull from the Hub"),
+        Binding("x", "stop_pull", "Stop the pull"),
+        Binding("d", "discover", "Discover"),
     ]
+
+    class HubFound(Message):
+        def __init__(self, rows: list[dict]) -> None:
+            super().__init__()
+            self.rows = rows
+
+    class HubQuants(Message):
+        def __init__(self, repo: str, rows: list[dict]) -> None:
+            super().__init__()
+            self.repo, self.rows = repo, rows
+
+    class HubStatus(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
 
     class Loaded(Message):
         def __init__(self, catalog: dict) -> None:
@@ -53,12 +77,27 @@ class ModelsScreen(BaseScreen):
             yield table
             with Vertical(id="model-side"):
                 yield Static("Select a model to see its fit plan.", id="model-plan")
+        yield Static("[b]Hugging Face Hub[/b]", id="hub-title")
+        yield Input(
+            placeholder="search the Hub for GGUF models, then Enter (HF_ENDPOINT for a mirror)",
+            id="hub-query",
+        )
+        with Horizontal(id="hub-main"):
+            hub = Table(id="hub", cursor_type="row")
+            hub.add_columns("repo", "downloads", "likes", "updated", "access")
+            yield hub
+            quants = Table(id="hub-quants", cursor_type="row")
+            quants.add_columns("quant", "size", "needs with KV", "fit here", "")
+            yield quants
+        yield Static("Select a repo to see its quants and which fits this machine.", id="hub-status")
         yield Static("[b]Cloud endpoints[/b]", id="cloud-title")
         cloud = Table(id="cloud", cursor_type="row")
         cloud.add_columns("endpoint", "kind", "base url", "models", "key", "usable")
         yield cloud
         yield Static(
-            "l load · u unload (in this app; kept warm between chats) · o offline on/off · r refresh. "
+            "l load · u unload (in this app; kept warm between chats) · o offline on/off · r refresh · "
+            "p pull the selected quant (or the one that fits) · x stop the pull · d discover the models "
+            "of LM Studio, Ollama and the HF cache. "
             "Fetch the default models with `workbench models fetch`; register any GGUF file or "
             "sentence-transformers folder with `workbench models register PATH`; add cloud "
             "endpoints under [cloud.NAME] in workbench.toml.",
@@ -191,6 +230,143 @@ class ModelsScreen(BaseScreen):
             self.notify, f"offline mode {'on' if offline else 'off'} (saved to workbench.toml)"
         )
         self.load_catalog()
+
+    # -- the Hub -----------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#hub-query")
+    def search_hub(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.post_message(self.HubStatus(f"searching the Hub for '{event.value.strip()}'..."))
+            self.hub_search(event.value.strip())
+
+    @work(thread=True, exclusive=True, group="hub", exit_on_error=False, description="hub search")
+    def hub_search(self, text: str) -> None:
+        try:
+            rows = self.service.search_hub(text)
+        except Exception as exc:
+            self.post_message(self.HubStatus(f"[red]{escape(_one_line(exc))}[/red]"))
+            raise
+        self.post_message(self.HubFound(rows))
+
+    def on_models_screen_hub_found(self, message: HubFound) -> None:
+        table = self.query_one("#hub", DataTable)
+        table.clear()
+        self.query_one("#hub-quants", DataTable).clear()
+        for row in message.rows:
+            access = "gated: HF_TOKEN" if row["gated"] else "open"
+            table.add_row(
+                row["repo"],
+                f"{row['downloads']:,}",
+                str(row["likes"]),
+                row["updated"],
+                access,
+                key=row["repo"],
+            )
+        text = (
+            f"{len(message.rows)} repos; Enter on one shows its quants"
+            if message.rows
+            else "nothing on the Hub matches"
+        )
+        self.post_message(self.HubStatus(text))
+        if message.rows:
+            table.focus()
+
+    @on(DataTable.RowSelected, "#hub")
+    def show_quants(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.post_message(self.HubStatus(f"reading {event.row_key.value}'s quants and one header..."))
+            self.hub_quants(str(event.row_key.value))
+
+    @work(thread=True, exclusive=True, group="hub", exit_on_error=False, description="hub quants")
+    def hub_quants(self, repo: str) -> None:
+        try:
+            rows = self.service.hub_quants(repo)
+        except Exception as exc:
+            self.post_message(self.HubStatus(f"[red]{escape(_one_line(exc))}[/red]"))
+            raise
+        self.post_message(self.HubQuants(repo, rows))
+
+    def on_models_screen_hub_quants(self, message: HubQuants) -> None:
+        self._quants_of = message.repo
+        table = self.query_one("#hub-quants", DataTable)
+        table.clear()
+        chosen = None
+        for n, row in enumerate(message.rows):
+            mark = "<- pulled by fit" if row["chosen"] else ""
+            fit = row["fit"] if row["fit"] != "too big" else "[red]too big[/red]"
+            table.add_row(row["quant"], mib(row["size"]), mib(row["needs"]), fit, mark, key=row["quant"])
+            chosen = n if row["chosen"] else chosen
+        if chosen is not None:
+            table.move_cursor(row=chosen)
+        table.focus()
+        self.post_message(self.HubStatus(f"{message.repo}: p pulls the highlighted quant"))
+
+    def action_pull(self) -> None:
+        hub = self.query_one("#hub", DataTable)
+        if not hub.row_count:
+            self.notify("search the Hub first (the field above the table)", severity="warning")
+            return
+        repo = str(hub.coordinate_to_cell_key(hub.cursor_coordinate).row_key.value)
+        quants = self.query_one("#hub-quants", DataTable)
+        spec = repo
+        if quants.row_count and getattr(self, "_quants_of", None) == repo:
+            spec = f"{repo}:{quants.coordinate_to_cell_key(quants.cursor_coordinate).row_key.value}"
+        self._stop_pull = threading.Event()
+        self.post_message(self.HubStatus(f"pulling {spec}... (x stops; pulling again resumes)"))
+        self.pull(spec, self._stop_pull)
+
+    def action_stop_pull(self) -> None:
+        stop = getattr(self, "_stop_pull", None)
+        if stop is not None:
+            stop.set()
+
+    @work(thread=True, exclusive=True, group="hub-pull", exit_on_error=False, description="pull")
+    def pull(self, spec: str, stop: threading.Event) -> None:
+        shown = [0.0]
+
+        def on_bytes(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - shown[0] >= 0.2 or done >= total:  # a few updates a second
+                shown[0] = now
+                share = f"{done / total:.0%} of {mib(total)}" if total else mib(done)
+                self.post_message(self.HubStatus(f"pulling {spec}: {share} (x stops)"))
+
+        try:
+            pulled = self.service.pull_model(spec, on_bytes=on_bytes, cancel=stop)
+        except Exception as exc:
+            self.post_message(self.HubStatus(f"[red]{escape(_one_line(exc))}[/red]"))
+            raise
+        self.post_message(
+            self.HubStatus(
+                f"registered [b]{pulled.alias}[/b] ({pulled.quant}): {pulled.reason}. Try it in the Playground."
+            )
+        )
+        self.load_catalog()
+
+    def on_models_screen_hub_status(self, message: HubStatus) -> None:
+        self.query_one("#hub-status", Static).update(message.text)
+
+    def action_discover(self) -> None:
+        self.post_message(self.HubStatus("looking in the HF cache, LM Studio's and Ollama's models..."))
+        self.discover()
+
+    @work(thread=True, exclusive=True, group="discover", exit_on_error=False, description="discover")
+    def discover(self) -> None:
+        rows = self.service.discover_models()
+        new = [r["alias"] for r in rows if r["status"] == "registered"]
+        text = (
+            f"discovered {len(rows)} GGUF file(s); registered {', '.join(new) if new else 'none new'}"
+            if rows
+            else "no GGUF in the HF cache, LM Studio's or Ollama's models"
+        )
+        self.post_message(self.HubStatus(text))
+        self.load_catalog()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as the status line shows it: the message and what to do (WorkbenchError)."""
+    one_line = getattr(exc, "one_line", None)
+    return one_line() if callable(one_line) else f"{type(exc).__name__}: {exc}"
 
 
 def mib(count: int | None) -> str:

@@ -190,6 +190,8 @@ class Service:
         force: bool = False,
         alias: str | None = None,
         progress: Callable[[str], None] = lambda line: None,
+        on_bytes: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
     ):
         """Pull ``REPO[:QUANT|FILE]`` from the Hub, the quant chosen by fit when none is
         named, and register it; pulling the same file again registers nothing new."""
@@ -205,7 +207,24 @@ class Service:
             return register_model(self.workspace, str(path), name, "gguf", record).alias
 
         with self.tracer.span("models.pull", "io", {"workbench.model.source": spec}):
-            return pull(self.workspace.models_dir, spec, register, n_ctx, force, alias, progress=progress)
+            return pull(
+                self.workspace.models_dir,
+                spec,
+                register,
+                n_ctx,
+                force,
+                alias,
+                progress=progress,
+                on_bytes=on_bytes,
+                cancel=cancel,
+            )
+
+    def hub_quants(self, repo: str, n_ctx: int = 4096) -> list[dict[str, Any]]:
+        """The GGUF quants of a Hub repo, each with its size and whether it fits here."""
+        from local_models.hub import quant_table
+
+        self._refuse_offline("read the Hub")
+        return quant_table(repo, n_ctx)
 
     def discover_models(self, register: bool = True) -> list[dict[str, Any]]:
         """GGUFs in the Hugging Face cache, LM Studio's and Ollama's stores (local_models.discover),
