@@ -24,7 +24,16 @@ from typing import Any
 from local_models.plan import FitPlan, plan_fit
 from workbench.core.errors import ModelFetchError
 
-__all__ = ["Quant", "search", "repo_quants", "choose_quant", "quant_table", "pull", "Cancelled"]
+__all__ = [
+    "Quant",
+    "search",
+    "repo_quants",
+    "choose_quant",
+    "quant_table",
+    "pull",
+    "pull_folder",
+    "Cancelled",
+]
 
 
 class Cancelled(Exception):
@@ -355,6 +364,78 @@ def pull(
     name = alias or f"{repo.split('/')[1].lower().removesuffix('-gguf')}-{quant.label.lower()}"
     used = register(paths[0], re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-"), record)
     return Pulled(used, paths[0], quant.label, reason, plan, missing)
+
+
+# What sentence-transformers loads from a model folder (weights as safetensors only: a pickled
+# pytorch_model.bin runs code when loaded, and is not taken).
+_FOLDER_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*/config.json", "*/*.json"]
+
+
+def pull_folder(
+    models_dir: Path,
+    repo: str,
+    kind: str,
+    register: Callable[[Path, str, str, dict[str, Any]], str],
+    alias: str | None = None,
+    endpoint: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Pulled:
+    """Pull a sentence-transformers embedding model or CrossEncoder reranker repo (its config,
+    tokenizer and safetensors weights) into ``models_dir``/REPO, each weight file checked
+    against the Hub's sha256, and register it as ``kind``."""
+    from fnmatch import fnmatch
+
+    from huggingface_hub import snapshot_download
+
+    if repo.count("/") != 1 or ":" in repo:
+        raise ModelFetchError(
+            f"'{repo}' is not a repo name", "write it as OWNER/NAME, e.g. cross-encoder/ms-marco-MiniLM-L6-v2"
+        )
+    info = _info(repo, endpoint)
+    siblings = [s for s in info.siblings or [] if any(fnmatch(s.rfilename, p) for p in _FOLDER_FILES)]
+    names = {s.rfilename for s in siblings}
+    if not any(name.endswith(".safetensors") for name in names):
+        raise ModelFetchError(
+            f"{repo} has no safetensors weights",
+            "pick a repo that ships model.safetensors (a pickled .bin is not loaded)",
+        )
+    if kind == "embedding" and "modules.json" not in names:
+        raise ModelFetchError(
+            f"{repo} is not a sentence-transformers model (no modules.json)", "pick an embedding model repo"
+        )
+    size = sum(s.size or 0 for s in siblings)
+    target = models_dir / repo.replace("/", "--")
+    target.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target).free
+    if size > free:
+        raise ModelFetchError(
+            f"not enough disk for {repo}: {_mib(size)}, {_mib(free)} free", "free some disk space"
+        )
+    progress(f"{repo}: {len(siblings)} files, {_mib(size)}")
+    try:
+        snapshot_download(
+            repo,
+            revision=info.sha,
+            local_dir=target,
+            allow_patterns=_FOLDER_FILES,
+            endpoint=_endpoint(endpoint),
+            token=os.environ.get("HF_TOKEN") or None,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _hub_error(exc, repo) from None
+    for sibling in siblings:
+        if sibling.lfs is not None and _sha256(target / sibling.rfilename) != sibling.lfs.sha256:
+            (target / sibling.rfilename).unlink()
+            raise ModelFetchError(
+                f"{sibling.rfilename} from {repo} does not match the Hub's sha256: deleted, not registered",
+                "pull again; if it persists the mirror (HF_ENDPOINT) serves another file",
+            )
+    license_ = (info.card_data or {}).get("license") if info.card_data else None
+    record = {"source": f"hf://{repo}", "revision": info.sha, "license": str(license_ or "")}
+    name = alias or repo.split("/")[1].lower()
+    used = register(target, re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-"), kind, record)
+    progress(f"downloaded {len(siblings)} files, sha256 checked")
+    return Pulled(used, target, kind, "as asked", None, size)
 
 
 def _progress_class(on_bytes, cancel):

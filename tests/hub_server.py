@@ -78,6 +78,9 @@ class Hub:
         path = unquote(url.path)
         if path == "/api/models":
             return self.list_models(request, query)
+        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/[^/]+", path)
+        if match:
+            return self.tree(request, match.group(1))
         match = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?", path)
         if match:
             return self.model_info(request, match.group(1))
@@ -157,6 +160,27 @@ class Hub:
                 "cardData": {"license": repo.license},
             },
         )
+
+    def tree(self, request, repo_id: str) -> None:
+        """The repo's files, recursively (what snapshot_download lists)."""
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return self.error(request, 404, "RepoNotFound", f"Repository Not Found for url: {repo_id}")
+        entries = []
+        for folder in sorted({str(Path(n).parent) for n in repo.files if "/" in n}):
+            entries.append({"type": "directory", "oid": repo.sha, "size": 0, "path": folder})
+        for name, path in repo.files.items():
+            size = path.stat().st_size
+            entries.append(
+                {
+                    "type": "file",
+                    "oid": repo.sha,
+                    "size": size,
+                    "path": name,
+                    "lfs": {"oid": repo.sums[name], "size": size, "pointerSize": 134},
+                }
+            )
+        self.json(request, entries)
 
     def resolve(self, request, repo_id: str, name: str, body: bool) -> None:
         repo = self.repos.get(repo_id)

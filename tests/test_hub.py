@@ -4,7 +4,6 @@ llama.cpp's own quantize, as repos."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import tomllib
 
@@ -18,19 +17,16 @@ SMOL = "loopback/SmolLM2-135M-Instruct-GGUF"
 
 @pytest.fixture(scope="module")
 def q8(fetched_models, tmp_path_factory):
-    import llama_cpp
+    from local_models.quant_lab import quantize  # llama.cpp's own, its log kept off the output
 
     out = tmp_path_factory.mktemp("quants") / "SmolLM2-135M-Instruct.Q8_0.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, True
-    source = str(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf").encode()
-    assert llama_cpp.llama_model_quantize(source, str(out).encode(), ctypes.byref(params)) == 0
-    return out
+    return quantize(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", out, "Q8_0")
 
 
 @pytest.fixture
 def hub(fetched_models, q8, tmp_path):
     smol = fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    minilm = fetched_models / "all-MiniLM-L6-v2"
     (tmp_path / "README.md").write_text("# notes\n")
     repos = [
         Repo(
@@ -46,6 +42,10 @@ def hub(fetched_models, q8, tmp_path):
         Repo("loopback/broken-GGUF", {"broken.Q4_1.gguf": smol}, wrong_sha={"broken.Q4_1.gguf"}),
         Repo("loopback/cut-GGUF", {"cut.Q4_1.gguf": smol}, cut_once={"cut.Q4_1.gguf"}),
         Repo("loopback/notes", {"README.md": tmp_path / "README.md"}),
+        Repo(
+            "loopback/all-MiniLM-L6-v2",
+            {str(p.relative_to(minilm)): p for p in minilm.rglob("*") if p.is_file()},
+        ),
     ]
     with Hub(repos) as server:
         yield server
@@ -250,3 +250,44 @@ def test_the_models_screen_searches_shows_fit_badges_pulls_and_discovers(
             assert "no GGUF in the HF cache" in text_of(app, "#hub-status")
 
     run(scenario())
+
+
+def test_an_embedding_model_pulls_as_a_folder_and_serves_ingest(workspace, hub, tmp_path):
+    done = run_cli(
+        "models",
+        "pull",
+        "loopback/all-MiniLM-L6-v2",
+        "--kind",
+        "embedding",
+        "--alias",
+        "mini",
+        env=_env(hub),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    entry = _catalog(workspace)["mini"]
+    assert entry["kind"] == "embedding" and entry["source"] == "hf://loopback/all-MiniLM-L6-v2"
+    folder = workspace.root / entry["path"]
+    assert (folder / "model.safetensors").is_file() and (folder / "1_Pooling/config.json").is_file()
+    assert not (folder / "README.md").exists()  # only what sentence-transformers loads
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tea.md").write_text("# Tea\n\nGreen tea is steeped at 80 degrees.\n")
+    ingest = run_cli("ingest", str(corpus), "-c", "tea", "--model", "mini", env=_env(hub), timeout=300)
+    assert ingest.returncode == 0, ingest.stderr
+    hits = json.loads(
+        run_cli("search", "-c", "tea", "steeping temperature", "--json", env=_env(hub), check=True).stdout
+    )
+    assert "80 degrees" in hits[0]["text"]
+    refused = run_cli(
+        "models",
+        "pull",
+        "loopback/all-MiniLM-L6-v2",
+        "--kind",
+        "reranker",
+        "--alias",
+        "r",
+        env=_env(hub),
+        timeout=300,
+    )
+    assert refused.returncode != 0 and "registered already, as mini (embedding)" in refused.stderr

@@ -108,13 +108,26 @@ def models_search(obj: Context, text: str, kind: str, limit: int, as_json: bool)
 )
 @click.option("--alias", help="Short name (default: from the repo and the quant).")
 @click.option("--force", is_flag=True, help="Pull a quant the planner says does not fit.")
+@click.option(
+    "--kind",
+    type=click.Choice(["gguf", "embedding", "reranker"]),
+    default="gguf",
+    show_default=True,
+    help="embedding / reranker: a sentence-transformers model or CrossEncoder folder instead of a GGUF.",
+)
 @click.pass_obj
-def models_pull(obj: Context, spec: str, ctx: int, alias: str | None, force: bool) -> None:
+def models_pull(obj: Context, spec: str, ctx: int, alias: str | None, force: bool, kind: str) -> None:
     """Download a GGUF from the Hugging Face Hub and register it: the largest quant that fits
     this machine with a --ctx KV cache, unless one is named (REPO:Q4_K_M, or REPO:FILE)."""
-    pulled = obj.service.pull_model(spec, ctx, force, alias, progress=lambda line: click.echo(line, err=True))
+    pulled = obj.service.pull_model(
+        spec, ctx, force, alias, progress=lambda line: click.echo(line, err=True), kind=kind
+    )
     click.echo(f"registered {pulled.alias}: {pulled.path} ({pulled.quant})")
-    click.echo(f'try it: workbench ask -m {pulled.alias} "hello"', err=True)
+    hints = {
+        "embedding": f"use it: workbench ingest PATH -c NAME --model {pulled.alias}",
+        "reranker": f"use it: workbench search -c NAME --rerank {pulled.alias} QUERY",
+    }
+    click.echo(hints.get(kind, f'try it: workbench ask -m {pulled.alias} "hello"'), err=True)
 
 
 @models.command("discover")

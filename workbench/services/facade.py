@@ -192,19 +192,37 @@ class Service:
         progress: Callable[[str], None] = lambda line: None,
         on_bytes: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        kind: str = "gguf",
     ):
         """Pull ``REPO[:QUANT|FILE]`` from the Hub, the quant chosen by fit when none is
-        named, and register it; pulling the same file again registers nothing new."""
+        named, and register it; pulling the same file again registers nothing new. ``kind``
+        embedding or reranker pulls a sentence-transformers folder instead."""
         from local_models.catalog import list_models, register_model
-        from local_models.hub import pull
+        from local_models.hub import pull, pull_folder
 
         self._refuse_offline("pull a model")
 
-        def register(path, name: str, record: dict[str, Any]) -> str:
+        def register(path, name: str, record: dict[str, Any], model_kind: str = "gguf") -> str:
             for model in list_models(self.workspace):
                 if model.path == path.resolve():
+                    if model.kind != model_kind:
+                        raise ModelError(
+                            f"{path} is registered already, as {model.alias} ({model.kind})",
+                            f"use {model.alias}, or remove it from workbench.toml first",
+                        )
                     return model.alias  # pulled before: already in the catalog
-            return register_model(self.workspace, str(path), name, "gguf", record).alias
+            return register_model(self.workspace, str(path), name, model_kind, record).alias
+
+        if kind != "gguf":
+            with self.tracer.span("models.pull", "io", {"workbench.model.source": spec}):
+                return pull_folder(
+                    self.workspace.models_dir,
+                    spec,
+                    kind,
+                    lambda path, name, model_kind, record: register(path, name, record, model_kind),
+                    alias,
+                    progress=progress,
+                )
 
         with self.tracer.span("models.pull", "io", {"workbench.model.source": spec}):
             return pull(
