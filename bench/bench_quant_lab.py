@@ -30,7 +30,9 @@ def llama_perplexity_binary() -> Path:
     source = CACHE / f"llama_cpp_python-{VERSION}" / "vendor" / "llama.cpp"
     binary = source / "build" / "bin" / "llama-perplexity"
     if not binary.exists():
-        subprocess.run(["cmake", "--build", "build", "--target", "llama-perplexity", "-j"], cwd=source, check=True)
+        subprocess.run(
+            ["cmake", "--build", "build", "--target", "llama-perplexity", "-j"], cwd=source, check=True
+        )
     return binary
 
 
@@ -52,9 +54,16 @@ def main() -> None:
             text=True,
             check=True,
         )
-        their_ppl = float(re.search(r"Final estimate: PPL = ([0-9.]+)", theirs.stdout + theirs.stderr).group(1))
+        their_ppl = float(
+            re.search(r"Final estimate: PPL = ([0-9.]+)", theirs.stdout + theirs.stderr).group(1)
+        )
         for quant in QUANTS:
-            subprocess.run([workbench, "models", "quantize", "smollm2", "--type", quant], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [workbench, "models", "quantize", "smollm2", "--type", quant],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         names = [f"smollm2-{q.lower()}" for q in QUANTS]
         done = subprocess.run(
             [workbench, "models", "kl", *names, "--base", "smollm2", "--text", str(text), "--json"],
