@@ -9,8 +9,9 @@ checked against the file, so a truncated or lying header is a clear error, not a
 from __future__ import annotations
 
 import mmap
+import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,27 @@ def read_gguf_info(path: Path) -> GGUFInfo:
             if size < 24:
                 raise ModelError(f"{path} is not a valid GGUF file: only {size} bytes", "download it again")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _parse(_Cursor(data, path), path, size)
+                info = _parse(_Cursor(data, path), path, size)
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror}", "check the path and permissions") from None
+    return _with_split_parts(info)
+
+
+def _with_split_parts(info: GGUFInfo) -> GGUFInfo:
+    """A split GGUF's first part (-00001-of-0000N, as llama.cpp loads it) counted with the other
+    parts beside it: the weights are all of them."""
+    count = info.metadata.get("split.count")
+    match = re.search(r"-00001-of-(\d{5})\.gguf$", info.path.name)
+    if not isinstance(count, int) or count < 2 or match is None:
+        return info
+    parts = [info.path.with_name(info.path.name.replace("-00001-of-", f"-{n:05d}-of-")) for n in range(1, count + 1)]
+    missing = [p.name for p in parts if not p.exists()]
+    if missing:
+        raise ModelError(
+            f"{info.path} is part 1 of {count} of a split model; missing: {', '.join(missing)}",
+            "put every part in the same folder (`workbench models pull` fetches them all)",
+        )
+    return replace(info, size_bytes=sum(p.stat().st_size for p in parts))
 
 
 def read_gguf_prefix(data: bytes, name: str, total: int) -> GGUFInfo | None:

@@ -23,8 +23,16 @@ def q8(fetched_models, tmp_path_factory):
     return quantize(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", out, "Q8_0")
 
 
+@pytest.fixture(scope="module")
+def parts(fetched_models, tmp_path_factory):
+    """SmolLM2 split in two, as llama.cpp's gguf-split names and keys the parts."""
+    from tests.gguf_split import split
+
+    return split(fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path_factory.mktemp("split"), 150)
+
+
 @pytest.fixture
-def hub(fetched_models, q8, tmp_path):
+def hub(fetched_models, q8, parts, tmp_path):
     smol = fetched_models / "SmolLM2-135M-Instruct.Q4_1.gguf"
     minilm = fetched_models / "all-MiniLM-L6-v2"
     (tmp_path / "README.md").write_text("# notes\n")
@@ -41,6 +49,7 @@ def hub(fetched_models, q8, tmp_path):
         ),
         Repo("loopback/broken-GGUF", {"broken.Q4_1.gguf": smol}, wrong_sha={"broken.Q4_1.gguf"}),
         Repo("loopback/cut-GGUF", {"cut.Q4_1.gguf": smol}, cut_once={"cut.Q4_1.gguf"}),
+        Repo("loopback/split-GGUF", {p.name: p for p in parts}),
         Repo("loopback/notes", {"README.md": tmp_path / "README.md"}),
         Repo(
             "loopback/all-MiniLM-L6-v2",
@@ -291,3 +300,21 @@ def test_an_embedding_model_pulls_as_a_folder_and_serves_ingest(workspace, hub, 
         timeout=300,
     )
     assert refused.returncode != 0 and "registered already, as mini (embedding)" in refused.stderr
+
+
+def test_a_split_gguf_is_pulled_whole_and_loads_from_its_first_part(workspace, hub, parts):
+    assert len(parts) == 2
+    done = run_cli("models", "pull", "loopback/split-GGUF", env=_env(hub), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Q4_1, 94 MiB in 2 file(s)" in done.stderr, done.stderr
+    entry = _catalog(workspace)["split-q4_1"]
+    assert entry["path"].endswith("-00001-of-00002.gguf")
+    for part in parts:
+        assert sha256(workspace.models_dir / "loopback--split-GGUF" / part.name) == sha256(part)
+    plan = json.loads(run_cli("models", "plan", "split-q4_1", "--json", env=_env(hub), check=True).stdout)
+    assert plan["weights_bytes"] == sum(p.stat().st_size for p in parts)  # every part counted
+    answer = run_cli("ask", "-m", "split-q4_1", "-t", "0", "--max-tokens", "4", "Hi", env=_env(hub))
+    assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr
+    (workspace.models_dir / "loopback--split-GGUF" / parts[1].name).unlink()
+    missing = run_cli("models", "plan", "split-q4_1", env=_env(hub))
+    assert missing.returncode != 0 and "missing: " + parts[1].name in missing.stderr
