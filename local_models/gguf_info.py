@@ -189,7 +189,10 @@ def _with_split_parts(info: GGUFInfo) -> GGUFInfo:
     match = re.search(r"-00001-of-(\d{5})\.gguf$", info.path.name)
     if not isinstance(count, int) or count < 2 or match is None:
         return info
-    parts = [info.path.with_name(info.path.name.replace("-00001-of-", f"-{n:05d}-of-")) for n in range(1, count + 1)]
+    parts = [
+        info.path.with_name(info.path.name.replace("-00001-of-", f"-{n:05d}-of-"))
+        for n in range(1, count + 1)
+    ]
     missing = [p.name for p in parts if not p.exists()]
     if missing:
         raise ModelError(

@@ -225,7 +225,19 @@ class PlaygroundScreen(Rating, BaseScreen):
                 f"{escape(result.extra['escalation_refused'])}"
             )
         figures += _sources(result.extra)
+        figures += self._doubts(result)
         self.query_one("#chat-figures", Static).update(figures)
+
+    def _doubts(self, result) -> str:
+        """A warning, with the ways forward, when the answer looks unreliable."""
+        found = self.service.answer_doubts(result)
+        if not found:
+            return ""
+        ways = self.service.ways_forward(result.model)
+        return (
+            f"\n[yellow][b]this answer looks unreliable[/b]: {escape('; '.join(found))}[/yellow]"
+            f"\n  try {escape(' or '.join(ways))}"
+        )
 
     def _show_transcript(self, pending: bool) -> None:
         lines = []

@@ -318,6 +318,18 @@ class Service:
                 base_name=models[0].alias,
             )
 
+    def answer_doubts(self, answer) -> list[str]:
+        """Why an answer (an Answer) looks unreliable; empty when nothing stands out."""
+        from workbench.services.answer_checks import doubts
+
+        return doubts(answer.text, answer.finish_reason, answer.extra, getattr(answer, "mean_logprob", None))
+
+    def ways_forward(self, model: str) -> list[str]:
+        """The router, cloud models and bigger local models this workspace could answer with."""
+        from workbench.services.answer_checks import ways_forward
+
+        return ways_forward(model, self.generation.model_choices())
+
     def _refuse_offline(self, what: str) -> None:
         if self.offline:
             from workbench.core.errors import ModelFetchError
