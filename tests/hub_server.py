@@ -1,7 +1,8 @@
 """A Hugging Face Hub on loopback, for huggingface_hub's real client: the routes `models search`
-and `models pull` use, answered as huggingface.co answers them (model list and info with
-siblings and LFS sha256, resolve with X-Repo-Commit, ETag and X-Linked-Size, byte ranges,
-X-Error-Code on errors), serving files from disk."""
+and `models pull` use, answered as huggingface.co answers them (model list, info with siblings
+and LFS sha256, the file tree; resolve with X-Repo-Commit and ETag, an LFS file redirected to a
+CDN route with X-Linked-Etag and X-Linked-Size; byte ranges; X-Error-Code on errors), serving
+files from disk."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class Hub:
         self.repos = {r.id: r for r in repos}
         self.ranges: list[str] = []  # Range headers of file GETs, in order
         self.gets: list[str] = []  # files whose bytes were sent (whole or ranged)
+        self.redirects = 0  # resolves sent on to /cdn
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,6 +89,9 @@ class Hub:
         match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if match:
             return self.resolve(request, match.group(1), match.group(3), body)
+        match = re.fullmatch(r"/cdn/([^/]+/[^/]+)/(.+)", path)
+        if match:  # where the Hub's LFS files live: a redirect away from /resolve
+            return self.serve(request, match.group(1), match.group(2), body)
         self.error(request, 404, "NotFound", "no such route")
 
     def error(self, request, status: int, code: str, message: str) -> None:
@@ -191,6 +196,24 @@ class Hub:
         path = repo.files.get(name)
         if path is None:
             return self.error(request, 404, "EntryNotFound", f"{name} does not exist in {repo_id}")
+        if name.endswith((".gguf", ".safetensors")):
+            # As huggingface.co does for LFS files: 302 to the CDN, the file's sha256 and size
+            # in X-Linked-Etag / X-Linked-Size (the client reads them off the redirect).
+            self.redirects += 1
+            request.send_response(302)
+            request.send_header("Location", f"{self.url}/cdn/{repo_id}/{name}")
+            request.send_header("X-Repo-Commit", repo.sha)
+            request.send_header("ETag", f'"{repo.sha[:20]}"')
+            request.send_header("X-Linked-Etag", f'"{repo.sums[name]}"')
+            request.send_header("X-Linked-Size", str(path.stat().st_size))
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        self.serve(request, repo_id, name, body)
+
+    def serve(self, request, repo_id: str, name: str, body: bool) -> None:
+        repo = self.repos[repo_id]
+        path = repo.files[name]
         size = path.stat().st_size
         start, end = 0, size - 1
         wanted = request.headers.get("Range")

@@ -85,7 +85,7 @@ def test_pull_by_fit_takes_the_largest_quant_that_fits_checks_it_and_registers_i
         entry["source"] == f"hf://{SMOL}/SmolLM2-135M-Instruct.Q8_0.gguf" and entry["chat_template"] is True
     )
     assert sha256(workspace.root / entry["path"]) == sha256(q8)
-    assert hub.gets.count("SmolLM2-135M-Instruct.Q8_0.gguf") == 1
+    assert hub.gets.count("SmolLM2-135M-Instruct.Q8_0.gguf") == 1 and hub.redirects >= 1  # via the CDN
     answer = run_cli(
         "ask", "-m", "smollm2-135m-instruct-q8_0", "-t", "0", "--max-tokens", "4", "Hi", env=_env(hub)
     )
@@ -318,3 +318,20 @@ def test_a_split_gguf_is_pulled_whole_and_loads_from_its_first_part(workspace, h
     (workspace.models_dir / "loopback--split-GGUF" / parts[1].name).unlink()
     missing = run_cli("models", "plan", "split-q4_1", env=_env(hub))
     assert missing.returncode != 0 and "missing: " + parts[1].name in missing.stderr
+
+
+def test_a_disk_too_small_is_refused_before_the_download(workspace, hub, monkeypatch):
+    """A full disk cannot be had here: the free space the planner reads is made small."""
+    import shutil as real_shutil
+
+    from workbench.core.errors import ModelFetchError
+    from workbench.services import Service
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    usage = real_shutil.disk_usage(workspace.root)
+    monkeypatch.setattr("local_models.hub.shutil.disk_usage", lambda path: usage._replace(free=10 * 1024**2))
+    service = Service(workspace.root)
+    with pytest.raises(ModelFetchError, match="not enough disk for .*: 138 MiB to download, 10 MiB free"):
+        service.pull_model(SMOL)
+    assert "SmolLM2-135M-Instruct.Q8_0.gguf" not in hub.gets  # only a header was read, by range
+    assert all(r.startswith("bytes=0-") for r in hub.ranges) and _catalog(workspace) == {}
