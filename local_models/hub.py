@@ -4,9 +4,9 @@ Everything goes through ``huggingface_hub`` (its client honours HF_ENDPOINT for 
 HF_TOKEN for gated repos: read from the environment, never stored). Before a byte of weights
 is downloaded, the header of one quant is read by a ranged request (the architecture is the
 same in every quant: layers, heads, context) and the fit planner weighs each quant's size with
-its KV cache against this machine's free VRAM and RAM. The download resumes a cut transfer
-(huggingface_hub keeps the partial file), and the file is registered only once its sha256
-equals the one the Hub publishes.
+its KV cache against this machine's free VRAM and RAM. A download goes through a partial file
+that outlives a cut or a stop (the next pull asks for the rest only), and the file is
+registered only once its sha256 equals the one the Hub publishes.
 """
 
 from __future__ import annotations
@@ -347,8 +347,9 @@ def pull(
             f"not enough disk for {repo}:{quant.label}: {_mib(missing)} to download, {_mib(free)} free in {target}",
             "free some disk space, or pick a smaller quant",
         )
-    bar = _progress_class(on_bytes, cancel) if on_bytes or cancel else None
-    paths = [_download(repo, info.sha, f, target, endpoint, token, progress, bar) for f in quant.files]
+    paths = [
+        _download(repo, info.sha, f, target, endpoint, token, progress, on_bytes, cancel) for f in quant.files
+    ]
     license_ = (
         (getattr(info, "card_data", None) or {}).get("license") if getattr(info, "card_data", None) else None
     )
@@ -438,59 +439,82 @@ def pull_folder(
     return Pulled(used, target, kind, "as asked", None, size)
 
 
-def _progress_class(on_bytes, cancel):
-    """A progress bar class for huggingface_hub that reports bytes to ``on_bytes`` and stops
-    the transfer when ``cancel`` is set (the partial file stays for a resume)."""
-    from huggingface_hub.utils import tqdm as hub_tqdm
-
-    class Reporting(hub_tqdm):
-        def __init__(self, *args, **kwargs) -> None:
-            kwargs["disable"] = True  # no terminal bar: the caller shows progress
-            super().__init__(*args, **kwargs)
-
-        def update(self, n=1):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            self.n += n
-            if on_bytes is not None:
-                on_bytes(int(self.n), int(self.total or 0))
-
-    return Reporting
+_ATTEMPTS = 4  # a transfer cut mid-way is taken up where it stopped, this many times
 
 
-def _download(repo, revision, file: HubFile, target: Path, endpoint, token, progress, bar=None) -> Path:
-    from huggingface_hub import hf_hub_download
+def _download(
+    repo, revision, file: HubFile, target: Path, endpoint, token, progress, on_bytes=None, cancel=None
+) -> Path:
+    """Download one file into ``target`` through ``<target>/.NAME.partial``, which outlives a
+    stop or a cut: the next pull asks the Hub (HTTP Range) for the rest only. huggingface_hub
+    builds the URL and the auth headers and makes the requests; its own hf_hub_download is not
+    used because since 2.x it deletes a partial file when a download fails."""
+    import httpx2  # huggingface_hub's HTTP client (get_session), whose errors these are
+    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
     path = target / file.name
     if path.exists() and file.sha256 and path.stat().st_size == file.size:
         return path  # pulled before: checked when it was
-    try:
-        hf_hub_download(
-            repo,
-            file.name,
-            revision=revision,
-            local_dir=target,
-            endpoint=_endpoint(endpoint),
-            token=token,
-            tqdm_class=bar,
-        )
-    except Cancelled:
-        raise ModelFetchError(
-            f"pull of {repo}/{file.name} stopped", "the bytes so far are kept: pull again to resume"
-        ) from None
-    except Exception as exc:  # noqa: BLE001
-        error = _hub_error(exc, repo)
-        raise ModelFetchError(
-            error.message + " (the bytes downloaded so far are kept: pull again to resume)", error.hint
-        ) from None
+    partial = target / f".{file.name.replace('/', '--')}.partial"
+    url = hf_hub_url(repo, file.name, revision=revision, endpoint=_endpoint(endpoint))
+    shown = -1
+    for attempt in range(_ATTEMPTS):
+        have = partial.stat().st_size if partial.exists() else 0
+        if have > file.size:
+            partial.unlink()
+            have = 0
+        if have == file.size:
+            break
+        headers = build_hf_headers(token=token)
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            with get_session().stream(
+                "GET", url, headers=headers, follow_redirects=True, timeout=60
+            ) as response:
+                hf_raise_for_status(response)
+                if have and response.status_code != 206:
+                    have = 0  # the server sent the whole file again: start over
+                with partial.open("ab" if have else "wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        if cancel is not None and cancel.is_set():
+                            raise Cancelled
+                        out.write(chunk)
+                        have += len(chunk)
+                        if on_bytes is not None:
+                            on_bytes(have, file.size)
+                        step = have * 10 // max(file.size, 1)
+                        if on_bytes is None and step != shown:
+                            shown = step
+                            progress(f"  {file.name}: {have / max(file.size, 1):.0%} of {_mib(file.size)}")
+        except Cancelled:
+            raise ModelFetchError(
+                f"pull of {repo}/{file.name} stopped at {_mib(have)} of {_mib(file.size)}",
+                "the bytes so far are kept: pull again to resume",
+            ) from None
+        except (httpx2.TransportError, httpx2.StreamError) as exc:
+            if attempt + 1 < _ATTEMPTS:
+                progress(
+                    f"  {file.name}: the transfer was cut at {_mib(have)} ({type(exc).__name__}); resuming"
+                )
+                continue
+            raise ModelFetchError(
+                f"the download of {repo}/{file.name} was cut at {_mib(have)} of {_mib(file.size)}",
+                "the bytes so far are kept: pull again to resume",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the Hub's refusals (gated, missing) as next steps
+            raise _hub_error(exc, repo) from None
     if file.sha256 is not None:
-        got = _sha256(path)
+        got = _sha256(partial)
         if got != file.sha256:
-            path.unlink()
+            partial.unlink()
             raise ModelFetchError(
                 f"{file.name} from {repo} does not match the Hub's sha256 ({got[:12]}... against "
                 f"{file.sha256[:12]}...): deleted, not registered",
                 "pull again; if it persists the mirror (HF_ENDPOINT) serves another file",
             )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial.replace(path)
     progress(f"downloaded {file.name} ({_mib(file.size)}), sha256 checked")
     return path

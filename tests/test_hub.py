@@ -335,3 +335,28 @@ def test_a_disk_too_small_is_refused_before_the_download(workspace, hub, monkeyp
         service.pull_model(SMOL)
     assert "SmolLM2-135M-Instruct.Q8_0.gguf" not in hub.gets  # only a header was read, by range
     assert all(r.startswith("bytes=0-") for r in hub.ranges) and _catalog(workspace) == {}
+
+
+def test_a_stopped_pull_keeps_its_bytes_and_the_next_one_resumes(workspace, hub, monkeypatch):
+    import threading
+
+    from workbench.core.errors import ModelFetchError
+    from workbench.services import Service
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    service = Service(workspace.root)
+    stop, seen = threading.Event(), []
+
+    def on_bytes(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done >= 8 * 1024**2:
+            stop.set()  # as the Models screen's x does
+
+    with pytest.raises(ModelFetchError, match="stopped"):
+        service.pull_model(f"{SMOL}:Q4_1", on_bytes=on_bytes, cancel=stop)
+    assert seen and seen[-1][1] == 98362432 and _catalog(workspace) == {}
+    pulled = service.pull_model(f"{SMOL}:Q4_1", on_bytes=lambda done, total: None)
+    assert pulled.alias == "smollm2-135m-instruct-q4_1"
+    resumed = [r for r in hub.ranges if r.startswith("bytes=") and not r.startswith("bytes=0-")]
+    assert resumed, hub.ranges  # the second transfer asked only for what the first did not get
+    assert sha256(pulled.path) == sha256(hub.repos[SMOL].files["SmolLM2-135M-Instruct.Q4_1.gguf"])
