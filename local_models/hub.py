@@ -96,7 +96,7 @@ def _hub_error(exc: Exception, repo: str) -> ModelFetchError:
         )
     if isinstance(exc, (RevisionNotFoundError, EntryNotFoundError)):
         return ModelFetchError(
-            f"{repo}: {exc}", "check the file name with `workbench models pull REPO --list`"
+            f"{repo}: {exc}", f"check the name against the quants `workbench models pull {repo}` lists"
         )
     if isinstance(exc, HfHubHTTPError):
         return ModelFetchError(f"the Hub answered: {exc}", "try again; set HF_ENDPOINT for a mirror")
@@ -143,17 +143,21 @@ def repo_quants(info) -> list[Quant]:
         base = name.rsplit("/", 1)[-1]
         if not base.lower().endswith(".gguf") or base.lower().startswith("mmproj"):
             continue
+        if name.startswith("/") or ".." in name.split("/"):
+            continue  # a name that would land outside the model's folder: not a file of ours
         lfs = sibling.lfs
         file = HubFile(name, sibling.size or (lfs.size if lfs else 0), lfs.sha256 if lfs else None)
         split = _SPLIT.search(name)
         stem = name[: split.start()] + ".gguf" if split else name
         groups.setdefault(stem, []).append(file)
-    quants = []
+    quants, labels = [], set()
     for stem, files in groups.items():
         match = _QUANT.search(stem.rsplit("/", 1)[-1])
-        quants.append(
-            Quant(match.group(1).upper() if match else stem, tuple(sorted(files, key=lambda f: f.name)))
-        )
+        label = match.group(1).upper() if match else stem
+        if label in labels:  # two models of one quant in a repo: each by its file's name
+            label = stem
+        labels.add(label)
+        quants.append(Quant(label, tuple(sorted(files, key=lambda f: f.name))))
     return sorted(quants, key=lambda q: -q.size)
 
 
@@ -169,12 +173,19 @@ def _header(repo: str, info, quant: Quant, endpoint: str | None, token: str | No
     wanted = _HEADER_BYTES
     while True:
         headers = {**build_hf_headers(token=token), "Range": f"bytes=0-{min(wanted, first.size) - 1}"}
+        data = bytearray()
         try:
-            response = get_session().get(url, headers=headers, follow_redirects=True)
-            hf_raise_for_status(response)
+            with get_session().stream(
+                "GET", url, headers=headers, follow_redirects=True, timeout=60
+            ) as response:
+                hf_raise_for_status(response)
+                for chunk in response.iter_bytes(1 << 20):  # a server that ignores Range: stop anyway
+                    data += chunk
+                    if len(data) >= wanted:
+                        break
         except Exception as exc:  # noqa: BLE001
             raise _hub_error(exc, repo) from None
-        header = read_gguf_prefix(response.content, first.name, first.size)
+        header = read_gguf_prefix(bytes(data[:wanted]), first.name, first.size)
         if header is not None:
             return header
         if wanted >= first.size:
