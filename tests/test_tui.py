@@ -228,3 +228,20 @@ def test_full_garbage_collections_wait_for_a_pause_in_typing(workspace):
         assert gc.get_threshold() == before, "the interpreter's setting is restored on exit"
 
     run(scenario())
+
+
+def test_save_screenshot_goes_into_the_workspace(workspace, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home-without-downloads"))
+    service = Service(workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(app, pilot)
+            await app.run_action("screenshot")
+            await settle(app, pilot)
+            saved = list((workspace.root / "screenshots").glob("*.svg"))
+            assert len(saved) == 1 and "<svg" in saved[0].read_text()[:400]
+            assert any(str(saved[0]) in n.message for n in app._notifications)
+
+    run(scenario())

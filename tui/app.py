@@ -143,6 +143,23 @@ class WorkbenchApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """The palette's "Save screenshot": into the workspace's screenshots/ folder, made when
+        needed (Textual's default, ~/Downloads, failed where that folder does not exist)."""
+        from pathlib import Path
+
+        folder = Path(path) if path else self.service.workspace.root / "screenshots"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.notify(f"cannot save a screenshot in {folder}: {exc.strerror}", severity="error")
+            return
+        before = set(folder.glob("*.svg"))
+        self.deliver_screenshot(filename, str(folder))
+        saved = sorted(set(folder.glob("*.svg")) - before)
+        if saved:
+            self.notify(f"screenshot saved: {saved[-1]}")
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.report_worker_state(event)
 
