@@ -245,3 +245,26 @@ def test_save_screenshot_goes_into_the_workspace(workspace, monkeypatch, tmp_pat
             assert any(str(saved[0]) in n.message for n in app._notifications)
 
     run(scenario())
+
+
+def test_export_in_a_workspace_without_workflows_says_so_and_nothing_else(workspace):
+    from textual.widgets import Select
+
+    service = Service(workspace.root)
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("9")
+            await settle(app, pilot)
+            app.screen.query_one("#export-target", Select).value = "litellm"  # a Select.Changed
+            await settle(app, pilot)
+            await pilot.press("ctrl+w")
+            await settle(app, pilot)
+            status = str(app.screen.query_one("#export-status", Static).render())
+            assert "No workflows yet" in status, status
+            messages = [n.message for n in app._notifications]
+            assert "Pick a workflow first." in messages, messages
+            assert not any("Select.NULL" in m or "not a workflow" in m for m in messages), messages
+
+    run(scenario())

@@ -74,9 +74,10 @@ class ExportScreen(BaseScreen):
 
     @on(Select.Changed)
     def changed(self) -> None:
-        workflow = self.query_one("#export-workflow", Select).value
-        if workflow is Select.BLANK or workflow is None:
+        select = self.query_one("#export-workflow", Select)
+        if select.is_blank():  # no workflow in this workspace yet (the value is Select.NULL)
             return
+        workflow = select.value
         self.query_one("#export-status", Static).update("preparing a preview...")
         self.preview(str(workflow), str(self.query_one("#export-target", Select).value))
 
@@ -107,8 +108,9 @@ class ExportScreen(BaseScreen):
         )
 
     def action_write(self) -> None:
-        workflow = self.query_one("#export-workflow", Select).value
-        if workflow is Select.BLANK or workflow is None:
+        select = self.query_one("#export-workflow", Select)
+        workflow = select.value
+        if select.is_blank():
             self.notify("Pick a workflow first.", severity="warning")
             return
         self.write(str(workflow), str(self.query_one("#export-target", Select).value))
