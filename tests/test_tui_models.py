@@ -236,6 +236,11 @@ def test_documents_screen_ingests_with_progress_and_searches(model_workspace, tm
             await pilot.press("enter")
             await settle(app, pilot)
             assert any("does not exist" in n.message for n in app._notifications), "an error, not a crash"
+            # ... and said where the progress was, the bar taken down (it spun on before)
+            assert "ingest failed: " in text_of(app, "#ingest-report") and "does not exist" in text_of(
+                app, "#ingest-report"
+            )
+            assert not app.screen.query_one("#ingest-progress").display
 
     run(scenario())
 

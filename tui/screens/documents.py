@@ -131,12 +131,30 @@ class DocumentsScreen(BaseScreen):
         self.query_one("#ingest-report", Static).update(f"ingesting {path} into {collection}...")
         self.ingest(collection, path)
 
+    class Failed(Message):
+        def __init__(self, error: str) -> None:
+            super().__init__()
+            self.error = error
+
     @work(thread=True, exclusive=True, group="ingest", exit_on_error=False, description="ingest")
     def ingest(self, collection: str, path: str) -> None:
-        report = self.service.ingest(
-            collection, path, progress=lambda e: self.post_message(self.Progressed(e))
-        )
+        try:
+            report = self.service.ingest(
+                collection, path, progress=lambda e: self.post_message(self.Progressed(e))
+            )
+        except Exception as exc:
+            # Said where the progress was, and the bar taken down: the toast alone vanished
+            # and left the bar spinning for good.
+            one_line = getattr(exc, "one_line", None)
+            self.post_message(
+                self.Failed(one_line() if callable(one_line) else f"{type(exc).__name__}: {exc}")
+            )
+            raise
         self.post_message(self.Ingested(report))
+
+    def on_documents_screen_failed(self, message: Failed) -> None:
+        self.query_one("#ingest-progress", ProgressBar).display = False
+        self.query_one("#ingest-report", Static).update(f"[red]ingest failed: {escape(message.error)}[/red]")
 
     def on_documents_screen_progressed(self, message: Progressed) -> None:
         event = message.event
