@@ -63,6 +63,20 @@ def test_home_shows_workspace_and_doctor(workspace):
             assert str(workspace.root) in status and "0 of 3 present" in status
             doctor = text_of(app, "#doctor")
             assert "trace store" in doctor and "llama.cpp" in doctor and "duckdb" in doctor
+            # Next follows the workspace: an empty one starts with models, documents, a question
+            assert "workbench models fetch" in status and "ingest a folder" in status
+            assert "ask a model something" in status and "traces    0" in status
+            # ... and Home is current again when shown again after work elsewhere
+            with service.tracer.span("test.work", "internal"):
+                pass
+            service.flush_traces()
+            await pilot.press("2")
+            await settle(app, pilot)
+            await pilot.press("escape", "1")  # Documents puts the cursor in its path field
+            await settle(app, pilot)
+            status = text_of(app, "#status")
+            assert "traces    1" in status and "7  traces" in status, status
+            assert "ask a model something" not in status
 
     run(scenario())
 

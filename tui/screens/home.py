@@ -34,12 +34,17 @@ class HomeScreen(BaseScreen):
     def on_mount(self) -> None:
         self.action_refresh()
 
+    def on_screen_resume(self) -> None:
+        # Shown again after work elsewhere: counts and next steps as they are now.
+        self.action_refresh()
+
     def action_refresh(self) -> None:
         self.load()
 
     @work(thread=True, exclusive=True, group="home", exit_on_error=False, description="doctor")
     def load(self) -> None:
         status = self.service.status()
+        status["next"] = self.service.next_steps(status)
         checks = self.service.doctor()
         self.post_message(self.Loaded(status, checks))
 
@@ -50,8 +55,11 @@ class HomeScreen(BaseScreen):
             f"config    {status['config']}\n"
             f"offline   {'on' if status['offline'] else 'off'}\n"
             f"models    {status['models_present']} of {status['models_known']} present\n"
+            f"collections {'-' if status['collections'] is None else status['collections']}\n"
             f"traces    {traces['traces']} ({traces['spans']} spans)\n\n"
-            "[b]Next[/b]\n7  browse traces     8  models\n?  help              ctrl+p  commands"
+            "[b]Next[/b]\n"
+            + "\n".join(escape(step) for step in status["next"])
+            + "\n?  help   ctrl+p  commands"
         )
         lines, group = [], None
         for check in message.checks:

@@ -24,7 +24,33 @@ def status(service: Service) -> dict[str, Any]:
         "models_present": sum(m.present for m in models),
         "models_known": len(models),
         "traces": service.store.stats(),
+        "collections": _collection_count(service),
     }
+
+
+def _collection_count(service: Service) -> int | None:
+    """How many collections there are (None where they live in an object store: connecting
+    to count them is the doctor's job, not the Home screen's)."""
+    try:
+        if not Path(service.collections.storage()[0]).is_dir():
+            return None
+        return len(service.collections.names())
+    except Exception:  # noqa: BLE001 - the doctor reports what is wrong with the store
+        return None
+
+
+def next_steps(status: dict[str, Any]) -> list[str]:
+    """What to do next in this workspace, first things first: the Home screen's Next."""
+    steps = []
+    if not status["models_present"]:
+        steps.append("8  models: `workbench models fetch`, or search the Hub and pull one")
+    if status.get("collections") == 0:
+        steps.append("2  documents: ingest a folder into a collection")
+    if not status["traces"]["traces"]:
+        steps.append("3  playground: ask a model something")
+    else:
+        steps += ["7  traces: what every run did", "6  evals: score models on a dataset"]
+    return steps
 
 
 def doctor(service: Service) -> list[Check]:

@@ -154,6 +154,11 @@ class Service:
 
         return status(self)
 
+    def next_steps(self, status: dict[str, Any]) -> list[str]:
+        from workbench.services.doctor import next_steps
+
+        return next_steps(status)
+
     def doctor(self) -> list[Check]:
         from workbench.services.doctor import doctor
 
