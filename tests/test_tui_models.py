@@ -277,3 +277,40 @@ def test_a_new_request_in_the_playground_cancels_the_one_in_flight(local_and_clo
     finished = [json.loads(attributes)["gen_ai.response.finish_reasons"] for (attributes,) in rows]
     assert finished[0] == ["cancelled"], "the first answer stopped decoding when the second was sent"
     assert finished[1] != ["cancelled"] and len(finished) == 2
+
+
+def test_a_stopped_answer_stays_on_screen_marked_and_is_not_sent_again(model_workspace):
+    service = Service(model_workspace.root)
+    sent: list[list[dict]] = []
+    chat = service.chat
+
+    def recording(model, messages, *args, **kwargs):
+        sent.append([dict(m) for m in messages])
+        return chat(model, messages, *args, **kwargs)
+
+    service.chat = recording
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            app.screen.query_one("#chat-temperature", Input).value = "0"
+            app.screen.query_one("#chat-max-tokens", Input).value = "200"
+            await type_into(pilot, app, "#chat-input", "Tell a long story about the sea")
+            await pilot.press("enter")
+            for _ in range(100):  # until the first words are on the screen
+                await pilot.pause(0.05)
+                if app.screen.answer:
+                    break
+            await type_into(pilot, app, "#chat-input", "Hi")
+            await pilot.press("enter")  # a new message stops the answer in flight
+            await settle(app, pilot)
+            history = app.screen.history
+            assert [t["role"] for t in history] == ["user", "assistant", "user", "assistant"]
+            assert history[1].get("stopped") and not history[3].get("stopped")
+            assert "(stopped, not sent again)" in text_of(app, "#chat-transcript")
+            assert [m["content"] for m in sent[-1]] == ["Tell a long story about the sea", "Hi"]
+
+    run(scenario())
+    service.models.close()

@@ -127,16 +127,21 @@ class PlaygroundScreen(Rating, BaseScreen):
                 "Tools or a collection: the tools are used, the collection is not.", severity="warning"
             )
             grounded = None
-        self.generate(self.request, model, list(self.history), self._params(), self.cancel, grounded, tools)
+        self.generate(self.request, model, self._sent(), self._params(), self.cancel, grounded, tools)
+
+    def _sent(self) -> list[dict]:
+        """The conversation as the model reads it: a stopped answer stays on the screen, marked,
+        but is not sent back (its cut-off text would steer the next answer)."""
+        return [turn for turn in self.history if not turn.get("stopped")]
 
     def stop_answer(self) -> None:
-        """Cancel the answer in flight (the model stops decoding); what it said so far stays in
-        the history as its turn, so that turns keep alternating."""
+        """Cancel the answer in flight (the model stops decoding); what it said so far stays on
+        the screen, marked stopped, and out of what the next turn sends."""
         if not self.pending:
             return
         self.cancel.set()
         self.pending = False
-        self.history.append({"role": "assistant", "content": self.answer})
+        self.history.append({"role": "assistant", "content": self.answer, "stopped": True})
         self.query_one("#chat-figures", Static).update("stopped")
 
     def _params(self) -> dict[str, float | int]:
@@ -255,6 +260,8 @@ class PlaygroundScreen(Rating, BaseScreen):
                     )
                 continue
             who = "[b]you[/b]" if turn["role"] == "user" else "[b]model[/b]"
+            if turn.get("stopped"):
+                who = "[b]model[/b] [dim](stopped, not sent again)[/dim]"
             lines.append(f"{who}: {escape(turn['content'] or '')}")
         if pending:
             lines += self.tool_lines
