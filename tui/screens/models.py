@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from tui.markup import escape
 from tui.screens.base import BaseScreen
 from tui.table import Table
 
