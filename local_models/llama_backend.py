@@ -9,6 +9,7 @@ loop talks to llama.cpp's C API.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import queue
@@ -38,6 +39,22 @@ BACKEND_SAMPLING = os.environ.get("WORKBENCH_BACKEND_SAMPLING", "off")
 # bench/bench_latency.py's figures without it, and a way out should it ever misbehave.
 PROMPT_CACHE = os.environ.get("WORKBENCH_PROMPT_CACHE", "on") != "off"
 WARM_AFTER_S = 0.5  # idle this long before an answer is decoded again into its slot's cache
+
+# Warming runs in a model's owner thread, a daemon: a short-lived command (an eval run, `ask`)
+# could exit while that thread is inside llama_decode, and llama.cpp's teardown under it
+# crashed the process (SIGSEGV after the command had printed its result). At exit no new warm
+# starts, and exit waits for the one in progress.
+_EXITING = threading.Event()
+_WARMING = threading.Lock()
+
+
+def _stop_warming() -> None:
+    _EXITING.set()
+    if _WARMING.acquire(timeout=30):
+        _WARMING.release()
+
+
+atexit.register(_stop_warming)
 
 # Used when a GGUF file carries no chat template of its own (the packaged Gemma 3 has none).
 _FALLBACK_TEMPLATES = {
@@ -250,13 +267,15 @@ class LocalModel:
         closing = False
         while not closing or waiting or self._batcher.active:
             idle = not waiting and not self._batcher.active
-            if idle and not closing and self._batcher.warm_pending() is not None:
+            if idle and not closing and not _EXITING.is_set() and self._batcher.warm_pending() is not None:
                 # Idle with a slot to warm: only once no request came for WARM_AFTER_S. A client
                 # chaining requests (an eval, an agent) sends the next within milliseconds, and a
                 # block being warmed would hold it up; a person reading the answer takes seconds.
                 items = self._take_queued(block=True, timeout=WARM_AFTER_S)
                 if not items:
-                    self._batcher.warm()
+                    with _WARMING:
+                        if not _EXITING.is_set():
+                            self._batcher.warm()
                     continue
             else:
                 items = self._take_queued(block=idle and not closing)

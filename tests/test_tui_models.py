@@ -296,14 +296,17 @@ def test_a_stopped_answer_stays_on_screen_marked_and_is_not_sent_again(model_wor
             await pilot.press("3")
             await settle(app, pilot)
             app.screen.query_one("#chat-temperature", Input).value = "0"
-            app.screen.query_one("#chat-max-tokens", Input).value = "200"
+            app.screen.query_one("#chat-max-tokens", Input).value = "2000"
             await type_into(pilot, app, "#chat-input", "Tell a long story about the sea")
             await pilot.press("enter")
-            for _ in range(100):  # until the first words are on the screen
+            for _ in range(600):  # until the first words are on the screen (a loaded machine: slow)
                 await pilot.pause(0.05)
                 if app.screen.answer:
                     break
-            await type_into(pilot, app, "#chat-input", "Hi")
+            assert app.screen.pending, "still answering: 2,000 tokens take a while"
+            field = app.screen.query_one("#chat-input", Input)
+            field.value = "Hi"  # at once, rather than typed: the answer must still be running
+            field.focus()
             await pilot.press("enter")  # a new message stops the answer in flight
             await settle(app, pilot)
             history = app.screen.history
