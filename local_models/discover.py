@@ -15,12 +15,13 @@ only for files whose size matches another's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from local_models.fetch import _sha256_file as _sha256
 
 __all__ = ["Found", "discover", "default_roots"]
 
@@ -133,14 +134,6 @@ def _ollama(root: Path) -> list[Found]:
         )
         found.append(Found(_alias(f"{name}-{tag}"), blob, "ollama", label, blob.stat().st_size, digest))
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def discover(roots: dict[str, list[Path]] | None = None) -> list[Found]:

@@ -11,7 +11,6 @@ registered only once its sha256 equals the one the Hub publishes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local_models.fetch import _sha256_file as _sha256
 from local_models.plan import FitPlan, plan_fit
 from workbench.core.errors import ModelFetchError
 
@@ -267,14 +267,6 @@ def quant_table(repo: str, n_ctx: int = 4096, endpoint: str | None = None) -> li
 
 def _mib(n: int | None) -> str:
     return "?" if n is None else f"{n / 1024**2:,.0f} MiB"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
