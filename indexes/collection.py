@@ -301,9 +301,25 @@ class Collections:
                     "workbench.retrieval.top_score": hits[0]["score"] if hits else None,
                 }
             )
+            # The passages as text, for the trace's reader (payloads: sampled and redacted as
+            # every payload is); chunk ids alone said nothing.
+            span.set_payload(
+                passages=[
+                    {
+                        "path": h["path"],
+                        "heading": h.get("headings") or h.get("title") or "",
+                        "score": round(float(h["score"]), 4),
+                        "text": h["text"][:PASSAGE_CHARS],
+                    }
+                    for h in hits
+                ]
+            )
         for hit in hits:
             hit["trace_id"] = span.trace_id
         return hits
+
+
+PASSAGE_CHARS = 1500  # of each retrieved passage kept in the trace
 
 
 class _FileLock:

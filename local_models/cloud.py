@@ -232,6 +232,8 @@ class CloudClient:
             span.set_payload(output=result.text)
             if result.tool_calls:
                 span.set_payload(tool_calls=result.tool_calls)
+            if result.finish_reason == "cancelled":
+                span.cancelled()
         return result
 
     def _headers(self, name: str, endpoint: CloudEndpoint) -> dict[str, str]:

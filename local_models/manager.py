@@ -171,7 +171,7 @@ class ModelManager:
                         model.alias, finish_reason="cancelled", hardware=model.hardware
                     )
                     cancelled.trace_id = span.trace_id
-                    span.set(A.FINISH_REASONS, ["cancelled"])
+                    span.set(A.FINISH_REASONS, ["cancelled"]).cancelled()
                     return cancelled
                 stream = (
                     model.chat(messages, params, cancel)
@@ -210,6 +210,8 @@ class ModelManager:
             if result.mean_logprob is not None:
                 span.set("workbench.mean_logprob", round(result.mean_logprob, 4))
             span.set_payload(output=result.text)
+            if result.finish_reason == "cancelled":
+                span.cancelled()
         if (
             result.tool_calls
             and asked_params.tool_choice in (None, "auto")

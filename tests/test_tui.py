@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import time
 
 import duckdb
+from rich.console import Console
 from rich.text import Text
+from textual.content import Content
 from textual.widgets import DataTable, Input, Static, Tree
 
 from tui.app import WorkbenchApp
@@ -36,7 +39,15 @@ def cells(table, index: int) -> list:
 
 
 def text_of(app, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
+    """What a Static shows, as plain text (rendered when it holds a Rich renderable)."""
+    widget = app.screen.query_one(selector, Static)
+    shown = widget.content
+    if isinstance(shown, (str, Text, Content)):
+        return str(widget.render())
+    console = Console(width=max(widget.size.width, 40), file=io.StringIO(), color_system=None)
+    with console.capture() as capture:
+        console.print(shown)
+    return capture.get()
 
 
 def seed(service: Service, count: int = 3) -> list[str]:

@@ -269,7 +269,11 @@ def test_a_new_request_in_the_playground_cancels_the_one_in_flight(local_and_clo
             turns = screen.history
             assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant"]
             assert turns[2]["content"] == "Hi" and turns[3]["content"].strip()
-            assert "Hi" not in turns[1]["content"] and turns[3]["content"] in text_of(app, "#chat-transcript")
+            assert "Hi" not in turns[1]["content"]
+            # rendered as Markdown: the same words, wrapped to the pane
+            assert " ".join(turns[3]["content"].split()[:4]) in " ".join(
+                text_of(app, "#chat-transcript").split()
+            )
 
     run(scenario())
     local_and_cloud.flush_traces()
@@ -314,6 +318,11 @@ def test_a_stopped_answer_stays_on_screen_marked_and_is_not_sent_again(model_wor
             assert history[1].get("stopped") and not history[3].get("stopped")
             assert "(stopped, not sent again)" in text_of(app, "#chat-transcript")
             assert [m["content"] for m in sent[-1]] == ["Tell a long story about the sea", "Hi"]
+            # and the trace says so: the stopped answer's trace reads cancelled, not ok
+            service.flush_traces()
+            stopped, total = service.list_traces(10, 0, {"status": "cancelled"})
+            assert total == 1 and stopped[0]["status"] == "cancelled"
+            assert service.list_traces(10, 0, {"status": "ok"})[1] == 1
 
     run(scenario())
     service.models.close()

@@ -16,6 +16,7 @@ from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from tui.jump import JumpScreen
 from tui.screens.base import NAVIGATION
 from tui.screens.compare import CompareScreen
 from tui.screens.documents import DocumentsScreen
@@ -56,6 +57,9 @@ class WorkbenchApp(App):
     TITLE = "Workbench"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {GoToProvider}
+    # Screens get -narrow below 100 columns and -short below 32 rows (app.tcss trims for them).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     MODES = {
         "home": HomeScreen,
         "documents": DocumentsScreen,
@@ -71,6 +75,8 @@ class WorkbenchApp(App):
     BINDINGS = [
         *(Binding(key, f"switch_mode('{mode}')", title, show=key in "17") for key, mode, title in NAVIGATION),
         Binding("escape", "leave_field", "Leave field", show=False),
+        # Jump mode: works inside text fields too, where a digit is text (priority: before them).
+        Binding("ctrl+g", "jump", "Go to", show=False, priority=True),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
         # Escape then q typed fast (within ESCDELAY, 100 ms) reaches the app as alt+q: it means
@@ -138,6 +144,17 @@ class WorkbenchApp(App):
     def action_leave_and_go(self, mode: str) -> None:
         self.action_leave_field()
         self.switch_mode(mode)
+
+    def action_jump(self) -> None:
+        if isinstance(self.screen, JumpScreen):
+            return
+        current = self.current_mode
+
+        def chosen(mode: str | None) -> None:
+            if mode is not None and mode != current:
+                self.switch_mode(mode)  # the field keeps its focus for when the user comes back
+
+        self.push_screen(JumpScreen(current), chosen)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

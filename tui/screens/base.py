@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widget import Widget
+from textual.widgets import Footer
 
 NAVIGATION = (
     ("1", "home", "Home"),
@@ -20,15 +22,51 @@ NAVIGATION = (
 )
 
 
-class NavBar(Static):
+# Shorter names when the full ones do not fit the terminal's width (100 columns cut "0 Usage"
+# off), then the keys alone: every screen's key stays on the bar at any width.
+SHORT_TITLES = {
+    "documents": "Docs",
+    "playground": "Chat",
+    "compare": "Cmp",
+    "workflows": "Flows",
+    "traces": "Trace",
+    "models": "Model",
+    "export": "Exp",
+}
+JUMP_HINT = "ctrl+g go"
+
+
+def navigation_line(current: str, width: int) -> Text:
+    """The navigation bar's text for a terminal ``width`` columns wide: the widest of full
+    titles, short titles, or keys alone that fits, with the jump key's hint when there is room."""
+    layouts = (
+        [(key, mode, f" {key} {title} ") for key, mode, title in NAVIGATION],
+        [(key, mode, f" {key} {SHORT_TITLES.get(mode, title)} ") for key, mode, title in NAVIGATION],
+        [(key, mode, f" {key} ") for key, mode, _ in NAVIGATION],
+    )
+    for parts in layouts:
+        if sum(len(label) + 1 for _, _, label in parts) - 1 <= width:
+            break
+    line = Text()
+    for index, (_, mode, label) in enumerate(parts):
+        if index:
+            line.append(" ")
+        line.append(label, style="reverse" if mode == current else "")
+    if line.cell_len + len(JUMP_HINT) + 2 <= width:
+        line.append(" " * (width - line.cell_len - len(JUMP_HINT) - 1))
+        line.append(JUMP_HINT, style="dim")
+    return line
+
+
+class NavBar(Widget):
     """The screens and their keys; the current one highlighted."""
 
     def __init__(self, current: str) -> None:
-        parts = []
-        for key, mode, title in NAVIGATION:
-            label = f" {key} {title} "
-            parts.append(f"[reverse]{label}[/reverse]" if mode == current else label)
-        super().__init__(" ".join(parts), id="navbar")
+        super().__init__(id="navbar")
+        self.current = current
+
+    def render(self) -> Text:
+        return navigation_line(self.current, self.size.width)
 
 
 class BaseScreen(Screen):

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import threading
 
+from rich.console import Group
+from rich.markdown import Markdown
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -56,19 +59,27 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.trace_id: str | None = None  # the last answer's trace
 
     def compose_body(self) -> ComposeResult:
+        # Two rows, each field titled in its border: one row of 160 columns was cut at 100.
         with Horizontal(id="chat-settings"):
-            yield Select([], prompt="model", id="chat-model")
-            yield Input("0.7", placeholder="temperature", id="chat-temperature", type="number")
-            yield Input("256", placeholder="max tokens", id="chat-max-tokens", type="integer")
-            yield Select([], prompt="no collection", id="chat-collection")
-            yield Input("4", placeholder="k", id="chat-k", type="integer")
-            yield Select(
-                [("hybrid", "hybrid"), ("vector", "vector"), ("text", "text")],
-                value="hybrid",
-                allow_blank=False,
-                id="chat-mode",
+            yield _titled(Select([], prompt="pick a model", id="chat-model"), "model")
+            yield _titled(Input("0.7", id="chat-temperature", type="number"), "temperature")
+            yield _titled(Input("256", id="chat-max-tokens", type="integer"), "max tokens")
+            yield _titled(Input(placeholder="optional", id="chat-system"), "system prompt")
+        with Horizontal(id="chat-grounding"):
+            yield _titled(Select([], prompt="none", id="chat-collection"), "collection")
+            yield _titled(Input("4", id="chat-k", type="integer"), "k")
+            yield _titled(
+                Select(
+                    [("hybrid", "hybrid"), ("vector", "vector"), ("text", "text")],
+                    value="hybrid",
+                    allow_blank=False,
+                    id="chat-mode",
+                ),
+                "search",
             )
-            yield Input(placeholder="tools: calculator, ... (`workbench tools list`)", id="chat-tools")
+            yield _titled(
+                Input(placeholder="calculator, ... (`workbench tools list`)", id="chat-tools"), "tools"
+            )
         with VerticalScroll(id="chat-log"):
             yield Static("Pick a model, type below and press enter.", id="chat-transcript")
         yield Static("", id="chat-figures")
@@ -78,6 +89,8 @@ class PlaygroundScreen(Rating, BaseScreen):
         )
 
     def on_mount(self) -> None:
+        for select in self.query(Select):  # a Select draws its border on its inner box
+            select.query_one("SelectCurrent").border_title = select.border_title
         self.load_models()
         self.query_one("#chat-input", Input).focus()
 
@@ -130,9 +143,12 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.generate(self.request, model, self._sent(), self._params(), self.cancel, grounded, tools)
 
     def _sent(self) -> list[dict]:
-        """The conversation as the model reads it: a stopped answer stays on the screen, marked,
-        but is not sent back (its cut-off text would steer the next answer)."""
-        return [turn for turn in self.history if not turn.get("stopped")]
+        """The conversation as the model reads it: the system prompt first, if any; a stopped
+        answer stays on the screen, marked, but is not sent back (its cut-off text would steer
+        the next answer)."""
+        system = self.query_one("#chat-system", Input).value.strip()
+        turns = [turn for turn in self.history if not turn.get("stopped")]
+        return ([{"role": "system", "content": system}] if system else []) + turns
 
     def stop_answer(self) -> None:
         """Cancel the answer in flight (the model stops decoding); what it said so far stays on
@@ -211,7 +227,7 @@ class PlaygroundScreen(Rating, BaseScreen):
         result = message.result
         self.answer = result.text
         if message.conversation is not None:  # the turn's calls and results are part of it now
-            self.history = message.conversation
+            self.history = [m for m in message.conversation if m["role"] != "system"]
         else:
             self.history.append({"role": "assistant", "content": result.text})
         self.trace_id = result.trace_id
@@ -245,7 +261,7 @@ class PlaygroundScreen(Rating, BaseScreen):
         )
 
     def _show_transcript(self, pending: bool) -> None:
-        lines = []
+        parts: list = []
         results = {m.get("tool_call_id"): m for m in self.history if m["role"] == "tool"}
         for turn in self.history:
             if turn["role"] == "tool":
@@ -253,20 +269,26 @@ class PlaygroundScreen(Rating, BaseScreen):
             if turn.get("tool_calls"):
                 for call in turn["tool_calls"]:
                     done = results.get(call["id"], {})
-                    lines.append(
-                        _tool_line(
-                            call["function"]["name"], call["function"]["arguments"], done.get("content", "")
+                    parts.append(
+                        Text.from_markup(
+                            _tool_line(
+                                call["function"]["name"],
+                                call["function"]["arguments"],
+                                done.get("content", ""),
+                            )
                         )
                     )
                 continue
-            who = "[b]you[/b]" if turn["role"] == "user" else "[b]model[/b]"
-            if turn.get("stopped"):
-                who = "[b]model[/b] [dim](stopped, not sent again)[/dim]"
-            lines.append(f"{who}: {escape(turn['content'] or '')}")
+            if turn["role"] == "user":
+                parts.append(Text.assemble(("you", "bold"), ": ", turn["content"] or ""))
+                continue
+            parts.append(Text("model (stopped, not sent again)" if turn.get("stopped") else "model", "bold"))
+            parts.append(_markdown(turn["content"] or ""))
         if pending:
-            lines += self.tool_lines
-            lines.append(f"[b]model[/b]: {escape(self.answer)}▌")
-        self.query_one("#chat-transcript", Static).update("\n\n".join(lines))
+            parts += [Text.from_markup(line) for line in self.tool_lines]
+            parts.append(Text("model", "bold"))
+            parts.append(_markdown(self.answer + "▌"))
+        self.query_one("#chat-transcript", Static).update(Group(*_spaced(parts)))
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
     def action_open_trace(self) -> None:
@@ -280,6 +302,26 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.history, self.answer, self.trace_id = [], "", None
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")
+
+
+def _markdown(text: str) -> Markdown:
+    """An answer as the model meant it: Markdown, code blocks highlighted."""
+    return Markdown(text, code_theme="monokai", hyperlinks=False)
+
+
+def _spaced(parts: list) -> list:
+    """A blank line before each speaker's line and each tool call; an answer follows its speaker."""
+    spaced: list = []
+    for part in parts:
+        if spaced and isinstance(part, Text):
+            spaced.append(Text(""))
+        spaced.append(part)
+    return spaced
+
+
+def _titled(widget, title: str):
+    widget.border_title = title
+    return widget
 
 
 def _tool_line(tool: str, arguments: str, output: str) -> str:

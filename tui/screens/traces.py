@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,12 +15,13 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Select, Static, Tree
 
 from tui.cases import CasesEditor
-from tui.markup import escape
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
 from tui.table import Table
+from tui.trace_view import STATUS_STYLES, span_detail, waterfall
 
 PAGE_SIZE = 100
+REFRESH_S = 3.0
 COLUMNS = (
     "start",
     "name",
@@ -56,15 +58,18 @@ class TracesScreen(Rating, BaseScreen):
             self.rows, self.total, self.offset = rows, total, offset
 
     class TraceLoaded(Message):
-        def __init__(self, spans: list[dict]) -> None:
+        def __init__(self, trace_id: str, spans: list[dict]) -> None:
             super().__init__()
-            self.spans = spans
+            self.trace_id, self.spans = trace_id, spans
 
     def __init__(self) -> None:
         super().__init__()
         self.page_offset = 0
         self.trace_total = 0
         self.trace_id: str | None = None  # the highlighted trace
+        self.shown_trace: str | None = None  # the trace in the span tree and the detail pane
+        self.spans: list[dict] = []
+        self.page_keys: list[tuple] = []  # what the table shows, to skip redrawing the same page
         self.marked: list[str] = []  # traces picked (space) to become eval cases
         self._filter_timer = None
 
@@ -72,7 +77,12 @@ class TracesScreen(Rating, BaseScreen):
         with Horizontal(id="filters"):
             yield Input(placeholder="name contains", id="f-name")
             yield Input(placeholder="model contains", id="f-model")
-            yield Select([("ok", "ok"), ("error", "error")], prompt="any status", id="f-status")
+            yield Input(placeholder="text in a prompt or answer", id="f-text")
+            yield Select(
+                [("ok", "ok"), ("error", "error"), ("cancelled", "cancelled")],
+                prompt="any status",
+                id="f-status",
+            )
             yield Static("", id="page")
         table = Table(id="traces", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
@@ -85,12 +95,23 @@ class TracesScreen(Rating, BaseScreen):
     def on_mount(self) -> None:
         self.query_one("#traces", DataTable).focus()
         self.load_page()
+        # New traces appear by themselves while the first page is on screen (25 ms a page at
+        # 500,000 spans, in a worker); a page that did not change is not redrawn.
+        self.set_interval(REFRESH_S, self._refresh_when_shown)
+
+    def on_screen_resume(self) -> None:
+        self.load_page()
+
+    def _refresh_when_shown(self) -> None:
+        if self.is_current and self.page_offset == 0 and self._filter_timer is None:
+            self.load_page()
 
     def filters(self) -> dict[str, str]:
         status = self.query_one("#f-status", Select).value
         return {
             "name": self.query_one("#f-name", Input).value.strip(),
             "model": self.query_one("#f-model", Input).value.strip(),
+            "text": self.query_one("#f-text", Input).value.strip(),
             "status": status if isinstance(status, str) else "",
         }
 
@@ -130,17 +151,39 @@ class TracesScreen(Rating, BaseScreen):
         )
         self.marked = []
 
-    @work(thread=True, exclusive=True, group="trace", exit_on_error=False, description="load trace")
     def load_trace(self, trace_id: str) -> None:
-        self.post_message(self.TraceLoaded(self.service.get_trace(trace_id)))
+        """Show ``trace_id``'s spans; until they come, the panes say so rather than keep the last
+        trace's (the detail pane always belongs to the trace highlighted)."""
+        self.trace_id = trace_id
+        if trace_id == self.shown_trace:
+            return
+        if not self.is_mounted:  # opened from another screen before this one was built
+            self.call_after_refresh(self.load_trace, trace_id)
+            return
+        self.shown_trace = None
+        self.query_one("#spans", Tree).root.set_label(f"loading trace {trace_id[:16]}...")
+        self.query_one("#spans", Tree).clear()
+        self.query_one("#span-detail", Static).update("")
+        self._fetch_trace(trace_id)
+
+    @work(thread=True, exclusive=True, group="trace", exit_on_error=False, description="load trace")
+    def _fetch_trace(self, trace_id: str) -> None:
+        self.post_message(self.TraceLoaded(trace_id, self.service.get_trace(trace_id)))
 
     def on_traces_screen_page_loaded(self, message: PageLoaded) -> None:
         self.trace_total = message.total
         table = self.query_one("#traces", DataTable)
+        page_keys = [
+            (r["trace_id"], r["spans"], r["status"], r["feedback_up"], r["feedback_down"])
+            for r in message.rows
+        ]
+        if page_keys == self.page_keys and message.offset == self.page_offset:
+            return  # the same page: keep the cursor and the panes as they are
+        self.page_keys = page_keys
         table.clear()
         for row in message.rows:
             # Every cell text (spans too): Table draws a row of one-line texts on its fast path.
-            status = Text(row["status"], style="red" if row["status"] == "error" else "green")
+            status = Text(row["status"], style=STATUS_STYLES.get(row["status"], "green"))
             table.add_row(
                 time.strftime("%m-%d %H:%M:%S", time.localtime(row["start_ns"] / 1e9)),
                 row["name"],
@@ -164,13 +207,18 @@ class TracesScreen(Rating, BaseScreen):
         # What + / - and a act on is the row under the cursor now, not one a filter or a page
         # change took off the table.
         keys = [row["trace_id"] for row in message.rows]
-        if self.trace_id not in keys:
+        if self.trace_id in keys:  # new rows above it: the cursor stays on the same trace
+            table.move_cursor(row=keys.index(self.trace_id), animate=False)
+        else:
             self.trace_id = keys[min(table.cursor_row, len(keys) - 1)] if keys else None
 
     def on_traces_screen_trace_loaded(self, message: TraceLoaded) -> None:
+        if message.trace_id != self.trace_id:
+            return  # a trace the user has already moved past
         tree = self.query_one("#spans", Tree)
         tree.clear()
         spans = message.spans
+        self.shown_trace, self.spans = message.trace_id, spans
         tree.root.set_label(f"trace {spans[0]['trace_id'][:16]} ({len(spans)} spans)")
         tree.root.data = None
         ids = {s["span_id"] for s in spans}
@@ -178,20 +226,31 @@ class TracesScreen(Rating, BaseScreen):
         for span in spans:  # spans come ordered by start time, so parents come first
             parent = nodes.get(span["parent_id"]) if span["parent_id"] in ids else None
             ms = (span["end_ns"] - span["start_ns"]) / 1e6
-            label = Text(f"{span['name']} [{span['kind']}] {ms:.1f} ms")
-            if span["status"] == "error":
-                label.stylize("red")
+            label = Text(f"{span['name']} [{span['kind']}] {ms:,.1f} ms")
+            if span["status"] in STATUS_STYLES:
+                label.stylize(STATUS_STYLES[span["status"]])
             nodes[span["span_id"]] = (parent or tree.root).add(label, data=span, expand=True)
         for node in nodes.values():
             node.allow_expand = bool(node.children)
         tree.root.expand()
+        self._show_waterfall()
+
+    def _show_waterfall(self) -> None:
+        if self.spans:
+            pane = self.query_one("#span-pane", VerticalScroll)
+            width = max(pane.size.width - 40, 10)
+            self.query_one("#span-detail", Static).update(
+                Group(
+                    Text("waterfall (enter on a span: its detail)", style="bold"),
+                    waterfall(self.spans, width),
+                )
+            )
 
     # -- events -------------------------------------------------------------------------------
 
     @on(DataTable.RowHighlighted, "#traces")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value:
-            self.trace_id = event.row_key.value
             self.load_trace(event.row_key.value)
 
     @on(DataTable.RowSelected, "#traces")
@@ -201,21 +260,10 @@ class TracesScreen(Rating, BaseScreen):
     @on(Tree.NodeHighlighted, "#spans")
     def _span_highlighted(self, event: Tree.NodeHighlighted) -> None:
         span = event.node.data
-        detail = self.query_one("#span-detail", Static)
-        if not span:
-            detail.update("")
-            return
-        lines = [f"[b]{escape(span['name'])}[/b]  {span['kind']}  status {span['status']}"]
-        if span["error"]:
-            lines.append(f"[red]{escape(span['error'])}[/red]")
-        lines.append(f"span {span['span_id']}  parent {span['parent_id'] or '-'}")
-        lines.append("\n[b]attributes[/b]")
-        for key, value in json.loads(span["attributes"] or "{}").items():
-            lines.append(f"  {escape(key)} = {escape(json.dumps(value))}")
-        if span["payload"]:
-            lines.append("\n[b]payload[/b]")
-            lines.append(escape(json.dumps(json.loads(span["payload"]), indent=2)))
-        detail.update("\n".join(lines))
+        if span:
+            self.query_one("#span-detail", Static).update(span_detail(span))
+        else:  # the trace itself: where its time went
+            self._show_waterfall()
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -226,6 +274,7 @@ class TracesScreen(Rating, BaseScreen):
         self._filter_timer = self.set_timer(0.25, self._apply_filters)
 
     def _apply_filters(self) -> None:
+        self._filter_timer = None
         self.page_offset = 0
         self.load_page()
 

@@ -20,7 +20,8 @@ def traces() -> None:
 @click.option("--offset", default=0)
 @click.option("--name", help="Filter: root span name contains.")
 @click.option("--model", help="Filter: a model used contains.")
-@click.option("--status", type=click.Choice(["ok", "error"]))
+@click.option("--status", type=click.Choice(["ok", "error", "cancelled"]))
+@click.option("--text", help="Filter: a prompt, answer or other payload contains.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def traces_list(
@@ -30,10 +31,11 @@ def traces_list(
     name: str | None,
     model: str | None,
     status: str | None,
+    text: str | None,
     as_json: bool,
 ) -> None:
     """Recent traces, newest first."""
-    filters = {"name": name, "model": model, "status": status}
+    filters = {"name": name, "model": model, "status": status, "text": text}
     rows, total = obj.service.list_traces(limit, offset, {k: v for k, v in filters.items() if v})
     if as_json:
         click.echo(json.dumps({"total": total, "traces": rows}, default=str, indent=2))
@@ -79,7 +81,7 @@ def traces_show(obj: Context, trace_id: str, as_json: bool) -> None:
 
     def show(span: dict, depth: int) -> None:
         ms = (span["end_ns"] - span["start_ns"]) / 1e6
-        status = "" if span["status"] == "ok" else f"  ERROR {span['error']}"
+        status = {"ok": "", "cancelled": "  CANCELLED"}.get(span["status"], f"  ERROR {span['error']}")
         click.echo(f"{'  ' * depth}- {span['name']} [{span['kind']}] {ms:.2f} ms{status}")
         for key, value in json.loads(span["attributes"] or "{}").items():
             click.echo(f"{'  ' * depth}    {key} = {value}")

@@ -159,6 +159,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         WHERE attributes IS NOT NULL;
         """,
     ),
+    (
+        6,
+        "a trace whose answer was stopped reads cancelled, not ok",
+        """
+        CREATE OR REPLACE VIEW traces AS
+        SELECT t.*, coalesce(f.up, 0) AS feedback_up, coalesce(f.down, 0) AS feedback_down
+        FROM (
+            SELECT trace_id,
+                   coalesce(arg_min(name, start_ns) FILTER (WHERE parent_id IS NULL),
+                            arg_min(name, start_ns)) AS name,
+                   min(start_ns) AS start_ns,
+                   max(end_ns) AS end_ns,
+                   (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms,
+                   count(*) AS spans,
+                   CASE WHEN bool_or(status = 'error') THEN 'error'
+                        WHEN bool_or(status = 'cancelled') THEN 'cancelled' ELSE 'ok' END AS status,
+                   string_agg(DISTINCT model, ',' ORDER BY model) AS models,
+                   sum(input_tokens) AS input_tokens,
+                   sum(output_tokens) AS output_tokens,
+                   sum(cost_usd) AS cost_usd
+            FROM spans GROUP BY trace_id
+        ) t
+        LEFT JOIN (
+            SELECT trace_id, count(*) FILTER (WHERE value > 0) AS up, count(*) FILTER (WHERE value < 0) AS down
+            FROM scores WHERE name = 'feedback' GROUP BY trace_id
+        ) f USING (trace_id);
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -18,7 +18,7 @@ from workbench import __version__
 __all__ = ["to_otlp_json", "to_otlp_protobuf"]
 
 _SPAN_KIND_INTERNAL, _SPAN_KIND_CLIENT = 1, 3
-_STATUS_OK, _STATUS_ERROR = 1, 2
+_STATUS_UNSET, _STATUS_OK, _STATUS_ERROR = 0, 1, 2
 _CLIENT_KINDS = {"llm", "embedding", "http", "cloud"}
 _INPUT_KEYS = ("input", "query", "messages", "question", "prompt")
 _OUTPUT_KEYS = ("answer", "output", "update")
@@ -85,7 +85,11 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
             attributes["workbench." + key.removeprefix("gen_ai.")] = attributes.pop(key)
     if row.get("payload"):
         _payload_attributes(attributes, json.loads(row["payload"]))
-    status: dict[str, Any] = {"code": _STATUS_ERROR if row["status"] == "error" else _STATUS_OK}
+    # A stopped answer neither succeeded nor failed: OTel's unset, and its own attribute.
+    code = {"error": _STATUS_ERROR, "cancelled": _STATUS_UNSET}.get(row["status"], _STATUS_OK)
+    status: dict[str, Any] = {"code": code}
+    if row["status"] == "cancelled":
+        attributes["workbench.status"] = "cancelled"
     if row.get("error"):
         status["message"] = row["error"]
     return {

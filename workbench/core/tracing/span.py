@@ -98,6 +98,13 @@ class Span:
         self.error = scrub(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         return self
 
+    def cancelled(self) -> Span:
+        """The work was stopped before it finished (a user stopped an answer): neither ok nor an
+        error; the trace reads "cancelled"."""
+        if self.status == "ok":
+            self.status = "cancelled"
+        return self
+
     def end(self) -> None:
         if not self.end_ns:
             self.end_ns = _time_ns()

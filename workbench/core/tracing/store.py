@@ -457,13 +457,15 @@ class TraceStore:
 _TRACE_SUMMARY = """trace_id,
     coalesce(arg_min(name, start_ns) FILTER (WHERE parent_id IS NULL), arg_min(name, start_ns)) AS name,
     min(start_ns) AS start_ns, max(end_ns) AS end_ns, (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms,
-    count(*) AS spans, CASE WHEN bool_or(status = 'error') THEN 'error' ELSE 'ok' END AS status,
+    count(*) AS spans, CASE WHEN bool_or(status = 'error') THEN 'error'
+        WHEN bool_or(status = 'cancelled') THEN 'cancelled' ELSE 'ok' END AS status,
     string_agg(DISTINCT model, ',' ORDER BY model) AS models, sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens, sum(cost_usd) AS cost_usd"""
 
 
 def _having(filters: dict[str, str]) -> tuple[str, list[Any]]:
-    """The Traces filters (name, model, status) as a HAVING over spans grouped by trace."""
+    """The Traces filters (name, model, status, text in a prompt or answer) as a HAVING over
+    spans grouped by trace."""
     clauses, params = [], []
     if filters.get("name"):
         clauses.append(
@@ -473,10 +475,17 @@ def _having(filters: dict[str, str]) -> tuple[str, list[Any]]:
     if filters.get("model"):
         clauses.append("coalesce(bool_or(model ILIKE ?), false)")
         params.append(f"%{filters['model']}%")
+    if filters.get("text"):
+        clauses.append("coalesce(bool_or(payload ILIKE ?), false)")
+        params.append(f"%{filters['text']}%")
     if filters.get("status"):
         status = filters["status"].lower()
         clauses.append(
-            {"error": "bool_or(status = 'error')", "ok": "NOT bool_or(status = 'error')"}.get(status, "false")
+            {
+                "error": "bool_or(status = 'error')",
+                "cancelled": "bool_or(status = 'cancelled') AND NOT bool_or(status = 'error')",
+                "ok": "NOT bool_or(status IN ('error', 'cancelled'))",
+            }.get(status, "false")
         )
     return ("HAVING " + " AND ".join(clauses)) if clauses else "", params
 

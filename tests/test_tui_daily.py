@@ -1,0 +1,156 @@
+"""Pilot tests for the app as a daily driver (#31): keys that work from inside text fields, a
+layout that keeps its controls at 100x30 and 80x24, a chat surface that renders Markdown and
+takes a system prompt, and a Traces screen whose panes follow the selection and the store."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import DataTable, Input, Select, Tree
+
+from tests.test_tui import run, seed, settle, text_of
+from tui.app import WorkbenchApp
+from tui.jump import JumpScreen
+from tui.screens.base import NAVIGATION
+from tui.screens.traces import REFRESH_S
+from workbench.core.tracing import attributes as A
+from workbench.services import Service
+
+
+def test_ctrl_g_jumps_to_any_screen_from_inside_a_text_field(workspace):
+    async def scenario():
+        app = WorkbenchApp(Service(workspace.root))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            field = app.screen.query_one("#chat-input", Input)
+            assert app.focused is field, "the Playground's field takes the keys"
+            await pilot.press("4", "2")  # digits in a field are text
+            assert app.current_mode == "playground" and field.value == "42"
+            await pilot.press("ctrl+g")
+            assert isinstance(app.screen, JumpScreen)
+            await pilot.press("7")
+            await settle(app, pilot)
+            assert app.current_mode == "traces"
+            await pilot.press("ctrl+g", "x")  # a key that names no screen goes nowhere
+            await pilot.pause()
+            assert app.current_mode == "traces" and not isinstance(app.screen, JumpScreen)
+            await pilot.press("ctrl+g", "3")
+            await settle(app, pilot)
+            assert app.current_mode == "playground" and app.focused is field and field.value == "42"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+def test_every_screen_keeps_its_controls_on_a_small_terminal(workspace, size):
+    """At 100x30 the tab bar ended at "9" and the Playground's k and mode were off screen."""
+    width, height = size
+
+    async def scenario():
+        app = WorkbenchApp(Service(workspace.root))
+        async with app.run_test(size=size) as pilot:
+            for key, mode, _ in NAVIGATION:
+                await pilot.press("escape", key)
+                await settle(app, pilot)
+                assert app.current_mode == mode
+                bar = str(app.screen.query_one("#navbar").render())
+                assert all(f" {k} " in bar for k, _, _ in NAVIGATION), f"{mode}: {bar!r}"
+                for widget in app.screen.query("Input, Select, Button"):
+                    if widget.display and widget.region.area:
+                        assert widget.region.right <= width, f"{mode}: {widget} cut at the right edge"
+            await pilot.press("escape", "3")
+            await settle(app, pilot)
+            for field in ("#chat-k", "#chat-mode", "#chat-tools", "#chat-system", "#chat-input"):
+                region = app.screen.query_one(field).region
+                assert region.area and region.right <= width and region.bottom <= height, field
+
+    run(scenario())
+
+
+def test_playground_renders_markdown_and_sends_the_system_prompt(local_and_cloud, cloud):
+    cloud.answer = lambda body: ["# Steps\n\n", "Use **bold** words and:\n\n", "```python\nprint(42)\n```\n"]
+
+    async def scenario():
+        app = WorkbenchApp(local_and_cloud)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            app.screen.query_one("#chat-model", Select).value = "remote/big"
+            app.screen.query_one("#chat-system", Input).value = "Answer in Markdown."
+            app.screen.query_one("#chat-input", Input).focus()
+            await pilot.press(*"How?", "enter")
+            await settle(app, pilot)
+            shown = text_of(app, "#chat-transcript")
+            assert "Steps" in shown and "bold" in shown and "print(42)" in shown
+            assert "**" not in shown and "```" not in shown and "# Steps" not in shown, shown
+            sent = cloud.requests[-1]["body"]["messages"]
+            assert sent[0] == {"role": "system", "content": "Answer in Markdown."}
+            assert sent[-1] == {"role": "user", "content": "How?"}
+            assert [t["role"] for t in app.screen.history] == ["user", "assistant"], "no system turn kept"
+
+    run(scenario())
+
+
+def test_traces_panes_follow_the_selection_and_new_traces_appear(workspace):
+    service = Service(workspace.root)
+    first, second, _ = seed(service)
+    with service.tracer.span("chat", "chat") as root:
+        with service.tracer.span(
+            "llm.chat", "llm", {A.REQUEST_MODEL: "smollm2", A.TIME_TO_FIRST_TOKEN: 16.480005099999744}
+        ) as llm:
+            llm.set_payload(
+                messages=[
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Line one\nline two"},
+                ],
+                output="The answer\nin two lines",
+            )
+    chat = root.trace_id
+    service.flush_traces()
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("7")
+            await settle(app, pilot)
+            screen = app.screen
+            table = screen.query_one("#traces", DataTable)
+            assert table.row_count == 4 and screen.trace_id == chat
+            assert "waterfall" in text_of(app, "#span-detail") and "█" in text_of(app, "#span-detail")
+            tree = screen.query_one("#spans", Tree)
+            tree.focus()
+            await pilot.press("down", "down")  # chat, then llm.chat
+            await pilot.pause()
+            detail = text_of(app, "#span-detail")
+            assert "llm.chat" in detail and "16.48 s" in detail and "16.480005" not in detail
+            assert "Line one\n" in detail.replace("    ", "") and "\\n" not in detail, detail
+            assert "system" in detail and "Be brief." in detail
+
+            # another trace highlighted: the detail pane no longer holds the chat's span
+            table.focus()
+            await pilot.press("down")
+            await settle(app, pilot)
+            assert screen.trace_id != chat
+            detail = text_of(app, "#span-detail")
+            assert "Be brief." not in detail and "waterfall" in detail
+            assert str(tree.root.label).startswith(f"trace {screen.trace_id[:16]}")
+
+            # a trace written elsewhere shows up without `r`; the cursor stays on its trace
+            highlighted = screen.trace_id
+            with service.tracer.span("late.run", "workflow"):
+                pass
+            service.flush_traces()
+            await pilot.pause(REFRESH_S + 0.5)
+            await settle(app, pilot)
+            assert table.row_count == 5 and screen.trace_id == highlighted
+            assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == highlighted
+
+            # search over prompt and answer text
+            screen.query_one("#f-text", Input).focus()
+            await pilot.press(*"two lines")
+            await pilot.pause(0.5)
+            await settle(app, pilot)
+            assert table.row_count == 1 and screen.trace_id == chat
+            assert {first, second}.isdisjoint({chat})
+
+    run(scenario())
