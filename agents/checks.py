@@ -51,13 +51,21 @@ def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[t
     return out
 
 
+def _without_tag(loc: tuple) -> tuple:
+    """pydantic puts the node's union tag into an error's location (nodes.x.generate.prompt):
+    drop it by its place, third, never by its value: a node named `retrieve` of type retrieve
+    lost its own name, and its errors pointed at `nodes:`."""
+    if len(loc) > 2 and loc[0] == "nodes" and loc[2] in NODE_TYPES:
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
     loc = tuple(loc)
     while loc:
         if loc in lines:
             return lines[loc]
-        # pydantic puts the union tag into the location (nodes.x.generate.prompt): drop it
-        loc = tuple(p for p in loc if p not in NODE_TYPES) if any(p in NODE_TYPES for p in loc) else loc[:-1]
+        loc = loc[:-1]
     return lines.get(())
 
 
@@ -92,8 +100,8 @@ def parse_spec(text: str, file: str = "spec") -> Spec:
 
 
 def _problem(file: str, lines: dict, error: dict, data: dict) -> Problem:
-    loc = tuple(error["loc"])
-    where = ".".join(str(p) for p in loc if p not in NODE_TYPES)
+    loc = _without_tag(tuple(error["loc"]))
+    where = ".".join(str(p) for p in loc)
     message = error["msg"]
     if error["type"] == "union_tag_invalid":
         found = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None

@@ -5,12 +5,14 @@ takes a system prompt, and a Traces screen whose panes follow the selection and 
 from __future__ import annotations
 
 import pytest
-from textual.widgets import DataTable, Input, Select, Tree
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane, Tree
 
 from tests.test_tui import run, seed, settle, text_of
 from tui.app import WorkbenchApp
 from tui.jump import JumpScreen
 from tui.screens.base import NAVIGATION
+from tui.screens.help import WIDTH as HELP_WIDTH
+from tui.screens.help import HelpScreen
 from tui.screens.traces import REFRESH_S
 from workbench.core.tracing import attributes as A
 from workbench.services import Service
@@ -152,5 +154,38 @@ def test_traces_panes_follow_the_selection_and_new_traces_appear(workspace):
             await settle(app, pilot)
             assert table.row_count == 1 and screen.trace_id == chat
             assert {first, second}.isdisjoint({chat})
+
+    run(scenario())
+
+
+def test_the_palette_runs_main_actions_and_help_opens_on_the_current_screen(workspace):
+    async def scenario():
+        app = WorkbenchApp(Service(workspace.root))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"pull a model", "enter")
+            await settle(app, pilot)
+            assert app.current_mode == "models" and app.focused.id == "hub-query"
+
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"ingest a file", "enter")
+            await settle(app, pilot)
+            assert app.current_mode == "documents" and app.focused.id == "ingest-path"
+
+            await pilot.press("escape", "7", "question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            tabs = app.screen.query_one(TabbedContent)
+            assert tabs.active == "help-traces", "help opens on the screen it was asked from"
+            shown = str(app.screen.query_one("#help-traces Static").render())
+            assert "text in a prompt or answer" in shown
+            for pane in app.screen.query(TabPane):  # every line fits the box: no ragged wraps
+                text = str(pane.query_one(Static).render())
+                assert max(len(line) for line in text.splitlines()) <= HELP_WIDTH, pane.id
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
 
     run(scenario())

@@ -46,6 +46,31 @@ def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
             first = app.screen.run_id
             await pilot.press("escape", "ctrl+o")
             await settle(app, pilot)
+            assert app.screen.query_one("#ev-tabs").active == "ev-tab-matrix"
+            # every case against both models, pass/fail marked from the case's metrics
+            matrix = app.screen.query_one("#ev-matrix", DataTable)
+            assert [str(c.label) for c in matrix.columns.values()] == ["case", "remote/big", "smollm2"]
+            assert matrix.row_count == 4
+            # the cases' pass/fail metric: contains (c1-c3), json_valid (c4, a JSON schema case)
+            contains = {
+                (r["case_id"], r["subject"]): (r["metrics"] or {}).get(
+                    "contains", (r["metrics"] or {}).get("json_valid")
+                )
+                for r in shown
+            }
+            for i in range(4):
+                case, big, small = cells(matrix, i)
+                assert big.startswith(("✓ " if contains[(case, "remote/big")] == 1 else "✗ ") + "The capital")
+                assert small[0] == ("✓" if contains[(case, "smollm2")] == 1 else "✗")
+            failing = {case for (case, _), value in contains.items() if value == 0}
+            await pilot.press("f")
+            await pilot.pause()
+            assert {cells(matrix, i)[0] for i in range(matrix.row_count)} == failing
+            assert all(
+                "✗" in (cells(matrix, i)[1][0] + cells(matrix, i)[2][0]) for i in range(matrix.row_count)
+            )
+            await pilot.press("f", "ctrl+o")
+            await settle(app, pilot)
             assert app.screen.query_one("#ev-tabs").active == "ev-tab-chart"
 
             await pilot.press("ctrl+b")
@@ -59,6 +84,9 @@ def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
             await settle(app, pilot)
             diff = text_of(app, "#ev-diff")
             assert f"{second}" in diff and "paired cases" in diff and "contains" in diff
+            # the matrix puts the baseline's models beside the run's
+            labels = [str(c.label) for c in app.screen.query_one("#ev-matrix", DataTable).columns.values()]
+            assert labels == ["case", "smollm2", "remote/big (baseline)", "smollm2 (baseline)"]
 
             # a case that ended in an error (the cloud failed every attempt) is run again by ctrl+e
             evals.store.write(

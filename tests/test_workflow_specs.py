@@ -73,6 +73,28 @@ def test_missing_start_and_unknown_field():
     assert found[0].startswith("workflows/x.yaml:2: start node 'nowhere' does not exist")
 
 
+def test_every_unknown_field_names_its_own_line_when_a_node_is_named_as_its_type():
+    """A node named `retrieve` of type retrieve: its unknown key on line 7 was reported at
+    `nodes:` (line 3, "at nodes.topk"), and the grade node's likewise."""
+    text = """name: x
+start: retrieve
+nodes:
+  retrieve:
+    type: retrieve
+    collection: c
+    topk: 4
+    next: grade
+  grade:
+    type: grade
+    model: m
+    temp: 3
+"""
+    assert problems(text) == [
+        "workflows/x.yaml:7: unknown field `topk` (at nodes.retrieve.topk)",
+        "workflows/x.yaml:12: unknown field `temp` (at nodes.grade.temp)",
+    ]
+
+
 def test_template_variable_nothing_provides():
     found = problems(GOOD.replace("{context} {input}", "{question}"))
     assert found[0].startswith(

@@ -7,15 +7,14 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from functools import partial
 
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from tui.commands import ActionsProvider
 from tui.jump import JumpScreen
 from tui.screens.base import NAVIGATION
 from tui.screens.compare import CompareScreen
@@ -41,22 +40,10 @@ _FULL_COLLECTION_EVERY = 100  # generation-1 collections between automatic full 
 _IDLE_S = 1.0
 
 
-class GoToProvider(Provider):
-    """Command palette entries: go to any screen."""
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for _, mode, title in NAVIGATION:
-            command = f"Go to {title}"
-            score = matcher.match(command)
-            if score > 0:
-                yield Hit(score, matcher.highlight(command), partial(self.app.switch_mode, mode))
-
-
 class WorkbenchApp(App):
     TITLE = "Workbench"
     CSS_PATH = "app.tcss"
-    COMMANDS = App.COMMANDS | {GoToProvider}
+    COMMANDS = App.COMMANDS | {ActionsProvider}
     # Screens get -narrow below 100 columns and -short below 32 rows (app.tcss trims for them).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
@@ -158,7 +145,7 @@ class WorkbenchApp(App):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.current_mode))
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """The palette's "Save screenshot": into the workspace's screenshots/ folder, made when

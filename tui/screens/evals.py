@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,6 +20,19 @@ from tui.screens.base import BaseScreen
 from tui.table import Table
 
 _ROWS_PER_TURN = 200  # result rows added before the event loop gets a turn
+
+
+_VERDICTS = {"pass": ("✓", "green"), "fail": ("✗", "red"), "error": ("!", "red"), None: ("·", "dim")}
+
+
+def _matrix_cell(cell: dict | None) -> Text:
+    """A matrix cell: the verdict's mark in its colour, then the start of the output."""
+    if cell is None:
+        return Text("not run", style="dim")
+    mark, style = _VERDICTS[cell["verdict"]]
+    text = Text(f"{mark} ", style=f"bold {style}")
+    text.append(" ".join(cell["output"].split())[:40], style=style if cell["verdict"] != "pass" else "")
+    return text
 
 
 def _fmt(value) -> str:
@@ -35,7 +49,8 @@ class EvalsScreen(BaseScreen):
         Binding("ctrl+t", "open_trace", "Open trace"),
         Binding("ctrl+e", "resume", "Resume/retry errors"),
         Binding("ctrl+s", "stop", "Stop run"),
-        Binding("ctrl+o", "next_tab", "Results/Chart/Diff"),
+        Binding("ctrl+o", "next_tab", "Results/Matrix/Chart/Diff"),
+        Binding("f", "failures_only", "Failures only", show=False),
     ]
 
     class Listed(Message):
@@ -53,6 +68,11 @@ class EvalsScreen(BaseScreen):
             super().__init__()
             self.shown, self.cases = shown, cases  # cases: the dataset's, by id
 
+    class Matrixed(Message):
+        def __init__(self, matrix: dict) -> None:
+            super().__init__()
+            self.matrix = matrix
+
     class Compared(Message):
         def __init__(self, baseline: str, run_id: str, comparison: dict) -> None:
             super().__init__()
@@ -68,6 +88,8 @@ class EvalsScreen(BaseScreen):
         self.bars: dict[str, ProgressBar] = {}
         self.trace_id: str | None = None
         self.stop_event = threading.Event()  # of the run in flight: set by ctrl+s
+        self.matrix: dict | None = None
+        self.failures_only = False
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="ev-main"):
@@ -92,6 +114,15 @@ class EvalsScreen(BaseScreen):
                         yield cases
                         with VerticalScroll(id="ev-case-box"):
                             yield Static("", id="ev-case")
+                with TabPane("Matrix", id="ev-tab-matrix"):
+                    yield Static(
+                        "every case against every model of the run (and of the baseline); f: failures only",
+                        id="ev-matrix-note",
+                    )
+                    with Horizontal(id="ev-matrix-row"):
+                        yield Table(id="ev-matrix", cursor_type="cell")
+                        with VerticalScroll(id="ev-cell-box"):
+                            yield Static("", id="ev-cell")
                 with TabPane("Quality vs cost", id="ev-tab-chart"):
                     yield PlotextPlot(id="ev-chart")
                 with TabPane("Diff", id="ev-tab-diff"):
@@ -193,6 +224,7 @@ class EvalsScreen(BaseScreen):
             progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)),
         )
         self.post_message(self._shown(run_id))
+        self.post_message(self._matrixed(run_id, self.baseline))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     @work(thread=True, exclusive=True, group="ev-run", exit_on_error=False, description="eval run")
@@ -209,6 +241,7 @@ class EvalsScreen(BaseScreen):
             progress=lambda s, d, t: self.post_message(self.Progressed(s, d, t)),
         )
         self.post_message(self._shown(run_id))
+        self.post_message(self._matrixed(run_id, self.baseline))
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
     def on_evals_screen_progressed(self, message: Progressed) -> None:
@@ -225,8 +258,66 @@ class EvalsScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="ev-show", exit_on_error=False, description="eval results")
     def load_run(self, run_id: str, baseline: str | None) -> None:
         self.post_message(self._shown(run_id))
+        self.post_message(self._matrixed(run_id, baseline))
         if baseline and baseline != run_id:
             self.post_message(self.Compared(baseline, run_id, self.service.evals.compare(baseline, run_id)))
+
+    def _matrixed(self, run_id: str, baseline: str | None) -> Matrixed:
+        runs = [run_id] + ([baseline] if baseline and baseline != run_id else [])
+        return self.Matrixed(self.service.evals.matrix(runs))
+
+    def on_evals_screen_matrixed(self, message: Matrixed) -> None:
+        self.matrix = message.matrix
+        self._draw_matrix()
+
+    def _draw_matrix(self) -> None:
+        table = self.query_one("#ev-matrix", DataTable)
+        table.clear(columns=True)
+        if self.matrix is None:
+            return
+        runs = list(dict.fromkeys(c["run_id"] for c in self.matrix["columns"]))
+        table.add_column("case", key="case")
+        for index, column in enumerate(self.matrix["columns"]):
+            label = column["subject"] + ("" if column["run_id"] == runs[0] else " (baseline)")
+            table.add_column(label, key=str(index))
+        shown = 0
+        for row in self.matrix["rows"]:
+            verdicts = [cell["verdict"] if cell else None for cell in row["cells"]]
+            if self.failures_only and not any(v in ("fail", "error") for v in verdicts):
+                continue
+            table.add_row(row["case_id"], *[_matrix_cell(cell) for cell in row["cells"]], key=row["case_id"])
+            shown += 1
+        total = len(self.matrix["rows"])
+        self.query_one("#ev-matrix-note", Static).update(
+            f"{shown} of {total} cases{' (failures only: f shows all)' if self.failures_only else ' (f: failures only)'}"
+            "; pass/fail by the case's metrics"
+        )
+
+    @on(DataTable.CellHighlighted, "#ev-matrix")
+    def _matrix_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
+        if self.matrix is None or event.coordinate.column == 0:
+            return
+        case_id = event.cell_key.row_key.value
+        row = next((r for r in self.matrix["rows"] if r["case_id"] == case_id), None)
+        cell = row["cells"][event.coordinate.column - 1] if row else None
+        column = self.matrix["columns"][event.coordinate.column - 1]
+        if cell is None:
+            self.query_one("#ev-cell", Static).update("not run")
+            return
+        metrics = ", ".join(f"{k} {v:.2f}" for k, v in cell["metrics"].items())
+        case = self.cases.get(case_id)
+        lines = [f"[b]{escape(case_id)}[/b]  {escape(column['subject'])}  {cell['verdict'] or '-'}"]
+        if case is not None:
+            lines += [
+                f"[b]input[/b] {escape(case.input)}",
+                f"[b]expected[/b] {escape(' / '.join(case.expected) or '-')}",
+            ]
+        lines += ["", escape(cell["output"]), "", f"[dim]{escape(metrics)}[/dim]"]
+        self.query_one("#ev-cell", Static).update("\n".join(lines))
+
+    def action_failures_only(self) -> None:
+        self.failures_only = not self.failures_only
+        self._draw_matrix()
 
     def _shown(self, run_id: str) -> Shown:
         """A run's results and its dataset's cases, read in the worker, off the UI thread."""
@@ -366,7 +457,7 @@ class EvalsScreen(BaseScreen):
 
     def action_next_tab(self) -> None:
         tabs = self.query_one("#ev-tabs", TabbedContent)
-        order = ["ev-tab-results", "ev-tab-chart", "ev-tab-diff"]
+        order = ["ev-tab-results", "ev-tab-matrix", "ev-tab-chart", "ev-tab-diff"]
         tabs.active = order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
 
     def action_open_trace(self) -> None:

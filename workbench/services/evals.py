@@ -473,6 +473,39 @@ class Evals:
             summaries[subject] = summary
         return {"run": run, "summary": summaries, "results": rows}
 
+    def matrix(self, run_ids: list[str]) -> dict[str, Any]:
+        """Every case against every subject of ``run_ids`` (a run, and its baseline), as
+        promptfoo's viewer lays it out: {"columns": [{"run_id", "subject"}], "rows": [{"case_id",
+        "cells": [{"verdict", "output", "metrics"} or None]}]}, cases in the first run's order.
+
+        A cell's verdict: "error" when the case failed to run; else by the most specific metric
+        it has: tool_call, json_valid, contains or exact must be 1; with none of those, the
+        judge's correctness, else F1, at least 0.5; None when it has no metric to judge by."""
+        columns: list[dict[str, str]] = []
+        by_case: dict[str, dict[tuple[str, str], dict]] = {}
+        for run_id in run_ids:
+            run = self.run_row(run_id)
+            for subject in run["subjects"]:
+                columns.append({"run_id": run["run_id"], "subject": subject})
+            for row in self.results(run["run_id"]):
+                by_case.setdefault(row["case_id"], {})[(run["run_id"], row["subject"])] = row
+        rows = []
+        for case_id, found in by_case.items():
+            cells = []
+            for column in columns:
+                row = found.get((column["run_id"], column["subject"]))
+                cells.append(
+                    None
+                    if row is None
+                    else {
+                        "verdict": _verdict(row),
+                        "output": row["output"] or row["error"] or "",
+                        "metrics": row["metrics"] or {},
+                    }
+                )
+            rows.append({"case_id": case_id, "cells": cells})
+        return {"columns": columns, "rows": rows}
+
     def _model_size(self, model: str) -> float | None:
         from local_models.catalog import resolve_model
 
@@ -572,3 +605,21 @@ def _sha256(path: Path) -> str:
                 digest.update(block)
         _HASHES[key] = digest.hexdigest()
     return _HASHES[key]
+
+
+def _verdict(row: dict[str, Any]) -> str | None:
+    """A result's pass/fail (Evals.matrix says how)."""
+    if row["error"]:
+        return "error"
+    metrics = row["metrics"] or {}
+    for name in _VERDICT_BY:
+        value = metrics.get(name)
+        if value is not None:
+            return "pass" if value >= (1 if name in _PASS_FAIL else 0.5) else "fail"
+    return None
+
+
+# The metric a cell's pass/fail follows: the most specific the case has. "exact" comes after
+# "contains": an answer that says "The capital is Paris." passes a case expecting "Paris".
+_PASS_FAIL = ("tool_call", "json_valid", "contains", "exact")
+_VERDICT_BY = (*_PASS_FAIL, "correctness", "f1")
