@@ -493,14 +493,14 @@ class Evals:
         for case_id, found in by_case.items():
             cells = []
             for column in columns:
-                row = found.get((column["run_id"], column["subject"]))
+                result = found.get((column["run_id"], column["subject"]))
                 cells.append(
                     None
-                    if row is None
+                    if result is None
                     else {
-                        "verdict": _verdict(row),
-                        "output": row["output"] or row["error"] or "",
-                        "metrics": row["metrics"] or {},
+                        "verdict": _verdict(result),
+                        "output": result["output"] or result["error"] or "",
+                        "metrics": result["metrics"] or {},
                     }
                 )
             rows.append({"case_id": case_id, "cells": cells})
