@@ -14,6 +14,7 @@ from tui.screens.base import NAVIGATION
 from tui.screens.help import WIDTH as HELP_WIDTH
 from tui.screens.help import HelpScreen
 from tui.screens.traces import REFRESH_S
+from tui.screens.usage import _every_day
 from workbench.core.tracing import attributes as A
 from workbench.services import Service
 
@@ -189,3 +190,17 @@ def test_the_palette_runs_main_actions_and_help_opens_on_the_current_screen(work
             assert not isinstance(app.screen, HelpScreen)
 
     run(scenario())
+
+
+def test_a_usage_chart_of_one_day_draws_a_week_of_days():
+    """One day of calls drew one bar across the whole chart; days without calls are zeros."""
+    days = _every_day([{"day": "2026-12-06", "cloud_cost_usd": 0.5, "local_cost_usd": 0.0, "calls": 3}])
+    assert [d["label"] for d in days] == ["11-30", "12-01", "12-02", "12-03", "12-04", "12-05", "12-06"]
+    assert [d["calls"] for d in days] == [0] * 6 + [3] and days[-1]["cloud_cost_usd"] == 0.5
+    gap = _every_day(
+        [
+            {"day": "2026-11-20", "cloud_cost_usd": 0.0, "local_cost_usd": 0.0, "calls": 1},
+            {"day": "2026-12-06", "cloud_cost_usd": 0.0, "local_cost_usd": 0.0, "calls": 2},
+        ]
+    )
+    assert len(gap) == 17 and [d["calls"] for d in gap if d["calls"]] == [1, 2]

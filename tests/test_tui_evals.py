@@ -72,6 +72,10 @@ def test_evals_screen_runs_shows_and_diffs(evals, monkeypatch):  # noqa: F811
             await pilot.press("f", "ctrl+o")
             await settle(app, pilot)
             assert app.screen.query_one("#ev-tabs").active == "ev-tab-chart"
+            # the axes start at 0 and hold the points (quality 0..1), not a -1..1 frame
+            plt = app.screen.query_one("#ev-chart").plt
+            drawn = plt.uncolorize(plt.build())
+            assert "0.00┤" in drawn and "-1" not in drawn, drawn
 
             await pilot.press("ctrl+b")
             await type_into(pilot, app, "#ev-models", "smollm2")

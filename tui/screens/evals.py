@@ -419,6 +419,11 @@ class EvalsScreen(BaseScreen):
         ]
         for subject, figures in points:
             plt.scatter([figures["latency_p50_s"]], [figures[metric]], label=subject, marker="dot")
+        if points:
+            # Axes that start at 0 and hold every point: one point alone was drawn on a -1..1
+            # axis. Quality metrics are 0..1.
+            plt.xlim(0, max(f["latency_p50_s"] for _, f in points) * 1.25 or 1)
+            plt.ylim(0, max(1.0, max(f[metric] for _, f in points)) * 1.05)
         plt.title(f"{metric or 'quality'} vs latency p50 (s); cost in the Results tab")
         plt.xlabel("latency p50 (s)")
         plt.ylabel(metric or "")

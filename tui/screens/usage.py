@@ -6,6 +6,8 @@ figures, cost per day as a chart, and one table per figure. `s` shows the SQL be
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -105,8 +107,8 @@ class UsageScreen(BaseScreen):
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        rows = report.figures["cost_per_day"].rows
-        days = [str(r["day"])[5:] for r in rows]
+        rows = _every_day(report.figures["cost_per_day"].rows)
+        days = [r["label"] for r in rows]
         cloud = [float(r["cloud_cost_usd"]) for r in rows]
         local = [float(r["local_cost_usd"]) for r in rows]
         if any(local):  # local models are free unless priced: one series is then the whole story
@@ -115,7 +117,7 @@ class UsageScreen(BaseScreen):
         elif any(cloud):
             plt.bar(days, cloud)
             plt.title("cloud cost per day (USD)")
-        elif rows:  # nothing spent: an axis of zeros says less than the work that was done
+        elif any(r["calls"] for r in rows):  # nothing spent: an axis of zeros says less than the work
             plt.bar(days, [int(r["calls"]) for r in rows])
             plt.title("no cloud spend; model calls per day")
         chart.refresh()
@@ -127,6 +129,25 @@ class UsageScreen(BaseScreen):
             self.query_one(f"#usage-title-{name}").display = not self.showing_sql
             self.query_one(f"#usage-{name}").display = not self.showing_sql
         self.query_one("#usage-sql", Static).display = self.showing_sql
+
+
+MIN_DAYS = 7
+
+
+def _every_day(rows: list[dict]) -> list[dict]:
+    """One bar per calendar day, days without calls as zeros, at least a week ending on the last
+    day with calls: one day's data alone drew a single bar across the whole chart."""
+    if not rows:
+        return []
+    found = {date.fromisoformat(str(r["day"])[:10]): r for r in rows}
+    last = max(found)
+    first = min(min(found), last - timedelta(days=MIN_DAYS - 1))
+    empty = {"cloud_cost_usd": 0.0, "local_cost_usd": 0.0, "calls": 0}
+    days = []
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        days.append({**empty, **found.get(day, {}), "label": day.strftime("%m-%d")})
+    return days
 
 
 def _cell(value) -> str:
