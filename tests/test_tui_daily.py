@@ -204,3 +204,24 @@ def test_a_usage_chart_of_one_day_draws_a_week_of_days():
         ]
     )
     assert len(gap) == 17 and [d["calls"] for d in gap if d["calls"]] == [1, 2]
+
+
+def test_compare_columns_follow_their_answers_to_the_end(local_and_cloud, cloud):
+    """Each column scrolled to the end of the text before the newest piece, so a growing answer
+    sat a line or more above its end."""
+    cloud.answer = lambda body: [f"line {n}\n\n" for n in range(60)]
+
+    async def scenario():
+        app = WorkbenchApp(local_and_cloud)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("4")
+            await settle(app, pilot)
+            app.screen.query_one("#cmp-models", Input).value = "remote/big, smollm2"
+            app.screen.query_one("#cmp-prompt", Input).focus()
+            await pilot.press(*"Say hi.", "enter")
+            await settle(app, pilot)
+            column = app.screen.query_one("#cmp-col-0")
+            assert "line 59" in text_of(app, "#cmp-text-0")
+            assert column.max_scroll_y > 0 and column.scroll_y == column.max_scroll_y
+
+    run(scenario())

@@ -101,7 +101,10 @@ class CompareScreen(Rating, BaseScreen):
             f"[b]{escape(self.models[message.index])}[/b]\n{escape(self.texts[message.index])}"
         )
         self.query_one(f"#cmp-fig-{message.index}", Static).update("streaming...")
-        self.query_one(f"#cmp-col-{message.index}", VerticalScroll).scroll_end(animate=False)
+        # After the next layout: scrolled now, the column went to the end of the text before
+        # this piece and stayed on its first lines once the answer outgrew it.
+        column = self.query_one(f"#cmp-col-{message.index}", VerticalScroll)
+        self.call_after_refresh(column.scroll_end, animate=False)
 
     def on_compare_screen_finished(self, message: Finished) -> None:
         if message.run != self.run:
@@ -121,6 +124,8 @@ class CompareScreen(Rating, BaseScreen):
                 f"{outcome.input_tokens}/{outcome.output_tokens} tokens · ${outcome.cost_usd:.5f} · "
                 f"{outcome.finish_reason}"
             )
+            column = self.query_one(f"#cmp-col-{index}", VerticalScroll)
+            self.call_after_refresh(column.scroll_end, animate=False)  # the figures are its last lines
 
     def rating_target(self) -> tuple[str | None, str, list[str] | None]:
         """`+`/`-` (out of the prompt field: escape first) rate one model's answer: asked in the

@@ -289,7 +289,8 @@ class PlaygroundScreen(Rating, BaseScreen):
             parts.append(Text("model", "bold"))
             parts.append(_markdown(self.answer + "▌"))
         self.query_one("#chat-transcript", Static).update(Group(*_spaced(parts)))
-        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
+        log = self.query_one("#chat-log", VerticalScroll)
+        self.call_after_refresh(log.scroll_end, animate=False)  # once the new text is laid out
 
     def action_open_trace(self) -> None:
         self.open_trace(self.trace_id, "Ask something first.")
