@@ -163,6 +163,11 @@ class EvalsScreen(BaseScreen):
                 f"No datasets yet: add JSONL files to {escape(str(self.service.evals.dir))} "
                 "(one case per line: id, input, expected, sources, tags)."
             )
+        elif not message.runs:
+            self.query_one("#ev-case", Static).update(
+                "No runs yet: pick a dataset, name models on the left (comma separated), enter. "
+                "The figures per model, the cases and a case's answers show here."
+            )
         if message.runs and self.run_id is None:
             self.show_run(message.runs[0]["run_id"])
 
@@ -333,6 +338,7 @@ class EvalsScreen(BaseScreen):
         self.shown, self.cases = shown, message.cases
         self.run_id = shown["run"]["run_id"]
         summary = self.query_one("#ev-summary", DataTable)
+        summary.display = True  # hidden until there is a run to sum up
         summary.clear(columns=True)
         figures = [
             key

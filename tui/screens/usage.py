@@ -120,6 +120,13 @@ class UsageScreen(BaseScreen):
         elif any(r["calls"] for r in rows):  # nothing spent: an axis of zeros says less than the work
             plt.bar(days, [int(r["calls"]) for r in rows])
             plt.title("no cloud spend; model calls per day")
+        # Labels we choose, as many as fit (6 columns each) in the chart's share of the terminal
+        # (2 of 5): plotext's own pick, and the chart's size while the screen lays out, varied
+        # between draws of the same data.
+        room = max(self.app.size.width * 2 // 5 - 14, 6) // 6
+        step = max(1, -(-len(days) // room))
+        if rows:
+            plt.xticks(list(range(1, len(days) + 1))[::step], days[::step])
         chart.refresh()
 
     def action_toggle_sql(self) -> None:
