@@ -6,7 +6,6 @@ the GPU's and the machine's answers fixed."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -17,7 +16,8 @@ from workbench.core.hardware import Check
 from workbench.services import Service, init_workspace
 
 SIZES = ((160, 48), (100, 30))
-ROOT = Path(tempfile.gettempdir()) / "workbench-snapshots" / "ws"
+# /tmp itself, not tempfile.gettempdir(): the path is on the Home screen, and TMPDIR varies
+ROOT = Path("/tmp/workbench-snapshots/ws")
 START_NS = 1_796_083_200 * 10**9  # 2026-12-01 00:00 UTC
 NOW_S = (START_NS + 6 * DAY_NS) / 1e9 + 12 * 3600  # the report's "now": noon of the sixth day
 DEMO_CASES = Path(__file__).resolve().parent.parent / "evals" / "data" / "demo.jsonl"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,7 +15,7 @@ from textual.widgets import Static
 from tui.markup import escape
 from tui.screens.base import BaseScreen
 
-MARKS = {"ok": "[green]ok[/green]  ", "warn": "[yellow]WARN[/yellow]", "fail": "[red]FAIL[/red]"}
+MARKS = {"ok": ("ok", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "red")}
 
 
 class HomeScreen(BaseScreen):
@@ -61,10 +64,20 @@ class HomeScreen(BaseScreen):
             + "\n".join(escape(step) for step in status["next"])
             + "\n?  help   ctrl+p  commands"
         )
-        lines, group = [], None
+        # A grid per group: a long detail wraps inside its own column, not back under the marks.
+        parts: list = [Text("Doctor", style="bold")]
+        grid = None
+        group = None
         for check in message.checks:
             if check.group != group:
                 group = check.group
-                lines.append(f"\n[b]{group}[/b]")
-            lines.append(f"{MARKS[check.status]} {check.name:<22} {escape(check.detail)}")
-        self.query_one("#doctor", Static).update("[b]Doctor[/b]" + "\n".join(lines))
+                parts += [Text(""), Text(group, style="bold")]
+                grid = Table.grid(padding=(0, 1))
+                grid.add_column(width=4, no_wrap=True)
+                grid.add_column(no_wrap=True)
+                grid.add_column(ratio=1)
+                parts.append(grid)
+            mark, style = MARKS[check.status]
+            assert grid is not None
+            grid.add_row(Text(mark, style=style), check.name, check.detail)
+        self.query_one("#doctor", Static).update(Group(*parts))
