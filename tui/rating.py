@@ -36,16 +36,28 @@ class RateNote(ModalScreen[tuple[str | None, str] | None]):
         with Vertical(id="rate-box"):
             yield Static(f"Rate {self.what} [b]{self.verdict}[/b]", id="rate-title")
             if self.subjects:
-                yield Select(
+                subject = Select(
                     [(s, s) for s in self.subjects],
                     value=self.subjects[0],
                     allow_blank=False,
                     id="rate-subject",
                 )
-            yield Input(placeholder="a note (optional): enter saves, escape cancels", id="rate-note")
+                subject.border_title = "whose answer"
+                yield subject
+            note = Input(placeholder="optional: enter saves, escape cancels", id="rate-note")
+            note.border_title = "note"
+            yield note
 
     def on_mount(self) -> None:
-        self.query_one("#rate-note", Input).focus()
+        # Focus follows the order on screen: the answer to rate first (when there is a choice),
+        # then tab to the note. Starting in the note sent a user's tab back to the choice, and
+        # the note typed then went to the choice.
+        if self.subjects:
+            select = self.query_one("#rate-subject", Select)
+            select.query_one("SelectCurrent").border_title = select.border_title
+            select.focus()
+        else:
+            self.query_one("#rate-note", Input).focus()
 
     @on(Input.Submitted, "#rate-note")
     def save(self, event: Input.Submitted) -> None:

@@ -51,7 +51,8 @@ Home shows the workspace, the doctor's checks and the next step.
   tok/s, cost, any escalation, and a warning when an answer looks
   unreliable, with the ways forward
   sending again while a model answers stops that answer: it stays,
-  marked stopped, and is not sent back to the model
+  marked stopped, and is not sent back to the model; nor is an
+  answer that loops        ctrl+y   keep such an answer after all
   ctrl+l   new chat            ctrl+t   open the answer's trace
   escape, then + / -   rate the answer (a note is asked)""",
     "compare": """\

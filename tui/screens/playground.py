@@ -28,6 +28,7 @@ class PlaygroundScreen(Rating, BaseScreen):
     BINDINGS = [
         Binding("ctrl+l", "clear", "New chat"),
         Binding("ctrl+t", "open_trace", "Open trace"),
+        Binding("ctrl+y", "keep", "Keep left-out answer", show=False),
         *RATING_BINDINGS,
     ]
 
@@ -147,7 +148,7 @@ class PlaygroundScreen(Rating, BaseScreen):
         answer stays on the screen, marked, but is not sent back (its cut-off text would steer
         the next answer)."""
         system = self.query_one("#chat-system", Input).value.strip()
-        turns = [turn for turn in self.history if not turn.get("stopped")]
+        turns = [turn for turn in self.history if not _left_out(turn)]
         return ([{"role": "system", "content": system}] if system else []) + turns
 
     def stop_answer(self) -> None:
@@ -226,10 +227,14 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.pending = False
         result = message.result
         self.answer = result.text
+        found = self.service.answer_doubts(result)
         if message.conversation is not None:  # the turn's calls and results are part of it now
             self.history = [m for m in message.conversation if m["role"] != "system"]
         else:
-            self.history.append({"role": "assistant", "content": result.text})
+            turn = {"role": "assistant", "content": result.text}
+            if any(doubt.startswith("repeats") for doubt in found):
+                turn["looping"] = True  # sent back, a loop begets a loop: left out unless kept
+            self.history.append(turn)
         self.trace_id = result.trace_id
         self._show_transcript(pending=False)
         figures = (
@@ -246,12 +251,11 @@ class PlaygroundScreen(Rating, BaseScreen):
                 f"{escape(result.extra['escalation_refused'])}"
             )
         figures += _sources(result.extra)
-        figures += self._doubts(result)
+        figures += self._doubts(result, found)
         self.query_one("#chat-figures", Static).update(figures)
 
-    def _doubts(self, result) -> str:
+    def _doubts(self, result, found: list[str]) -> str:
         """A warning, with the ways forward, when the answer looks unreliable."""
-        found = self.service.answer_doubts(result)
         if not found:
             return ""
         ways = self.service.ways_forward(result.model)
@@ -282,7 +286,10 @@ class PlaygroundScreen(Rating, BaseScreen):
             if turn["role"] == "user":
                 parts.append(Text.assemble(("you", "bold"), ": ", turn["content"] or ""))
                 continue
-            parts.append(Text("model (stopped, not sent again)" if turn.get("stopped") else "model", "bold"))
+            reason = _left_out(turn)
+            parts.append(
+                Text(f"model ({reason}, not sent again; ctrl+y keeps it)" if reason else "model", "bold")
+            )
             parts.append(_markdown(turn["content"] or ""))
         if pending:
             parts += [Text.from_markup(line) for line in self.tool_lines]
@@ -298,11 +305,27 @@ class PlaygroundScreen(Rating, BaseScreen):
     def rating_target(self) -> tuple[str | None, str, list[str] | None]:
         return (None if self.pending else self.trace_id), "the last answer", None
 
+    def action_keep(self) -> None:
+        """Send the last stopped or looping answer back with the next turns after all."""
+        turn = next((t for t in reversed(self.history) if _left_out(t)), None)
+        if turn is None:
+            self.notify("No stopped or looping answer to keep.", severity="warning")
+            return
+        turn.pop("stopped", None)
+        turn.pop("looping", None)
+        self._show_transcript(pending=self.pending)
+        self.notify("kept: the model reads that answer with the next turn")
+
     def action_clear(self) -> None:
         self.stop_answer()
         self.history, self.answer, self.trace_id = [], "", None
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")
+
+
+def _left_out(turn: dict) -> str | None:
+    """Why an answer stays on screen but out of what the model reads, if it does."""
+    return "stopped" if turn.get("stopped") else "looping" if turn.get("looping") else None
 
 
 def _markdown(text: str) -> Markdown:
