@@ -15,6 +15,7 @@ from tui.screens.help import WIDTH as HELP_WIDTH
 from tui.screens.help import HelpScreen
 from tui.screens.traces import REFRESH_S
 from tui.screens.usage import _every_day
+from tui.sources import SourcesScreen
 from workbench.core.tracing import attributes as A
 from workbench.services import Service
 
@@ -225,3 +226,81 @@ def test_compare_columns_follow_their_answers_to_the_end(local_and_cloud, cloud)
             assert column.max_scroll_y > 0 and column.scroll_y == column.max_scroll_y
 
     run(scenario())
+
+
+def test_playground_regenerates_edits_and_resends_and_opens_the_cited_passages(
+    local_and_cloud, cloud, tmp_path
+):
+    answers = iter(range(1, 100))
+    cloud.answer = lambda body: [f"Answer {next(answers)}, see [1]."]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "colours.md").write_text("# Colours\n\nThe workbench's logo is teal and amber.\n")
+    local_and_cloud.ingest("notes", str(notes))
+
+    def sent() -> list[tuple[str, str]]:
+        return [(m["role"], m["content"]) for m in cloud.requests[-1]["body"]["messages"]]
+
+    async def scenario():
+        app = WorkbenchApp(local_and_cloud)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("3")
+            await settle(app, pilot)
+            screen = app.screen
+            screen.query_one("#chat-model", Select).value = "remote/big"
+            screen.query_one("#chat-input", Input).focus()
+            await pilot.press(*"Q1", "enter")
+            await settle(app, pilot)
+            assert [t["content"] for t in screen.history] == ["Q1", "Answer 1, see [1]."]
+
+            await pilot.press("ctrl+r")  # regenerate: the same question, a new answer in place
+            await settle(app, pilot)
+            assert [t["content"] for t in screen.history] == ["Q1", "Answer 2, see [1]."]
+            assert sent() == [("user", "Q1")]
+
+            await pilot.press("up")  # edit and resend: the last question back in the field
+            assert screen.query_one("#chat-input", Input).value == "Q1"
+            await pilot.press(*" and more", "enter")
+            await settle(app, pilot)
+            assert [t["content"] for t in screen.history] == ["Q1 and more", "Answer 3, see [1]."]
+            assert sent() == [("user", "Q1 and more")]
+
+            # from a collection: ctrl+o opens the passages the citations point to, with their text
+            screen.query_one("#chat-collection", Select).value = "notes"
+            await pilot.press(*"What colour is the logo?", "enter")
+            await settle(app, pilot)
+            assert "cited" in text_of(app, "#chat-figures")
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            assert isinstance(app.screen, SourcesScreen)
+            shown = text_of(app, "#sources")
+            assert "[1]" in shown and "colours.md" in shown and "teal and amber" in shown and "cited" in shown
+            await pilot.press("escape")
+            assert not isinstance(app.screen, SourcesScreen)
+
+    run(scenario())
+
+
+def test_documents_and_models_are_current_when_shown_again(model_workspace, tmp_path):
+    """A collection made elsewhere (the CLI, another screen) showed only after ctrl+r."""
+    service = Service(model_workspace.root)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\nSome text to find.\n")
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("2")
+            await settle(app, pilot)
+            table = app.screen.query_one("#collections", DataTable)
+            assert table.row_count == 0
+            await pilot.press("escape", "1")
+            await settle(app, pilot)
+            service.ingest("notes", str(notes))
+            await pilot.press("escape", "2")
+            await settle(app, pilot)
+            assert table.row_count == 1 and str(table.get_row_at(0)[0]) == "notes"
+
+    run(scenario())
+    service.models.close()

@@ -71,6 +71,7 @@ class NavBar(Widget):
 
 class BaseScreen(Screen):
     MODE = "home"
+    shown_before = False  # whether the screen has been shown (and resumed) once already
 
     def compose_body(self) -> ComposeResult:
         yield from ()

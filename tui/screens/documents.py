@@ -86,6 +86,13 @@ class DocumentsScreen(BaseScreen):
     def action_refresh(self) -> None:
         self.list_collections()
 
+    def on_screen_resume(self) -> None:
+        # Shown again: what other screens and processes did meanwhile is on it. (Not on the
+        # first showing: on_mount has just loaded it.)
+        if self.shown_before:
+            self.action_refresh()
+        self.shown_before = True
+
     def action_focus_search(self) -> None:
         self.query_one("#search-query", Input).focus()
 

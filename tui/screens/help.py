@@ -53,6 +53,11 @@ Home shows the workspace, the doctor's checks and the next step.
   sending again while a model answers stops that answer: it stays,
   marked stopped, and is not sent back to the model; nor is an
   answer that loops        ctrl+y   keep such an answer after all
+  ctrl+r   regenerate the last answer
+  up       (in the empty field) edit the last question; enter sends it
+           in its place
+  ctrl+o   the passages a collection's answer was given, with their
+           text: where [1], [2] point
   ctrl+l   new chat            ctrl+t   open the answer's trace
   escape, then + / -   rate the answer (a note is asked)""",
     "compare": """\

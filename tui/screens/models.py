@@ -110,6 +110,13 @@ class ModelsScreen(BaseScreen):
     def action_refresh(self) -> None:
         self.load_catalog()
 
+    def on_screen_resume(self) -> None:
+        # Shown again: what other screens and processes did meanwhile is on it. (Not on the
+        # first showing: on_mount has just loaded it.)
+        if self.shown_before:
+            self.action_refresh()
+        self.shown_before = True
+
     @work(thread=True, exclusive=True, group="models", exit_on_error=False, description="models")
     def load_catalog(self) -> None:
         rows = []

@@ -20,6 +20,7 @@ from textual.widgets import Input, Select, Static
 from tui.markup import escape
 from tui.rating import RATING_BINDINGS, Rating
 from tui.screens.base import BaseScreen
+from tui.sources import SourcesScreen
 
 
 class PlaygroundScreen(Rating, BaseScreen):
@@ -29,6 +30,9 @@ class PlaygroundScreen(Rating, BaseScreen):
         Binding("ctrl+l", "clear", "New chat"),
         Binding("ctrl+t", "open_trace", "Open trace"),
         Binding("ctrl+y", "keep", "Keep left-out answer", show=False),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("up", "edit_last", "Edit last question", show=False),
+        Binding("ctrl+o", "sources", "Sources"),
         *RATING_BINDINGS,
     ]
 
@@ -58,6 +62,8 @@ class PlaygroundScreen(Rating, BaseScreen):
         self.pending = False  # whether the newest request is still answering
         self.cancel = threading.Event()
         self.trace_id: str | None = None  # the last answer's trace
+        self.edit_from: int | None = None  # up: the question being edited replaces the turns from here
+        self.sources: list[dict] = []  # the last answer's passages (ctrl+o shows them)
 
     def compose_body(self) -> ComposeResult:
         # Two rows, each field titled in its border: one row of 160 columns was cut at 100.
@@ -126,6 +132,12 @@ class PlaygroundScreen(Rating, BaseScreen):
             return
         event.input.value = ""
         self.stop_answer()
+        if self.edit_from is not None:  # an edited question replaces it and what followed
+            self.history = self.history[: self.edit_from]
+            self.edit_from = None
+        self.ask(prompt, model)
+
+    def ask(self, prompt: str, model: str) -> None:
         self.history.append({"role": "user", "content": prompt})
         self.answer = ""
         self.tool_lines = []
@@ -236,6 +248,7 @@ class PlaygroundScreen(Rating, BaseScreen):
                 turn["looping"] = True  # sent back, a loop begets a loop: left out unless kept
             self.history.append(turn)
         self.trace_id = result.trace_id
+        self.sources = result.extra.get("sources", [])
         self._show_transcript(pending=False)
         figures = (
             f"{result.model} on {result.hardware}: {result.input_tokens} in, {result.output_tokens} out, "
@@ -305,6 +318,46 @@ class PlaygroundScreen(Rating, BaseScreen):
     def rating_target(self) -> tuple[str | None, str, list[str] | None]:
         return (None if self.pending else self.trace_id), "the last answer", None
 
+    def action_regenerate(self) -> None:
+        """Ask the last question again, in place of its answer."""
+        model = self.query_one("#chat-model", Select).value
+        last = next(
+            (i for i in range(len(self.history) - 1, -1, -1) if self.history[i]["role"] == "user"), None
+        )
+        if last is None or not isinstance(model, str):
+            self.notify("Ask something first.", severity="warning")
+            return
+        self.stop_answer()
+        prompt = self.history[last]["content"]
+        self.history = self.history[:last]
+        self.ask(prompt, model)
+
+    def action_edit_last(self) -> None:
+        """Up in the empty question field: the last question back in it; sending replaces that
+        turn and everything after it."""
+        field = self.query_one("#chat-input", Input)
+        if self.focused is not field or field.value:
+            return
+        last = next(
+            (i for i in range(len(self.history) - 1, -1, -1) if self.history[i]["role"] == "user"), None
+        )
+        if last is None:
+            return
+        self.stop_answer()
+        self.edit_from = last
+        field.value = self.history[last]["content"]
+        field.cursor_position = len(field.value)
+        self.query_one("#chat-figures", Static).update(
+            "editing the last question: enter sends it in its place"
+        )
+
+    def action_sources(self) -> None:
+        """The passages the last answer was given, with their text (its citations open here)."""
+        if not self.sources:
+            self.notify("The last answer was not from a collection.", severity="warning")
+            return
+        self.app.push_screen(SourcesScreen(self.sources))
+
     def action_keep(self) -> None:
         """Send the last stopped or looping answer back with the next turns after all."""
         turn = next((t for t in reversed(self.history) if _left_out(t)), None)
@@ -318,7 +371,7 @@ class PlaygroundScreen(Rating, BaseScreen):
 
     def action_clear(self) -> None:
         self.stop_answer()
-        self.history, self.answer, self.trace_id = [], "", None
+        self.history, self.answer, self.trace_id, self.sources, self.edit_from = [], "", None, [], None
         self.query_one("#chat-transcript", Static).update("New chat.")
         self.query_one("#chat-figures", Static).update("")
 
@@ -369,5 +422,5 @@ def _sources(extra: dict) -> str:
         f"  [yellow]dropped {escape(d['path'])}: reads as a prompt injection[/yellow]"
         for d in extra["dropped"]
     ]
-    lines.append("[dim]ctrl+t opens the trace[/dim]")
+    lines.append("[dim]ctrl+o shows the passages, ctrl+t the trace[/dim]")
     return "\n".join(lines)

@@ -92,6 +92,7 @@ def chat_with_collection(
                 "id": hit["id"],
                 "score": round(float(hit["score"]), 4),
                 "cited": number in cited,
+                "text": hit["text"],
             }
             for number, hit in enumerate(kept, start=1)
         ]
