@@ -183,7 +183,7 @@ def test_the_palette_runs_main_actions_and_help_opens_on_the_current_screen(work
             tabs = app.screen.query_one(TabbedContent)
             assert tabs.active == "help-traces", "help opens on the screen it was asked from"
             shown = str(app.screen.query_one("#help-traces Static").render())
-            assert "text in a prompt or answer" in shown
+            assert "text (in a prompt or answer)" in shown
             for pane in app.screen.query(TabPane):  # every line fits the box: no ragged wraps
                 text = str(pane.query_one(Static).render())
                 assert max(len(line) for line in text.splitlines()) <= HELP_WIDTH, pane.id

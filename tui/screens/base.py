@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events, on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widget import Widget
@@ -71,6 +72,7 @@ class NavBar(Widget):
 
 class BaseScreen(Screen):
     MODE = "home"
+    PANE_TITLES: dict[str, str] = {}  # selector -> the title in the pane's border
     shown_before = False  # whether the screen has been shown (and resumed) once already
 
     def compose_body(self) -> ComposeResult:
@@ -80,6 +82,11 @@ class BaseScreen(Screen):
         yield NavBar(self.MODE)
         yield from self.compose_body()
         yield Footer()
+
+    @on(events.Mount)
+    def _title_panes(self) -> None:
+        for selector, title in self.PANE_TITLES.items():
+            self.query_one(selector).border_title = title
 
     def on_worker_state_changed(self, event) -> None:
         # Worker messages do not bubble: hand them to the app's one error handler.

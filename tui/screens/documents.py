@@ -17,6 +17,7 @@ from tui.table import Table
 
 class DocumentsScreen(BaseScreen):
     MODE = "documents"
+    PANE_TITLES = {"#collections": "collections", "#hits": "search results", "#hit-preview-box": "passage"}
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh"), Binding("ctrl+f", "focus_search", "Search")]
 
     class Listed(Message):

@@ -43,6 +43,14 @@ def _fmt(value) -> str:
 
 class EvalsScreen(BaseScreen):
     MODE = "evals"
+    PANE_TITLES = {
+        "#ev-datasets": "datasets",
+        "#ev-runs": "runs",
+        "#ev-cases": "cases",
+        "#ev-case-box": "case",
+        "#ev-matrix": "cases x models",
+        "#ev-cell-box": "answer",
+    }
     BINDINGS = [
         Binding("ctrl+r", "refresh", "Refresh"),
         Binding("ctrl+b", "baseline", "Set baseline"),

@@ -18,6 +18,7 @@ TARGETS = ("langgraph", "litellm", "vllm", "otel")
 
 class ExportScreen(BaseScreen):
     MODE = "export"
+    PANE_TITLES = {"#export-files": "files", "#export-preview-box": "preview"}
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh"), Binding("ctrl+w", "write", "Write files")]
 
     class Listed(Message):

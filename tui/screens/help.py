@@ -92,7 +92,7 @@ Home shows the workspace, the doctor's checks and the next step.
   failures only""",
     "traces": """\
 [b]Traces[/b]
-  filters: name, model, text in a prompt or answer, status
+  filters: name, model, text (in a prompt or answer), status
   (ok / error / cancelled); new traces appear by themselves
   enter    the selected trace: its span tree; the trace's waterfall,
            or a span's attributes, messages and passages

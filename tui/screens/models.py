@@ -22,6 +22,13 @@ from tui.table import Table
 
 class ModelsScreen(BaseScreen):
     MODE = "models"
+    PANE_TITLES = {
+        "#models": "local models",
+        "#model-side": "fit plan",
+        "#hub": "Hub repos",
+        "#hub-quants": "quants",
+        "#cloud": "cloud endpoints",
+    }
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),
         Binding("l", "load", "Load"),

@@ -25,6 +25,7 @@ from tui.sources import SourcesScreen
 
 class PlaygroundScreen(Rating, BaseScreen):
     MODE = "playground"
+    PANE_TITLES = {"#chat-log": "chat"}
     RATING_SOURCE = "playground"
     BINDINGS = [
         Binding("ctrl+l", "clear", "New chat"),

@@ -38,6 +38,7 @@ COLUMNS = (
 
 class TracesScreen(Rating, BaseScreen):
     MODE = "traces"
+    PANE_TITLES = {"#traces": "traces", "#spans": "spans", "#span-pane": "detail"}
     RATING_SOURCE = "traces"
     AUTO_FOCUS = "#traces"  # the table, not the first filter field, when the screen comes back
     BINDINGS = [
@@ -75,9 +76,9 @@ class TracesScreen(Rating, BaseScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="filters"):
-            yield Input(placeholder="name contains", id="f-name")
-            yield Input(placeholder="model contains", id="f-model")
-            yield Input(placeholder="text in a prompt or answer", id="f-text")
+            yield _titled(Input(placeholder="contains", id="f-name"), "name")
+            yield _titled(Input(placeholder="contains", id="f-model"), "model")
+            yield _titled(Input(placeholder="in a prompt or answer", id="f-text"), "text")
             yield Select(
                 [("ok", "ok"), ("error", "error"), ("cancelled", "cancelled")],
                 prompt="any status",
@@ -237,12 +238,14 @@ class TracesScreen(Rating, BaseScreen):
 
     def _show_waterfall(self) -> None:
         if self.spans:
-            pane = self.query_one("#span-pane", VerticalScroll)
-            width = max(pane.size.width - 40, 10)
+            # name, bar and duration share the pane (less a scrollbar's 2 columns), narrow or wide
+            room = self.query_one("#span-pane", VerticalScroll).size.width - 2
+            names = max(12, min(26, room // 3))
+            bars = max(room - names - 13, 8)
             self.query_one("#span-detail", Static).update(
                 Group(
                     Text("waterfall (enter on a span: its detail)", style="bold"),
-                    waterfall(self.spans, width),
+                    waterfall(self.spans, bars, names),
                 )
             )
 
@@ -323,3 +326,8 @@ class TracesScreen(Rating, BaseScreen):
 
     def action_focus_filter(self) -> None:
         self.query_one("#f-name", Input).focus()
+
+
+def _titled(widget, title: str):
+    widget.border_title = title
+    return widget

@@ -27,6 +27,7 @@ TABLES = ("by", "latency", "escalation_reasons", "refusals", "errors", "workflow
 
 class UsageScreen(BaseScreen):
     MODE = "usage"
+    PANE_TITLES = {"#usage-headline": "summary", "#usage-chart": "cost per day"}
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),
         Binding("s", "toggle_sql", "SQL"),

@@ -24,6 +24,12 @@ TEMPLATES = ("rag", "router", "agent")
 
 class WorkflowsScreen(Rating, BaseScreen):
     MODE = "workflows"
+    PANE_TITLES = {
+        "#workflows": "workflows",
+        "#wf-graph-box": "graph",
+        "#wf-log": "run log",
+        "#wf-answer-box": "answer",
+    }
     RATING_SOURCE = "workflows"
     BINDINGS = [
         Binding("ctrl+r", "refresh", "Refresh"),
