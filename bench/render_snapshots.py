@@ -4,6 +4,8 @@ in any virtualenv), and a monospace font: the snapshots name Fira Code, which is
 here, so DejaVu Sans Mono stands in (a proportional fallback misaligns every line).
 
     python bench/render_snapshots.py OUT_DIR [NAME_PART ...]   e.g. traces-160x48 evals-160x48
+
+bench/renders/ holds three of them (Traces and Usage at 160x48, Home at 100x30).
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ def test_the_playground_shows_the_calls_a_model_makes_and_their_results(model_wo
             await settle(app, pilot)
             transcript = text_of(app, "#chat-transcript")
             assert 'tool calculator({"expression": "17 * 23"}) -> 391' in transcript
-            assert "model: It is 391." in transcript
+            assert "model\nIt is 391." in transcript  # the speaker, then the answer as Markdown
             assert [m["role"] for m in app.screen.history] == ["user", "assistant", "tool", "assistant"]
             return app.screen.trace_id
 

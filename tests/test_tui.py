@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 from textual.content import Content
 from textual.widgets import DataTable, Input, Static, Tree
+from textual.worker import WorkerCancelled
 
 from tui.app import WorkbenchApp
 from tui.screens.evals import EvalsScreen
@@ -27,9 +28,15 @@ def run(coro):
 
 
 async def settle(app, pilot) -> None:
-    """Wait for workers and for the messages they posted, instead of sleeping."""
+    """Wait for workers and for the messages they posted, instead of sleeping. A worker that a
+    newer one of its exclusive group cancelled (a second highlight while a plan was read) is not
+    waited for: the newer one is."""
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        for worker in list(app.workers):
+            try:
+                await worker.wait()
+            except WorkerCancelled:
+                pass
         await pilot.pause()
 
 

@@ -304,3 +304,26 @@ def test_documents_and_models_are_current_when_shown_again(model_workspace, tmp_
 
     run(scenario())
     service.models.close()
+
+
+def test_evals_lists_datasets_added_meanwhile_when_shown_again(workspace):
+    service = Service(workspace.root)
+    (service.evals.dir / "first.jsonl").write_text('{"id": "a", "input": "hi", "expected": "hello"}\n')
+
+    async def scenario():
+        app = WorkbenchApp(service)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("6")
+            await settle(app, pilot)
+            datasets = app.screen.query_one("#ev-datasets", DataTable)
+            assert datasets.row_count == 1
+            await pilot.press("escape", "1")
+            await settle(app, pilot)
+            (service.evals.dir / "second.jsonl").write_text('{"id": "b", "input": "yo", "expected": "hey"}\n')
+            await pilot.press("escape", "6")
+            await settle(app, pilot)
+            names = [str(datasets.get_row_at(i)[0]) for i in range(datasets.row_count)]
+            assert sorted(names) == ["first", "second"]
+            assert app.screen.dataset == "first", "the dataset picked before stays picked"
+
+    run(scenario())

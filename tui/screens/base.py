@@ -7,7 +7,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
+from textual.widgets import Footer, Select
 
 NAVIGATION = (
     ("1", "home", "Home"),
@@ -86,7 +86,10 @@ class BaseScreen(Screen):
     @on(events.Mount)
     def _title_panes(self) -> None:
         for selector, title in self.PANE_TITLES.items():
-            self.query_one(selector).border_title = title
+            widget = self.query_one(selector)
+            if isinstance(widget, Select):  # a Select draws its border on its inner box
+                widget = widget.query_one("SelectCurrent")
+            widget.border_title = title
 
     def on_worker_state_changed(self, event) -> None:
         # Worker messages do not bubble: hand them to the app's one error handler.

@@ -17,6 +17,7 @@ COLUMNS = 4
 
 class CompareScreen(Rating, BaseScreen):
     MODE = "compare"
+    PANE_TITLES = {"#cmp-models": "models", "#cmp-prompt": "prompt"}
     RATING_SOURCE = "compare"
     BINDINGS = RATING_BINDINGS
 

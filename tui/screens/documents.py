@@ -17,7 +17,16 @@ from tui.table import Table
 
 class DocumentsScreen(BaseScreen):
     MODE = "documents"
-    PANE_TITLES = {"#collections": "collections", "#hits": "search results", "#hit-preview-box": "passage"}
+    PANE_TITLES = {
+        "#collections": "collections",
+        "#hits": "search results",
+        "#hit-preview-box": "passage",
+        "#ingest-path": "file or folder",
+        "#ingest-collection": "into collection",
+        "#search-query": "search",
+        "#search-mode": "mode",
+        "#search-rerank": "rerank",
+    }
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh"), Binding("ctrl+f", "focus_search", "Search")]
 
     class Listed(Message):

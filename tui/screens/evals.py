@@ -50,6 +50,9 @@ class EvalsScreen(BaseScreen):
         "#ev-case-box": "case",
         "#ev-matrix": "cases x models",
         "#ev-cell-box": "answer",
+        "#ev-models": "models",
+        "#ev-workflow": "workflow",
+        "#ev-judge": "judge",
     }
     BINDINGS = [
         Binding("ctrl+r", "refresh", "Refresh"),
@@ -97,6 +100,8 @@ class EvalsScreen(BaseScreen):
         self.trace_id: str | None = None
         self.stop_event = threading.Event()  # of the run in flight: set by ctrl+s
         self.matrix: dict | None = None
+        self.listed: tuple | None = None  # the datasets and runs on the tables
+        self.restoring: str | None = None  # set while rebuilt tables find their rows again
         self.failures_only = False
 
     def compose_body(self) -> ComposeResult:
@@ -149,7 +154,25 @@ class EvalsScreen(BaseScreen):
     def load_lists(self) -> None:
         self.post_message(self.Listed(self.service.evals.datasets(), self.service.evals.runs()))
 
+    def on_screen_resume(self) -> None:
+        # Shown again: datasets added and runs made meanwhile (the CLI, another terminal) are
+        # listed. Not on the first showing: on_mount has just listed them.
+        if self.shown_before:
+            self.load_lists()
+        self.shown_before = True
+
     def on_evals_screen_listed(self, message: Listed) -> None:
+        listed = (
+            [(d["name"], d["cases"], d["problem"]) for d in message.datasets],
+            [(r["run_id"], r["status"], r["results"]) for r in message.runs],
+        )
+        if listed == self.listed:
+            return  # nothing changed: the cursors and the run on show stay as they are
+        self.listed = listed
+        # Rebuilt tables put their cursors on row 0, and a highlighted run is shown: until the
+        # cursor is back on the run on show, those highlights are not the user's.
+        self.restoring = self.run_id
+        self.call_after_refresh(setattr, self, "restoring", None)
         datasets = self.query_one("#ev-datasets", DataTable)
         datasets.clear()
         for row in message.datasets:
@@ -178,13 +201,22 @@ class EvalsScreen(BaseScreen):
             )
         if message.runs and self.run_id is None:
             self.show_run(message.runs[0]["run_id"])
+        keys = [r["run_id"] for r in message.runs]
+        if self.run_id in keys:
+            runs.move_cursor(row=keys.index(self.run_id), animate=False)
+        names = [d["name"] for d in message.datasets]
+        if self.dataset in names:
+            datasets.move_cursor(row=names.index(self.dataset), animate=False)
 
     @on(DataTable.RowHighlighted, "#ev-datasets")
     def pick_dataset(self, event: DataTable.RowHighlighted) -> None:
-        self.dataset = str(event.row_key.value)
+        if self.restoring is None:
+            self.dataset = str(event.row_key.value)
 
     @on(DataTable.RowHighlighted, "#ev-runs")
     def pick_run(self, event: DataTable.RowHighlighted) -> None:
+        if self.restoring is not None:
+            return
         if event.row_key.value and event.row_key.value != self.run_id:
             self.show_run(str(event.row_key.value))
 

@@ -18,7 +18,12 @@ TARGETS = ("langgraph", "litellm", "vllm", "otel")
 
 class ExportScreen(BaseScreen):
     MODE = "export"
-    PANE_TITLES = {"#export-files": "files", "#export-preview-box": "preview"}
+    PANE_TITLES = {
+        "#export-files": "files",
+        "#export-preview-box": "preview",
+        "#export-workflow": "workflow",
+        "#export-target": "target",
+    }
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh"), Binding("ctrl+w", "write", "Write files")]
 
     class Listed(Message):

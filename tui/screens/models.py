@@ -28,6 +28,7 @@ class ModelsScreen(BaseScreen):
         "#hub": "Hub repos",
         "#hub-quants": "quants",
         "#cloud": "cloud endpoints",
+        "#hub-query": "Hub search",
     }
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),

@@ -27,7 +27,12 @@ TABLES = ("by", "latency", "escalation_reasons", "refusals", "errors", "workflow
 
 class UsageScreen(BaseScreen):
     MODE = "usage"
-    PANE_TITLES = {"#usage-headline": "summary", "#usage-chart": "cost per day"}
+    PANE_TITLES = {
+        "#usage-headline": "summary",
+        "#usage-chart": "cost per day",
+        "#usage-since": "window",
+        "#usage-group": "group",
+    }
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),
         Binding("s", "toggle_sql", "SQL"),

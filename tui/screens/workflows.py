@@ -29,6 +29,9 @@ class WorkflowsScreen(Rating, BaseScreen):
         "#wf-graph-box": "graph",
         "#wf-log": "run log",
         "#wf-answer-box": "answer",
+        "#wf-new-name": "new workflow",
+        "#wf-template": "template",
+        "#wf-input": "input",
     }
     RATING_SOURCE = "workflows"
     BINDINGS = [
