@@ -15,6 +15,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Select, Static
 
+from tui.screens.base import set_border_title
+
 __all__ = ["RATING_BINDINGS", "Rating", "RateNote"]
 
 RATING_BINDINGS = [
@@ -42,19 +44,18 @@ class RateNote(ModalScreen[tuple[str | None, str] | None]):
                     allow_blank=False,
                     id="rate-subject",
                 )
-                subject.border_title = "whose answer"
                 yield subject
             note = Input(placeholder="optional: enter saves, escape cancels", id="rate-note")
-            note.border_title = "note"
             yield note
 
     def on_mount(self) -> None:
         # Focus follows the order on screen: the answer to rate first (when there is a choice),
         # then tab to the note. Starting in the note sent a user's tab back to the choice, and
         # the note typed then went to the choice.
+        set_border_title(self.query_one("#rate-note", Input), "note")
         if self.subjects:
             select = self.query_one("#rate-subject", Select)
-            select.query_one("SelectCurrent").border_title = select.border_title
+            set_border_title(select, "whose answer")
             select.focus()
         else:
             self.query_one("#rate-note", Input).focus()

@@ -70,6 +70,13 @@ class NavBar(Widget):
         return navigation_line(self.current, self.size.width)
 
 
+def set_border_title(widget, title: str) -> None:
+    """The title in a pane's or field's border (a Select draws its border on its inner box)."""
+    if isinstance(widget, Select):
+        widget = widget.query_one("SelectCurrent")
+    widget.border_title = title
+
+
 class BaseScreen(Screen):
     MODE = "home"
     PANE_TITLES: dict[str, str] = {}  # selector -> the title in the pane's border
@@ -86,10 +93,7 @@ class BaseScreen(Screen):
     @on(events.Mount)
     def _title_panes(self) -> None:
         for selector, title in self.PANE_TITLES.items():
-            widget = self.query_one(selector)
-            if isinstance(widget, Select):  # a Select draws its border on its inner box
-                widget = widget.query_one("SelectCurrent")
-            widget.border_title = title
+            set_border_title(self.query_one(selector), title)
 
     def on_worker_state_changed(self, event) -> None:
         # Worker messages do not bubble: hand them to the app's one error handler.

@@ -6,6 +6,7 @@ the model may call them: each call and its result show in the transcript as they
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 
 from rich.console import Group
 from rich.markdown import Markdown
@@ -25,7 +26,17 @@ from tui.sources import SourcesScreen
 
 class PlaygroundScreen(Rating, BaseScreen):
     MODE = "playground"
-    PANE_TITLES = {"#chat-log": "chat"}
+    PANE_TITLES = {
+        "#chat-log": "chat",
+        "#chat-model": "model",
+        "#chat-temperature": "temperature",
+        "#chat-max-tokens": "max tokens",
+        "#chat-system": "system prompt",
+        "#chat-collection": "collection",
+        "#chat-k": "k",
+        "#chat-mode": "search",
+        "#chat-tools": "tools",
+    }
     RATING_SOURCE = "playground"
     BINDINGS = [
         Binding("ctrl+l", "clear", "New chat"),
@@ -69,25 +80,20 @@ class PlaygroundScreen(Rating, BaseScreen):
     def compose_body(self) -> ComposeResult:
         # Two rows, each field titled in its border: one row of 160 columns was cut at 100.
         with Horizontal(id="chat-settings"):
-            yield _titled(Select([], prompt="pick a model", id="chat-model"), "model")
-            yield _titled(Input("0.7", id="chat-temperature", type="number"), "temperature")
-            yield _titled(Input("256", id="chat-max-tokens", type="integer"), "max tokens")
-            yield _titled(Input(placeholder="optional", id="chat-system"), "system prompt")
+            yield Select([], prompt="pick a model", id="chat-model")
+            yield Input("0.7", id="chat-temperature", type="number")
+            yield Input("256", id="chat-max-tokens", type="integer")
+            yield Input(placeholder="optional", id="chat-system")
         with Horizontal(id="chat-grounding"):
-            yield _titled(Select([], prompt="none", id="chat-collection"), "collection")
-            yield _titled(Input("4", id="chat-k", type="integer"), "k")
-            yield _titled(
-                Select(
-                    [("hybrid", "hybrid"), ("vector", "vector"), ("text", "text")],
-                    value="hybrid",
-                    allow_blank=False,
-                    id="chat-mode",
-                ),
-                "search",
+            yield Select([], prompt="none", id="chat-collection")
+            yield Input("4", id="chat-k", type="integer")
+            yield Select(
+                [("hybrid", "hybrid"), ("vector", "vector"), ("text", "text")],
+                value="hybrid",
+                allow_blank=False,
+                id="chat-mode",
             )
-            yield _titled(
-                Input(placeholder="calculator, ... (`workbench tools list`)", id="chat-tools"), "tools"
-            )
+            yield Input(placeholder="calculator, ... (`workbench tools list`)", id="chat-tools")
         with VerticalScroll(id="chat-log"):
             yield Static("Pick a model, type below and press enter.", id="chat-transcript")
         yield Static("", id="chat-figures")
@@ -97,8 +103,6 @@ class PlaygroundScreen(Rating, BaseScreen):
         )
 
     def on_mount(self) -> None:
-        for select in self.query(Select):  # a Select draws its border on its inner box
-            select.query_one("SelectCurrent").border_title = select.border_title
         self.load_models()
         self.query_one("#chat-input", Input).focus()
 
@@ -382,8 +386,10 @@ def _left_out(turn: dict) -> str | None:
     return "stopped" if turn.get("stopped") else "looping" if turn.get("looping") else None
 
 
+@lru_cache(maxsize=256)
 def _markdown(text: str) -> Markdown:
-    """An answer as the model meant it: Markdown, code blocks highlighted."""
+    """An answer as the model meant it: Markdown, code blocks highlighted. Cached by text: the
+    transcript is drawn again for every streamed piece, and finished turns need no new parse."""
     return Markdown(text, code_theme="monokai", hyperlinks=False)
 
 
@@ -395,11 +401,6 @@ def _spaced(parts: list) -> list:
             spaced.append(Text(""))
         spaced.append(part)
     return spaced
-
-
-def _titled(widget, title: str):
-    widget.border_title = title
-    return widget
 
 
 def _tool_line(tool: str, arguments: str, output: str) -> str:

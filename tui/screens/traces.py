@@ -38,7 +38,14 @@ COLUMNS = (
 
 class TracesScreen(Rating, BaseScreen):
     MODE = "traces"
-    PANE_TITLES = {"#traces": "traces", "#spans": "spans", "#span-pane": "detail"}
+    PANE_TITLES = {
+        "#traces": "traces",
+        "#spans": "spans",
+        "#span-pane": "detail",
+        "#f-name": "name",
+        "#f-model": "model",
+        "#f-text": "text",
+    }
     RATING_SOURCE = "traces"
     AUTO_FOCUS = "#traces"  # the table, not the first filter field, when the screen comes back
     BINDINGS = [
@@ -76,9 +83,9 @@ class TracesScreen(Rating, BaseScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="filters"):
-            yield _titled(Input(placeholder="contains", id="f-name"), "name")
-            yield _titled(Input(placeholder="contains", id="f-model"), "model")
-            yield _titled(Input(placeholder="in a prompt or answer", id="f-text"), "text")
+            yield Input(placeholder="contains", id="f-name")
+            yield Input(placeholder="contains", id="f-model")
+            yield Input(placeholder="in a prompt or answer", id="f-text")
             yield Select(
                 [("ok", "ok"), ("error", "error"), ("cancelled", "cancelled")],
                 prompt="any status",
@@ -326,8 +333,3 @@ class TracesScreen(Rating, BaseScreen):
 
     def action_focus_filter(self) -> None:
         self.query_one("#f-name", Input).focus()
-
-
-def _titled(widget, title: str):
-    widget.border_title = title
-    return widget
