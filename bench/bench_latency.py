@@ -1,5 +1,5 @@
 """The waits a user feels, SmolLM2 on this machine's CPU, each against llama.cpp's own server in
-the same run: `workbench serve` (its defaults: 4 slots of 4,096 tokens, 2 threads, flash
+the same run: `workbench serve --parallel 8` (8 slots of 4,096 tokens, 2 threads, flash
 attention, the prompt cache) and `llama-server` built from the llama.cpp that llama-cpp-python
 vendors (bench_batching.py builds it), started with the same slots, context, threads and flash
 attention, `cache_prompt` on (its default). Both streamed over HTTP on loopback, greedy.
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MODELS = ROOT / ".test-models"
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
-THREADS, CTX, SLOTS = 2, 4096, 4  # the gateway's defaults on this machine
+THREADS, CTX, SLOTS = 2, 4096, 8  # `serve --parallel 8`, as the issue's llama-server -np 8
 ANSWER_TOKENS = 48
 THINK_S = float(os.environ.get("BENCH_THINK_S", "3"))
 
@@ -182,6 +182,7 @@ class Gateway:
         self.env = {**env, "WORKBENCH_PROMPT_CACHE": "on" if cache else "off"}
         self.url = f"http://127.0.0.1:{port}"
         serve = [str(BIN / "workbench"), "serve", "--port", str(port), "--background"]
+        serve += ["--parallel", str(SLOTS), "--ctx", str(CTX)]
         subprocess.run(serve, env=self.env, check=True, capture_output=True)
         stream(self.url, [{"role": "user", "content": "hi"}], 1)  # the model loads on first use
 

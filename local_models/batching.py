@@ -22,8 +22,11 @@ that gives other low bits, and so, at temperature 0, sometimes another next toke
 groups rows by 4 or 8 from a decode's first row in the repacked matmuls (Q4_K). So a prompt
 decoded fresh is cut on llama.cpp's own grid; a kept prefix is reused only up to a point on
 an ALIGN grid that leaves TILE rows or more to decode, and only the rows its first decode
-computed in such chunks; an answer, decoded a token at a time, is decoded again as such a
-chunk while the model is idle (Batcher.warm), so a chat's next turn finds it too. On a GPU,
+computed in such chunks. A prompt shorter than TILE, decoded fresh in one chunk of one-row
+attention, reuses the rows another such prompt kept and decodes the rest (SHORT_REST rows or
+more) in one chunk: many short requests that share their instructions (an eval, an agent)
+read those once. An answer, decoded a token at a time, is decoded again as a chunk of TILE
+rows or more while the model is idle (Batcher.warm), so a chat's next turn finds it too. On a GPU,
 whose kernels depend on the batch in other ways, a slot reuses whole ubatches only: the
 same cuts as a fresh decode. A model with a sliding-window cache (Gemma 3) reuses a prefix
 only while the prompt fits in its window.
@@ -51,6 +54,10 @@ TILE = 64
 ALIGN = 16
 """Repacked matmuls (Q4_K on AVX2) take a decode's rows in groups of 4 or 8 from its first,
 and the last incomplete group another way: a cut of a cached decode starts on this grid."""
+SHORT_REST = 16
+"""Rows a short prompt (fewer than TILE) decodes after a reused prefix, at least: with fewer,
+repacked Q4_K matmuls (Gemma 3) gave other low bits than the prompt's fresh decode (4 of 13
+cuts leaving 3 to 7 rows differed; 73 of 73 leaving 9 or more were bit-identical)."""
 
 
 @dataclass(frozen=True)
@@ -70,21 +77,29 @@ class Plan:
     def keep(self, size: int) -> int:
         """How many first rows of a decoded ``size``-token prompt a later prompt may reuse."""
         if self.free_cuts:
-            end = self.tiled_end(size)
+            end = self.tiled_end(size) if size >= TILE else size  # a short prompt: its one chunk
             return end - end % ALIGN
         return size - size % self.ubatch
 
-    def reusable(self, common: int, size: int) -> int:
-        """Of ``common`` kept rows a ``size``-token prompt starts with, how many it reuses."""
-        if self.free_cuts:
-            reused = min(common, self.tiled_end(size) - TILE)
-            return max(0, reused - reused % ALIGN)
-        return common - common % self.ubatch
+    def reusable(self, common: int, size: int, held: int) -> int:
+        """Of ``common`` rows a ``size``-token prompt shares with the ``held`` rows a slot
+        kept, how many it reuses. A prompt shorter than TILE is decoded fresh in one chunk of
+        one-row attention (as its kept rows were, fewer than TILE of them): it reuses a prefix
+        that leaves SHORT_REST rows or more to decode in one chunk. A longer one reuses only
+        rows decoded in the tiled path, as long as TILE rows or more are left."""
+        if not self.free_cuts:
+            return common - common % self.ubatch
+        if (size < TILE) != (held < TILE):  # the kept rows went through the other path
+            return 0
+        reused = min(common, size - SHORT_REST if size < TILE else self.tiled_end(size) - TILE)
+        return max(0, reused - reused % ALIGN)
 
     def chunk_end(self, start: int, size: int) -> int:
         """Where the chunk of a ``size``-token prompt that starts at ``start`` ends."""
         if start % self.ubatch == 0:  # llama.cpp's own cut
             return min(start + self.ubatch, size)
+        if size < TILE:  # the rest of a short prompt whose start was reused: one chunk
+            return size
         end = self.tiled_end(size)  # start is a reused prefix's end (free_cuts), TILE or more before
         chunks = -(-(end - start) // self.ubatch)
         step = -(-(end - start) // chunks)  # even chunks of TILE rows or more, on ALIGN
@@ -92,7 +107,9 @@ class Plan:
 
     def warm_span(self, held: int, total: int) -> tuple[int, int] | None:
         """The cells [start, end) to decode again so that more of a slot's ``total`` tokens
-        are kept, ``held`` of them already; None when that would not add any."""
+        are kept, ``held`` of them already; None when that would not add any. Rows kept from a
+        short prompt (fewer than TILE) went through one-row attention: decoded again with the
+        rest, in the tiled path, as the longer prompt of the next turn decodes them fresh."""
         if not self.free_cuts:
             return (
                 (held, held + self.ubatch)
@@ -100,11 +117,12 @@ class Plan:
                 else None
             )
         end = total - total % ALIGN
-        if end - held > min(3 * TILE, self.ubatch):  # short decodes: the model stays quick to answer
-            end = held + min(2 * TILE, self.ubatch - self.ubatch % ALIGN)
+        start = held if held >= TILE else 0
+        if end - start > min(3 * TILE, self.ubatch):  # short decodes: the model stays quick to answer
+            end = start + min(2 * TILE, self.ubatch - self.ubatch % ALIGN)
         if end <= held or end < TILE:
             return None
-        start = min(held, end - TILE)
+        start = min(start, end - TILE)
         return start - start % ALIGN, end
 
 
@@ -198,7 +216,7 @@ class Batcher:
         self.pending.pop(slot, None)
         held = self.held.pop(slot, [])
         common = min(_common(held, prompt), len(prompt) - 1) if reuse else 0
-        common = self.plan.reusable(common, len(prompt))
+        common = self.plan.reusable(common, len(prompt), len(held))
         if common > 0 and not self._window_kept(slot, len(prompt)):
             common = 0
         if common > 0 and self.C.llama_memory_seq_rm(self.memory, slot, common, -1):
@@ -385,6 +403,10 @@ class Batcher:
                 # Only the rows a later prompt may reuse (Plan.keep): an answer's tokens were
                 # decoded one at a time, by other kernels.
                 kept = min(s.prefilled, len(s.held), self.plan.keep(len(s.prompt)))
+                if self.plan.free_cuts and len(s.prompt) >= TILE > kept:
+                    # tiled rows (a prompt stopped early), too few to be told from a short
+                    # prompt's one-row ones, which Plan.reusable tells by their number
+                    kept = 0
                 self.held[s.seq_id] = s.held[:kept]
                 tail = s.held[kept:] + ([s.last_token] if s.last_token >= 0 else [])
                 if self.n_swa == 0:  # a sliding window would have to drop cells on the way

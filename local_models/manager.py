@@ -44,6 +44,9 @@ class ModelManager:
         self._requested: dict[str, LoadOptions] = {}
         self._lock = threading.Lock()
         self._cpu_turns = _CpuTurns()
+        self.defaults = LoadOptions()
+        """What a model loads with when its caller names no options (`workbench serve --parallel
+        --ctx` sets them for the gateway's models)."""
 
     def loaded(self) -> list[str]:
         return list(self._models)
@@ -60,14 +63,16 @@ class ModelManager:
                 return model
             if model is not None:
                 self._unload_locked(info.alias)
-            self._requested[info.alias] = options or LoadOptions()
-            options = self._with_gpu_layers(info, options or LoadOptions())
+            self._requested[info.alias] = options or self.defaults
+            options = self._with_gpu_layers(info, options or self.defaults)
             self._make_room(info.size_bytes)
             with self.tracer.span(
                 "model.load", "model", {A.REQUEST_MODEL: info.alias, A.PROVIDER: "llama.cpp"}
             ) as span:
                 model = LocalModel(info.alias, info.path, options)
                 span.set("workbench.hardware", model.hardware)
+                span.set("workbench.slots", model.parallel)
+                span.set("workbench.context", model.context_length)
             self._models[info.alias] = model
             return model
 

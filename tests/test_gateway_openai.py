@@ -339,6 +339,33 @@ def test_errors_as_openai_gives_them(gateway, model_workspace):  # noqa: F811
     assert len(embed.embeddings.create(model="minilm", input="x", dimensions=384).data[0].embedding) == 384
 
 
+def test_serve_sets_the_slots_and_context_of_its_local_models(model_workspace):
+    """`serve --parallel 2 --ctx 512`, as llama-server's -np 2 -c 1024: each local model loads
+    with 2 slots of 512 tokens; a prompt past 512 is refused before any token."""
+    from tests.conftest import run_cli
+    from tests.test_server import free_port
+
+    port = free_port()
+    run_cli("serve", "--port", str(port), "--background", "--parallel", "2", "--ctx", "512", check=True)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    ask = {"model": "smollm2", "max_tokens": 4, "temperature": 0}
+    try:
+        short = httpx.post(url, json=ask | {"messages": [{"role": "user", "content": "Hi"}]}, timeout=120)
+        long = [{"role": "user", "content": "river tea index " * 300}]
+        refused = httpx.post(url, json=ask | {"messages": long}, timeout=120)
+    finally:
+        run_cli("serve", "--stop")
+    assert short.status_code == 200, short.text
+    assert refused.status_code == 400 and "holds 512" in refused.json()["error"]["message"]
+    service = Service(model_workspace.root)
+    service.store.compact()
+    _, rows = service.store.sql("SELECT attributes FROM spans WHERE name = 'model.load'", limit=10)
+    loads = [json.loads(row[0]) for row in rows]
+    assert {(a["workbench.slots"], a["workbench.context"]) for a in loads} == {(2, 512)}, loads
+    bad = run_cli("serve", "--parallel", "0")
+    assert bad.returncode != 0 and "--parallel" in bad.stderr
+
+
 def test_rerank_scores_as_sentence_transformers_does(model_workspace, fetched_models, tmp_path):
     import torch
     from sentence_transformers import CrossEncoder

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from local_models.batching import ALIGN, TILE, Plan
+from local_models.batching import ALIGN, SHORT_REST, TILE, Plan
 from local_models.llama_backend import LoadOptions, LocalModel
 from local_models.types import GenerationParams
 from workbench.core.errors import ContextLengthExceeded
@@ -85,7 +85,8 @@ def test_a_chat_reads_only_its_new_turn_and_answers_as_a_fresh_model(models):
     assert hits[0] == 0 and all(h % ALIGN == 0 for h in hits), hits
     for earlier, later in zip(answers, answers[1:]):
         # all the earlier prompt's rows the plan keeps, and, warmed, its answer's as well
-        assert later.cached_tokens >= plan.reusable(plan.keep(earlier.input_tokens), later.input_tokens), hits
+        kept = plan.keep(earlier.input_tokens)
+        assert later.cached_tokens >= plan.reusable(kept, later.input_tokens, kept), hits
     long_answers = [i for i, a in enumerate(answers[:-1]) if a.output_tokens >= TILE]
     assert long_answers, [a.output_tokens for a in answers]
     assert any(hits[i + 1] > answers[i].input_tokens for i in long_answers), hits
@@ -179,6 +180,47 @@ def test_answers_are_llama_cpp_pythons_fresh_ones(models):
     theirs.close()
 
 
+@pytest.mark.parametrize("name", [SMOLLM2, "gemma-3-270m-q4_k_m.gguf"])
+def test_short_prompts_reuse_their_shared_start_and_answer_as_llama_cpp_python(name, fetched_models):
+    """Prompts shorter than TILE (an eval's cases, an agent's steps) that start alike reuse
+    that start, and each answer is still the one llama-cpp-python's Llama gives the prompt
+    decoded fresh: SmolLM2's Q4_1, and Gemma 3's repacked Q4_K, whose matmuls are the ones
+    that need SHORT_REST rows."""
+    import llama_cpp
+
+    cached = LocalModel("short", fetched_models / name, LoadOptions(n_ctx=512, parallel=2))
+    fresh = LocalModel("fresh", fetched_models / name, LoadOptions(n_ctx=512, parallel=1, prompt_cache=False))
+    scored = replace(GREEDY, top_logprobs=1)
+    theirs = llama_cpp.Llama(
+        str(fetched_models / name), n_ctx=512, flash_attn=True, n_threads=cached.n_threads, verbose=False
+    )
+    shared = theirs.tokenize(
+        b"You answer questions about the notes in one word, plainly, and never make up a word. Question:"
+    )
+    words = "river tea index vector lance duck green model cache steeped pressure bar sea".split()
+    hits = []
+    try:
+        for i in range(12):
+            question = " ".join(words[(i * 5 + k) % len(words)] for k in range(3 + (i * 7) % 26))
+            tokens = shared + theirs.tokenize(f" {question}?".encode(), add_bos=False)
+            tokens = tokens[: TILE - 1]
+            theirs.reset()  # its own prefix cache off: a fresh decode
+            expected = theirs.create_completion(list(tokens), temperature=0.0, max_tokens=GREEDY.max_tokens)
+            # the same bits, not only the same tokens: every log-probability of the answer
+            exact = [e["logprob"] for e in fresh.complete(list(tokens), scored).result.token_logprobs]
+            for _ in range(2):  # asked again, it reuses all but its last SHORT_REST rows or so
+                ours = cached.complete(list(tokens), scored).result
+                assert ours.text == expected["choices"][0]["text"], (i, len(tokens), ours.cached_tokens)
+                assert [e["logprob"] for e in ours.token_logprobs] == exact, (i, ours.cached_tokens)
+                hits.append((len(tokens), ours.cached_tokens))
+    finally:
+        cached.close()
+        fresh.close()
+        theirs.close()
+    assert all(hit % ALIGN == 0 and (hit == 0 or size - hit >= SHORT_REST) for size, hit in hits), hits
+    assert sum(hit > 0 for _, hit in hits) >= 16 and max(hit for _, hit in hits) >= 32, hits
+
+
 def test_off_means_nothing_is_kept(models):
     _, fresh = models
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hello."}]
@@ -187,16 +229,18 @@ def test_off_means_nothing_is_kept(models):
     assert fresh.chat(messages, GREEDY).result.cached_tokens == 0 and fresh.reused_tokens == 0
 
 
-def _rows(plan: Plan, size: int, start: int = 0) -> list[tuple[bool, bool]]:
+def _rows(plan: Plan, size: int, start: int = 0) -> list[tuple[bool, bool, bool]]:
     """How a decode from ``start`` computes each row of a ``size``-token prompt: in a chunk of
-    TILE rows or more (flash attention's tiled path), and in the last incomplete group of 8 of
-    its chunk (the repacked matmul's leftover rows); asserts each chunk fits a ubatch."""
+    TILE rows or more (flash attention's tiled path), in the last incomplete group of 8 of its
+    chunk (the repacked matmul's leftover rows), and in a chunk of fewer than SHORT_REST rows
+    (where Gemma's Q4_K matmuls gave other bits); asserts each chunk fits a ubatch."""
     rows = []
     while start < size:
         end = plan.chunk_end(start, size)
         assert start < end <= start + plan.ubatch, (size, start, end)
         leftover = end - (end - start) % 8
-        rows += [(end - start >= TILE, row >= leftover) for row in range(start, end)]
+        small = end - start < SHORT_REST
+        rows += [(end - start >= TILE, row >= leftover, small) for row in range(start, end)]
         start = end
     return rows
 
@@ -213,11 +257,14 @@ def test_a_reused_prefix_is_computed_as_a_fresh_decode_computes_it(plan):
             min(e, old) for e in range(plan.ubatch, old + plan.ubatch, plan.ubatch)
         ]
         kept = plan.keep(old)
-        assert all(tiled and not leftover for tiled, leftover in fresh_old[:kept]) or not plan.free_cuts
-        for new in range(2, 1300, 11):
+        # kept: rows of complete groups, all of the tiled path, or all of one-row attention
+        # when the prompt was short (a slot tells them apart by their number)
+        assert not any(leftover for _, leftover, _ in fresh_old[:kept]) or not plan.free_cuts
+        assert {tiled for tiled, _, _ in fresh_old[:kept]} <= {kept >= TILE} or not plan.free_cuts
+        for new in [*range(2, 1300, 11), *range(16, TILE)]:
             fresh = _rows(plan, new)
             for common in {min(kept, new - 1), min(kept, new - 1) // 2, min(kept, new - 1) - 5}:
-                reused = plan.reusable(max(common, 0), new)
+                reused = plan.reusable(max(common, 0), new, kept)
                 assert 0 <= reused <= max(common, 0) and reused < new
                 cached = fresh_old[:reused] + _rows(plan, new, reused)
                 assert cached == fresh, (old, new, common, reused)

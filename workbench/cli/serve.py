@@ -21,10 +21,24 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True)
+@click.option(
+    "--parallel",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Requests each local model answers at once, decoded together (llama-server's -np).",
+)
+@click.option(
+    "--ctx",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(256),
+    help="Tokens of context per request (each slot's KV cache; memory grows with --parallel).",
+)
 @click.option("--background", is_flag=True, help="Start it detached; its log goes to <workspace>/server.log.")
 @click.option("--stop", is_flag=True, help="Stop the workspace's background gateway.")
 @click.pass_obj
-def serve(obj: Context, host: str, port: int, background: bool, stop: bool) -> None:
+def serve(obj: Context, host: str, port: int, parallel: int, ctx: int, background: bool, stop: bool) -> None:
     """An OpenAI-compatible API over this workspace's models, router and traces: point any
     OpenAI client at http://HOST:PORT/v1. Off loopback it needs [server] keys."""
     from workbench.server.state import alive, clear_state, read_state
@@ -56,13 +70,14 @@ def serve(obj: Context, host: str, port: int, background: bool, stop: bool) -> N
         )
     tokens = _tokens(service, host)
     if background:
-        _start_background(obj, host, port)
+        _start_background(obj, host, port, ["--parallel", str(parallel), "--ctx", str(ctx)])
         return
     import uvicorn
 
     from workbench.server.app import create_app
     from workbench.server.state import write_state
 
+    service.set_load_defaults(ctx, parallel)
     config = service.config.server
     app = create_app(
         service,
@@ -102,12 +117,12 @@ def _tokens(service, host: str) -> dict[str, str]:
     return {os.environ[name]: name for name in names}
 
 
-def _start_background(obj: Context, host: str, port: int) -> None:
+def _start_background(obj: Context, host: str, port: int, options: list[str]) -> None:
     from workbench.server.state import alive, read_state
 
     root = obj.service.workspace.root
     argv = [sys.argv[0], "--workspace", str(root)] + (["--offline"] if obj.offline else [])
-    argv += ["serve", "--host", host, "--port", str(port)]
+    argv += ["serve", "--host", host, "--port", str(port), *options]
     # the log quotes requests and errors: the owner's only
     with open(os.open(root / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         secrets.private(root / "server.log")  # one made before this rule

@@ -352,6 +352,9 @@ class Service:
     def load_model(self, name: str, options=None) -> dict[str, Any]:
         return self.generation.load_model(name, options)
 
+    def set_load_defaults(self, n_ctx: int, parallel: int) -> None:
+        self.generation.set_load_defaults(n_ctx, parallel)
+
     def unload_model(self, name: str | None = None) -> list[str]:
         return self.generation.unload(name)
 

@@ -118,6 +118,13 @@ class Generation:
 
         return list_models(self.service.workspace)
 
+    def set_load_defaults(self, n_ctx: int, parallel: int) -> None:
+        """Every local model this process loads without options of its own gets ``parallel``
+        slots of ``n_ctx`` tokens each (llama-server's -np and -c / -np)."""
+        from dataclasses import replace
+
+        self.models.defaults = replace(self.models.defaults, n_ctx=n_ctx, parallel=parallel)
+
     def load_model(self, name: str, options=None) -> dict[str, Any]:
         """Load a local model into this process (kept warm until unloaded); what it took."""
         start = time.perf_counter()
