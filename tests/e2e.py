@@ -36,6 +36,15 @@ class Screen:
             # Escape and the next key read together make one alt+key (ESCDELAY): leave a gap
             time.sleep(1.0 if key == "Escape" else 0.15)
 
+    def go(self, key: str) -> None:
+        """To the screen of ``key`` from anywhere, a text field too, as a person does: ctrl+g,
+        the overlay, the key. (Escape, then a digit, counted on Escape leaving the field: on a
+        loaded machine it once stopped a Playground answer still finishing instead, and the
+        digit went into the question.)"""
+        self.keys("C-g")
+        self.wait("Go to", "escape stays", timeout=30, step=f"jump overlay for {key}")
+        self.keys(key)
+
     def type(self, text: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.session, "-l", text], check=True)
         time.sleep(0.2)
@@ -148,14 +157,14 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.wait("documents.md", "Versions", step="search")
 
     step("ask in the Playground")
-    screen.keys("Escape", "3")
+    screen.go("3")
     screen.wait("ask something", step="playground")
     screen.type("Name a color.")
     screen.keys("Enter")
     screen.wait("tok/s", "trace", timeout=300, step="playground answer")
 
     step("compare two models")
-    screen.keys("Escape", "4")
+    screen.go("4")
     screen.wait("smollm2, gemma3-270m", step="compare prefill")
     screen.keys("Tab")
     screen.type("Say hello.")
@@ -168,7 +177,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     assert compare.count("tok/s") >= 2, f"both columns show their figures:\n{compare}"
 
     step("create and run the rag workflow")
-    screen.keys("Escape", "5")
+    screen.go("5")
     screen.wait("No workflows yet", step="workflows")
     (workspace / "workflows").mkdir(exist_ok=True)
     screen.keys("C-n")
@@ -194,7 +203,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     check_trace_explains(workspace)
 
     step("run a small eval")
-    screen.keys("Escape", "6")
+    screen.go("6")
     screen.wait("smoke", step="evals")
     time.sleep(1.0)  # the screen focuses its dataset table as it is shown: Tab goes on from there
     screen.keys("Tab")
@@ -204,7 +213,8 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.wait("contains", "smollm2", "latency", timeout=300, step="eval results")
 
     step("rate the rag answer, turn its trace into an eval case, see both in Usage")
-    screen.keys("Escape", "7", "Escape", "/")  # the screen may come back with a field focused
+    screen.go("7")
+    screen.keys("Escape", "/")  # the screen may come back with a field focused
     # Typed before the filter field has focus (a loaded machine: one CI run lost the filter this
     # way), the letters would go to the table; "/" focuses it, give the app the time to.
     time.sleep(1.0)
@@ -223,12 +233,12 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     case = json.loads((workspace / "evals" / "from-traces.jsonl").read_text())
     assert case["input"] == "How do I restore an older version of a collection?", case
     assert case["tags"] == ["from-trace", "regression"] and case["expected"] and case["sources"], case
-    screen.keys("Escape", "0")
+    screen.go("0")
     usage = screen.wait("1 up, 0 down", "routing decisions escalated", "Latency per model", step="usage")
     assert "smollm2" in usage and "local" in usage, usage
 
     step("export the workflow")
-    screen.keys("Escape", "9")
+    screen.go("9")
     screen.wait("langgraph.json", "guide_rag_graph.py", timeout=150, step="export preview")
     screen.keys("C-w")
     screen.wait("wrote 21 files", step="export written")

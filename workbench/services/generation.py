@@ -120,7 +120,7 @@ class Generation:
 
     def set_load_defaults(self, n_ctx: int, parallel: int) -> None:
         """Every local model this process loads without options of its own gets ``parallel``
-        slots of ``n_ctx`` tokens each (llama-server's -np and -c / -np)."""
+        slots of ``n_ctx`` tokens each (llama-server's -np N, and -c N*n_ctx)."""
         from dataclasses import replace
 
         self.models.defaults = replace(self.models.defaults, n_ctx=n_ctx, parallel=parallel)
