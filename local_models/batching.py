@@ -56,7 +56,7 @@ ALIGN = 16
 and the last incomplete group another way: a cut of a cached decode starts on this grid."""
 SHORT_REST = 16
 """Rows a short prompt (fewer than TILE) decodes after a reused prefix, at least: with fewer,
-repacked Q4_K matmuls (Gemma 3) gave other low bits than the prompt's fresh decode (4 of 13
+repacked Q4_K matmuls (Gemma 3) gave other low bits than the prompt's fresh decode (7 of 13
 cuts leaving 3 to 7 rows differed; 73 of 73 leaving 9 or more were bit-identical)."""
 
 
