@@ -44,6 +44,11 @@ class Screen:
         self.keys("C-g")
         self.wait("Go to", "escape stays", timeout=30, step=f"jump overlay for {key}")
         self.keys(key)
+        # the next keys are for the screen jumped to: not before the overlay has gone
+        deadline = time.monotonic() + 30
+        while "escape stays" in self.text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
 
     def type(self, text: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.session, "-l", text], check=True)
