@@ -119,7 +119,7 @@ def padded(service: Service, name: str, rows: int) -> str:
 
 def evaluate(service, name, questions, mode, fusion=None, reranker=None, k=10):
     """(recall@5, MRR@10, p50 ms) of ``mode`` over the questions."""
-    table, meta = service.collections.table(name), service.collections.meta(name)
+    table, meta = service.collections.reader(name), service.collections.meta(name)
     found5, reciprocal, times = 0, 0.0, []
     for question in questions:
         started = time.perf_counter()
@@ -134,7 +134,7 @@ def evaluate(service, name, questions, mode, fusion=None, reranker=None, k=10):
 
 
 def latency(service, name, questions, mode, reranker=None, repeat=3):
-    table, meta = service.collections.table(name), service.collections.meta(name)
+    table, meta = service.collections.reader(name), service.collections.meta(name)
     times = []
     for _ in range(repeat):
         for question in questions:

@@ -33,6 +33,7 @@ class Collections:
         """``find_model(name)`` gives (alias, kind, path) of a model in the workspace catalog."""
         self.workspace, self.tracer, self.config, self.find_model = workspace, tracer, config, find_model
         self._db = None
+        self._reader = None
 
     @property
     def db(self):
@@ -43,6 +44,17 @@ class Collections:
             uri, options = self.storage()
             self._db = lancedb.connect(uri, storage_options=options or None)
         return self._db
+
+    @property
+    def reading(self):
+        """A read-only connection through lancedb's native module, for searches: a cold
+        search need not import lancedb's Python package (indexes/lance_native.py)."""
+        if self._reader is None:
+            from indexes.lance_native import connect
+
+            uri, options = self.storage()
+            self._reader = connect(uri, options or None)
+        return self._reader
 
     def storage(self) -> tuple[str, dict[str, str]]:
         """Where the tables live and the object store's options, secrets read from the
@@ -97,6 +109,15 @@ class Collections:
         self.meta(name)
         try:
             return self.db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            raise CollectionError(f"collection '{name}' has no rows yet", "ingest into it first") from None
+
+    def reader(self, name: str):
+        """A collection's table to search (indexes/lance_native.py's NativeTable), opened at
+        its newest version."""
+        self.meta(name)
+        try:
+            return self.reading.open_table(name)
         except (ValueError, FileNotFoundError):
             raise CollectionError(f"collection '{name}' has no rows yet", "ingest into it first") from None
 
@@ -257,14 +278,12 @@ class Collections:
         meta = self.meta(name)
         rerank = rerank or meta.get("rerank") or self.config.rerank
         reranker = self.reranker(rerank, meta)
-        table = self.table(name)
+        table = self.reader(name)  # a handle of its own: a checkout does not stick
         if version is not None:
-            known = {v["version"] for v in table.list_versions()}
-            if version not in known:
+            if version not in table.versions():
                 raise CollectionError(
                     f"'{name}' has no version {version}", f"see `workbench collections versions {name}`"
                 )
-            table = self.db.open_table(name)  # a handle of its own: the checkout must not stick
             table.checkout(version)
         with self.tracer.span(
             "retrieval",

@@ -27,6 +27,10 @@ def import_lancedb() -> ModuleType:
     with _typing_override():
         import lancedb
 
+    # When indexes/lance_native.py loaded the native module first, the package's import found
+    # it in sys.modules and did not set it as an attribute: lancedb's own code reads it either way.
+    if not hasattr(lancedb, "_lancedb"):
+        lancedb._lancedb = sys.modules["lancedb._lancedb"]
     return lancedb
 
 

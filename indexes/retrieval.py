@@ -56,24 +56,14 @@ def _where(path_glob: str | None, file_type: str | None) -> str | None:
 
 
 def _vector(table, vector, limit: int, where: str | None) -> list[dict[str, Any]]:
-    builder = (
-        table.search(vector, vector_column_name="vector")
-        .distance_type("cosine")
-        .select([*_COLUMNS, "_distance"])
-    )
-    if where:
-        builder = builder.where(where, prefilter=True)
-    rows = builder.limit(limit).to_list()
+    rows = table.vector_search(vector, "vector", "cosine", [*_COLUMNS, "_distance"], limit, where or None)
     for row in rows:
         row["score"] = 1.0 - float(row.pop("_distance"))  # cosine similarity
     return rows
 
 
 def _fts(table, query: str, limit: int, where: str | None) -> list[dict[str, Any]]:
-    builder = table.search(query, query_type="fts", fts_columns="text").select([*_COLUMNS, "_score"])
-    if where:
-        builder = builder.where(where, prefilter=True)
-    rows = builder.limit(limit).to_list()
+    rows = table.text_search(query, "text", [*_COLUMNS, "_score"], limit, where or None)
     for row in rows:
         row["score"] = float(row.pop("_score"))  # BM25
     return rows
@@ -107,7 +97,8 @@ def search(
     reranker=None,
     stages: Stages | None = None,
 ) -> list[dict[str, Any]]:
-    """The top ``k`` chunks for ``query``. ``reranker`` (indexes/rerank.py), when given,
+    """The top ``k`` chunks for ``query`` in ``table`` (indexes/lance_native.py's NativeTable,
+    `Collections.reader`). ``reranker`` (indexes/rerank.py), when given,
     reorders the first stage's candidates (the fused list in hybrid mode)."""
     if mode not in MODES:
         raise CollectionError(f"unknown search mode '{mode}'", f"use one of {', '.join(MODES)}")
