@@ -275,3 +275,27 @@ def test_a_damaged_store_says_how_to_go_on(workspace):
     assert listed.returncode == 4 and "internal error" not in listed.stderr
     assert "not a valid DuckDB database file" in listed.stderr and "move it aside" in listed.stderr
     assert (workspace.root / "traces.duckdb").read_bytes() == b"garbage" * 2000, "nothing was overwritten"
+
+
+def test_segments_are_built_as_pyarrow_converts_the_rows_without_importing_pandas():
+    """encode_rows builds its arrays from buffers: equal to pa.array's conversion of the same
+    rows (nulls, empty and non-ASCII text, a column with no null), with pandas never imported."""
+    code = (
+        "import sys\n"
+        "import pyarrow as pa\n"
+        "from workbench.core.tracing.spool import encode_rows, segment_schema\n"
+        "rows = [\n"
+        "    ('t1', 's1', None, 'llm.chat', 'llm', 1, 2, 'ok', None, '{\"a\": \"é😀\"}', None),\n"
+        "    ('t1', 's2', 's1', '', 'io', -5, 2**62, 'error', 'boom ü', '{}', 'payload'),\n"
+        "    ('t2', 's3', None, 'retrieval', 'retrieval', 0, 0, 'ok', None, None, ''),\n"
+        "]\n"
+        "table = encode_rows(rows, 'host:1')\n"
+        "print('pandas' in sys.modules)\n"
+        "table.validate(full=True)\n"
+        "columns = [*zip(*rows), ['host:1'] * 3]\n"
+        "expected = pa.Table.from_arrays([pa.array(c, type=t) for c, t in zip(columns, segment_schema().types)], schema=segment_schema())\n"
+        "print(table.equals(expected), table.column('error').null_count, table.column('name').to_pylist()[1] == '')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "2", "True"]
