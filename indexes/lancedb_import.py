@@ -28,7 +28,8 @@ def import_lancedb() -> ModuleType:
         import lancedb
 
     # When indexes/lance_native.py loaded the native module first, the package's import found
-    # it in sys.modules and did not set it as an attribute: lancedb's own code reads it either way.
+    # it in sys.modules and so did not bind it as the package's attribute: bound here, as a
+    # fresh import binds it.
     if not hasattr(lancedb, "_lancedb"):
         lancedb._lancedb = sys.modules["lancedb._lancedb"]
     return lancedb
