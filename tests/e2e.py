@@ -171,8 +171,13 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     step("compare two models")
     screen.go("4")
     screen.wait("smollm2, gemma3-270m", step="compare prefill")
-    screen.keys("Tab")
+    # From no field, whatever took the focus as the screen came up (CI3: a lone Tab found none
+    # focused, went to the models field, and the prompt was typed after the models): Escape
+    # leaves any field, then Tab, Tab is the models field, then the prompt.
+    screen.keys("Escape", "Tab", "Tab")
     screen.type("Say hello.")
+    typed = screen.wait("Say hello.", step="compare prompt typed")
+    assert "gemma3-270mSay" not in typed, f"the prompt went into the models field:\n{typed}"
     screen.keys("Enter")
     compare = screen.wait("tok/s", timeout=300, step="compare")
     deadline = time.monotonic() + 120
