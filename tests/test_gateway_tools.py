@@ -115,12 +115,20 @@ def test_required_tool_calls_whole_and_streamed_then_the_result_is_answered(gate
         (c.function.name, json.loads(c.function.arguments)) for c in calls
     ], "the same calls at temperature 0, streamed"
 
-    # the second turn: the assistant's calls (content null) and their results
+    # the second turn: the assistant's calls (content null) and their results. The call ids
+    # are fixed: the gateway's are random, they are part of the prompt, and at temperature 0 a
+    # different prompt is a different answer (CI: SmolLM2 spent the 200 tokens of one such
+    # prompt on the JSON's whitespace and answered nothing).
+    named = [{**c.model_dump(), "id": f"call_{n}"} for n, c in enumerate(calls)]
     follow = QUESTION + [
-        {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+        {"role": "assistant", "content": None, "tool_calls": named},
         *[
-            {"role": "tool", "tool_call_id": c.id, "content": json.dumps({"temperature": 21, "sky": "sunny"})}
-            for c in calls
+            {
+                "role": "tool",
+                "tool_call_id": c["id"],
+                "content": json.dumps({"temperature": 21, "sky": "sunny"}),
+            }
+            for c in named
         ],
     ]
     answered = client.chat.completions.create(
