@@ -56,14 +56,14 @@ def _where(path_glob: str | None, file_type: str | None) -> str | None:
 
 
 def _vector(table, vector, limit: int, where: str | None) -> list[dict[str, Any]]:
-    rows = table.vector_search(vector, "vector", "cosine", [*_COLUMNS, "_distance"], limit, where or None)
+    rows = table.vector_search(vector, "vector", "cosine", [*_COLUMNS, "_distance"], limit, where)
     for row in rows:
         row["score"] = 1.0 - float(row.pop("_distance"))  # cosine similarity
     return rows
 
 
 def _fts(table, query: str, limit: int, where: str | None) -> list[dict[str, Any]]:
-    rows = table.text_search(query, "text", [*_COLUMNS, "_score"], limit, where or None)
+    rows = table.text_search(query, "text", [*_COLUMNS, "_score"], limit, where)
     for row in rows:
         row["score"] = float(row.pop("_score"))  # BM25
     return rows

@@ -138,7 +138,7 @@ def _int64s(column: Sequence[Any]) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-def _strings(column: Sequence[Any]) -> pa.Array:
+def _strings(column: Sequence[Any]) -> pa.Array | pa.ChunkedArray:
     """A string array (None: null) from its validity bitmap, offsets and UTF-8 bytes."""
     import numpy as np
     import pyarrow as pa
@@ -146,8 +146,8 @@ def _strings(column: Sequence[Any]) -> pa.Array:
     texts = [text or "" for text in column]
     joined = "".join(texts)
     data = joined.encode()
-    if len(data) > 2**31 - 1:  # past 32-bit offsets: pyarrow splits it into chunks
-        return pa.chunked_array([pa.array(column, type=pa.string())])
+    if len(data) > 2**31 - 1:  # past 32-bit offsets: pa.array splits it into a ChunkedArray
+        return pa.array(column, type=pa.string())
     # One byte a character when the whole column is ASCII, the usual case; else each its own.
     sizes = map(len, texts) if len(data) == len(joined) else map(len, map(str.encode, texts))
     offsets = np.zeros(len(texts) + 1, dtype=np.int32)
