@@ -54,6 +54,28 @@ class Screen:
         subprocess.run(["tmux", "send-keys", "-t", self.session, "-l", text], check=True)
         time.sleep(0.2)
 
+    def fill(self, text: str, *, step: str, refocus: tuple[str, ...] = ()) -> str:
+        """Type ``text`` into the focused field and see it there before going on. A field focused
+        by the app (on a key binding, on enter in a list) takes the focus on the app's next turn,
+        after keys it has already read: on a loaded machine the letters sent right after went to
+        the widget that had the focus, and the next step waited on a screen that could never come
+        (3 CI runs of 4, each at another step). Not seen within 30 s: ``refocus`` is pressed and
+        the text typed again, twice at most."""
+        shown = text[-24:]  # a narrow field scrolls, its end stays in view
+        for attempt in range(3):
+            if attempt:
+                print(f"e2e: {step}: {text!r} not seen in 30 s, typed again", flush=True)
+                self.keys(*refocus)
+                time.sleep(1.0)
+            self.type(text)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                screen = self.text()
+                if shown in screen:
+                    return screen
+                time.sleep(0.2)
+        return self.wait(shown, timeout=1, step=f"{step}: {text!r} typed")
+
     def text(self) -> str:
         return subprocess.run(
             ["tmux", "capture-pane", "-t", self.session, "-p"], capture_output=True, text=True
@@ -150,21 +172,23 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     step("ingest a folder")
     screen.keys("2")
     screen.wait("No collections yet", step="documents")
-    screen.type(str(root / "guide"))
+    screen.fill(str(root / "guide"), step="ingest path")
     screen.keys("Tab")
-    screen.type("guide")
+    screen.fill("guide", step="ingest collection")
     screen.keys("Enter")
     screen.wait(f"{len(list((ROOT / 'docs').iterdir()))} added", "in guide", timeout=300, step="ingest")
 
     step("search")
-    screen.type("restore an older version")  # focus moved to the search box after the ingest
+    screen.fill(
+        "restore an older version", step="search query"
+    )  # the search box took the focus after the ingest
     screen.keys("Enter")
     screen.wait("documents.md", "Versions", step="search")
 
     step("ask in the Playground")
     screen.go("3")
     screen.wait("ask something", step="playground")
-    screen.type("Name a color.")
+    screen.fill("Name a color.", step="playground question")
     screen.keys("Enter")
     screen.wait("tok/s", "trace", timeout=300, step="playground answer")
 
@@ -175,8 +199,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     # focused, went to the models field, and the prompt was typed after the models): Escape
     # leaves any field, then Tab, Tab is the models field, then the prompt.
     screen.keys("Escape", "Tab", "Tab")
-    screen.type("Say hello.")
-    typed = screen.wait("Say hello.", step="compare prompt typed")
+    typed = screen.fill("Say hello.", step="compare prompt")
     assert "gemma3-270mSay" not in typed, f"the prompt went into the models field:\n{typed}"
     screen.keys("Enter")
     compare = screen.wait("tok/s", timeout=300, step="compare")
@@ -191,7 +214,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.wait("No workflows yet", step="workflows")
     (workspace / "workflows").mkdir(exist_ok=True)
     screen.keys("C-n")
-    screen.type("guide-rag")
+    screen.fill("guide-rag", step="new workflow name", refocus=("C-n",))
     screen.keys("Enter")
     screen.wait("guide-rag", "retrieve (retrieve: demo", step="workflow created")
     # the template reads collection `demo`; this workspace's is `guide`: edit the spec as a user would
@@ -200,7 +223,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.keys("C-r")
     screen.wait("retrieve (retrieve: guide", step="workflow reloaded")
     screen.keys("Escape", "Tab", "Enter")  # focus the list; enter on a workflow focuses its input
-    screen.type("How do I restore an older version of a collection?")
+    screen.fill("How do I restore an older version of a collection?", step="workflow input")
     screen.keys("Enter")
     screen.wait("finished", "trace ", timeout=400, step="workflow run")
 
@@ -217,8 +240,7 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.wait("smoke", step="evals")
     time.sleep(1.0)  # the screen focuses its dataset table as it is shown: Tab goes on from there
     screen.keys("Tab")
-    screen.type("smollm2")
-    screen.wait("smollm2", timeout=20, step="the models field holds the model")
+    screen.fill("smollm2", step="eval models field")
     screen.keys("Enter")
     screen.wait("contains", "smollm2", "latency", timeout=300, step="eval results")
 
@@ -228,12 +250,12 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     # Typed before the filter field has focus (a loaded machine: one CI run lost the filter this
     # way), the letters would go to the table; "/" focuses it, give the app the time to.
     time.sleep(1.0)
-    screen.type("workflow.run")
+    screen.fill("workflow.run", step="traces filter")
     screen.wait("1-1 of 1", step="traces filtered to the rag run")
     screen.keys("Escape")  # out of the filter field: + and a act on the trace
     screen.keys("+")
     screen.wait("Rate this trace's answer", step="rating dialog")
-    screen.type("cites the versions section")
+    screen.fill("cites the versions section", step="rating note")
     screen.keys("Enter")
     screen.wait("rated up: 1 up, 0 down", step="rated")
     screen.keys("a")

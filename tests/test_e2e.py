@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# By itself after the parallel suite (`make test`): a person's pace at a terminal, not a race with
+# the other worker's model tests for 2 cores.
+pytestmark = pytest.mark.alone
+
 
 @pytest.mark.skipif(
     shutil.which("tmux") is None, reason="the end-to-end run drives the app in tmux, which is not installed"
