@@ -179,9 +179,8 @@ def run_steps(screen: Screen, root: Path, workspace: Path) -> None:
     screen.wait(f"{len(list((ROOT / 'docs').iterdir()))} added", "in guide", timeout=300, step="ingest")
 
     step("search")
-    screen.fill(
-        "restore an older version", step="search query"
-    )  # the search box took the focus after the ingest
+    # the search box took the focus after the ingest
+    screen.fill("restore an older version", step="search query")
     screen.keys("Enter")
     screen.wait("documents.md", "Versions", step="search")
 
