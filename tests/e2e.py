@@ -60,21 +60,24 @@ class Screen:
         after keys it has already read: on a loaded machine the letters sent right after went to
         the widget that had the focus, and the next step waited on a screen that could never come
         (3 CI runs of 4, each at another step). Not seen within 30 s: ``refocus`` is pressed and
-        the text typed again, twice at most."""
+        the text typed again, twice at most. Seen means once more than before it was typed: the
+        collection name "guide" is also the end of the folder's path above it."""
         shown = text[-24:]  # a narrow field scrolls, its end stays in view
         for attempt in range(3):
             if attempt:
                 print(f"e2e: {step}: {text!r} not seen in 30 s, typed again", flush=True)
                 self.keys(*refocus)
                 time.sleep(1.0)
+            before = self.text().count(shown)
             self.type(text)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 screen = self.text()
-                if shown in screen:
+                if screen.count(shown) > before:
                     return screen
                 time.sleep(0.2)
-        return self.wait(shown, timeout=1, step=f"{step}: {text!r} typed")
+        screen = "\n".join(line.rstrip() for line in self.text().splitlines())
+        raise AssertionError(f"{screen}\nstep {step!r}: {text!r} typed 3 times, never seen in its field")
 
     def text(self) -> str:
         return subprocess.run(
