@@ -197,13 +197,22 @@ class Batcher:
         self.C.llama_batch_free(self.batch)
 
     def free_slot(self, prompt: list[int]) -> int:
-        """The free slot whose cells hold the longest start of ``prompt``; with none, the one
-        used longest ago, so the caches of the others last (llama-server picks the same way)."""
+        """The free slot whose cells give ``prompt`` the most rows to reuse, as join reuses them
+        (Plan.reusable); among equals, the one that loses the fewest kept rows, then the one
+        holding the longest start of ``prompt``, then the one used longest ago (llama-server's
+        order). Not simply the longest common start: a short request that shares only a chat's
+        system prompt took the chat's slot, reused none of it (rows of another kernel path), and
+        cost the chat's next turn its whole cache."""
         busy = {s.seq_id for s in self.active}
         free = [slot for slot in range(self.slots) if slot not in busy]
-        return max(
-            free, key=lambda slot: (_common(self.held.get(slot, []), prompt), -self.used.get(slot, -1))
-        )
+
+        def worth(slot: int) -> tuple[int, int, int, int]:
+            held = self.held.get(slot, [])
+            common = _common(held, prompt)
+            reused = self.plan.reusable(min(common, len(prompt) - 1), len(prompt), len(held))
+            return reused, reused - len(held), common, -self.used.get(slot, -1)
+
+        return max(free, key=worth)
 
     def join(self, sequence: Sequence) -> None:
         """Start ``sequence`` in its slot, on what the slot's cells already hold of its prompt."""

@@ -10,6 +10,7 @@ gateway fell from 175 to 105 tok/s over four rounds, bench/bench_latency.py).
 
 from __future__ import annotations
 
+from local_models.batching import TILE
 from local_models.llama_backend import LoadOptions, LocalModel
 from local_models.types import GenerationParams
 
@@ -99,3 +100,27 @@ def test_answering_rows_go_in_slot_order_when_the_cache_sent_requests_to_slots_o
 
 
 WORDS = ("Dragons", "Oceans", "Robots", "Cities")
+
+
+def test_a_short_request_leaves_a_long_chats_slot_alone(fetched_models):
+    """Two slots: a chat long enough for the tiled path, then a short request that starts the
+    same way (the same system prompt) but can reuse none of the chat's rows. It goes to the
+    other slot, and the chat's next turn still reads its start from the cache."""
+    system = "You are the workbench's assistant. Answer plainly, in one or two sentences."
+    model = LocalModel("smollm2", fetched_models / SMOLLM2, LoadOptions(n_ctx=1024, n_threads=2, parallel=2))
+    try:
+        params = GenerationParams(temperature=0.0, max_tokens=16)
+        chat = [
+            {"role": "system", "content": " ".join([system] * 10)},
+            {"role": "user", "content": "What is a vector index?"},
+        ]
+        first = model.chat(chat, params).result
+        assert first.input_tokens >= 2 * TILE
+        short = model.chat(
+            [{"role": "system", "content": system}, {"role": "user", "content": "Hi."}], params
+        )
+        assert short.result.input_tokens < TILE
+        chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And a table?"}]
+        assert model.chat(chat, params).result.cached_tokens >= TILE
+    finally:
+        model.close()
