@@ -8,9 +8,9 @@ top-p, seed, grammar), so what one request asks never changes another's tokens. 
 join between steps; a finished or cancelled one leaves and frees its slot at once.
 
 A free slot keeps the KV cells of its last prompt (llama-server's prompt cache): a new request
-takes the free slot whose cells give it the most rows to reuse (and, among equals, the one that
-loses the fewest kept rows) and decodes only the rest, so a chat's next turn reads little more than the new turn and a template's fixed instructions
-are read once. Every answer equals what llama.cpp gives the same prompt decoded fresh, as
+takes the free slot whose cells give it the most rows to reuse (among equals, the one that
+loses the fewest kept rows) and decodes only the rest, so a chat's next turn reads little more
+than the new turn and a template's fixed instructions are read once. Every answer equals what llama.cpp gives the same prompt decoded fresh, as
 llama-server and llama-cpp-python decode it (in ubatches of 512 from its start), bit for bit,
 cache or not (tests/test_prompt_cache.py checks the tokens against a fresh model and against
 llama-cpp-python after every kind of request). llama-server's own cache does not promise that

@@ -76,8 +76,13 @@ class Screen:
                 if screen.count(shown) > before:
                     return screen
                 time.sleep(0.2)
-        screen = "\n".join(line.rstrip() for line in self.text().splitlines())
-        raise AssertionError(f"{screen}\nstep {step!r}: {text!r} typed 3 times, never seen in its field")
+        raise AssertionError(
+            f"{self.plain()}\nstep {step!r}: {text!r} typed 3 times, never seen in its field"
+        )
+
+    def plain(self) -> str:
+        """The screen for a failure message, without the padding of its lines."""
+        return "\n".join(line.rstrip() for line in self.text().splitlines())
 
     def text(self) -> str:
         return subprocess.run(
@@ -94,7 +99,7 @@ class Screen:
                 return screen
             notices.update(dict.fromkeys(_notices(screen)))
             time.sleep(0.2)
-        screen = "\n".join(line.rstrip() for line in self.text().splitlines())
+        screen = self.plain()
         # The step's name last: a test runner keeps the tail of a long message
         raise AssertionError(
             f"{screen}\nerror notices seen while waiting: {list(notices) or 'none'}\n"

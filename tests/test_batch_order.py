@@ -15,6 +15,7 @@ from local_models.llama_backend import LoadOptions, LocalModel
 from local_models.types import GenerationParams
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WORDS = ("Dragons", "Oceans", "Robots", "Cities")
 
 
 def test_llama_cpp_computes_a_graph_per_run_of_consecutive_sequence_ids(fetched_models):
@@ -97,9 +98,6 @@ def test_answering_rows_go_in_slot_order_when_the_cache_sent_requests_to_slots_o
         assert all(seqs == sorted(seqs) for seqs in together), together
     finally:
         model.close()
-
-
-WORDS = ("Dragons", "Oceans", "Robots", "Cities")
 
 
 def test_a_short_request_leaves_a_long_chats_slot_alone(fetched_models):
