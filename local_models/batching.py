@@ -19,13 +19,16 @@ llama-cpp-python after every kind of request). llama-server's own cache does not
 What makes it hold (CPU, measured on this build; Plan says how): ggml computes a row alike
 in any decode of TILE rows or more (flash attention's tiled path; its one-row path below
 that gives other low bits, and so, at temperature 0, sometimes another next token), and
-groups rows by 4 or 8 from a decode's first row in the repacked matmuls (Q4_K). So a prompt
-decoded fresh is cut on llama.cpp's own grid; a kept prefix is reused only up to a point on
-an ALIGN grid that leaves TILE rows or more to decode, and only the rows its first decode
+groups rows by 4 or 8 from a decode's first row in the repacked matmuls (Q4_K on AVX2). So a
+prompt decoded fresh is cut on llama.cpp's own grid; a kept prefix is reused only up to a point
+on an ALIGN grid that leaves TILE rows or more to decode, and only the rows its first decode
 computed in such chunks. A prompt shorter than TILE, decoded fresh in one chunk of one-row
 attention, reuses the rows another such prompt kept and decodes the rest (SHORT_REST rows or
 more) in one chunk: many short requests that share their instructions (an eval, an agent)
-read those once. An answer, decoded a token at a time, is decoded again as a chunk of TILE
+read those once. Where llama.cpp repacked no weight (SmolLM2's Q4_1; on x86, as the load
+reports its buffers), every matmul computes a row alone and the grid is every row: a prefix is
+reused up to any point, as llama-server reuses it, and a short prompt decodes as few as
+ROW_REST rows. An answer, decoded a token at a time, is decoded again as a chunk of TILE
 rows or more while the model is idle (Batcher.warm), so a chat's next turn finds it too. On a GPU,
 whose kernels depend on the batch in other ways, a slot reuses whole ubatches only: the
 same cuts as a fresh decode. A model with a sliding-window cache (Gemma 3) reuses a prefix
@@ -58,6 +61,10 @@ SHORT_REST = 16
 """Rows a short prompt (fewer than TILE) decodes after a reused prefix, at least: with fewer,
 repacked Q4_K matmuls (Gemma 3) gave other low bits than the prompt's fresh decode (7 of 13
 cuts leaving 3 to 7 rows differed; 73 of 73 leaving 9 or more were bit-identical)."""
+ROW_REST = 2
+"""The same, for weights that no extra CPU buffer repacked (Plan.for_weights): ggml computes each
+row of their matmuls alone (vec_dot), or through llamafile's sgemm, which it takes for two rows
+or more and not for one; so a rest of two rows or more is computed as in the fresh decode."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,20 @@ class Plan:
     prompt may reuse, so that every answer is the one a fresh decode gives."""
 
     ubatch: int  # the context's n_ubatch: llama.cpp cuts a fresh prompt every ubatch tokens
-    free_cuts: bool  # CPU: any cut on ALIGN with chunks of TILE rows or more; GPU: the grid only
+    free_cuts: bool  # CPU: any cut on the align grid with chunks of TILE rows or more; GPU: the grid only
+    align: int = ALIGN  # the grid a cut of a kept decode falls on
+    short_rest: int = SHORT_REST  # the rows a short prompt decodes after a reused prefix, at least
+
+    @classmethod
+    def for_weights(cls, ubatch: int, gpu: bool, row_exact: bool) -> Plan:
+        """The plan for a context: on a GPU the ubatch grid only; on a CPU whose matmuls
+        compute each row alone (no weight repacked, x86: llama_backend.row_exact_weights), a cut
+        anywhere, as llama-server's cache reuses; otherwise the repacked matmuls' grid."""
+        if gpu:
+            return cls(ubatch, free_cuts=False)
+        if row_exact:
+            return cls(ubatch, free_cuts=True, align=1, short_rest=ROW_REST)
+        return cls(ubatch, free_cuts=True)
 
     def tiled_end(self, size: int) -> int:
         """Where the rows a fresh decode computes in chunks of TILE rows or more end: all of
@@ -77,22 +97,24 @@ class Plan:
     def keep(self, size: int) -> int:
         """How many first rows of a decoded ``size``-token prompt a later prompt may reuse."""
         if self.free_cuts:
+            if size < self.short_rest:  # a chunk that small went through other kernels
+                return 0
             end = self.tiled_end(size) if size >= TILE else size  # a short prompt: its one chunk
-            return end - end % ALIGN
+            return end - end % self.align
         return size - size % self.ubatch
 
     def reusable(self, common: int, size: int, held: int) -> int:
         """Of ``common`` rows a ``size``-token prompt shares with the ``held`` rows a slot
         kept, how many it reuses. A prompt shorter than TILE is decoded fresh in one chunk of
         one-row attention (as its kept rows were, fewer than TILE of them): it reuses a prefix
-        that leaves SHORT_REST rows or more to decode in one chunk. A longer one reuses only
+        that leaves short_rest rows or more to decode in one chunk. A longer one reuses only
         rows decoded in the tiled path, as long as TILE rows or more are left."""
         if not self.free_cuts:
             return common - common % self.ubatch
         if (size < TILE) != (held < TILE):  # the kept rows went through the other path
             return 0
-        reused = min(common, size - SHORT_REST if size < TILE else self.tiled_end(size) - TILE)
-        return max(0, reused - reused % ALIGN)
+        reused = min(common, size - self.short_rest if size < TILE else self.tiled_end(size) - TILE)
+        return max(0, reused - reused % self.align)
 
     def chunk_end(self, start: int, size: int) -> int:
         """Where the chunk of a ``size``-token prompt that starts at ``start`` ends."""
@@ -102,8 +124,8 @@ class Plan:
             return size
         end = self.tiled_end(size)  # start is a reused prefix's end (free_cuts), TILE or more before
         chunks = -(-(end - start) // self.ubatch)
-        step = -(-(end - start) // chunks)  # even chunks of TILE rows or more, on ALIGN
-        return min(start + step - step % ALIGN, end) if chunks > 1 else end
+        step = -(-(end - start) // chunks)  # even chunks of TILE rows or more, on the grid
+        return min(start + step - step % self.align, end) if chunks > 1 else end
 
     def warm_span(self, held: int, total: int) -> tuple[int, int] | None:
         """The cells [start, end) to decode again so that more of a slot's ``total`` tokens
@@ -116,14 +138,14 @@ class Plan:
                 if held % self.ubatch == 0 and total - held >= self.ubatch
                 else None
             )
-        end = total - total % ALIGN
+        end = total - total % self.align
         start = held if held >= TILE else 0
         if end - start > min(3 * TILE, self.ubatch):  # short decodes: the model stays quick to answer
-            end = start + min(2 * TILE, self.ubatch - self.ubatch % ALIGN)
+            end = start + min(2 * TILE, self.ubatch - self.ubatch % self.align)
         if end <= held or end < TILE:
             return None
         start = min(start, end - TILE)
-        return start - start % ALIGN, end
+        return start - start % self.align, end
 
 
 @dataclass
@@ -173,6 +195,7 @@ class Batcher:
         n_swa: int,
         reuse: bool,
         gpu: bool = False,
+        row_exact: bool = False,
     ) -> None:
         import llama_cpp as C
 
@@ -184,7 +207,7 @@ class Batcher:
         self.active: list[Sequence] = []
         self.peak = 0  # the most sequences decoded together so far
         self.slots, self.n_swa, self.reuse = slots, n_swa, reuse
-        self.plan = Plan(ubatch=min(C.llama_n_ubatch(ctx), n_batch), free_cuts=not gpu)
+        self.plan = Plan.for_weights(min(C.llama_n_ubatch(ctx), n_batch), gpu, row_exact)
         self.held: dict[int, list[int]] = {}  # free slot -> the tokens its KV cells still hold
         # free slot -> the tokens that followed them (the rest of its prompt, its answer), whose
         # KV is decoded again on the grid while the model is idle (warm)

@@ -10,9 +10,12 @@ loop talks to llama.cpp's C API.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
+import platform
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -76,6 +79,36 @@ def _fallback_template(architecture: str) -> str:
 
 
 _log_callback = None  # kept referenced: llama.cpp calls it from C for the life of the process
+_heard = threading.local()  # .lines: the log lines llama.cpp wrote on this thread, while kept
+
+
+@contextlib.contextmanager
+def _llama_log_lines():
+    """The lines llama.cpp logs on this thread meanwhile (a model loads on the calling thread)."""
+    _route_llama_logs()
+    lines: list[str] = []
+    _heard.lines = lines
+    try:
+        yield lines
+    finally:
+        _heard.lines = None
+
+
+_WEIGHTS_BUFFER = re.compile(r"load_tensors:\s+(\S+) model buffer size")
+
+
+def row_exact_weights(load_lines: list[str]) -> bool:
+    """Whether llama.cpp's CPU matmuls compute each row of this model alone, in any batch: on
+    x86, when the load put every weight in a plain CPU buffer (``CPU``, ``CPU_Mapped``). An extra
+    buffer (``CPU_REPACK``, ``AMX``) holds weights its kernels take in groups of rows from a
+    decode's first, and ARM's int8 matmul takes rows two at a time: not row-exact. Which
+    weights ggml repacks depends on its version, the CPU and the tensors' shapes, so the
+    load's own report (``load_tensors: CPU_REPACK model buffer size = ...``) decides; no
+    report read, not row-exact."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    buffers = {m.group(1) for line in load_lines if (m := _WEIGHTS_BUFFER.search(line))}
+    return bool(buffers) and buffers <= {"CPU", "CPU_Mapped"}
 
 
 def _route_llama_logs() -> None:
@@ -98,7 +131,11 @@ def _route_llama_logs() -> None:
     def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Its warnings (such as
         # that notice) are not the user's to act on; errors also reach them as exceptions.
-        logger.log(logging.ERROR if level == 4 else logging.DEBUG, text.decode("utf-8", "replace").rstrip())
+        line = text.decode("utf-8", "replace").rstrip()
+        heard = getattr(_heard, "lines", None)
+        if heard is not None:
+            heard.append(line)
+        logger.log(logging.ERROR if level == 4 else logging.DEBUG, line)
 
     _log_callback = forward
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
@@ -379,15 +416,15 @@ class LocalModel:
 
         if not self.path.exists():
             raise ModelError(f"model file {self.path} is missing", "run `workbench models fetch`")
-        _route_llama_logs()
         try:
-            self._llm = llama_cpp.Llama(
-                str(self.path),
-                n_ctx=self.options.n_ctx,
-                n_threads=self.n_threads,
-                n_gpu_layers=self.options.n_gpu_layers or 0,
-                verbose=False,
-            )
+            with _llama_log_lines() as load_lines:
+                self._llm = llama_cpp.Llama(
+                    str(self.path),
+                    n_ctx=self.options.n_ctx,
+                    n_threads=self.n_threads,
+                    n_gpu_layers=self.options.n_gpu_layers or 0,
+                    verbose=False,
+                )
         except ValueError as exc:
             raise ModelError(
                 f"llama.cpp could not load {self.path}: {exc}", "check that it is a valid GGUF file"
@@ -417,6 +454,7 @@ class LocalModel:
             n_swa=llama_cpp.llama_model_n_swa(self._llm.model),
             reuse=self.options.prompt_cache,
             gpu=bool(self.options.n_gpu_layers),
+            row_exact=row_exact_weights(load_lines),
         )
 
     def _use_batched_context(self, llama_cpp) -> None:

@@ -5,19 +5,22 @@ requests, 8 sequences at once, slots evicted."""
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from local_models.batching import ALIGN, SHORT_REST, TILE, Plan
-from local_models.llama_backend import LoadOptions, LocalModel
+from local_models.batching import ALIGN, ROW_REST, SHORT_REST, TILE, Plan
+from local_models.llama_backend import LoadOptions, LocalModel, row_exact_weights
 from local_models.types import GenerationParams
 from workbench.core.errors import ContextLengthExceeded
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA = "gemma-3-270m-q4_k_m.gguf"
 GREEDY = GenerationParams(temperature=0.0, max_tokens=24)
 SAMPLED = GenerationParams(temperature=0.8, max_tokens=24, seed=11)
 SYSTEM = (
@@ -82,7 +85,7 @@ def test_a_chat_reads_only_its_new_turn_and_answers_as_a_fresh_model(models):
         _warmed(cached)
     hits = [a.cached_tokens for a in answers]
     plan = cached._batcher.plan
-    assert hits[0] == 0 and all(h % ALIGN == 0 for h in hits), hits
+    assert hits[0] == 0 and all(h % plan.align == 0 for h in hits), hits
     for earlier, later in zip(answers, answers[1:]):
         # all the earlier prompt's rows the plan keeps, and, warmed, its answer's as well
         kept = plan.keep(earlier.input_tokens)
@@ -180,12 +183,12 @@ def test_answers_are_llama_cpp_pythons_fresh_ones(models):
     theirs.close()
 
 
-@pytest.mark.parametrize("name", [SMOLLM2, "gemma-3-270m-q4_k_m.gguf"])
+@pytest.mark.parametrize("name", [SMOLLM2, GEMMA])
 def test_short_prompts_reuse_their_shared_start_and_answer_as_llama_cpp_python(name, fetched_models):
     """Prompts shorter than TILE (an eval's cases, an agent's steps) that start alike reuse
     that start, and each answer is still the one llama-cpp-python's Llama gives the prompt
     decoded fresh: SmolLM2's Q4_1, and Gemma 3's repacked Q4_K, whose matmuls are the ones
-    that need SHORT_REST rows."""
+    that need SHORT_REST rows (SmolLM2's weights stay unpacked: ROW_REST)."""
     import llama_cpp
 
     cached = LocalModel("short", fetched_models / name, LoadOptions(n_ctx=512, parallel=2))
@@ -199,6 +202,7 @@ def test_short_prompts_reuse_their_shared_start_and_answer_as_llama_cpp_python(n
     )
     words = "river tea index vector lance duck green model cache steeped pressure bar sea".split()
     hits = []
+    plan = cached._batcher.plan
     try:
         for i in range(12):
             question = " ".join(words[(i * 5 + k) % len(words)] for k in range(3 + (i * 7) % 26))
@@ -208,7 +212,7 @@ def test_short_prompts_reuse_their_shared_start_and_answer_as_llama_cpp_python(n
             expected = theirs.create_completion(list(tokens), temperature=0.0, max_tokens=GREEDY.max_tokens)
             # the same bits, not only the same tokens: every log-probability of the answer
             exact = [e["logprob"] for e in fresh.complete(list(tokens), scored).result.token_logprobs]
-            for _ in range(2):  # asked again, it reuses all but its last SHORT_REST rows or so
+            for _ in range(2):  # asked again, it reuses all but its last short_rest rows or so
                 ours = cached.complete(list(tokens), scored).result
                 assert ours.text == expected["choices"][0]["text"], (i, len(tokens), ours.cached_tokens)
                 assert [e["logprob"] for e in ours.token_logprobs] == exact, (i, ours.cached_tokens)
@@ -217,8 +221,44 @@ def test_short_prompts_reuse_their_shared_start_and_answer_as_llama_cpp_python(n
         cached.close()
         fresh.close()
         theirs.close()
-    assert all(hit % ALIGN == 0 and (hit == 0 or size - hit >= SHORT_REST) for size, hit in hits), hits
+    assert all(hit % plan.align == 0 and (hit == 0 or size - hit >= plan.short_rest) for size, hit in hits), (
+        hits
+    )
     assert sum(hit > 0 for _, hit in hits) >= 16 and max(hit for _, hit in hits) >= 32, hits
+    if plan.align == 1:  # cut anywhere: all the shared start, and more when questions share words
+        assert max(hit for _, hit in hits) >= len(shared), hits
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()[2:]}
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="row-exact cuts are taken on x86 only"
+)
+def test_the_load_tells_which_weights_each_row_is_computed_alone_for(fetched_models):
+    """Pins what row_exact_weights reads in llama.cpp's load log: SmolLM2's Q4_1 weights stay in
+    a plain CPU buffer (any cut), Gemma 3's Q4_K go to CPU_REPACK on an AVX2 CPU (the grid)."""
+    assert not row_exact_weights([])  # no report read: the grid
+    mapped = "load_tensors:   CPU_Mapped model buffer size =    92.10 MiB"
+    assert row_exact_weights([mapped])
+    assert not row_exact_weights([mapped, "load_tensors:   CPU_REPACK model buffer size =    12.66 MiB"])
+    plans = {}
+    for name in (SMOLLM2, GEMMA):
+        model = LocalModel("load", fetched_models / name, LoadOptions(n_ctx=256, parallel=1))
+        try:
+            model.prompt_tokens([{"role": "user", "content": "hi"}])
+            plans[name] = model._batcher.plan
+        finally:
+            model.close()
+    assert plans[SMOLLM2] == Plan.for_weights(plans[SMOLLM2].ubatch, gpu=False, row_exact=True)
+    if "avx2" not in _cpu_flags():
+        pytest.skip("ggml repacks Q4_K for AVX2: this CPU has none, so Gemma's plan tells nothing")
+    assert plans[GEMMA] == Plan(plans[GEMMA].ubatch, free_cuts=True), plans[GEMMA]
 
 
 def test_off_means_nothing_is_kept(models):
@@ -232,20 +272,26 @@ def test_off_means_nothing_is_kept(models):
 def _rows(plan: Plan, size: int, start: int = 0) -> list[tuple[bool, bool, bool]]:
     """How a decode from ``start`` computes each row of a ``size``-token prompt: in a chunk of
     TILE rows or more (flash attention's tiled path), in the last incomplete group of 8 of its
-    chunk (the repacked matmul's leftover rows), and in a chunk of fewer than SHORT_REST rows
-    (where Gemma's Q4_K matmuls gave other bits); asserts each chunk fits a ubatch."""
+    chunk (the repacked matmul's leftover rows; weights that no buffer repacked have none), and
+    in a chunk of fewer than SHORT_REST rows (where Gemma's Q4_K matmuls gave other bits; for
+    row-exact weights, fewer than ROW_REST: one row, which llamafile's sgemm leaves to vec_dot);
+    asserts each chunk fits a ubatch."""
     rows = []
     while start < size:
         end = plan.chunk_end(start, size)
         assert start < end <= start + plan.ubatch, (size, start, end)
-        leftover = end - (end - start) % 8
-        small = end - start < SHORT_REST
+        leftover = end - (end - start) % 8 if plan.align > 1 else end
+        small = end - start < (SHORT_REST if plan.align > 1 else ROW_REST)
         rows += [(end - start >= TILE, row >= leftover, small) for row in range(start, end)]
         start = end
     return rows
 
 
-@pytest.mark.parametrize("plan", [Plan(512, True), Plan(128, True), Plan(128, False)], ids=str)
+PLANS = [Plan(512, True), Plan(128, True), Plan(128, False), Plan.for_weights(512, False, True)]
+PLANS += [Plan.for_weights(128, False, True)]
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=str)
 def test_a_reused_prefix_is_computed_as_a_fresh_decode_computes_it(plan):
     """The rule behind the exactness above, over pairs of prompt sizes past several ubatches:
     a fresh decode is cut where llama.cpp cuts it; every row of a prompt that reuses a kept
@@ -261,7 +307,7 @@ def test_a_reused_prefix_is_computed_as_a_fresh_decode_computes_it(plan):
         # when the prompt was short (a slot tells them apart by their number)
         assert not any(leftover for _, leftover, _ in fresh_old[:kept]) or not plan.free_cuts
         assert {tiled for tiled, _, _ in fresh_old[:kept]} <= {kept >= TILE} or not plan.free_cuts
-        for new in [*range(2, 1300, 11), *range(16, TILE)]:
+        for new in [*range(2, 1300, 11), *range(2, TILE)]:
             fresh = _rows(plan, new)
             for common in {min(kept, new - 1), min(kept, new - 1) // 2, min(kept, new - 1) - 5}:
                 reused = plan.reusable(max(common, 0), new, kept)
@@ -273,7 +319,8 @@ def test_a_reused_prefix_is_computed_as_a_fresh_decode_computes_it(plan):
                 span = plan.warm_span(kept, kept + answer)
                 if span is not None:
                     start, end = span
-                    assert start % ALIGN == 0 and end % ALIGN == 0 and TILE <= end - start <= plan.ubatch
+                    assert start % plan.align == 0 and end % plan.align == 0
+                    assert TILE <= end - start <= plan.ubatch
                     assert start <= kept < end <= kept + answer
 
 
