@@ -10,8 +10,9 @@ join between steps; a finished or cancelled one leaves and frees its slot at onc
 A free slot keeps the KV cells of its last prompt (llama-server's prompt cache): a new request
 takes the free slot whose cells give it the most rows to reuse (among equals, the one that
 loses the fewest kept rows) and decodes only the rest, so a chat's next turn reads little more
-than the new turn and a template's fixed instructions are read once. Every answer equals what llama.cpp gives the same prompt decoded fresh, as
-llama-server and llama-cpp-python decode it (in ubatches of 512 from its start), bit for bit,
+than the new turn and a template's fixed instructions are read once. Every answer equals what
+llama.cpp gives the same prompt decoded fresh, as llama-server and llama-cpp-python decode it
+(in ubatches of 512 from its start), bit for bit,
 cache or not (tests/test_prompt_cache.py checks the tokens against a fresh model and against
 llama-cpp-python after every kind of request). llama-server's own cache does not promise that
 ("logits are not guaranteed to be bit-for-bit identical for different batch sizes").
@@ -232,23 +233,27 @@ class Batcher:
         def worth(slot: int) -> tuple[int, int, int, int]:
             held = self.held.get(slot, [])
             common = _common(held, prompt)
-            reused = self.plan.reusable(min(common, len(prompt) - 1), len(prompt), len(held))
+            reused = self._reusable(common, prompt, held)
             return reused, reused - len(held), common, -self.used.get(slot, -1)
 
         return max(free, key=worth)
+
+    def _reusable(self, common: int, prompt: list[int], held: list[int]) -> int:
+        """Of the ``common`` first tokens ``prompt`` shares with a slot's ``held`` cells, how
+        many it reuses. At least the prompt's last token is decoded again: its logits start the
+        answer."""
+        return self.plan.reusable(min(common, len(prompt) - 1), len(prompt), len(held))
 
     def join(self, sequence: Sequence) -> None:
         """Start ``sequence`` in its slot, on what the slot's cells already hold of its prompt."""
         slot, prompt = sequence.seq_id, sequence.prompt
         self.joins += 1
         self.used[slot] = self.joins
-        # At least the prompt's last token is decoded again: its logits start the answer. A
-        # scored prompt needs the logits of every token: decoded whole.
+        # A scored prompt needs the logits of every token: decoded whole.
         reuse = self.reuse and not sequence.request.params.score_prompt
         self.pending.pop(slot, None)
         held = self.held.pop(slot, [])
-        common = min(_common(held, prompt), len(prompt) - 1) if reuse else 0
-        common = self.plan.reusable(common, len(prompt), len(held))
+        common = self._reusable(_common(held, prompt), prompt, held) if reuse else 0
         if common > 0 and not self._window_kept(slot, len(prompt)):
             common = 0
         if common > 0 and self.C.llama_memory_seq_rm(self.memory, slot, common, -1):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from local_models.batching import ALIGN, ROW_REST, SHORT_REST, TILE, Plan
+from local_models.batching import ALIGN, TILE, Plan
 from local_models.llama_backend import LoadOptions, LocalModel, row_exact_weights
 from local_models.types import GenerationParams
 from workbench.core.errors import ContextLengthExceeded
@@ -281,7 +281,7 @@ def _rows(plan: Plan, size: int, start: int = 0) -> list[tuple[bool, bool, bool]
         end = plan.chunk_end(start, size)
         assert start < end <= start + plan.ubatch, (size, start, end)
         leftover = end - (end - start) % 8 if plan.align > 1 else end
-        small = end - start < (SHORT_REST if plan.align > 1 else ROW_REST)
+        small = end - start < plan.short_rest
         rows += [(end - start >= TILE, row >= leftover, small) for row in range(start, end)]
         start = end
     return rows
